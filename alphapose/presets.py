@@ -1,0 +1,82 @@
+"""The preset table: every supported pose model is one row of data.
+
+A preset names the network builder, the keypoint set, the official checkpoint file and the input and
+heatmap sizes. Everything else (the function's labels, the weights download, the loader's hints when a
+checkpoint does not fit) reads this table instead of branching on model names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from alphapose.models.fastpose import fastpose_dcn_res50, fastpose_res50
+from alphapose.models.simplepose import simplepose_res50
+from alphapose.skeletons import COCO17, HALPE26, Skeleton
+
+
+@dataclass(frozen=True)
+class PosePreset:
+    """One pose model: how to build it and which official file holds its weights."""
+
+    name: str
+    description: str
+    builder: Callable[[int], nn.Module]
+    skeleton: Skeleton
+    checkpoint: str
+    input_size: tuple[int, int] = (256, 192)  # (height, width) of a person crop
+    heatmap_size: tuple[int, int] = (64, 48)  # (height, width) of the network output
+
+    def build(self) -> nn.Module:
+        """The network with uninitialised weights, in eval mode."""
+        return self.builder(self.skeleton.num_keypoints).eval()
+
+
+PRESETS: dict[str, PosePreset] = {
+    p.name: p
+    for p in (
+        PosePreset(
+            name="fastpose_res50_coco",
+            description="FastPose, SE-ResNet-50 with DUC head, 17 COCO keypoints (COCO val AP 72.0)",
+            builder=fastpose_res50,
+            skeleton=COCO17,
+            checkpoint="fast_res50_256x192.pth",
+        ),
+        PosePreset(
+            name="fastpose_res50_halpe26",
+            description="FastPose, SE-ResNet-50, 26 Halpe keypoints (COCO 17 + head, neck, hip, feet)",
+            builder=fastpose_res50,
+            skeleton=HALPE26,
+            checkpoint="halpe26_fast_res50_256x192.pth",
+        ),
+        PosePreset(
+            name="simplepose_res50_coco",
+            description="SimplePose (Simple Baseline), ResNet-50 with deconvolution head, 17 COCO keypoints (AP 70.6)",
+            builder=simplepose_res50,
+            skeleton=COCO17,
+            checkpoint="simple_res50_256x192.pth",
+        ),
+        PosePreset(
+            name="fastpose_dcn_res50_coco",
+            description="FastPose, SE-ResNet-50 with deformable convolutions in stages 2-4, 17 COCO keypoints (AP 72.8)",
+            builder=fastpose_dcn_res50,
+            skeleton=COCO17,
+            checkpoint="fast_dcn_res50_256x192.pth",
+        ),
+    )
+}
+
+DEFAULT_PRESET = "fastpose_res50_coco"
+
+DETECTOR_WEIGHTS = "yolov3-spp.weights"
+DETECTOR_INPUT_SIZE = 608
+
+
+def get_preset(name: str) -> PosePreset:
+    """The preset called ``name``; the error lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
