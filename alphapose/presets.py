@@ -53,14 +53,14 @@ PRESETS: dict[str, PosePreset] = {
         ),
         PosePreset(
             name="simplepose_res50_coco",
-            description="SimplePose (Simple Baseline), ResNet-50 with deconvolution head, 17 COCO keypoints (AP 70.6)",
+            description="SimplePose, ResNet-50 with deconvolution head, 17 COCO keypoints (AP 70.6)",
             builder=simplepose_res50,
             skeleton=COCO17,
             checkpoint="simple_res50_256x192.pth",
         ),
         PosePreset(
             name="fastpose_dcn_res50_coco",
-            description="FastPose, SE-ResNet-50 with deformable convolutions in stages 2-4, 17 COCO keypoints (AP 72.8)",
+            description="FastPose, SE-ResNet-50, deformable convs in stages 2-4, 17 COCO keypoints (AP 72.8)",
             builder=fastpose_dcn_res50,
             skeleton=COCO17,
             checkpoint="fast_dcn_res50_256x192.pth",

@@ -43,11 +43,12 @@ class Skeleton:
         return perm
 
 
+# fmt: off
 _COCO_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+)
 
 _COCO_FLIP = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 
@@ -57,14 +58,14 @@ _COCO_EDGES = tuple(
     for a, b in (
         (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
         (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-    )  # fmt: skip
+    )
 )
 
 _COCO_LAYOUT = (
     (50.0, 10.0), (53.0, 7.5), (47.0, 7.5), (56.5, 9.5), (43.5, 9.5),
     (62.0, 24.0), (38.0, 24.0), (68.0, 39.0), (32.0, 39.0), (72.0, 53.0), (28.0, 53.0),
     (57.0, 55.0), (43.0, 55.0), (58.0, 72.0), (42.0, 72.0), (59.0, 88.0), (41.0, 88.0),
-)  # fmt: skip
+)
 
 COCO17 = Skeleton(
     name="coco17",
@@ -80,7 +81,7 @@ HALPE26 = Skeleton(
         *_COCO_NAMES,
         "head", "neck", "hip", "left_big_toe", "right_big_toe",
         "left_small_toe", "right_small_toe", "left_heel", "right_heel",
-    ),  # fmt: skip
+    ),
     flip_pairs=(*_COCO_FLIP, (20, 21), (22, 23), (24, 25)),
     # The edges AlphaPose draws for its 26-keypoint set: head, body through neck and mid-hip, feet.
     edges=(
@@ -88,12 +89,14 @@ HALPE26 = Skeleton(
         (5, 18), (6, 18), (5, 7), (7, 9), (6, 8), (8, 10), (17, 18), (18, 19), (19, 11), (19, 12),
         (11, 13), (12, 14), (13, 15), (14, 16),
         (20, 24), (21, 25), (23, 25), (22, 24), (15, 24), (16, 25),
-    ),  # fmt: skip
+    ),
     layout=(
         *_COCO_LAYOUT,
         (50.0, 2.0), (50.0, 20.0), (50.0, 55.0), (63.0, 97.0), (37.0, 97.0),
         (66.0, 95.0), (34.0, 95.0), (57.0, 94.0), (43.0, 94.0),
-    ),  # fmt: skip
+    ),
 )
+
+# fmt: on
 
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, HALPE26)}

@@ -1,0 +1,164 @@
+"""The whole AlphaPose pipeline behind one call: image in, one pose per person out.
+
+detect persons -> crop every box -> one batched pose forward -> decode heatmaps -> pose NMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from alphapose.build import load_detector, load_pose_model
+from alphapose.detector import PersonDetector
+from alphapose.errors import WeightsError
+from alphapose.pose_nms import pose_nms
+from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, DETECTOR_WEIGHTS, PosePreset, get_preset
+from alphapose.skeletons import Skeleton
+from alphapose.transforms import crop_persons, decode_heatmaps, flip_heatmaps
+
+
+@dataclass(frozen=True)
+class Pose:
+    """One person. Coordinates are image pixels; ``score`` is AlphaPose's proposal score
+    (mean keypoint score + box score + 1.25 x best keypoint score), not a probability."""
+
+    box: np.ndarray  # (4,) float32 xyxy detector box
+    box_score: float  # detector objectness in [0, 1]
+    keypoints: np.ndarray  # (K, 2) float32
+    keypoint_scores: np.ndarray  # (K,) float32 heatmap maxima
+    score: float
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when this process can see a GPU, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
+    return resolved
+
+
+class PosePipeline:
+    """Detector + pose network + decoding, sharing one device and precision policy."""
+
+    def __init__(
+        self,
+        detector: PersonDetector,
+        pose_model: nn.Module,
+        preset: PosePreset,
+        device: torch.device,
+        flip: bool = False,
+        max_batch: int = 64,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.detector = detector
+        self.pose_model = pose_model
+        self.preset = preset
+        self.device = device
+        self.flip = flip
+        self.max_batch = max_batch
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.preset.skeleton
+
+    @classmethod
+    def from_weights_dir(
+        cls,
+        path: str | Path,
+        preset: str = DEFAULT_PRESET,
+        device: str | torch.device = "auto",
+        detector_size: int = DETECTOR_INPUT_SIZE,
+        flip: bool = False,
+        max_batch: int = 64,
+        detector_confidence: float = 0.1,
+        detector_nms: float = 0.6,
+    ) -> PosePipeline:
+        """Build from a directory holding the official files under their official names."""
+        spec = get_preset(preset)
+        directory = Path(path)
+        missing = [name for name in (DETECTOR_WEIGHTS, spec.checkpoint) if not (directory / name).is_file()]
+        if missing:
+            raise WeightsError(
+                f"missing weights in {directory}: {', '.join(missing)}; "
+                f"download them with `python -m alphapose.weights --preset {spec.name} --dir {directory}`"
+            )
+        resolved = resolve_device(device)
+        detector = PersonDetector(
+            load_detector(directory / DETECTOR_WEIGHTS, detector_size, resolved),
+            confidence=detector_confidence,
+            nms_threshold=detector_nms,
+        )
+        pose_model = load_pose_model(spec, directory / spec.checkpoint, resolved)
+        return cls(detector, pose_model, spec, resolved, flip=flip, max_batch=max_batch)
+
+    def __call__(self, image: np.ndarray) -> list[Pose]:
+        """All persons in an RGB uint8 HxWx3 image."""
+        _check_image(image)
+        with self._precision():
+            boxes, scores = self.detector(image)
+        return self.estimate(image, boxes, scores)
+
+    def estimate(
+        self, image: np.ndarray, boxes_xyxy: np.ndarray | torch.Tensor, box_scores: np.ndarray | torch.Tensor
+    ) -> list[Pose]:
+        """The pose stage alone, on given boxes (N, 4) xyxy with scores (N,)."""
+        _check_image(image)
+        boxes = torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4))
+        scores = torch.as_tensor(np.asarray(box_scores, dtype=np.float32).reshape(-1))
+        if len(boxes) != len(scores):
+            raise ValueError(f"{len(boxes)} boxes but {len(scores)} box scores")
+        if len(boxes) == 0:
+            return []
+        batch, crop_boxes = crop_persons(image, boxes.numpy(), self.preset.input_size)
+        heatmaps = self.heatmaps(batch)
+        keypoints, keypoint_scores = decode_heatmaps(heatmaps.numpy(), crop_boxes)
+        merged = pose_nms(boxes, torch.from_numpy(keypoints), torch.from_numpy(keypoint_scores))
+        return [self._pose(boxes[m.pick], float(scores[m.pick]), m.keypoints, m.scores) for m in merged]
+
+    def heatmaps(self, batch: torch.Tensor) -> torch.Tensor:
+        """Pose network on normalised crops (N, 3, H, W), in chunks of ``max_batch``; float32 CPU heatmaps,
+        averaged with the flipped crops' heatmaps when flip test is on."""
+        outputs = []
+        with torch.inference_mode(), self._precision():
+            for chunk in batch.split(self.max_batch):
+                chunk = chunk.to(self.device, non_blocking=True)
+                inputs = torch.cat([chunk, chunk.flip(-1)]) if self.flip else chunk
+                heatmaps = self.pose_model(inputs).float()
+                if self.flip:
+                    n = len(chunk)
+                    heatmaps = (heatmaps[:n] + flip_heatmaps(heatmaps[n:], self.skeleton)) / 2
+                outputs.append(heatmaps.cpu())
+        return torch.cat(outputs)
+
+    @contextmanager
+    def _precision(self) -> Iterator[None]:
+        """fp16 autocast on CUDA; plain fp32 elsewhere."""
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            yield
+
+    @staticmethod
+    def _pose(box: torch.Tensor, box_score: float, keypoints: torch.Tensor, scores: torch.Tensor) -> Pose:
+        kp_scores = scores.numpy().astype(np.float32)
+        return Pose(
+            box=box.numpy().astype(np.float32),
+            box_score=box_score,
+            keypoints=keypoints.numpy().astype(np.float32),
+            keypoint_scores=kp_scores,
+            score=float(kp_scores.mean() + box_score + 1.25 * kp_scores.max()),
+        )
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"expected an RGB uint8 HxWx3 array, got shape {shape} dtype {dtype}")

@@ -1,0 +1,152 @@
+"""Person crops in, keypoints out: the geometry between the image and the pose network.
+
+Every constant and rounding step follows AlphaPose's test-time transform so that official checkpoints
+see the same pixels and their heatmaps map back to the same image coordinates:
+
+* a detector box is widened to the input aspect ratio (w/h = 0.75) and enlarged 1.25x (the "crop box");
+* the crop box is warped to 256x192 with bilinear sampling and a zero border, computed in float32 from
+  three points exactly as the reference does;
+* pixels are scaled to [0, 1] and the means (0.406, 0.457, 0.480) are subtracted from R, G, B (no std);
+* a heatmap peak is refined by a quarter cell towards the higher neighbour, then mapped through the
+  inverse of the same affine construction.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from alphapose.skeletons import Skeleton
+
+PIXEL_MEANS = (
+    0.406,
+    0.457,
+    0.480,
+)  # subtracted from R, G, B (ImageNet means in BGR order: a reference quirk)
+CROP_SCALE = 1.25
+
+
+def box_to_center_scale(
+    boxes: np.ndarray, aspect_ratio: float, scale_mult: float = CROP_SCALE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detector boxes (N, 4) xyxy -> crop centres (N, 2) and sizes (N, 2), in float32 like the reference."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x, y = boxes[:, 0], boxes[:, 1]
+    w, h = boxes[:, 2] - x, boxes[:, 3] - y
+    center = np.stack([x + w * np.float32(0.5), y + h * np.float32(0.5)], axis=1)
+    ar = np.float32(aspect_ratio)
+    wide, tall = w > ar * h, w < ar * h
+    h = np.where(wide, w / ar, h)
+    w = np.where(tall, h * ar, w)
+    scale = np.stack([w, h], axis=1).astype(np.float32) * np.float32(scale_mult)
+    return center.astype(np.float32), scale
+
+
+def center_scale_to_box(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The crop box (N, 4) xyxy that the warp samples; it may extend beyond the image."""
+    half = scale * np.float32(0.5)
+    return np.concatenate([center - half, center + half], axis=1).astype(np.float32)
+
+
+def affine_matrix(
+    center: np.ndarray, width: float, out_size: tuple[int, int], inverse: bool = False
+) -> np.ndarray:
+    """2x3 matrix mapping a region of ``width`` centred on ``center`` onto an ``out_size`` (h, w) grid.
+
+    Built from three float32 point pairs (centre, centre shifted up by half the width, and that point
+    turned by 90 degrees) like the reference, so rounding matches it to the last bit.
+    """
+    out_h, out_w = out_size
+    src = _three_points(np.asarray(center, dtype=np.float32), width)
+    dst = _three_points(np.array([out_w * 0.5, out_h * 0.5], dtype=np.float32), out_w)
+    return cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
+
+
+def _three_points(center: np.ndarray, width: float) -> np.ndarray:
+    """Centre, the point half a width above it, and the third corner found by turning their float32
+    difference by 90 degrees (the difference, not the half width, carries the reference's rounding)."""
+    points = np.zeros((3, 2), dtype=np.float32)
+    points[0] = center
+    points[1] = center + np.array([0.0, -0.5 * width], dtype=np.float32)
+    direct = points[0] - points[1]
+    points[2] = points[1] + np.array([-direct[1], direct[0]], dtype=np.float32)
+    return points
+
+
+def normalize_crop(crop: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB crop -> 3xHxW float32 network input.
+
+    The reference divides by 255 only when the crop's maximum exceeds 1; kept for identical inputs on
+    (nearly) black crops.
+    """
+    chw = crop.transpose(2, 0, 1).astype(np.float32)
+    if chw.max() > 1:
+        chw /= 255.0
+    chw -= np.asarray(PIXEL_MEANS, dtype=np.float32)[:, None, None]
+    return chw
+
+
+def crop_persons(
+    image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Warp every box of an RGB uint8 image to the network input.
+
+    Returns the batch (N, 3, H, W) float32 and the crop boxes (N, 4) needed to map heatmaps back.
+    """
+    in_h, in_w = input_size
+    center, scale = box_to_center_scale(boxes, aspect_ratio=in_w / in_h)
+    batch = np.empty((len(center), 3, in_h, in_w), dtype=np.float32)
+    for i, (c, s) in enumerate(zip(center, scale, strict=True)):
+        matrix = affine_matrix(c, s[0], input_size)
+        crop = cv2.warpAffine(image, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        batch[i] = normalize_crop(crop)
+    return torch.from_numpy(batch), center_scale_to_box(center, scale)
+
+
+def flip_heatmaps(heatmaps: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
+    """Heatmaps of horizontally flipped crops, brought back to the unflipped frame.
+
+    Mirror the width, swap left/right channels, then shift one column right to undo the off-by-one of
+    mirroring a pixel grid. The shift reads from a copy: the reference shifts in place between
+    overlapping views, which current PyTorch computes inconsistently.
+    """
+    out = heatmaps.flip(-1)[:, skeleton.flip_permutation()]
+    shifted = out.clone()
+    shifted[..., 1:] = out[..., :-1]
+    return shifted
+
+
+def decode_heatmaps(heatmaps: np.ndarray, crop_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, K, h, w) and crop boxes (N, 4) -> keypoints (N, K, 2) float32 in image pixels and
+    scores (N, K) float32 (the raw heatmap maxima)."""
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    n, k, hm_h, hm_w = heatmaps.shape
+    flat = heatmaps.reshape(n, k, -1)
+    idx = flat.argmax(axis=2)
+    scores = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
+    px, py = idx % hm_w, idx // hm_w
+    found = scores > 0
+    px, py = (
+        np.where(found, px, 0),
+        np.where(found, py, 0),
+    )  # the reference zeroes peaks that are not positive
+
+    coords = np.stack([px, py], axis=2).astype(np.float32)
+    inner = (px > 1) & (px < hm_w - 1) & (py > 1) & (py < hm_h - 1)
+    xl, xr = np.clip(px - 1, 0, hm_w - 1), np.clip(px + 1, 0, hm_w - 1)
+    yu, yd = np.clip(py - 1, 0, hm_h - 1), np.clip(py + 1, 0, hm_h - 1)
+    rows, joints = np.arange(n)[:, None], np.arange(k)[None, :]
+    dx = heatmaps[rows, joints, py, xr] - heatmaps[rows, joints, py, xl]
+    dy = heatmaps[rows, joints, yd, px] - heatmaps[rows, joints, yu, px]
+    coords += np.where(inner[..., None], np.sign(np.stack([dx, dy], axis=2)) * np.float32(0.25), 0).astype(
+        np.float32
+    )
+
+    keypoints = np.empty_like(coords)
+    for i, box in enumerate(np.asarray(crop_boxes, dtype=np.float32)):
+        w, h = box[2] - box[0], box[3] - box[1]
+        center = np.array([box[0] + w * np.float32(0.5), box[1] + h * np.float32(0.5)], dtype=np.float32)
+        inv = affine_matrix(center, w, (hm_h, hm_w), inverse=True)
+        keypoints[i] = coords[i].astype(np.float64) @ inv[:, :2].T + inv[:, 2]
+    return keypoints, scores.astype(np.float32)
