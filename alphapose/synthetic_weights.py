@@ -52,7 +52,7 @@ def synthetic_pose_model(preset_name: str, generator: torch.Generator) -> nn.Mod
     """A preset's network with random weights whose heatmap peaks land in a plausible score range."""
     model = get_preset(preset_name).build()
     _randomise(model, generator)
-    _calibrate(model, torch.rand(2, 3, 128, 96, generator=generator))
+    _calibrate(model, _calibration_batch(generator, 256, 192) - 0.45)  # crops are roughly centred on zero
     head = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
     with torch.no_grad():
         head.weight.mul_(0.1)
@@ -64,7 +64,7 @@ def synthetic_detector(persons: bool, person_score: float, generator: torch.Gene
     """YOLOv3-SPP with random features and constant output heads (see the module docstring)."""
     model = YoloV3SPP(input_size=256)
     _randomise(model, generator)
-    _calibrate(model, torch.rand(1, 3, 256, 256, generator=generator))
+    _calibrate(model, _calibration_batch(generator, 256, 256))
     heads = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
     logit = math.log(person_score / (1 - person_score))
     with torch.no_grad():
@@ -92,6 +92,17 @@ def _randomise(model: nn.Module, generator: torch.Generator) -> None:
             elif isinstance(module, nn.BatchNorm2d):
                 module.weight.uniform_(0.8, 1.2, generator=generator)
                 module.bias.uniform_(-0.1, 0.1, generator=generator)
+
+
+def _calibration_batch(generator: torch.Generator, height: int, width: int) -> torch.Tensor:
+    """Noise and smooth gradients in [0, 1]: statistics from both keep activations bounded on photos too."""
+    noise = torch.rand(2, 3, height, width, generator=generator)
+    ramp_y = torch.linspace(0, 1, height)[:, None].expand(height, width)
+    ramp_x = torch.linspace(0, 1, width)[None, :].expand(height, width)
+    smooth = torch.stack(
+        [torch.stack([ramp_y, ramp_x, 1 - ramp_y]), torch.stack([ramp_x, 1 - ramp_x, ramp_y])]
+    )
+    return torch.cat([noise, smooth])
 
 
 def _calibrate(model: nn.Module, sample: torch.Tensor) -> None:
