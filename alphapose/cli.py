@@ -1,0 +1,196 @@
+"""``python -m alphapose``: run the function's model locally, call a deployed function, or serve it.
+
+    python -m alphapose predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
+    python -m alphapose call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
+    python -m alphapose serve [--host 127.0.0.1] [--port 8080] [--workers N]
+
+``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (options override them) and runs
+the same ModelHandler; ``call`` posts exactly what CVAT posts. Other tools live in their own modules:
+``python -m alphapose.weights`` downloads the official weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from alphapose import server
+from alphapose.request import OUTPUT_FORMATS, RequestError, decode_image
+
+CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    return command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alphapose",
+        description="Run the function's model locally, call a deployed function, or serve it.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="run the model on image files")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
+    predict.add_argument(
+        "--render", type=Path, help="draw the skeletons: an image file (one input) or a directory"
+    )
+    predict.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="cvat",
+        help="cvat: {image path: [skeletons]}; coco: AlphaPose's results list (default: %(default)s)",
+    )
+    predict.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
+    _add_model_options(predict)
+    predict.set_defaults(command=_predict)
+
+    call = commands.add_parser("call", help="post an image to a deployed function as CVAT does")
+    call.add_argument("url", help="the function's HTTP address, e.g. http://localhost:32768")
+    call.add_argument("image", type=Path)
+    call.add_argument("--threshold", type=float, default=0.0, help="sent only when non-zero, as CVAT does")
+    call.add_argument("--out", type=Path, help="write the answer here instead of stdout")
+    call.add_argument("--render", type=Path, help="draw the answer on the image into this file")
+    call.add_argument(
+        "--timeout", type=float, default=CVAT_REQUEST_TIMEOUT, help="seconds (default: %(default)s)"
+    )
+    call.set_defaults(command=_call)
+
+    serve = commands.add_parser("serve", help="serve main.handler over HTTP like a Nuclio HTTP trigger")
+    server.add_arguments(serve)
+    serve.set_defaults(command=_serve)
+    return parser
+
+
+# Options of `predict` and the function variables they override.
+_MODEL_OPTIONS = {
+    "weights_dir": "ALPHAPOSE_WEIGHTS_DIR",
+    "preset": "ALPHAPOSE_PRESET",
+    "device": "ALPHAPOSE_DEVICE",
+    "detector_size": "ALPHAPOSE_DETECTOR_SIZE",
+    "flip": "ALPHAPOSE_FLIP",
+    "keypoint_threshold": "ALPHAPOSE_KEYPOINT_THRESHOLD",
+}
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", help="directory of the weights files (ALPHAPOSE_WEIGHTS_DIR)")
+    parser.add_argument("--preset", help="pose model, e.g. fastpose_res50_halpe26 (ALPHAPOSE_PRESET)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (ALPHAPOSE_DEVICE)")
+    parser.add_argument(
+        "--detector-size", help="detector input size, a multiple of 32 (ALPHAPOSE_DETECTOR_SIZE)"
+    )
+    parser.add_argument(
+        "--flip", action="store_const", const="1", help="average in the mirrored crops (ALPHAPOSE_FLIP=1)"
+    )
+    parser.add_argument(
+        "--keypoint-threshold", help="keypoints below it are outside (ALPHAPOSE_KEYPOINT_THRESHOLD)"
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from alphapose.formats import coco_results, cvat_skeletons
+
+    if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
+        print(
+            f"error: --render {args.render} names one file but there are {len(args.images)} images",
+            file=sys.stderr,
+        )
+        return 2
+    # model_handler.py sits next to main.py, outside the package, as in a Nuclio function directory.
+    _, config_class = server.load_entrypoint("model_handler:Config")
+    _, model_class = server.load_entrypoint("model_handler:ModelHandler")
+    environ = dict(os.environ)
+    environ.update(
+        {var: str(getattr(args, opt)) for opt, var in _MODEL_OPTIONS.items() if getattr(args, opt)}
+    )
+    try:
+        config = config_class.from_env(environ)
+        model = model_class(config)
+    except (ValueError, RuntimeError) as exc:  # ConfigError, WeightsError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cvat_answers: dict[str, list[dict[str, Any]]] = {}
+    coco_answers: list[dict[str, Any]] = []
+    for path in args.images:
+        try:
+            image = decode_image(path.read_bytes(), max_pixels=config.max_pixels)
+        except (OSError, RequestError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 1
+        poses = model.predict(image)
+        skeletons = cvat_skeletons(
+            poses, model.skeleton, threshold=args.threshold, keypoint_threshold=config.keypoint_threshold
+        )
+        cvat_answers[str(path)] = skeletons
+        coco_answers += coco_results(poses, threshold=args.threshold, image_id=path.name)
+        print(f"{path}: {len(skeletons)} person(s)", file=sys.stderr)
+        if args.render:
+            _render(image, skeletons, _render_path(args.render, path))
+    _write_json(cvat_answers if args.format == "cvat" else coco_answers, args.out)
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    import requests
+
+    payload: dict[str, Any] = {"image": base64.b64encode(args.image.read_bytes()).decode("ascii")}
+    if args.threshold:
+        payload["threshold"] = args.threshold
+    try:
+        reply = requests.post(args.url, json=payload, timeout=args.timeout)
+    except requests.RequestException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if reply.status_code != 200:
+        print(f"error: HTTP {reply.status_code}: {reply.text}", file=sys.stderr)
+        return 1
+    answer = reply.json()
+    print(f"{args.image}: {len(answer)} person(s)", file=sys.stderr)
+    if args.render:
+        _render(decode_image(args.image.read_bytes(), max_pixels=sys.maxsize), answer, args.render)
+    _write_json(answer, args.out)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return server.serve(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        handler=args.handler,
+        max_body_size=args.max_body_size,
+        availability_timeout=args.worker_availability_timeout,
+    )
+
+
+def _render_path(target: Path, image: Path) -> Path:
+    """``target`` itself when it names an image file, else ``<target>/<image stem>.png``."""
+    return target if target.suffix.lower() in IMAGE_SUFFIXES else target / f"{image.stem}.png"
+
+
+def _render(image: Any, skeletons: list[dict[str, Any]], path: Path) -> None:
+    from alphapose.render import draw_skeletons, save_rgb
+
+    save_rgb(path, draw_skeletons(image, skeletons))
+    print(f"rendered {path}", file=sys.stderr)
+
+
+def _write_json(data: Any, out: Path | None) -> None:
+    text = json.dumps(data, indent=2)
+    if out is None:
+        print(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")

@@ -1,0 +1,113 @@
+"""The function's two answer formats: CVAT skeletons and AlphaPose's own results JSON.
+
+CVAT format (what auto-annotation consumes; rules in CVAT's ``lambda_manager`` and serializers):
+one ``skeleton`` per person with ALL keypoints as ``points`` elements in the skeleton's order, labels
+equal to the advertised sublabel names, coordinates as plain finite floats. A keypoint scoring below
+the keypoint threshold is sent with ``outside: true`` (CVAT hides it but keeps the slot), and a person
+whose every keypoint is outside is left out, as CVAT would drop it anyway.
+
+The person ``confidence`` is the detector's objectness for the person box, a probability in [0, 1];
+that is the number CVAT's ``threshold`` is compared with. (AlphaPose's own pose score, mean keypoint
+score + box score + 1.25 * max keypoint score, is not a probability; it appears in the coco format.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from alphapose.cvat_spec import PERSON_LABEL
+from alphapose.skeletons import Skeleton
+
+if TYPE_CHECKING:
+    from alphapose.pipeline import Pose
+
+COCO_PERSON_CATEGORY = 1
+
+
+def cvat_skeletons(
+    poses: Sequence[Pose],
+    skeleton: Skeleton,
+    *,
+    threshold: float,
+    keypoint_threshold: float,
+    label: str = PERSON_LABEL,
+) -> list[dict[str, Any]]:
+    """One CVAT skeleton per person whose box score is at least ``threshold``."""
+    results = []
+    for pose in poses:
+        if not pose.box_score >= threshold:
+            continue
+        elements = _elements(pose, skeleton, keypoint_threshold)
+        if all(element["outside"] for element in elements):
+            continue
+        results.append(
+            {
+                "label": label,
+                "type": "skeleton",
+                "confidence": float(pose.box_score),
+                "attributes": [],
+                "elements": elements,
+            }
+        )
+    return results
+
+
+def coco_results(poses: Sequence[Pose], *, threshold: float, image_id: int | str) -> list[dict[str, Any]]:
+    """AlphaPose's ``alphapose-results.json`` entries (its default "coco" form) for one image.
+
+    Fields and their order follow the official writer: ``keypoints`` is x, y, score per keypoint,
+    ``score`` the pose score, ``box`` the detector box as x, y, w, h. ``idx`` is the person's position
+    in this answer: the official value is a tracking id that carries no information without tracking.
+    ``threshold`` drops persons by box score, as in the CVAT format, so both formats list the same people.
+    """
+    results = []
+    for pose in poses:
+        if not pose.box_score >= threshold:
+            continue
+        keypoints = []
+        for (x, y), score in zip(pose.keypoints.tolist(), pose.keypoint_scores.tolist(), strict=True):
+            keypoints += [x, y, score]
+        x1, y1, x2, y2 = (float(v) for v in pose.box)
+        results.append(
+            {
+                "image_id": image_id,
+                "category_id": COCO_PERSON_CATEGORY,
+                "keypoints": keypoints,
+                "score": float(pose.score),
+                "box": [x1, y1, x2 - x1, y2 - y1],
+                "idx": len(results),
+            }
+        )
+    return results
+
+
+def _elements(pose: Pose, skeleton: Skeleton, keypoint_threshold: float) -> list[dict[str, Any]]:
+    """All keypoints of one person as CVAT ``points`` elements, in the skeleton's order.
+
+    A keypoint with a non-finite coordinate or score (never produced by a healthy model, but JSON and
+    CVAT cannot carry NaN) is sent outside, at the box centre, with confidence 0.
+    """
+    if len(pose.keypoints) != skeleton.num_keypoints:
+        raise ValueError(
+            f"a pose has {len(pose.keypoints)} keypoints, skeleton {skeleton.name} has "
+            f"{skeleton.num_keypoints}"
+        )
+    x1, y1, x2, y2 = (float(v) for v in pose.box)
+    centre = [(x1 + x2) / 2, (y1 + y2) / 2]
+    elements = []
+    for name, (x, y), score in zip(
+        skeleton.keypoints, pose.keypoints.tolist(), pose.keypoint_scores.tolist(), strict=True
+    ):
+        finite = math.isfinite(x) and math.isfinite(y) and math.isfinite(score)
+        elements.append(
+            {
+                "label": name,
+                "type": "points",
+                "points": [x, y] if finite else centre,
+                "outside": not (finite and score >= keypoint_threshold),
+                "confidence": score if finite else 0.0,
+            }
+        )
+    return elements

@@ -1,0 +1,70 @@
+"""Drawing the function's CVAT answer on the image it was computed from.
+
+The input is the answer itself (a list of CVAT skeletons), so a local prediction and a deployed
+function's reply are drawn by the same code. Edges come from the skeleton table whose keypoint names
+match the answer's element labels; keypoints sent ``outside`` are not drawn, nor edges touching them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from alphapose.skeletons import SKELETONS, Skeleton
+
+# RGB colours by body side: the person's left, right, and the midline.
+LEFT_COLOUR = (255, 140, 0)
+RIGHT_COLOUR = (0, 160, 255)
+CENTRE_COLOUR = (60, 220, 60)
+
+
+def find_skeleton(labels: Sequence[str]) -> Skeleton | None:
+    """The keypoint set whose names are exactly ``labels``, in order."""
+    return next((s for s in SKELETONS.values() if s.keypoints == tuple(labels)), None)
+
+
+def draw_skeletons(image: np.ndarray, annotations: Sequence[dict[str, Any]]) -> np.ndarray:
+    """A copy of an (H, W, 3) uint8 RGB image with every skeleton of a CVAT answer drawn on it."""
+    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    thickness = max(1, round(min(canvas.shape[:2]) / 320))
+    for annotation in annotations:
+        if annotation.get("type") != "skeleton":
+            continue
+        elements = annotation.get("elements", [])
+        points = [_pixel(e["points"]) for e in elements]
+        visible = [not e.get("outside", False) for e in elements]
+        names = [e["label"] for e in elements]
+        skeleton = find_skeleton(names)
+        for a, b in skeleton.edges if skeleton else ():
+            if visible[a] and visible[b]:
+                colour = _side_colour(names[a], names[b])
+                cv2.line(canvas, points[a], points[b], colour, thickness, cv2.LINE_AA)
+        for name, point, shown in zip(names, points, visible, strict=True):
+            if shown:
+                cv2.circle(canvas, point, thickness + 2, _side_colour(name, name), -1, cv2.LINE_AA)
+    return canvas
+
+
+def save_rgb(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB image; the format follows the file extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path} (unsupported extension?)")
+
+
+def _pixel(point: Sequence[float]) -> tuple[int, int]:
+    return round(point[0]), round(point[1])
+
+
+def _side_colour(a: str, b: str) -> tuple[int, int, int]:
+    """Left or right when both ends are on that side, else the midline colour."""
+    if a.startswith("left_") and b.startswith("left_"):
+        return LEFT_COLOUR
+    if a.startswith("right_") and b.startswith("right_"):
+        return RIGHT_COLOUR
+    return CENTRE_COLOUR

@@ -1,0 +1,223 @@
+"""Parsing and validation of the function's request body, up to an RGB image array.
+
+CVAT posts ``{"image": <base64 of the frame file>, "threshold": <float, only when non-zero>}`` with
+``Content-Type: application/json``; Nuclio hands the handler a dict for exactly that content type and raw
+bytes for any other (``nuctl invoke`` without ``-c``, ``application/json; charset=utf-8``). Everything a
+caller can get wrong surfaces as one :class:`RequestError` that carries the HTTP status to answer with.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+OUTPUT_FORMATS = ("cvat", "coco")
+
+_DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+# Pillow modes holding more than 8 bits per sample; Image.convert("RGB") would clip them at 255.
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class RequestError(Exception):
+    """A request the function refuses: ``status`` is the HTTP status, ``error`` a short stable code."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+    def payload(self) -> dict[str, str]:
+        """The JSON body of the error answer."""
+        return {"error": self.error, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PoseRequest:
+    """A validated request: the decoded image and the answer options."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
+    threshold: float  # persons whose detector score is below this are dropped
+    keypoint_threshold: float  # keypoints scoring below this are marked outside
+    output_format: str  # "cvat" or "coco"
+    image_id: int | str  # echoed in the coco results
+
+
+def parse_body(body: Any) -> dict[str, Any]:
+    """The request as a dict, whatever form Nuclio delivered the body in."""
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if isinstance(body, bytes | str):
+        if not body.strip():
+            raise RequestError(400, "invalid_body", "the body is empty; expected a JSON object with 'image'")
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError(
+            400, "invalid_body", f"expected a JSON object with 'image', got {_json_type(body)}"
+        )
+    return body
+
+
+def parse_request(body: Any, *, max_pixels: int, keypoint_threshold: float) -> PoseRequest:
+    """Validate every field, then decode the image (cheap checks first).
+
+    ``keypoint_threshold`` is the function's default, used when the request does not set one.
+    Unknown fields are ignored so that newer callers keep working.
+    """
+    data = parse_body(body)
+    threshold = _probability(data, "threshold", "invalid_threshold", default=0.0)
+    keypoint_threshold = _probability(
+        data, "keypoint_threshold", "invalid_keypoint_threshold", default=keypoint_threshold
+    )
+    output_format = data.get("format", "cvat")
+    if output_format not in OUTPUT_FORMATS:
+        raise RequestError(
+            400,
+            "invalid_format",
+            f"'format' must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}",
+        )
+    image_id = data.get("image_id", 0)
+    if isinstance(image_id, bool) or not isinstance(image_id, int | str):
+        raise RequestError(
+            400, "invalid_image_id", f"'image_id' must be an integer or a string, got {_json_type(image_id)}"
+        )
+    image = decode_image(decode_base64(data.get("image")), max_pixels=max_pixels)
+    return PoseRequest(image, threshold, keypoint_threshold, output_format, image_id)
+
+
+def decode_base64(value: Any) -> bytes:
+    """The bytes of the ``image`` field; a data-URL prefix, line breaks and missing padding are tolerated."""
+    if value is None or value == "":
+        raise RequestError(400, "missing_image", "the request has no 'image' (a base64-encoded image file)")
+    if not isinstance(value, str):
+        raise RequestError(
+            400, "invalid_image_field", f"'image' must be a base64 string, got {_json_type(value)}"
+        )
+    text = _WHITESPACE.sub("", _DATA_URL_PREFIX.sub("", value.strip(), count=1))
+    text = text.replace("-", "+").replace("_", "/")  # the URL-safe alphabet decodes to the same bytes
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(400, "invalid_base64", f"'image' is not valid base64: {exc}") from None
+    if not data:
+        raise RequestError(400, "missing_image", "'image' decodes to no bytes")
+    return data
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
+    """An image file's pixels as (H, W, 3) uint8 RGB, upright as a viewer shows it.
+
+    The pixel limit is checked on the header, before any pixel is decoded, so a small file that
+    declares a huge canvas (a decompression bomb) costs nothing.
+
+    EXIF orientation: CVAT's frame provider already applies it when it writes a task's chunks
+    (``rotate_within_exif`` / ``ImageOps.exif_transpose`` in ``cvat/apps/engine/media_extractors.py``)
+    and the re-encoded frames carry no orientation tag, so transposing is a no-op for CVAT and makes
+    direct callers that send camera JPEGs get keypoints in the coordinates their viewer displays.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below decides; Pillow's warning threshold is not the policy here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise RequestError(413, "image_too_large", str(exc)) from None
+    except Exception as exc:  # Pillow raises many exception types on malformed files
+        raise RequestError(400, "invalid_image", f"'image' is not a readable image file: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise RequestError(
+            413,
+            "image_too_large",
+            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
+        )
+    if width == 0 or height == 0:
+        raise RequestError(400, "invalid_image", f"the image is empty ({width}x{height})")
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except RequestError:
+        raise
+    except Exception as exc:  # truncated or corrupt pixel data, broken EXIF
+        raise RequestError(400, "invalid_image", f"the image could not be decoded: {exc}") from None
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode as (H, W, 3) uint8 RGB.
+
+    Alpha is dropped, not blended: the reference AlphaPose pipeline reads images with
+    ``cv2.imread``, which ignores the alpha channel, so the colour values reach the model unchanged.
+    High-depth grey images are scaled down to 8 bits (see :func:`_scale_to_uint8`) instead of being
+    clipped at 255, which would turn most 16-bit images white.
+    """
+    if image.mode in _HIGH_DEPTH_MODES:
+        full_scale = 65535.0 if image.mode.startswith("I;16") else None
+        grey = _scale_to_uint8(np.asarray(image, dtype=np.float64), full_scale)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")  # applies the palette and its transparency in one step
+    if image.mode != "RGB":
+        try:
+            image = image.convert("RGB")
+        except ValueError as exc:
+            raise RequestError(400, "invalid_image", f"unsupported image mode {image.mode}: {exc}") from None
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def _scale_to_uint8(values: np.ndarray, full_scale: float | None) -> np.ndarray:
+    """Map one high-depth channel linearly to 0..255.
+
+    ``full_scale`` is the value shown as white (65535 for 16-bit data, as browsers display it). When
+    the mode does not say (32-bit integers, floats), non-negative data uses the smallest of 1, 255 and
+    65535 that holds it, else its maximum; data with negative values is stretched from min to max.
+    Non-finite values count as 0.
+    """
+    values = np.where(np.isfinite(values), values, 0.0)
+    low, high = float(values.min()), float(values.max())
+    if full_scale is not None or low >= 0:
+        low = 0.0
+        full_scale = full_scale or next((s for s in (1.0, 255.0, 65535.0) if high <= s), high)
+    else:
+        full_scale = high
+    span = full_scale - low
+    if span <= 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.rint((values - low) * (255.0 / span)).astype(np.uint8)
+
+
+def _probability(data: dict[str, Any], key: str, error: str, *, default: float) -> float:
+    """An optional number in [0, 1]; JSON null means "not given" (bool is not a number)."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {_json_type(value)}")
+    if not 0.0 <= value <= 1.0:
+        raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {value}")
+    return float(value)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for error messages that must not echo large inputs."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)

@@ -1,0 +1,479 @@
+"""A local HTTP server that runs the function exactly as Nuclio's HTTP trigger and Python runtime do.
+
+Every POST takes the runtime's path: the request becomes the msgpack event map the Go processor
+sends, ``nuclio_sdk.Event.deserialize`` turns it into the handler's event (a dict body only for
+exactly ``application/json``), the handler's output is encoded by
+``nuclio_sdk.Response.from_entrypoint_output`` and sent back as the processor would, and an exception
+escaping the handler becomes the wrapper's 500 ``text/plain`` answer. Like a Nuclio trigger with
+``numWorkers: N`` it runs N worker processes, each with its own ``init_context``; a request waits up
+to the worker-availability timeout for a free worker and then gets 503; bodies over the size limit
+get 413. ``GET /`` answers health and what is loaded.
+
+The event encoding helpers are public because ``tests/nuclio_harness.py`` drives the function
+in-process through the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import multiprocessing
+import queue
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import msgpack
+import nuclio_sdk
+import nuclio_sdk.json_encoder
+import nuclio_sdk.logger
+
+DEFAULT_HANDLER = "main:handler"
+DEFAULT_MAX_BODY_SIZE = 33_554_432  # function.yaml's maxRequestBodySize (Nuclio's own default is 4 MiB)
+DEFAULT_WORKER_AVAILABILITY_TIMEOUT = 10.0  # seconds, Nuclio's workerAvailabilityTimeoutMilliseconds
+DEFAULT_TRIGGER = nuclio_sdk.TriggerInfo(kind="http", name="default-http")
+# main.py and model_handler.py sit next to the package, as in the function image's /opt/nuclio.
+FUNCTION_ROOT = Path(__file__).resolve().parent.parent
+
+_HANDLER_SPEC = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")  # the runtime's module.sub:function syntax
+
+
+@dataclass(frozen=True)
+class HandlerResult:
+    """What the processor turns a runtime response into: the HTTP answer."""
+
+    status: int
+    content_type: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def encode_event(
+    body: bytes,
+    *,
+    content_type: str = "",
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/",
+    fields: Mapping[str, str] | None = None,
+    event_id: str | None = None,
+    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
+) -> bytes:
+    """The msgpack event map the Go processor writes to the runtime for one HTTP request.
+
+    The body travels as msgpack bin (not base64) and the content type verbatim from the header,
+    under both keys the processor uses.
+    """
+    event = {
+        "body": bytes(body),
+        "content_type": content_type,
+        "content-type": content_type,
+        "trigger": {"kind": trigger.kind, "name": trigger.name},
+        "fields": dict(fields or {}),
+        "headers": dict(headers or {}),
+        "id": event_id or str(uuid.uuid4()),
+        "method": method,
+        "path": path,
+        "size": len(body),
+        "timestamp": int(time.time()),
+        "url": "",
+        "shard_id": 0,
+        "num_shards": 0,
+        "type": "",
+        "type_version": "",
+        "version": "",
+        "offset": 0,
+        "topic": "",
+    }
+    return msgpack.packb(event, use_bin_type=True)
+
+
+def decode_event(message: bytes) -> nuclio_sdk.Event:
+    """The runtime's side: unpack with decoded strings and let the SDK build the event."""
+    return nuclio_sdk.Event.deserialize(
+        msgpack.unpackb(message, raw=False), kind=nuclio_sdk.EventDeserializerKinds.msgpack
+    )
+
+
+def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Context, message: bytes) -> str:
+    """One event through the runtime: the JSON response line the wrapper sends to the processor."""
+    encoder = nuclio_sdk.json_encoder.Encoder()
+    try:
+        output = entrypoint(context, decode_event(message))
+        return encoder.encode(nuclio_sdk.Response.from_entrypoint_output(encoder.encode, output))
+    except Exception as exc:
+        formatted = traceback.format_exc()
+        context.logger.error_with("Exception caught in handler", exc=str(exc), traceback=formatted)
+        return encoder.encode(
+            {
+                "body": f'Exception caught in handler - "{exc}": {formatted}',
+                "body_encoding": "text",
+                "content_type": "text/plain",
+                "status_code": 500,
+            }
+        )
+
+
+def decode_result(line: str) -> HandlerResult:
+    """The processor's side: body decoding and the header values the HTTP trigger copies (str, int)."""
+    result = json.loads(line)
+    encoding = result.get("body_encoding", "text")
+    if encoding == "base64":
+        body = base64.b64decode(result["body"])
+    elif encoding == "text":
+        body = str(result["body"]).encode("utf-8")
+    else:
+        raise ValueError(f"unknown body_encoding {encoding!r} in the runtime response")
+    headers = {
+        str(key): str(value)
+        for key, value in (result.get("headers") or {}).items()
+        if isinstance(value, str | int) and not isinstance(value, bool)
+    }
+    return HandlerResult(int(result["status_code"]), result.get("content_type") or "", headers, body)
+
+
+def load_entrypoint(spec: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
+    """The module and function named by a ``module.sub:function`` handler spec, as the runtime loads it."""
+    match = _HANDLER_SPEC.match(spec)
+    if not match:
+        raise ValueError(f"malformed handler {spec!r}; expected module:function")
+    if str(FUNCTION_ROOT) not in sys.path:
+        sys.path.insert(0, str(FUNCTION_ROOT))
+    module_name, function_name = match.group(1), match.group(3)
+    module = __import__(module_name)
+    for part in module_name.split(".")[1:]:
+        module = getattr(module, part)
+    return module, getattr(module, function_name)
+
+
+def create_context(
+    stream: IO[str],
+    *,
+    worker_id: int = 0,
+    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
+    formatter: logging.Formatter | None = None,
+) -> nuclio_sdk.Context:
+    """A runtime context whose real nuclio_sdk logger writes to ``stream``.
+
+    The logger name is unique per context: nuclio_sdk loggers are ``logging`` loggers looked up by name.
+    """
+    logger = nuclio_sdk.Logger(logging.DEBUG, name=f"alphapose.function.{uuid.uuid4().hex[:8]}")
+    logger.set_handler("default", stream, formatter or nuclio_sdk.logger.HumanReadableFormatter())
+    return nuclio_sdk.Context(logger, nuclio_sdk.Platform("local"), worker_id, trigger)
+
+
+def init_function(module: ModuleType, context: nuclio_sdk.Context) -> None:
+    """Call the module's ``init_context`` if it has one, as the runtime does before serving."""
+    init_context = getattr(module, "init_context", None)
+    if init_context is not None:
+        init_context(context)
+
+
+# --- worker processes -------------------------------------------------------------------------------
+
+
+def _worker_main(worker_id: int, handler_spec: str, connection: Connection) -> None:
+    """One runtime process: init once, then answer events until the server closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server process owns shutdown
+    try:
+        module, entrypoint = load_entrypoint(handler_spec)
+        context = create_context(sys.stderr, worker_id=worker_id)
+        init_function(module, context)
+        model = getattr(context.user_data, "model", None)
+        connection.send(("ready", model.info() if hasattr(model, "info") else {}))
+    except BaseException as exc:
+        traceback.print_exc()
+        connection.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            message = connection.recv_bytes()
+        except EOFError:
+            return
+        connection.send_bytes(run_handler(entrypoint, context, message).encode("utf-8"))
+
+
+class WorkerStartError(RuntimeError):
+    """A worker's ``init_context`` failed; the message is the worker's error."""
+
+
+class _Worker:
+    def __init__(self, worker_id: int, handler_spec: str) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.id = worker_id
+        self.connection, child = spawn.Pipe()
+        self.process = spawn.Process(
+            target=_worker_main, args=(worker_id, handler_spec, child), name=f"function-worker-{worker_id}"
+        )
+        self.process.start()
+        child.close()
+
+    def wait_ready(self) -> dict[str, Any]:
+        try:
+            status, payload = self.connection.recv()
+        except EOFError:
+            self.process.join()
+            status, payload = "failed", f"worker {self.id} exited with code {self.process.exitcode}"
+        if status != "ready":
+            raise WorkerStartError(payload)
+        return payload
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.connection.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+
+
+class WorkerPool:
+    """N runtime processes; a request borrows an idle one or gives up after the availability timeout."""
+
+    def __init__(self, size: int, handler_spec: str = DEFAULT_HANDLER) -> None:
+        if size < 1:
+            raise ValueError(f"at least one worker is needed, got {size}")
+        self.size = size
+        self.handler_spec = handler_spec
+        self.info: dict[str, Any] = {}
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: list[_Worker] = []
+
+    def start(self) -> None:
+        """Start all workers in parallel and wait until every ``init_context`` has finished."""
+        self._workers = [_Worker(i, self.handler_spec) for i in range(self.size)]
+        try:
+            for worker in self._workers:
+                self.info = worker.wait_ready()
+        except WorkerStartError:
+            self.close()
+            raise
+        for worker in self._workers:
+            self._idle.put(worker)
+
+    @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    def call(self, message: bytes, availability_timeout: float) -> str | None:
+        """The runtime's response line, or None when no worker became free in time."""
+        try:
+            worker = self._idle.get(timeout=availability_timeout)
+        except queue.Empty:
+            return None
+        try:
+            worker.connection.send_bytes(message)
+            line = worker.connection.recv_bytes().decode("utf-8")
+        except (EOFError, OSError) as exc:
+            threading.Thread(target=self._replace, args=(worker,), daemon=True).start()
+            raise RuntimeError(f"worker {worker.id} died while handling a request") from exc
+        self._idle.put(worker)
+        return line
+
+    def _replace(self, dead: _Worker) -> None:
+        """Start a fresh process in a dead worker's slot, as the platform restarts a failed one."""
+        dead.close(timeout=0)
+        replacement = _Worker(dead.id, self.handler_spec)
+        self._workers[self._workers.index(dead)] = replacement
+        replacement.wait_ready()
+        self._idle.put(replacement)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
+# --- HTTP -------------------------------------------------------------------------------------------
+
+
+class FunctionServer(ThreadingHTTPServer):
+    """The HTTP trigger: one thread per connection, one worker per request."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        pool: WorkerPool,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        availability_timeout: float = DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
+    ) -> None:
+        super().__init__(address, _RequestHandler)
+        self.pool = pool
+        self.max_body_size = max_body_size
+        self.availability_timeout = availability_timeout
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: FunctionServer
+    server_version = "alphapose-function"
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path != "/":
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not_found", "detail": "GET / reports health"})
+            return
+        pool = self.server.pool
+        self._send_json(
+            HTTPStatus.OK,
+            {
+                "status": "ok",
+                **pool.info,
+                "handler": pool.handler_spec,
+                "workers": pool.size,
+                "idle_workers": pool.idle,
+            },
+        )
+
+    def do_POST(self) -> None:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self._send_json(
+                HTTPStatus.LENGTH_REQUIRED, {"error": "length_required", "detail": "send Content-Length"}
+            )
+            return
+        try:
+            length = int(length_header)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": "bad Content-Length"})
+            return
+        if length > self.server.max_body_size:
+            self.close_connection = True  # the body is not read; this connection cannot be reused
+            self._send_json(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                {
+                    "error": "body_too_large",
+                    "detail": f"the body has {length} bytes; the limit is {self.server.max_body_size}",
+                },
+            )
+            return
+        body = self.rfile.read(length)
+        url = urlsplit(self.path)
+        message = encode_event(
+            body,
+            content_type=self.headers.get("Content-Type", ""),
+            headers=dict(self.headers.items()),
+            method=self.command,
+            path=url.path,
+            fields=dict(parse_qsl(url.query)),
+        )
+        try:
+            line = self.server.pool.call(message, self.server.availability_timeout)
+        except RuntimeError as exc:
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "worker_died", "detail": str(exc)})
+            return
+        if line is None:
+            self._send_json(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {
+                    "error": "no_worker_available",
+                    "detail": f"all {self.server.pool.size} workers stayed busy for "
+                    f"{self.server.availability_timeout:g} s",
+                },
+            )
+            return
+        result = decode_result(line)
+        self._send(result.status, result.content_type, result.body, result.headers)
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, "application/json", json.dumps(payload).encode("utf-8"))
+
+    def _send(
+        self, status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    handler: str = DEFAULT_HANDLER,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    availability_timeout: float = DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
+) -> int:
+    """Run until SIGINT or SIGTERM; the exit status (1 when a worker failed to start).
+
+    The socket is bound only after every worker is ready, as Nuclio starts its trigger, and the
+    address is printed on stdout (``Listening on http://HOST:PORT``) for scripts that pass port 0.
+    """
+    pool = WorkerPool(workers, handler)
+    try:
+        pool.start()
+    except WorkerStartError as exc:
+        print(f"error: the function failed to start: {exc}", file=sys.stderr)
+        return 1
+    server = FunctionServer((host, port), pool, max_body_size, availability_timeout)
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"Listening on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        pool.close()
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` options (shared by ``python -m alphapose serve``)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each loading the model (default: %(default)s)",
+    )
+    parser.add_argument("--handler", default=DEFAULT_HANDLER, help="module:function (default: %(default)s)")
+    parser.add_argument(
+        "--max-body-size",
+        type=int,
+        default=DEFAULT_MAX_BODY_SIZE,
+        help="larger request bodies get 413 (default: %(default)s bytes)",
+    )
+    parser.add_argument(
+        "--worker-availability-timeout",
+        type=float,
+        default=DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
+        help="seconds a request waits for a free worker before 503 (default: %(default)s)",
+    )

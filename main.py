@@ -1,0 +1,91 @@
+"""Nuclio entry points of the AlphaPose function (``spec.handler: main:handler``).
+
+``init_context`` loads the model once per worker process; ``handler`` answers one request. Every
+answer is a JSON ``context.Response``: 200 with the results, 4xx with ``{"error", "detail"}`` for a
+bad request, 503 when the GPU ran out of memory, 500 for anything unexpected. Tracebacks go to the
+function log (with the request id), never to the caller, and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from alphapose.request import RequestError, parse_request
+from model_handler import Config, ModelHandler
+
+
+def init_context(context: Any) -> None:
+    """Build the model from the ``ALPHAPOSE_*`` environment and keep it in ``context.user_data.model``."""
+    start = time.perf_counter()
+    try:
+        model = ModelHandler(Config.from_env())
+    except Exception as exc:
+        context.logger.error_with("AlphaPose function failed to start", error=str(exc))
+        raise
+    context.user_data.model = model
+    info = model.info()
+    context.logger.info_with(
+        "AlphaPose model loaded",
+        preset=info["preset"],
+        weights=info["weights"],
+        detector_size=info["detector_size"],
+        flip=info["flip"],
+        device=info["device"],
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def handler(context: Any, event: Any) -> Any:
+    """The persons in ``event.body["image"]`` as CVAT skeletons (AlphaPose results for ``format: coco``)."""
+    model: ModelHandler = context.user_data.model
+    start = time.perf_counter()
+    try:
+        request = parse_request(
+            event.body, max_pixels=model.config.max_pixels, keypoint_threshold=model.config.keypoint_threshold
+        )
+        results = model.infer(request)
+        body = json.dumps(results, allow_nan=False)
+    except RequestError as exc:
+        context.logger.warn_with("Request refused", request_id=event.id, error=exc.error, detail=exc.detail)
+        return _json_response(context, exc.status, exc.payload())
+    except torch.OutOfMemoryError as exc:
+        torch.cuda.empty_cache()
+        context.logger.error_with("Out of memory", request_id=event.id, exc=str(exc))
+        return _json_response(
+            context,
+            503,
+            {
+                "error": "out_of_memory",
+                "detail": "the device ran out of memory; retry, or send a smaller image",
+            },
+        )
+    except Exception as exc:
+        context.logger.error_with(
+            "Unexpected error", request_id=event.id, exc=repr(exc), traceback=traceback.format_exc()
+        )
+        return _json_response(
+            context,
+            500,
+            {
+                "error": "internal_error",
+                "detail": f"{type(exc).__name__} while handling request {event.id}; see the function log",
+            },
+        )
+    context.logger.debug_with(
+        "Request answered",
+        request_id=event.id,
+        persons=len(results),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+    return context.Response(body=body, headers={}, content_type="application/json", status_code=200)
+
+
+def _json_response(context: Any, status: int, payload: dict[str, str]) -> Any:
+    return context.Response(
+        body=json.dumps(payload), headers={}, content_type="application/json", status_code=status
+    )

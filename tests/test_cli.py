@@ -1,0 +1,212 @@
+"""``python -m alphapose``: predict and render locally, call a function as CVAT does, and the drawing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+from nuclio_harness import ServerProcess, cvat_violations
+from PIL import Image
+
+from alphapose.cli import main
+from alphapose.cvat_spec import label_spec
+from alphapose.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons
+from alphapose.skeletons import COCO17
+
+GREY = 90
+MODEL_OPTIONS = ["--detector-size", "160", "--device", "cpu"]
+
+
+def write_image(path: Path, width: int = 64, height: int = 96) -> Path:
+    Image.new("RGB", (width, height), (GREY, GREY, GREY)).save(path)
+    return path
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def skeleton(points: list[tuple[float, float]], outside: set[int], names=COCO17.keypoints) -> dict:
+    return {
+        "label": "person",
+        "type": "skeleton",
+        "elements": [
+            {"label": name, "type": "points", "points": list(p), "outside": i in outside}
+            for i, (name, p) in enumerate(zip(names, points, strict=True))
+        ],
+    }
+
+
+# --- drawing -----------------------------------------------------------------------------------------
+
+
+def test_draw_skeletons_draws_visible_points_and_edges_only() -> None:
+    image = np.full((200, 200, 3), GREY, dtype=np.uint8)
+    points = [(20.0 + 9 * i, 30.0 + 7 * i) for i in range(17)]
+    points[5], points[7] = (40.0, 150.0), (120.0, 150.0)  # left_shoulder - left_elbow: a visible edge
+    points[6], points[8] = (40.0, 180.0), (120.0, 180.0)  # right_shoulder - right_elbow: elbow outside
+    drawn = draw_skeletons(
+        image, [skeleton(points, outside={8, 16}), {"type": "rectangle", "points": [0, 0, 9, 9]}]
+    )
+    assert (image == GREY).all()  # the input is not modified
+    assert np.abs(drawn[150, 80].astype(int) - LEFT_COLOUR).max() < 40  # left arm edge (anti-aliased)
+    assert (drawn[180, 80] == GREY).all()  # the edge to an outside keypoint is not drawn
+    np.testing.assert_array_equal(drawn[180, 40], RIGHT_COLOUR)  # the visible right shoulder
+    assert (drawn[180, 120] == GREY).all()  # the outside right elbow
+    np.testing.assert_array_equal(drawn[30, 20], CENTRE_COLOUR)  # the nose
+    x, y = points[16]
+    assert (drawn[round(y), round(x)] == GREY).all()
+
+
+def test_draw_skeletons_with_unknown_names_draws_points_without_edges() -> None:
+    image = np.full((60, 60, 3), GREY, dtype=np.uint8)
+    drawn = draw_skeletons(image, [skeleton([(10.0, 10.0), (50.0, 10.0)], set(), names=("a", "b"))])
+    np.testing.assert_array_equal(drawn[10, 10], CENTRE_COLOUR)
+    assert (drawn[10, 30] == GREY).all()
+
+
+# --- predict -----------------------------------------------------------------------------------------
+
+
+def test_predict_writes_cvat_json_and_a_rendered_png(weights_dir: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "person.png")
+    out, render = tmp_path / "out" / "results.json", tmp_path / "drawn.png"
+    argv = [
+        "predict",
+        str(image),
+        "--out",
+        str(out),
+        "--render",
+        str(render),
+        "--weights-dir",
+        str(weights_dir),
+    ]
+    assert main([*argv, *MODEL_OPTIONS]) == 0
+    results = json.loads(out.read_text())
+    assert list(results) == [str(image)]
+    (person,) = results[str(image)]
+    assert cvat_violations([person], label_spec(COCO17)) == []
+    drawn = read_rgb(render)
+    assert drawn.shape == (96, 64, 3)
+    colours = {LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR}
+    visible = [e["points"] for e in person["elements"] if not e["outside"]]
+    inside = [(round(x), round(y)) for x, y in visible if 0 <= round(x) < 64 and 0 <= round(y) < 96]
+    assert inside, "no visible keypoint inside the image to check"
+    for x, y in inside:
+        assert tuple(int(v) for v in drawn[y, x]) in colours
+
+
+def test_predict_coco_format_for_several_images(weights_dir: Path, tmp_path: Path) -> None:
+    images = [write_image(tmp_path / "a.png"), write_image(tmp_path / "b.jpg", 80, 40)]
+    out, render_dir = tmp_path / "results.json", tmp_path / "drawn"
+    argv = ["predict", *map(str, images), "--format", "coco", "--out", str(out), "--render", str(render_dir)]
+    assert main([*argv, "--weights-dir", str(weights_dir), *MODEL_OPTIONS]) == 0
+    results = json.loads(out.read_text())
+    assert [r["image_id"] for r in results] == ["a.png", "b.jpg"]
+    assert results[1]["box"] == pytest.approx([0, 0, 80, 40])
+    assert all(len(r["keypoints"]) == 51 for r in results)
+    assert sorted(p.name for p in render_dir.iterdir()) == ["a.png", "b.png"]
+
+
+def test_predict_reports_configuration_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = write_image(tmp_path / "x.png")
+    assert main(["predict", str(image), "--weights-dir", str(tmp_path), "--device", "cpu"]) == 2
+    assert "yolov3-spp.weights" in capsys.readouterr().err
+    assert main(["predict", str(image), "--preset", "nope"]) == 2
+    assert "ALPHAPOSE_PRESET" in capsys.readouterr().err
+    assert main(["predict", str(image), str(image), "--render", str(tmp_path / "one.png")]) == 2
+
+
+# --- call --------------------------------------------------------------------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Records what a client posts and answers with a canned CVAT answer or error."""
+
+    requests: ClassVar[list[tuple[dict, bytes]]] = []
+    status = 200
+    answer = b"[]"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append((dict(self.headers.items()), body))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder():
+    _Recorder.requests = []
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_call_posts_what_cvat_posts(recorder: HTTPServer, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "frame.png")
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    assert main(["call", url, str(image), "--out", str(tmp_path / "a.json")]) == 0
+    assert main(["call", url, str(image), "--threshold", "0.3", "--out", str(tmp_path / "b.json")]) == 0
+    (headers, first), (_, second) = _Recorder.requests
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(first) == {
+        "image": base64.b64encode(image.read_bytes()).decode("ascii")
+    }  # no threshold
+    assert json.loads(second) == {"image": json.loads(first)["image"], "threshold": 0.3}
+    assert json.loads((tmp_path / "a.json").read_text()) == []
+
+
+def test_call_reports_an_error_answer(
+    recorder: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Recorder, "status", 400)
+    monkeypatch.setattr(_Recorder, "answer", b'{"error": "invalid_image", "detail": "x"}')
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    assert main(["call", url, str(write_image(tmp_path / "f.png"))]) == 1
+    assert "HTTP 400" in capsys.readouterr().err
+
+
+def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Path) -> None:
+    env = {
+        "ALPHAPOSE_WEIGHTS_DIR": str(weights_dir),
+        "ALPHAPOSE_DETECTOR_SIZE": "160",
+        "ALPHAPOSE_DEVICE": "cpu",
+    }
+    server = ServerProcess(env, tmp_path / "server.log")
+    try:
+        assert server.url, server.log()
+        image = write_image(tmp_path / "frame.jpg", 48, 64)
+        out, render = tmp_path / "answer.json", tmp_path / "answer.png"
+        argv = [
+            "call",
+            server.url,
+            str(image),
+            "--threshold",
+            "0.5",
+            "--out",
+            str(out),
+            "--render",
+            str(render),
+        ]
+        assert main(argv) == 0
+    finally:
+        assert server.stop() == 0
+    answer = json.loads(out.read_text())
+    assert cvat_violations(answer, label_spec(COCO17)) == []
+    assert len(answer) == 1
+    assert read_rgb(render).shape == (64, 48, 3)
