@@ -45,8 +45,9 @@ def box_to_center_scale(
 
 def center_scale_to_box(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The crop box (N, 4) xyxy that the warp samples; it may extend beyond the image."""
-    half = scale * np.float32(0.5)
-    return np.concatenate([center - half, center + half], axis=1).astype(np.float32)
+    top_left = center - scale * np.float32(0.5)
+    far_edge = top_left + scale  # as the reference computes it (not centre + half)
+    return np.concatenate([top_left, far_edge], axis=1).astype(np.float32)
 
 
 def affine_matrix(
@@ -58,7 +59,7 @@ def affine_matrix(
     turned by 90 degrees) like the reference, so rounding matches it to the last bit.
     """
     out_h, out_w = out_size
-    src = _three_points(np.asarray(center, dtype=np.float32), width)
+    src = _three_points(center, width)
     dst = _three_points(np.array([out_w * 0.5, out_h * 0.5], dtype=np.float32), out_w)
     return cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
 
@@ -67,8 +68,9 @@ def _three_points(center: np.ndarray, width: float) -> np.ndarray:
     """Centre, the point half a width above it, and the third corner found by turning their float32
     difference by 90 degrees (the difference, not the half width, carries the reference's rounding)."""
     points = np.zeros((3, 2), dtype=np.float32)
+    center = np.asarray(center, dtype=np.float64)  # sums in float64, rounded once when stored
     points[0] = center
-    points[1] = center + np.array([0.0, -0.5 * width], dtype=np.float32)
+    points[1] = center + np.array([0.0, -0.5 * float(width)])
     direct = points[0] - points[1]
     points[2] = points[1] + np.array([-direct[1], direct[0]], dtype=np.float32)
     return points
@@ -144,9 +146,12 @@ def decode_heatmaps(heatmaps: np.ndarray, crop_boxes: np.ndarray) -> tuple[np.nd
     )
 
     keypoints = np.empty_like(coords)
-    for i, box in enumerate(np.asarray(crop_boxes, dtype=np.float32)):
+    # The reference reads each float32 crop box as Python floats: its centre and width are float64.
+    for i, box in enumerate(np.asarray(crop_boxes, dtype=np.float32).astype(np.float64)):
         w, h = box[2] - box[0], box[3] - box[1]
-        center = np.array([box[0] + w * np.float32(0.5), box[1] + h * np.float32(0.5)], dtype=np.float32)
-        inv = affine_matrix(center, w, (hm_h, hm_w), inverse=True)
-        keypoints[i] = coords[i].astype(np.float64) @ inv[:, :2].T + inv[:, 2]
+        inv = affine_matrix(np.array([box[0] + w * 0.5, box[1] + h * 0.5]), w, (hm_h, hm_w), inverse=True)
+        x, y = coords[i, :, 0].astype(np.float64), coords[i, :, 1].astype(np.float64)
+        # Written out rather than a matrix product: BLAS may fuse or reorder the sums.
+        keypoints[i, :, 0] = x * inv[0, 0] + y * inv[0, 1] + inv[0, 2]
+        keypoints[i, :, 1] = x * inv[1, 0] + y * inv[1, 1] + inv[1, 2]
     return keypoints, scores.astype(np.float32)
