@@ -1,0 +1,112 @@
+# AlphaPose for CVAT: local setup, tests, weights, images and Nuclio deployment. `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PRESET ?= $(or $(ALPHAPOSE_PRESET),fastpose_res50_coco)
+WEIGHTS_DIR ?= $(or $(ALPHAPOSE_WEIGHTS_DIR),weights)
+SERVE_ARGS ?=
+BENCH_ARGS ?=
+
+DOCKER ?= docker
+NUCTL ?= nuctl
+TORCH_CUDA ?= cu130
+CUDA_IMAGE ?=
+BASE_IMAGE ?= cvat.pth.alphapose.base:$(TORCH_CUDA)
+BASE_PRESETS ?= all
+
+FUNCTION_FILE ?= function.yaml
+STAGE_DIR ?= build/nuclio
+FUNCTION_SOURCES := main.py model_handler.py alphapose requirements.txt LICENSE $(wildcard function*.yaml)
+NETWORK ?= cvat_cvat
+NAMESPACE ?= nuclio
+REGISTRY ?=
+RUN_REGISTRY ?=
+SERVICE_TYPE ?= ClusterIP
+NUCTL_ARGS ?=
+# GPU files build on the local base image; passing it keeps BASE_IMAGE overrides and the yaml in step.
+GPU_ARGS = $(if $(findstring gpu,$(FUNCTION_FILE)),--base-image $(BASE_IMAGE))
+
+# $(call require,TOOL,HINT): stop with a message when TOOL is not on PATH.
+require = @command -v $(1) >/dev/null 2>&1 || { echo "error: '$(1)' not found on PATH; $(2)" >&2; exit 1; }
+DOCKER_HINT := install Docker (https://docs.docker.com/engine/install/) or set DOCKER=
+check_base_image = $(if $(GPU_ARGS),@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 \
+	|| { echo "error: base image $(BASE_IMAGE) not found; run 'make base-image' first" >&2; exit 1; })
+NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup serve test lint weights yaml base-image stage deploy-local deploy-kube bench clean
+
+help: ## List the targets with one line each
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements-dev.txt
+	@touch $@
+
+setup: $(STAMP) ## Create .venv with the pinned requirements (again only when a requirements file changed)
+
+serve: $(STAMP) weights ## Set up, fetch missing weights, start the local server (python -m alphapose serve)
+	ALPHAPOSE_WEIGHTS_DIR=$(WEIGHTS_DIR) ALPHAPOSE_PRESET=$(PRESET) $(PY) -m alphapose serve $(SERVE_ARGS)
+
+test: $(STAMP) ## Run the whole test suite (no network, no GPU, no weights needed)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
+	$(PY) -m ruff check .
+	$(PY) -m alphapose.function_yaml --check
+
+weights: $(STAMP) ## Download (resumable) and verify the weights of PRESET into WEIGHTS_DIR; PRESET=all for all
+	$(PY) -m alphapose.weights --preset $(PRESET) --dir $(WEIGHTS_DIR)
+
+yaml: $(STAMP) ## Regenerate function.yaml, function-gpu.yaml, function-halpe26*.yaml
+	$(PY) -m alphapose.function_yaml
+
+base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -> BASE_IMAGE)
+	$(call require,$(DOCKER),$(DOCKER_HINT))
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.base -t $(BASE_IMAGE) \
+		--build-arg TORCH_CUDA=$(TORCH_CUDA) --build-arg WEIGHTS_PRESETS="$(BASE_PRESETS)" \
+		$(if $(CUDA_IMAGE),--build-arg CUDA_IMAGE=$(CUDA_IMAGE)) .
+
+# Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is
+# deployed from a staging directory holding only what it runs (no .venv, weights, tests, .git).
+stage: ## Copy the function's files (code, requirements, yaml) to STAGE_DIR for nuctl
+	rm -rf $(STAGE_DIR)
+	mkdir -p $(STAGE_DIR)
+	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(FUNCTION_SOURCES) | tar -xf - -C $(STAGE_DIR)
+
+deploy-local: ## Deploy FUNCTION_FILE with nuctl --platform local into project cvat (NETWORK=cvat_cvat)
+	$(call require,$(NUCTL),$(NUCTL_HINT))
+	$(call require,$(DOCKER),$(DOCKER_HINT))
+	$(check_base_image)
+	@$(MAKE) --no-print-directory stage
+	$(NUCTL) get project cvat --platform local >/dev/null 2>&1 || $(NUCTL) create project cvat --platform local
+	$(NUCTL) deploy --project-name cvat --path $(STAGE_DIR) --file $(STAGE_DIR)/$(FUNCTION_FILE) --platform local \
+		$(GPU_ARGS) $(if $(NETWORK),--platform-config '{"attributes": {"network": "$(NETWORK)"}}') $(NUCTL_ARGS)
+
+deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMESPACE, SERVICE_TYPE)
+	$(call require,$(NUCTL),$(NUCTL_HINT))
+	$(call require,$(DOCKER),$(DOCKER_HINT))
+	@test -n "$(REGISTRY)" || { echo "error: set REGISTRY to a registry the cluster pulls from, e.g. make deploy-kube REGISTRY=registry.example.com/cvat" >&2; exit 1; }
+	$(check_base_image)
+	@$(MAKE) --no-print-directory stage
+	$(NUCTL) get project cvat --platform kube --namespace $(NAMESPACE) >/dev/null 2>&1 \
+		|| $(NUCTL) create project cvat --platform kube --namespace $(NAMESPACE)
+	$(NUCTL) deploy --project-name cvat --path $(STAGE_DIR) --file $(STAGE_DIR)/$(FUNCTION_FILE) --platform kube \
+		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
+		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
+
+bench: $(STAMP) ## Measure speed on this machine (python -m bench)
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean: ## Remove build output and caches (keeps .venv and the weights)
+	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

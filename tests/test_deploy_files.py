@@ -1,0 +1,261 @@
+"""Deployment files: the four function yamls, Dockerfile.base, the Makefile and CI script agree with the code.
+
+These are the contracts Nuclio and CVAT read (runtime, handler, trigger limits, label spec) and the
+ones between our own files (the Python version of every image, where the weights are baked, which
+base image the GPU yamls expect), checked by parsing the files rather than by their wording.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alphapose import function_yaml
+from alphapose.cvat_spec import label_spec
+from alphapose.presets import PRESETS
+from alphapose.weights import required_files
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile.base"
+
+# Written out here, independent of the generator's own table.
+EXPECTED_FILES = {
+    "function.yaml": ("fastpose_res50_coco", False),
+    "function-gpu.yaml": ("fastpose_res50_coco", True),
+    "function-halpe26.yaml": ("fastpose_res50_halpe26", False),
+    "function-halpe26-gpu.yaml": ("fastpose_res50_halpe26", True),
+}
+MAKE_TARGETS = (
+    "help",
+    "setup",
+    "serve",
+    "test",
+    "lint",
+    "weights",
+    "yaml",
+    "base-image",
+    "deploy-local",
+    "deploy-kube",
+    "bench",
+    "clean",
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def env_of(doc: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in doc["spec"]["env"]}
+
+
+def dockerfile_args() -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE.read_text(), flags=re.MULTILINE))
+
+
+def dockerfile_env() -> dict[str, str]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    env = {}
+    for line in re.findall(r"^ENV (.+)$", text, flags=re.MULTILINE):
+        env.update(pair.split("=", 1) for pair in shlex.split(line))
+    return env
+
+
+def make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def go_duration_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", text)
+    assert match, f"not a Go duration in seconds or minutes: {text!r}"
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
+def test_function_yaml_is_what_nuclio_and_cvat_expect(name: str) -> None:
+    preset_name, gpu = EXPECTED_FILES[name]
+    preset = PRESETS[preset_name]
+    doc = load(name)
+    meta, spec = doc["metadata"], doc["spec"]
+
+    assert meta["namespace"] == "cvat"
+    assert meta["name"].startswith("pth-alphapose-")
+    annotations = meta["annotations"]
+    assert annotations["type"] == "detector"
+    assert annotations["framework"] == "pytorch"
+    assert annotations["name"]
+    labels = json.loads(annotations["spec"])
+    assert labels == label_spec(preset.skeleton)
+    assert [s["name"] for s in labels[0]["sublabels"]] == list(preset.skeleton.keypoints)
+
+    assert spec["description"]
+    assert spec["runtime"] == "python:3.11"
+    assert spec["handler"] == "main:handler"
+    assert 0 < go_duration_seconds(spec["eventTimeout"]) < 120  # below CVAT's default request timeout
+    assert spec["readinessTimeoutSeconds"] >= 120
+    assert spec["platform"]["attributes"]["restartPolicy"] == {"name": "always", "maximumRetryCount": 3}
+
+    trigger = spec["triggers"]["myHttpTrigger"]
+    assert trigger["kind"] == "http"
+    assert "maxWorkers" not in trigger
+    assert trigger["numWorkers"] == (1 if gpu else 2)
+    assert trigger["workerAvailabilityTimeoutMilliseconds"] == 10000
+    assert trigger["attributes"]["maxRequestBodySize"] == 33554432
+
+    env = env_of(doc)
+    assert env["ALPHAPOSE_PRESET"] == preset_name
+    assert env["ALPHAPOSE_DEVICE"] == ("cuda" if gpu else "cpu")
+    if gpu:
+        assert spec["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+        assert spec["nodeSelector"] == {"gpu": "true"}
+        assert spec["build"]["noBaseImagesPull"] is True
+    else:
+        assert "resources" not in spec
+        assert "nodeSelector" not in spec
+
+
+def test_cpu_and_gpu_files_of_a_preset_deploy_the_same_function() -> None:
+    names = {name: load(name)["metadata"]["name"] for name in EXPECTED_FILES}
+    assert names["function.yaml"] == names["function-gpu.yaml"]
+    assert names["function-halpe26.yaml"] == names["function-halpe26-gpu.yaml"]
+    assert names["function.yaml"] != names["function-halpe26.yaml"]
+
+
+def test_files_on_disk_are_exactly_what_the_generator_writes(tmp_path: Path) -> None:
+    assert set(function_yaml.FUNCTION_FILES) == set(EXPECTED_FILES)
+    assert function_yaml.stale_files(ROOT) == []
+    # and the check notices a stale file
+    for name in EXPECTED_FILES:
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "function.yaml").write_text((ROOT / "function.yaml").read_text().replace("60s", "61s"))
+    assert function_yaml.stale_files(tmp_path) == ["function.yaml"]
+    assert function_yaml.main(["--check", "--dir", str(tmp_path)]) == 1
+
+
+def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
+    pins = function_yaml.read_requirements(ROOT / "requirements.txt")
+    for name, (preset, gpu) in EXPECTED_FILES.items():
+        if gpu:
+            continue
+        build = load(name)["spec"]["build"]
+        assert build["baseImage"].startswith("python:3.11")
+        assert ":latest" not in build["baseImage"]
+        install, download = (d["value"] for d in build["directives"]["preCopy"])
+        installed = [word for word in shlex.split(install) if "==" in word]
+        assert installed == [p + "+cpu" if p.split("==")[0] in ("torch", "torchvision") else p for p in pins]
+        assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
+        # the preCopy download fetches exactly the preset's files, under their official names
+        assert re.findall(r"-O (\S+)", download) == required_files([preset])
+
+
+def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
+    for name, (preset, _) in EXPECTED_FILES.items():
+        doc = load(name)
+        post_copy = [d["value"] for d in doc["spec"]["build"]["directives"]["postCopy"]]
+        weights_dir = env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"]
+        assert post_copy == [
+            f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --dir {weights_dir}"
+        ]
+
+
+def test_dockerfile_base_pins_its_images_and_python_311() -> None:
+    args = dockerfile_args()
+    from_lines = re.findall(r"^FROM (\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert from_lines, "no FROM line"
+    for image in from_lines:
+        resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+        tag = resolved.partition(":")[2]
+        assert tag and tag != "latest", f"unpinned base image {resolved}"
+    assert re.fullmatch(r"13\.\d+\.\d+-cudnn-runtime-ubuntu(22|24)\.04", args["CUDA_IMAGE"].split(":")[1])
+    assert args["CUDA_IMAGE"].startswith("nvidia/cuda:")
+    # Python 3.11 at an exact patch release, as both `python` and `python3` (a venv provides both)
+    assert re.fullmatch(r"3\.11\.\d+", args["PYTHON_VERSION"])
+    minor = ".".join(args["PYTHON_VERSION"].split(".")[:2])
+    assert f"python:{minor}" == function_yaml.RUNTIME
+    text = DOCKERFILE.read_text()
+    assert "uv venv --seed --python ${PYTHON_VERSION} /opt/venv" in text
+    assert dockerfile_env()["PATH"].startswith("/opt/venv/bin:")
+    assert "sys.version_info[:2] == (3, 11)" in text
+
+
+def test_dockerfile_base_installs_requirements_and_bakes_weights_where_the_gpu_yaml_looks() -> None:
+    text = DOCKERFILE.read_text()
+    assert "source=requirements.txt" in text
+    assert "-r /tmp/requirements-cuda.txt" in text
+    assert dockerfile_args()["TORCH_CUDA"] == function_yaml.TORCH_CUDA
+    baked = dockerfile_env()["ALPHAPOSE_WEIGHTS_DIR"]
+    assert re.search(r"python -m alphapose\.weights --dir \$\{ALPHAPOSE_WEIGHTS_DIR\}", text)
+    for name, (_, gpu) in EXPECTED_FILES.items():
+        if gpu:
+            assert env_of(load(name))["ALPHAPOSE_WEIGHTS_DIR"] == baked
+
+
+def test_makefile_builds_the_base_image_the_gpu_yamls_use() -> None:
+    dry_run = make("-n", "base-image")
+    assert dry_run.returncode == 0, dry_run.stderr
+    tag = re.search(r"-t (\S+)", dry_run.stdout).group(1)
+    assert {load(n)["spec"]["build"]["baseImage"] for n, (_, gpu) in EXPECTED_FILES.items() if gpu} == {tag}
+
+
+def test_make_help_lists_every_target() -> None:
+    result = make("help")
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert set(MAKE_TARGETS) <= listed
+    makefile = (ROOT / "Makefile").read_text()
+    for target in MAKE_TARGETS:
+        assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.MULTILINE), target
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["base-image", "DOCKER=no-such-docker-here"], "'no-such-docker-here' not found on PATH"),
+        (["deploy-local", "NUCTL=no-such-nuctl-here"], "'no-such-nuctl-here' not found on PATH"),
+        (["deploy-kube", "NUCTL=true", "DOCKER=true", "REGISTRY="], "set REGISTRY"),
+        (
+            ["deploy-local", "NUCTL=true", "DOCKER=false", "FUNCTION_FILE=function-gpu.yaml"],
+            "run 'make base-image' first",
+        ),
+    ],
+)
+def test_targets_needing_absent_tools_stop_with_a_message(args: list[str], message: str) -> None:
+    result = make(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
+    stage = tmp_path / "nuclio"
+    result = make("stage", f"STAGE_DIR={stage}")
+    assert result.returncode == 0, result.stderr
+    for path in ("main.py", "model_handler.py", "requirements.txt", "LICENSE", *EXPECTED_FILES):
+        assert (stage / path).is_file(), path
+    assert (stage / "alphapose" / "weights.py").is_file()
+    assert (stage / "alphapose" / "data" / "weights.sha256").is_file()
+    top = {p.name for p in stage.iterdir()}
+    assert not top & {".venv", "weights", "tests", "bench", ".git", "build"}
+    assert not list(stage.rglob("__pycache__"))
+
+
+def test_make_test_runs_pytest_and_ci_runs_lint_and_the_readme_test_command() -> None:
+    assert re.search(r"-m pytest -q$", make("-n", "test").stdout, flags=re.MULTILINE)
+    ci = ROOT / ".ci" / "run"
+    assert os.access(ci, os.X_OK)
+    script = ci.read_text()
+    assert "set -euo pipefail" in script
+    assert "pip install -r requirements-dev.txt" in script
+    commands = [line.strip() for line in script.splitlines()]
+    assert "make lint" in commands
+    assert "make test" in commands
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", readme, flags=re.DOTALL).group(1)
+    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make serve", "make test"]

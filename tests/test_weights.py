@@ -1,0 +1,258 @@
+"""Weights download and verification: size, strict format, sha256, atomic resumable downloads, messages.
+
+Every test works on official-format synthetic files (the session fixture ``weights_dir``) or on
+copies, truncations and symlinks of them in a temporary directory; gdown is replaced, so nothing
+touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import gdown
+import pytest
+import requests
+
+from alphapose import weights
+from alphapose.errors import WeightsError
+from alphapose.presets import DETECTOR_WEIGHTS, PRESETS
+from alphapose.weights import (
+    SOURCES,
+    copy_file,
+    download_file,
+    ensure_weights,
+    expand_presets,
+    minimum_size,
+    read_checksums,
+    record_checksums,
+    required_files,
+    verify_file,
+)
+
+COCO = PRESETS["fastpose_res50_coco"]
+HALPE = PRESETS["fastpose_res50_halpe26"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def link(source: Path, directory: Path, name: str | None = None) -> Path:
+    """Place ``source`` in ``directory`` (under ``name``) without copying hundreds of megabytes."""
+    target = directory / (name or source.name)
+    target.symlink_to(source)
+    return target
+
+
+def no_checksums(tmp_path: Path) -> Path:
+    return tmp_path / "absent.sha256"
+
+
+def test_every_preset_and_the_detector_has_an_official_source() -> None:
+    assert set(SOURCES) == {DETECTOR_WEIGHTS} | {p.checkpoint for p in PRESETS.values()}
+    assert SOURCES["fast_res50_256x192.pth"].url == (
+        "https://drive.google.com/uc?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn"
+    )
+
+
+def test_required_files_are_the_detector_then_each_checkpoint_once() -> None:
+    assert required_files(["fastpose_res50_halpe26", "fastpose_res50_coco", "fastpose_res50_halpe26"]) == [
+        DETECTOR_WEIGHTS,
+        HALPE.checkpoint,
+        COCO.checkpoint,
+    ]
+    assert expand_presets(["all"]) == list(PRESETS)
+    with pytest.raises(WeightsError, match="fastpose_res50_coco"):
+        expand_presets(["fastpose"])
+
+
+def test_checkpoint_minimum_size_is_a_tight_lower_bound(weights_dir: Path) -> None:
+    # A real checkpoint is its float32 tensors plus a little pickle/zip overhead: losing 1% must fail.
+    actual = (weights_dir / COCO.checkpoint).stat().st_size
+    assert minimum_size(COCO.checkpoint) <= actual < minimum_size(COCO.checkpoint) * 1.01
+    assert minimum_size(DETECTOR_WEIGHTS) == (weights_dir / DETECTOR_WEIGHTS).stat().st_size == 252_209_544
+
+
+def test_good_files_verify_and_their_sha256_can_be_recorded(weights_dir: Path, tmp_path: Path) -> None:
+    checksums = tmp_path / "weights.sha256"
+    checksums.write_text("# official files\n")
+    files = ensure_weights(weights_dir, ["fastpose_res50_coco"], checksums, download=False)
+    assert [(f.name, f.recorded) for f in files] == [(DETECTOR_WEIGHTS, False), (COCO.checkpoint, False)]
+    assert [f.sha256 for f in files] == [sha256(weights_dir / f.name) for f in files]
+
+    assert record_checksums(files, checksums) == files
+    assert record_checksums(files, checksums) == []  # already known: nothing appended twice
+    assert read_checksums(checksums) == {f.name: f.sha256 for f in files}
+    # The file is in sha256sum's own format: the standard tool checks the directory with it.
+    check = subprocess.run(
+        ["sha256sum", "--check", str(checksums)], cwd=weights_dir, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == 2
+
+    again = verify_file(weights_dir / COCO.checkpoint, read_checksums(checksums))
+    assert again.recorded
+
+
+def test_truncated_checkpoint_fails_on_size(weights_dir: Path, tmp_path: Path) -> None:
+    data = (weights_dir / COCO.checkpoint).read_bytes()
+    truncated = tmp_path / COCO.checkpoint
+    truncated.write_bytes(data[: len(data) - 1_000_000])
+    with pytest.raises(WeightsError, match=r"too small.*truncated") as error:
+        verify_file(truncated, {})
+    assert str(truncated) in str(error.value)
+    assert f"download it again from {SOURCES[COCO.checkpoint].url}" in str(error.value)
+
+
+@pytest.mark.parametrize(("delta", "reason"), [(-4, "truncated"), (4, "not the YOLOv3-SPP file")])
+def test_detector_must_have_the_exact_size(tmp_path: Path, delta: int, reason: str) -> None:
+    path = tmp_path / DETECTOR_WEIGHTS
+    with path.open("wb") as file:
+        file.truncate(252_209_544 + delta)
+    with pytest.raises(WeightsError, match=f"exactly 252,209,544: {reason}"):
+        verify_file(path, {})
+
+
+def test_checkpoint_of_another_preset_names_the_preset_it_fits(weights_dir: Path, tmp_path: Path) -> None:
+    wrong = link(weights_dir / HALPE.checkpoint, tmp_path, COCO.checkpoint)
+    with pytest.raises(WeightsError, match="fastpose_res50_halpe26") as error:
+        verify_file(wrong, {})
+    assert "fastpose_res50_coco" in str(error.value)
+
+
+def test_recorded_checksum_mismatch_fails_loudly(weights_dir: Path, tmp_path: Path) -> None:
+    checksums = tmp_path / "weights.sha256"
+    checksums.write_text(f"{'0' * 64}  {COCO.checkpoint}\n")
+    actual = sha256(weights_dir / COCO.checkpoint)
+    with pytest.raises(WeightsError, match="differs from the recorded") as error:
+        verify_file(weights_dir / COCO.checkpoint, read_checksums(checksums))
+    assert actual in str(error.value)
+    assert "0" * 64 in str(error.value)
+
+
+def test_malformed_checksum_file_names_the_line(tmp_path: Path) -> None:
+    checksums = tmp_path / "weights.sha256"
+    checksums.write_text(f"# comment\n{'a' * 64}  {DETECTOR_WEIGHTS}\nnot a checksum\n")
+    with pytest.raises(WeightsError, match=r"weights\.sha256:3: not a sha256sum line"):
+        read_checksums(checksums)
+
+
+def test_missing_files_are_all_reported_with_url_and_place(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError) as error:
+        ensure_weights(tmp_path, ["fastpose_res50_halpe26"], no_checksums(tmp_path), download=False)
+    message = str(error.value)
+    for name in (DETECTOR_WEIGHTS, HALPE.checkpoint):
+        assert f"missing {tmp_path / name}" in message
+        assert SOURCES[name].url in message
+        assert f"save the file as {tmp_path / name}" in message
+    assert "--preset fastpose_res50_halpe26" in message
+
+
+class FakeGdown:
+    """Stands in for ``gdown.download``: records the call, then writes ``content`` or raises ``error``.
+
+    Like gdown, it writes into ``<output><8 characters>.part`` and moves that to ``output`` at the end.
+    """
+
+    def __init__(self, content: Path | bytes | None = None, error: Exception | None = None) -> None:
+        self.content, self.error, self.calls = content, error, []
+
+    def __call__(self, **kwargs: object) -> str:
+        self.calls.append(kwargs)
+        output = str(kwargs["output"])
+        part = Path(f"{output}abcd1234.part")
+        if self.error is not None:
+            part.write_bytes(b"partial")
+            raise self.error
+        if isinstance(self.content, Path):
+            shutil.copyfile(self.content, part)
+        else:
+            part.write_bytes(self.content or b"")
+        os.replace(part, output)
+        return output
+
+
+def test_download_verifies_then_publishes_atomically(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGdown(content=weights_dir / COCO.checkpoint)
+    monkeypatch.setattr(gdown, "download", fake)
+    verified = download_file(COCO.checkpoint, tmp_path, {})
+    assert fake.calls[0]["url"] == SOURCES[COCO.checkpoint].url
+    assert fake.calls[0]["resume"] is True
+    assert str(fake.calls[0]["output"]) != str(tmp_path / COCO.checkpoint)  # never written in place
+    assert verified.path == tmp_path / COCO.checkpoint
+    assert verified.sha256 == sha256(weights_dir / COCO.checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [COCO.checkpoint]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [gdown.exceptions.DownloadError("connection reset"), requests.ConnectionError("no route to host")],
+)
+def test_failed_download_names_the_url_and_leaves_no_file_under_the_final_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    monkeypatch.setattr(gdown, "download", FakeGdown(error=error))
+    with pytest.raises(WeightsError) as raised:
+        ensure_weights(tmp_path, ["fastpose_res50_coco"], no_checksums(tmp_path))
+    message = str(raised.value)
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint):
+        assert f"download of {name} from {SOURCES[name].url} failed: {error}" in message
+        assert f"save the file as {tmp_path / name}" in message
+        assert not (tmp_path / name).exists()
+    assert "resumes" in message
+    assert len(list(tmp_path.glob("*.part"))) == 2  # kept for the next, resumed attempt
+
+
+def test_downloaded_file_that_fails_verification_is_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What Google Drive serves instead of the file when its download quota is exceeded.
+    monkeypatch.setattr(gdown, "download", FakeGdown(content=b"<html>Quota exceeded</html>"))
+    with pytest.raises(WeightsError, match="too small"):
+        download_file(COCO.checkpoint, tmp_path, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_copy_from_another_directory_is_verified_like_a_download(weights_dir: Path, tmp_path: Path) -> None:
+    verified = copy_file(weights_dir / COCO.checkpoint, tmp_path / "out", {})
+    assert verified.path == tmp_path / "out" / COCO.checkpoint
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [COCO.checkpoint]
+
+    (tmp_path / "bad").mkdir()
+    link(weights_dir / HALPE.checkpoint, tmp_path / "bad", COCO.checkpoint)
+    with pytest.raises(WeightsError, match="fastpose_res50_halpe26"):
+        copy_file(tmp_path / "bad" / COCO.checkpoint, tmp_path / "out2", {})
+    assert list((tmp_path / "out2").iterdir()) == []
+
+
+def test_command_line_verifies_records_and_then_rejects_a_changed_file(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    link(weights_dir / DETECTOR_WEIGHTS, directory)
+    link(weights_dir / COCO.checkpoint, directory)
+    checksums = tmp_path / "weights.sha256"
+    args = ["--verify", "--dir", str(directory), "--preset", COCO.name, "--checksums", str(checksums)]
+
+    assert weights.main(args) == 0
+    out = capsys.readouterr().out
+    assert "not recorded" in out
+    assert f"--record --preset {COCO.name} --dir {directory} --checksums {checksums}" in out
+    assert not checksums.exists()
+
+    assert weights.main([*args, "--record"]) == 0
+    assert "recorded now" in capsys.readouterr().out
+    assert set(read_checksums(checksums)) == {DETECTOR_WEIGHTS, COCO.checkpoint}
+
+    # The same name now holds another file: the recorded sha256 no longer matches.
+    (directory / COCO.checkpoint).unlink()
+    link(weights_dir / HALPE.checkpoint, directory, COCO.checkpoint)
+    assert weights.main(args) == 1
+    assert "differs from the recorded" in capsys.readouterr().err
