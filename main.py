@@ -44,9 +44,13 @@ def handler(context: Any, event: Any) -> Any:
     """The persons in ``event.body["image"]`` as CVAT skeletons (AlphaPose results for ``format: coco``)."""
     model: ModelHandler = context.user_data.model
     start = time.perf_counter()
+    out_of_memory = False
     try:
         request = parse_request(
-            event.body, max_pixels=model.config.max_pixels, keypoint_threshold=model.config.keypoint_threshold
+            event.body,
+            max_pixels=model.config.max_pixels,
+            keypoint_threshold=model.config.keypoint_threshold,
+            decoded=_decoded_by_nuclio(event),
         )
         results = model.infer(request)
         body = json.dumps(results, allow_nan=False)
@@ -54,16 +58,8 @@ def handler(context: Any, event: Any) -> Any:
         context.logger.warn_with("Request refused", request_id=event.id, error=exc.error, detail=exc.detail)
         return _json_response(context, exc.status, exc.payload())
     except torch.OutOfMemoryError as exc:
-        torch.cuda.empty_cache()
         context.logger.error_with("Out of memory", request_id=event.id, exc=str(exc))
-        return _json_response(
-            context,
-            503,
-            {
-                "error": "out_of_memory",
-                "detail": "the device ran out of memory; retry, or send a smaller image",
-            },
-        )
+        out_of_memory = True
     except Exception as exc:
         context.logger.error_with(
             "Unexpected error", request_id=event.id, exc=repr(exc), traceback=traceback.format_exc()
@@ -76,6 +72,17 @@ def handler(context: Any, event: Any) -> Any:
                 "detail": f"{type(exc).__name__} while handling request {event.id}; see the function log",
             },
         )
+    if out_of_memory:
+        # Only now, with the exception and the frames it held gone, can the cache release their tensors.
+        torch.cuda.empty_cache()
+        return _json_response(
+            context,
+            503,
+            {
+                "error": "out_of_memory",
+                "detail": "the device ran out of memory; retry, or send a smaller image",
+            },
+        )
     context.logger.debug_with(
         "Request answered",
         request_id=event.id,
@@ -83,6 +90,12 @@ def handler(context: Any, event: Any) -> Any:
         seconds=round(time.perf_counter() - start, 3),
     )
     return context.Response(body=body, headers={}, content_type="application/json", status_code=200)
+
+
+def _decoded_by_nuclio(event: Any) -> bool:
+    """Whether the runtime already parsed the body as JSON: for exactly ``application/json``, when it
+    could (otherwise the body stays bytes)."""
+    return event.content_type == "application/json" and not isinstance(event.body, bytes | bytearray)
 
 
 def _json_response(context: Any, status: int, payload: dict[str, str]) -> Any:

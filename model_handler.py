@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from alphapose.errors import WeightsError
 from alphapose.formats import coco_results, cvat_skeletons
@@ -149,6 +150,7 @@ class ModelHandler:
     def __init__(self, config: Config) -> None:
         _check_device(config.device)
         self.config = config
+        _let_pixel_limit_decide(config.max_pixels)
         start = time.perf_counter()
         try:
             self.pipeline = PosePipeline.from_weights_dir(
@@ -198,8 +200,21 @@ class ModelHandler:
             "detector_size": self.config.detector_size,
             "flip": self.config.flip,
             "keypoint_threshold": self.config.keypoint_threshold,
+            "threads": torch.get_num_threads(),
             "load_seconds": round(self.load_seconds, 3),
         }
+
+
+def _let_pixel_limit_decide(max_pixels: int) -> None:
+    """Raise Pillow's decompression-bomb limit to ``ALPHAPOSE_MAX_PIXELS`` where it is lower.
+
+    Pillow refuses, on opening, any image over 2 x ``MAX_IMAGE_PIXELS`` pixels (about 179 million by
+    default), before the request parser compares the header with the configured limit; a larger
+    configured limit would otherwise be silently capped there. Smaller images are still refused by
+    that comparison, before any pixel is decoded.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def _check_device(device: str) -> None:

@@ -172,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
         handler=args.handler,
         max_body_size=args.max_body_size,
         availability_timeout=args.worker_availability_timeout,
+        event_timeout=args.event_timeout,
     )
 
 

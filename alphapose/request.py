@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 OUTPUT_FORMATS = ("cvat", "coco")
 
@@ -27,6 +27,9 @@ _DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 # Pillow modes holding more than 8 bits per sample; Image.convert("RGB") would clip them at 255.
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# Formats Pillow decodes by running another program (EPS: Ghostscript); never run one on a caller's bytes.
+_REFUSED_FORMATS = ("EPS",)
+_SHOWN_CHARACTERS = 40  # longest value quoted back in an error detail
 
 
 class RequestError(Exception):
@@ -54,13 +57,18 @@ class PoseRequest:
     image_id: int | str  # echoed in the coco results
 
 
-def parse_body(body: Any) -> dict[str, Any]:
-    """The request as a dict, whatever form Nuclio delivered the body in."""
+def parse_body(body: Any, *, decoded: bool = False) -> dict[str, Any]:
+    """The request as a dict, whatever form Nuclio delivered the body in.
+
+    ``decoded`` says Nuclio already parsed the body as JSON (it does for exactly ``application/json``):
+    a str is then a JSON string, not JSON text to parse again, so every content type refuses the body
+    ``"text"`` the same way.
+    """
     if isinstance(body, dict):
         return body
     if isinstance(body, bytearray | memoryview):
         body = bytes(body)
-    if isinstance(body, bytes | str):
+    if isinstance(body, bytes) or (isinstance(body, str) and not decoded):
         if not body.strip():
             raise RequestError(400, "invalid_body", "the body is empty; expected a JSON object with 'image'")
         try:
@@ -74,13 +82,15 @@ def parse_body(body: Any) -> dict[str, Any]:
     return body
 
 
-def parse_request(body: Any, *, max_pixels: int, keypoint_threshold: float) -> PoseRequest:
+def parse_request(
+    body: Any, *, max_pixels: int, keypoint_threshold: float, decoded: bool = False
+) -> PoseRequest:
     """Validate every field, then decode the image (cheap checks first).
 
-    ``keypoint_threshold`` is the function's default, used when the request does not set one.
-    Unknown fields are ignored so that newer callers keep working.
+    ``keypoint_threshold`` is the function's default, used when the request does not set one;
+    ``decoded`` is :func:`parse_body`'s. Unknown fields are ignored so that newer callers keep working.
     """
-    data = parse_body(body)
+    data = parse_body(body, decoded=decoded)
     threshold = _probability(data, "threshold", "invalid_threshold", default=0.0)
     keypoint_threshold = _probability(
         data, "keypoint_threshold", "invalid_keypoint_threshold", default=keypoint_threshold
@@ -90,7 +100,7 @@ def parse_request(body: Any, *, max_pixels: int, keypoint_threshold: float) -> P
         raise RequestError(
             400,
             "invalid_format",
-            f"'format' must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}",
+            f"'format' must be one of {', '.join(OUTPUT_FORMATS)}, got {_shown(output_format)}",
         )
     image_id = data.get("image_id", 0)
     if isinstance(image_id, bool) or not isinstance(image_id, int | str):
@@ -138,9 +148,17 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise RequestError(413, "image_too_large", str(exc)) from None
+        raise RequestError(
+            413, "image_too_large", f"the image is too large to decode safely: {exc}"
+        ) from None
+    except UnidentifiedImageError:
+        raise RequestError(
+            400, "invalid_image", "'image' is not an image file of a format Pillow reads (JPEG, PNG, ...)"
+        ) from None
     except Exception as exc:  # Pillow raises many exception types on malformed files
         raise RequestError(400, "invalid_image", f"'image' is not a readable image file: {exc}") from None
+    if image.format in _REFUSED_FORMATS:
+        raise RequestError(400, "invalid_image", f"{image.format} images are not accepted; send JPEG or PNG")
     width, height = image.size
     if width * height > max_pixels:
         raise RequestError(
@@ -204,15 +222,28 @@ def _scale_to_uint8(values: np.ndarray, full_scale: float | None) -> np.ndarray:
 
 
 def _probability(data: dict[str, Any], key: str, error: str, *, default: float) -> float:
-    """An optional number in [0, 1]; JSON null means "not given" (bool is not a number)."""
+    """An optional number in [0, 1]; JSON null means "not given" (bool is not a number).
+
+    The range is checked before any conversion: a JSON integer too large for a float stays an int.
+    """
     value = data.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # value != value finds NaN; math.isnan would overflow on a huge integer
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {_json_type(value)}")
-    if not 0.0 <= value <= 1.0:
-        raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {value}")
+    if not 0 <= value <= 1:
+        raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {_shown(value)}")
     return float(value)
+
+
+def _shown(value: Any) -> str:
+    """A caller's value for an error detail, cut short: the detail must not echo a large input."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's int-to-str digit limit
+        return _json_type(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else f"{text[:_SHOWN_CHARACTERS]}... ({_json_type(value)})"
 
 
 def _json_type(value: Any) -> str:

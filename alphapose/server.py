@@ -5,9 +5,10 @@ sends, ``nuclio_sdk.Event.deserialize`` turns it into the handler's event (a dic
 exactly ``application/json``), the handler's output is encoded by
 ``nuclio_sdk.Response.from_entrypoint_output`` and sent back as the processor would, and an exception
 escaping the handler becomes the wrapper's 500 ``text/plain`` answer. Like a Nuclio trigger with
-``numWorkers: N`` it runs N worker processes, each with its own ``init_context``; a request waits up
-to the worker-availability timeout for a free worker and then gets 503; bodies over the size limit
-get 413. ``GET /`` answers health and what is loaded.
+``numWorkers: N`` it runs N worker processes, each with its own ``init_context``; requests wait for a
+free worker in arrival order for up to the worker-availability timeout and then get 503; a worker that
+has not answered within the event timeout is killed and restarted and its request gets 408; bodies
+over the size limit get 413. ``GET /`` answers health and what is loaded.
 
 The event encoding helpers are public because ``tests/nuclio_harness.py`` drives the function
 in-process through the same code.
@@ -20,7 +21,6 @@ import base64
 import json
 import logging
 import multiprocessing
-import queue
 import re
 import signal
 import sys
@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -46,6 +47,8 @@ import nuclio_sdk.logger
 DEFAULT_HANDLER = "main:handler"
 DEFAULT_MAX_BODY_SIZE = 33_554_432  # function.yaml's maxRequestBodySize (Nuclio's own default is 4 MiB)
 DEFAULT_WORKER_AVAILABILITY_TIMEOUT = 10.0  # seconds, Nuclio's workerAvailabilityTimeoutMilliseconds
+DEFAULT_EVENT_TIMEOUT = 60.0  # seconds, function.yaml's eventTimeout on CPU
+CONNECTION_TIMEOUT = 60.0  # seconds a client may stay silent while the server reads its request
 DEFAULT_TRIGGER = nuclio_sdk.TriggerInfo(kind="http", name="default-http")
 # main.py and model_handler.py sit next to the package, as in the function image's /opt/nuclio.
 FUNCTION_ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +218,14 @@ class WorkerStartError(RuntimeError):
     """A worker's ``init_context`` failed; the message is the worker's error."""
 
 
+class WorkerDiedError(RuntimeError):
+    """A worker process exited while it handled a request."""
+
+
+class EventTimeoutError(RuntimeError):
+    """A worker did not answer within the event timeout."""
+
+
 class _Worker:
     def __init__(self, worker_id: int, handler_spec: str) -> None:
         spawn = multiprocessing.get_context("spawn")
@@ -240,12 +251,25 @@ class _Worker:
         self.connection.close()
         self.process.join(timeout)
         if self.process.is_alive():
-            self.process.terminate()
+            self.process.kill()
             self.process.join()
 
 
+class _Waiter:
+    """One request waiting for a worker: the pool hands a worker to it directly."""
+
+    def __init__(self) -> None:
+        self.handed = threading.Event()
+        self.worker: _Worker | None = None
+
+
 class WorkerPool:
-    """N runtime processes; a request borrows an idle one or gives up after the availability timeout."""
+    """N runtime processes; a request borrows an idle one or gives up after the availability timeout.
+
+    Waiting requests get workers strictly in arrival order, as Nuclio's processor hands workers out
+    through a Go channel: a freed worker goes to the longest-waiting request, never to a newcomer, so
+    no request waits behind later ones until it times out.
+    """
 
     def __init__(self, size: int, handler_spec: str = DEFAULT_HANDLER) -> None:
         if size < 1:
@@ -253,7 +277,9 @@ class WorkerPool:
         self.size = size
         self.handler_spec = handler_spec
         self.info: dict[str, Any] = {}
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._idle: deque[_Worker] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._workers: list[_Worker] = []
 
     def start(self) -> None:
@@ -266,34 +292,74 @@ class WorkerPool:
             self.close()
             raise
         for worker in self._workers:
-            self._idle.put(worker)
+            self._release(worker)
 
     @property
     def idle(self) -> int:
-        return self._idle.qsize()
+        return len(self._idle)
 
-    def call(self, message: bytes, availability_timeout: float) -> str | None:
-        """The runtime's response line, or None when no worker became free in time."""
-        try:
-            worker = self._idle.get(timeout=availability_timeout)
-        except queue.Empty:
+    def call(
+        self, message: bytes, availability_timeout: float, event_timeout: float | None = None
+    ) -> str | None:
+        """The runtime's response line, or None when no worker became free in time.
+
+        Raises :class:`EventTimeoutError` when the worker has not answered after ``event_timeout`` seconds
+        and :class:`WorkerDiedError` when it exited; either way it is replaced by a fresh process, as the
+        platform restarts it, so a late answer can never reach the next request.
+        """
+        worker = self._acquire(availability_timeout)
+        if worker is None:
             return None
         try:
             worker.connection.send_bytes(message)
+            if event_timeout is not None and not worker.connection.poll(event_timeout):
+                self._restart(worker)
+                raise EventTimeoutError(
+                    f"worker {worker.id} did not answer within {event_timeout:g} s; restarted"
+                )
             line = worker.connection.recv_bytes().decode("utf-8")
         except (EOFError, OSError) as exc:
-            threading.Thread(target=self._replace, args=(worker,), daemon=True).start()
-            raise RuntimeError(f"worker {worker.id} died while handling a request") from exc
-        self._idle.put(worker)
+            self._restart(worker)
+            raise WorkerDiedError(f"worker {worker.id} died while handling a request") from exc
+        self._release(worker)
         return line
 
+    def _acquire(self, timeout: float) -> _Worker | None:
+        with self._lock:
+            if self._idle:
+                return self._idle.popleft()
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        if waiter.handed.wait(timeout):
+            return waiter.worker
+        with self._lock:
+            if waiter.worker is None:
+                self._waiters.remove(waiter)
+            return waiter.worker  # None, or a worker handed over just as the wait timed out
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.worker = worker
+                waiter.handed.set()
+            else:
+                self._idle.append(worker)
+
+    def _restart(self, worker: _Worker) -> None:
+        threading.Thread(target=self._replace, args=(worker,), daemon=True).start()
+
     def _replace(self, dead: _Worker) -> None:
-        """Start a fresh process in a dead worker's slot, as the platform restarts a failed one."""
+        """Start a fresh process in a dead or stuck worker's slot, as the platform restarts a failed one."""
         dead.close(timeout=0)
         replacement = _Worker(dead.id, self.handler_spec)
         self._workers[self._workers.index(dead)] = replacement
-        replacement.wait_ready()
-        self._idle.put(replacement)
+        try:
+            replacement.wait_ready()
+        except WorkerStartError as exc:
+            print(f"error: worker {dead.id} failed to restart; its slot stays empty: {exc}", file=sys.stderr)
+            return
+        self._release(replacement)
 
     def close(self) -> None:
         for worker in self._workers:
@@ -307,6 +373,9 @@ class FunctionServer(ThreadingHTTPServer):
     """The HTTP trigger: one thread per connection, one worker per request."""
 
     daemon_threads = True
+    # Connections the kernel holds until they are accepted; socketserver's default of 5 makes it reset
+    # the connections of a crowd of clients that connect at once.
+    request_queue_size = 1024
 
     def __init__(
         self,
@@ -314,11 +383,13 @@ class FunctionServer(ThreadingHTTPServer):
         pool: WorkerPool,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         availability_timeout: float = DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
+        event_timeout: float | None = DEFAULT_EVENT_TIMEOUT,
     ) -> None:
         super().__init__(address, _RequestHandler)
         self.pool = pool
         self.max_body_size = max_body_size
         self.availability_timeout = availability_timeout
+        self.event_timeout = event_timeout
 
     @property
     def url(self) -> str:
@@ -329,6 +400,7 @@ class FunctionServer(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     server: FunctionServer
     server_version = "alphapose-function"
+    timeout = CONNECTION_TIMEOUT  # a client that stops sending cannot hold its thread forever
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path != "/":
@@ -371,6 +443,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return
         body = self.rfile.read(length)
+        if len(body) < length:  # the client hung up mid-body: nobody is left to answer
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         message = encode_event(
             body,
@@ -381,8 +456,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             fields=dict(parse_qsl(url.query)),
         )
         try:
-            line = self.server.pool.call(message, self.server.availability_timeout)
-        except RuntimeError as exc:
+            line = self.server.pool.call(message, self.server.availability_timeout, self.server.event_timeout)
+        except EventTimeoutError as exc:
+            self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": "handler_timed_out", "detail": str(exc)})
+            return
+        except WorkerDiedError as exc:
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "worker_died", "detail": str(exc)})
             return
         if line is None:
@@ -424,6 +502,7 @@ def serve(
     handler: str = DEFAULT_HANDLER,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     availability_timeout: float = DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
+    event_timeout: float | None = DEFAULT_EVENT_TIMEOUT,
 ) -> int:
     """Run until SIGINT or SIGTERM; the exit status (1 when a worker failed to start).
 
@@ -436,7 +515,7 @@ def serve(
     except WorkerStartError as exc:
         print(f"error: the function failed to start: {exc}", file=sys.stderr)
         return 1
-    server = FunctionServer((host, port), pool, max_body_size, availability_timeout)
+    server = FunctionServer((host, port), pool, max_body_size, availability_timeout, event_timeout)
 
     def stop(signum: int, frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -476,4 +555,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
         help="seconds a request waits for a free worker before 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--event-timeout",
+        type=float,
+        default=DEFAULT_EVENT_TIMEOUT,
+        help="seconds a worker may take for one request before it is restarted and the request gets "
+        "408 (default: %(default)s)",
     )
