@@ -78,12 +78,14 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
     ),
 }
 
-# Per device: a CPU worker gets a second one so another request (another user, an interactive call
-# during a batch job) is served instead of waiting 10 s for a 503; each GPU worker holds its own copy of
-# the models in GPU memory, so a GPU gets exactly one. The event timeout covers one large frame with
+# One worker per instance on either device. A CPU worker already spreads each request over every CPU
+# the container may use (alphapose.build.configure_cpu_threads); a second worker process would halve
+# each one's threads at best and oversubscribe the cores at worst (measured 4x less throughput on 2 cores
+# with two full-width workers). Each GPU worker holds its own copy of the models in GPU memory, so a GPU
+# gets exactly one. More throughput comes from replicas (see the README). The event timeout covers one large frame with
 # room to spare (a CPU frame takes seconds, a GPU frame well under one) and stays below CVAT's own
 # 120 s request timeout, so a stuck request is answered 408 by Nuclio and its worker restarted.
-_WORKERS = {False: 2, True: 1}
+_WORKERS = 1
 _EVENT_TIMEOUT = {False: "60s", True: "30s"}
 _DEVICE = {False: "cpu", True: "cuda"}
 _READINESS_TIMEOUT_SECONDS = 300  # image start + every worker's torch import and model load
@@ -167,7 +169,7 @@ def function_config(variant: FunctionVariant, pins: Sequence[str] | None = None)
         "triggers": {
             "myHttpTrigger": {
                 "kind": "http",
-                "numWorkers": _WORKERS[variant.gpu],
+                "numWorkers": _WORKERS,
                 "workerAvailabilityTimeoutMilliseconds": _WORKER_AVAILABILITY_TIMEOUT_MS,
                 "attributes": {"maxRequestBodySize": _MAX_REQUEST_BODY_SIZE},
             }

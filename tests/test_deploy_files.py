@@ -106,7 +106,7 @@ def test_function_yaml_is_what_nuclio_and_cvat_expect(name: str) -> None:
     trigger = spec["triggers"]["myHttpTrigger"]
     assert trigger["kind"] == "http"
     assert "maxWorkers" not in trigger
-    assert trigger["numWorkers"] == (1 if gpu else 2)
+    assert trigger["numWorkers"] == 1
     assert trigger["workerAvailabilityTimeoutMilliseconds"] == 10000
     assert trigger["attributes"]["maxRequestBodySize"] == 33554432
 
