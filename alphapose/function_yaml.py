@@ -82,8 +82,9 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
 # the container may use (alphapose.build.configure_cpu_threads); a second worker process would halve
 # each one's threads at best and oversubscribe the cores at worst (measured 4x less throughput on 2 cores
 # with two full-width workers). Each GPU worker holds its own copy of the models in GPU memory, so a GPU
-# gets exactly one. More throughput comes from replicas (see the README). The event timeout covers one large frame with
-# room to spare (a CPU frame takes seconds, a GPU frame well under one) and stays below CVAT's own
+# gets exactly one. More throughput comes from replicas (see the README).
+# The event timeout covers one large frame with room to spare (a CPU frame takes seconds, a GPU
+# frame well under one) and stays below CVAT's own
 # 120 s request timeout, so a stuck request is answered 408 by Nuclio and its worker restarted.
 _WORKERS = 1
 _EVENT_TIMEOUT = {False: "60s", True: "30s"}
