@@ -1,15 +1,23 @@
-"""Load the official weights into our networks, strictly and with errors a person can act on."""
+"""Load the official weights into our networks, strictly and with errors a person can act on.
+
+``fold_batch_norm=True`` gives the inference form of a network: the official weights are loaded and
+checked first, then every batch norm is folded into its convolution (see :mod:`alphapose.fuse`).
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+import cv2
 import torch
 from torch import nn
 
 from alphapose.errors import WeightsError
+from alphapose.fuse import fold_batch_norms
 from alphapose.models.darknet import YoloV3SPP, read_darknet_weights
 from alphapose.presets import DETECTOR_INPUT_SIZE, PRESETS, PosePreset, get_preset
 
@@ -17,12 +25,19 @@ _SHOWN_KEYS = 5
 
 
 def load_pose_model(
-    preset: str | PosePreset, checkpoint: str | Path, device: str | torch.device = "cpu"
+    preset: str | PosePreset,
+    checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    fold_batch_norm: bool = False,
 ) -> nn.Module:
     """The preset's network with an official checkpoint loaded, in eval mode on ``device``.
 
     Input (N, 3, 256, 192) normalised crops, output heatmaps (N, K, 64, 48). The checkpoint is read with
-    ``weights_only=True`` (no code runs from the file) and must match the preset key for key.
+    ``weights_only=True`` (no code runs from the file) and must match the preset key for key. The network
+    is built on the meta device and takes the checkpoint's tensors as its parameters, so no time goes into
+    a random initialisation that would be overwritten. ``fold_batch_norm`` folds the batch norms after the
+    strict load: same outputs to float rounding, faster, but the state_dict no longer is the checkpoint's.
     """
     preset = preset if isinstance(preset, PosePreset) else get_preset(preset)
     state = read_state_dict(checkpoint)
@@ -30,24 +45,84 @@ def load_pose_model(
     if problems:
         hint = _fitting_presets_hint(state, preset.name)
         raise WeightsError(f"{checkpoint} does not fit preset {preset.name!r}: {problems}.{hint}")
-    model = preset.build()
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    with torch.device("meta"):
+        model = preset.build()
+    model.load_state_dict(state, strict=True, assign=True)
+    model.float().eval()  # float32 whatever the file stores, as a copy into the built network would give
+    if fold_batch_norm:
+        fold_batch_norms(model)
+    return model.to(device)
 
 
 def load_detector(
-    weights: str | Path, input_size: int = DETECTOR_INPUT_SIZE, device: str | torch.device = "cpu"
+    weights: str | Path,
+    input_size: int = DETECTOR_INPUT_SIZE,
+    device: str | torch.device = "cpu",
+    *,
+    fold_batch_norm: bool = False,
 ) -> nn.Module:
     """YOLOv3-SPP with darknet ``.weights`` loaded, in eval mode.
 
-    Input (N, 3, S, S) letterboxed RGB in [0, 1]; output the raw predictions (N, boxes, 85).
+    Input (N, 3, S, S) letterboxed RGB in [0, 1]; output the raw predictions (N, boxes, 85). The file
+    fills every parameter and batch-norm statistic, so the network is allocated without initialisation.
+    ``fold_batch_norm`` as in :func:`load_pose_model`.
     """
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"detector weights not found: {path}")
-    model = YoloV3SPP(input_size)
+    with torch.device("meta"):
+        model = YoloV3SPP(input_size)
+    model = model.to_empty(device="cpu")
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.num_batches_tracked.zero_()  # the one tensor the file does not hold
     read_darknet_weights(model, path)
-    return model.to(device).eval()
+    model.eval()
+    if fold_batch_norm:
+        fold_batch_norms(model)
+    return model.to(device)
+
+
+def cpu_budget() -> int:
+    """CPUs this process may keep busy: its affinity mask, capped by a cgroup CPU quota.
+
+    A container limit (``docker --cpus``, a Kubernetes or Nuclio ``resources.limits.cpu``) is a quota,
+    not an affinity mask: PyTorch and OpenCV do not see it and would start one thread per host core.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The cgroup v2 ``cpu.max`` (or v1 CFS quota / period) limit in CPUs; None when unlimited."""
+    try:
+        if (root / "cpu.max").is_file():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_file = root / "cpu" / "cpu.cfs_quota_us"
+        if quota_file.is_file():
+            quota_us = int(quota_file.read_text())
+            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def configure_cpu_threads() -> int:
+    """Cap PyTorch's and OpenCV's thread pools at :func:`cpu_budget`; returns PyTorch's thread count.
+
+    Only ever lowers a count, and leaves PyTorch alone when ``OMP_NUM_THREADS`` is set: that is the way to
+    share the CPUs between several worker processes (each Nuclio worker is a process with its own pools,
+    so with W workers on C CPUs set ``OMP_NUM_THREADS`` to C / W).
+    """
+    budget = cpu_budget()
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > budget:
+        torch.set_num_threads(budget)
+    if cv2.getNumThreads() > budget:
+        cv2.setNumThreads(budget)
+    return torch.get_num_threads()
 
 
 def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:

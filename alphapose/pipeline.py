@@ -14,13 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphapose.build import load_detector, load_pose_model
+from alphapose.build import configure_cpu_threads, load_detector, load_pose_model
 from alphapose.detector import PersonDetector
 from alphapose.errors import WeightsError
 from alphapose.pose_nms import pose_nms
 from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, DETECTOR_WEIGHTS, PosePreset, get_preset
 from alphapose.skeletons import Skeleton
-from alphapose.transforms import crop_persons, decode_heatmaps, flip_heatmaps
+from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps, flip_heatmaps
+
+# Crops per pose forward on the CPU; the time per crop is lowest from 4 to 8 and grows beyond (2 cores:
+# 87 ms at 1, 66 at 4-8, 71 at 12, 75 at 24; see bench/README.md).
+CPU_FORWARD_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,13 @@ class PosePipeline:
         detector_confidence: float = 0.1,
         detector_nms: float = 0.6,
     ) -> PosePipeline:
-        """Build from a directory holding the official files under their official names."""
+        """Build from a directory holding the official files under their official names.
+
+        The networks are loaded in their inference form: batch norms folded into the convolutions and
+        weights in channels-last layout, which oneDNN runs faster on the CPU (bench/README.md) and which
+        is cuDNN's layout for fp16 tensor-core convolutions. PyTorch's CPU threads are capped at the
+        CPUs this process may use (see :func:`alphapose.build.configure_cpu_threads`).
+        """
         spec = get_preset(preset)
         directory = Path(path)
         missing = [name for name in (DETECTOR_WEIGHTS, spec.checkpoint) if not (directory / name).is_file()]
@@ -92,12 +102,17 @@ class PosePipeline:
                 f"download them with `python -m alphapose.weights --preset {spec.name} --dir {directory}`"
             )
         resolved = resolve_device(device)
+        configure_cpu_threads()
+        detector_model = load_detector(
+            directory / DETECTOR_WEIGHTS, detector_size, resolved, fold_batch_norm=True
+        )
         detector = PersonDetector(
-            load_detector(directory / DETECTOR_WEIGHTS, detector_size, resolved),
+            detector_model.to(memory_format=torch.channels_last),
             confidence=detector_confidence,
             nms_threshold=detector_nms,
         )
-        pose_model = load_pose_model(spec, directory / spec.checkpoint, resolved)
+        pose_model = load_pose_model(spec, directory / spec.checkpoint, resolved, fold_batch_norm=True)
+        pose_model = pose_model.to(memory_format=torch.channels_last)
         return cls(detector, pose_model, spec, resolved, flip=flip, max_batch=max_batch)
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
@@ -118,18 +133,36 @@ class PosePipeline:
             raise ValueError(f"{len(boxes)} boxes but {len(scores)} box scores")
         if len(boxes) == 0:
             return []
-        batch, crop_boxes = crop_persons(image, boxes.numpy(), self.preset.input_size)
+        batch, crop_boxes = self.crops(image, boxes.numpy())
         heatmaps = self.heatmaps(batch)
         keypoints, keypoint_scores = decode_heatmaps(heatmaps.numpy(), crop_boxes)
         merged = pose_nms(boxes, torch.from_numpy(keypoints), torch.from_numpy(keypoint_scores))
         return [self._pose(boxes[m.pick], float(scores[m.pick]), m.keypoints, m.scores) for m in merged]
 
+    def crops(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Normalised crops (N, 3, H, W) on the model's device and the crop boxes (N, 4).
+
+        On a GPU the image is uploaded once and warped there in one batched operation; on the CPU
+        OpenCV's per-box warp is the faster way to the same pixels.
+        """
+        if self.device.type == "cpu":
+            return crop_persons(image, boxes_xyxy, self.preset.input_size)
+        pixels = torch.from_numpy(np.require(image, requirements=("C", "W"))).to(self.device)
+        return crop_persons_batched(pixels, boxes_xyxy, self.preset.input_size)
+
     def heatmaps(self, batch: torch.Tensor) -> torch.Tensor:
         """Pose network on normalised crops (N, 3, H, W), in chunks of ``max_batch``; float32 CPU heatmaps,
-        averaged with the flipped crops' heatmaps when flip test is on."""
+        averaged with the flipped crops' heatmaps when flip test is on.
+
+        On the CPU a forward pass takes at most ``CPU_FORWARD_BATCH`` crops (flipped copies included):
+        beyond that the activations outgrow the caches and each crop costs more, not less.
+        """
+        chunk_size = self.max_batch
+        if self.device.type == "cpu":
+            chunk_size = max(1, min(chunk_size, CPU_FORWARD_BATCH // (2 if self.flip else 1)))
         outputs = []
         with torch.inference_mode(), self._precision():
-            for chunk in batch.split(self.max_batch):
+            for chunk in batch.split(chunk_size):
                 chunk = chunk.to(self.device, non_blocking=True)
                 inputs = torch.cat([chunk, chunk.flip(-1)]) if self.flip else chunk
                 heatmaps = self.pose_model(inputs).float()

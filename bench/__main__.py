@@ -1,0 +1,145 @@
+"""Speed of the AlphaPose function on this machine: ``python -m bench [--quick] [--ablation]``.
+
+Prints a markdown table and writes ``bench/results/<device>.json`` and ``.md`` (``-quick`` appended for
+quick runs), e.g. ``cpu-amd-epyc-2threads.json`` or ``cuda-nvidia-h100-80gb-hbm3.json``. Weights are
+official-format random ones unless ``--weights`` names a directory with real ones (the person count is
+fixed by the benchmark either way). See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alphapose.pipeline import PosePipeline
+from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, PRESETS
+from bench.coldstart import measure_cold_start
+from bench.measure import device_label, environment, peak_rss_mb
+from bench.report import render_markdown, write_report
+from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
+from bench.stages import Plan, latency_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def plan_for(device: torch.device, quick: bool) -> Plan:
+    """Enough runs for a stable median; the CPU gets few because the detector alone takes ~1 s there."""
+    if device.type == "cuda":
+        return Plan(
+            repeats=10 if quick else 30, warmup=3 if quick else 10, end_to_end_repeats=10 if quick else 30
+        )
+    return Plan(repeats=2 if quick else 5, warmup=1, end_to_end_repeats=2 if quick else 3)
+
+
+def throughput_batches(device: torch.device, quick: bool) -> tuple[int, ...]:
+    batches = GPU_BATCHES if device.type == "cuda" else CPU_BATCHES
+    return batches[::2] if quick else batches
+
+
+@contextmanager
+def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
+    """``given``, or synthetic official-format weights in a temporary directory."""
+    if given is not None:
+        yield given
+        return
+    from alphapose.synthetic_weights import write_synthetic_weights
+
+    with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
+        log(f"writing synthetic weights for {preset}")
+        yield write_synthetic_weights(directory, (preset,), persons=True)
+
+
+_START = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.perf_counter() - _START:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement; returns the results JSON."""
+    started = time.perf_counter()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the cold-start worker too
+        torch.set_num_threads(args.threads)
+    with weights_directory(args.weights, args.preset) as weights:
+        cold = None
+        if not args.no_cold_start:
+            log("cold start (fresh worker process)")
+            cold = measure_cold_start(weights, args.preset, args.device, args.detector_size)
+        pipeline = PosePipeline.from_weights_dir(
+            weights, preset=args.preset, device=args.device, detector_size=args.detector_size
+        )
+        device = pipeline.device
+        plan = plan_for(device, args.quick)
+        env = environment(device)
+        log(f"{env['device_name']} ({device}), {env['torch_threads']} threads, torch {env['torch']}")
+        latency = latency_table(pipeline, plan, log)
+        log("pose throughput by batch size")
+        throughput = pose_throughput(pipeline, throughput_batches(device, args.quick), plan)
+        log("per-person loop against the batched pose stage")
+        loop = loop_vs_batch(pipeline, plan)
+        log("FLOPs and the matmul ceiling")
+        eff = efficiency(pipeline, plan)
+        ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
+    env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    name = device_label(device) + ("-quick" if args.quick else "")
+    results: dict[str, Any] = {
+        "schema": 1,
+        "name": name,
+        "preset": args.preset,
+        "weights": "given" if args.weights else "synthetic",
+        "environment": env,
+        "plan": {
+            "repeats": plan.repeats,
+            "warmup": plan.warmup,
+            "end_to_end_repeats": plan.end_to_end_repeats,
+            "quick": args.quick,
+        },
+        "latency": latency,
+        "pose_throughput": throughput,
+        "loop_vs_batch": loop,
+        "efficiency": eff,
+        "cold_start": cold,
+        "ablation": ablations,
+        "bench_process_peak_rss_mb": peak_rss_mb(),
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+    if device.type == "cuda":
+        results["bench_process_cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs and batch sizes")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also time each optimisation off and on (a few minutes more)"
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda, cuda:N")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    parser.add_argument("--detector-size", type=int, default=DETECTOR_INPUT_SIZE)
+    parser.add_argument("--weights", type=Path, help="directory with real weights (default: synthetic)")
+    parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurement")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
+    )
+    args = parser.parse_args(argv)
+    results = run(args)
+    json_path, md_path = write_report(results, args.out)
+    print(render_markdown(results))
+    log(f"wrote {json_path} and {md_path} in {results['bench_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
