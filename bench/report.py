@@ -113,7 +113,8 @@ def _summary(results: dict[str, Any]) -> list[str]:
     rows.append(
         [
             "end to end over the two network forwards alone (worst row)",
-            f"{worst['overhead_vs_networks']:+.1%} ({worst['image']}, {worst['persons']} persons)",
+            f"{worst['overhead_vs_networks']:+.1%} ({worst['image']}, {worst['persons']} "
+            f"{'person' if worst['persons'] == 1 else 'persons'})",
         ]
     )
     cold = results.get("cold_start")
