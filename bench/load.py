@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +40,8 @@ from typing import Any
 import numpy as np
 import requests
 from PIL import Image
+
+from alphapose.server import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPOSITORY / "bench" / "results"
@@ -65,63 +66,13 @@ def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
         yield write_synthetic_weights(directory, (preset,), persons=True)
 
 
-class LocalServer:
-    """``python -m alphapose serve`` on a free port, its log in ``log_path``; stopped on exit."""
-
-    def __init__(self, env: Mapping[str, str], log_path: Path, options: Sequence[str]) -> None:
-        environ = {key: value for key, value in os.environ.items() if not key.startswith("ALPHAPOSE_")}
-        environ.update(env)
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "alphapose", "serve", "--port", "0", *options],
-            cwd=REPOSITORY,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(SERVER_START_TIMEOUT)
-        match = re.match(r"Listening on (http://\S+)", lines[0] if lines else "")
-        if not match:
-            self.stop()
-            raise RuntimeError(f"the server did not start; its log:\n{self.log_tail()}")
-        self.url = match.group(1)
-
-    def health(self) -> dict[str, Any]:
-        return requests.get(self.url, timeout=30).json()
-
-    def worker_pids(self) -> list[int]:
-        """The worker processes: the server's children started by multiprocessing's spawn."""
-        pids = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            for pid in (task / "children").read_text().split():
-                if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(pid))
-        return sorted(pids)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
-        self._log.close()
-
-    def __enter__(self) -> LocalServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def start_server(env: Mapping[str, str], log_path: Path, options: Sequence[str]) -> ServerProcess:
+    """The local server with ``options``, or RuntimeError with its log when it did not start."""
+    server = ServerProcess(env, log_path, *options, start_timeout=SERVER_START_TIMEOUT)
+    if server.url is None:
+        server.stop()
+        raise RuntimeError(f"the server did not start; its log:\n{server.log_tail()}")
+    return server
 
 
 def server_env(weights: Path, detector_size: int, device: str, preset: str, threads: int) -> dict[str, str]:
@@ -289,7 +240,7 @@ def run_load(args: argparse.Namespace) -> int:
         threads = threads_per_worker(args.threads, args.workers)
         env = server_env(weights, args.detector_size, args.device, args.preset, threads)
         print(f"starting {args.workers} workers (detector size {args.detector_size})...", file=sys.stderr)
-        with LocalServer(env, Path(scratch) / "server.log", options) as server:
+        with start_server(env, Path(scratch) / "server.log", options) as server:
             health = server.health()
             alone = single_request_seconds(server.url)
             print(f"one request alone: {alone:.3f} s; {args.clients} clients x {args.requests} requests...")

@@ -30,12 +30,12 @@ import numpy as np
 import requests
 
 from bench.load import (
-    LocalServer,
     coco_problem,
     coco_request,
     device_slug,
     machine,
     server_env,
+    start_server,
     threads_per_worker,
     weights_directory,
     write_results,
@@ -90,7 +90,7 @@ def run_soak(args: argparse.Namespace) -> int:
         threads = threads_per_worker(args.threads, 1)
         env = server_env(weights, args.detector_size, args.device, args.preset, threads)
         print(f"starting 1 worker (detector size {args.detector_size})...", file=sys.stderr)
-        with LocalServer(env, Path(scratch) / "server.log", ["--workers", "1"]) as server:
+        with start_server(env, Path(scratch) / "server.log", ["--workers", "1"]) as server:
             health = server.health()
             (pid,) = server.worker_pids()
             samples, problems, seconds = soak(server.url, pid, sizes, args)

@@ -8,8 +8,8 @@ records into a buffer the test can read, and the output goes through
 escaping the handler becomes the runtime's 500 ``text/plain`` answer. The encoding code is the local
 server's (:mod:`alphapose.server`), so both are tested by the same requests.
 
-:class:`ServerProcess` runs that local server for real, and :func:`cvat_violations` checks an answer
-the way CVAT would.
+:class:`alphapose.server.ServerProcess` runs that local server for real, and :func:`cvat_violations`
+checks an answer the way CVAT would.
 """
 
 from __future__ import annotations
@@ -18,21 +18,13 @@ import io
 import json
 import math
 import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import nuclio_sdk.logger
 
 from alphapose.server import (
-    FUNCTION_ROOT,
     HandlerResult,
     create_context,
     decode_result,
@@ -155,47 +147,3 @@ def cvat_violations(answer: Any, spec: list[dict[str, Any]]) -> list[str]:
         if all(element.get("outside") for element in elements):
             problems.append(f"{where}: every element is outside")
     return problems
-
-
-class ServerProcess:
-    """``python -m alphapose serve`` in a subprocess on a free port; stderr (all logs) goes to a file."""
-
-    def __init__(
-        self, env: Mapping[str, str], log_path: Path, *options: str, start_timeout: float = 180.0
-    ) -> None:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        environ.update(env)
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "alphapose", "serve", "--port", "0", *options],
-            cwd=FUNCTION_ROOT,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=start_timeout)
-        except queue.Empty:
-            first = ""
-        match = re.match(r"Listening on (http://\S+)", first)
-        self.url = match.group(1) if match else None
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Signal the server and wait for it to exit; its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        self.process.stdout.close()
-        return self.process.returncode

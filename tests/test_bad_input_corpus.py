@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from nuclio_harness import NuclioFunction, ServerProcess, cvat_violations
+from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
 
 from alphapose.cvat_spec import label_spec
+from alphapose.server import ServerProcess
 from alphapose.skeletons import COCO17
 
 MAX_PIXELS = 200_000_000  # above Pillow's refusal threshold of 178,956,970 pixels

@@ -12,12 +12,13 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
-from nuclio_harness import ServerProcess, cvat_violations
+from nuclio_harness import cvat_violations
 from PIL import Image
 
 from alphapose.cli import main
 from alphapose.cvat_spec import label_spec
 from alphapose.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons
+from alphapose.server import ServerProcess
 from alphapose.skeletons import COCO17
 
 GREY = 90

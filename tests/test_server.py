@@ -17,11 +17,12 @@ import nuclio_sdk
 import numpy as np
 import pytest
 import requests
-from nuclio_harness import ServerProcess, cvat_violations
+from nuclio_harness import cvat_violations
 from PIL import Image
 
 from alphapose.cvat_spec import label_spec
 from alphapose.server import (
+    ServerProcess,
     WorkerPool,
     WorkerStartError,
     create_context,
