@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +157,23 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
+def finish(
+    kind: str,
+    device: str,
+    results: dict[str, Any],
+    out: Path | None,
+    report: Callable[[dict[str, Any], Path], None],
+    server_log: str,
+) -> int:
+    """Write the results file and print the report, with the server's log when a check failed; the exit
+    status of the script."""
+    path = write_results(kind, device, results, out)
+    report(results, path)
+    if not results["ok"]:
+        print("server log tail:\n" + server_log, file=sys.stderr)
+    return 0 if results["ok"] else 1
+
+
 def write_results(kind: str, device: str, results: dict[str, Any], out: Path | None) -> Path:
     path = out or RESULTS_DIR / f"{kind}-{device_slug(device)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,11 +280,7 @@ def run_load(args: argparse.Namespace) -> int:
             idle_after = server.health()["idle_workers"]
             server_log = server.log_tail()
     results = summarise(args, health, outcomes, wall, alone, bound, idle_after)
-    path = write_results("load", health["device"], results, args.out)
-    report(results, path)
-    if not results["ok"]:
-        print("server log tail:\n" + server_log, file=sys.stderr)
-    return 0 if results["ok"] else 1
+    return finish("load", health["device"], results, args.out, report, server_log)
 
 
 def summarise(

@@ -33,12 +33,12 @@ from bench.load import (
     coco_problem,
     coco_request,
     device_slug,
+    finish,
     machine,
     server_env,
     start_server,
     threads_per_worker,
     weights_directory,
-    write_results,
 )
 
 # A fixed set of bad requests and the answer each must get (README, "Errors").
@@ -97,11 +97,7 @@ def run_soak(args: argparse.Namespace) -> int:
             alive = Path(f"/proc/{pid}").exists() and server.worker_pids() == [pid]
             log_tail = server.log_tail()
     results = summarise(args, health, samples, problems, seconds, alive, threads)
-    path = write_results("soak", health["device"], results, args.out)
-    report(results, path)
-    if not results["ok"]:
-        print("server log tail:\n" + log_tail, file=sys.stderr)
-    return 0 if results["ok"] else 1
+    return finish("soak", health["device"], results, args.out, report, log_tail)
 
 
 def soak(
