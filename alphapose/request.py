@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -29,6 +30,9 @@ _WHITESPACE = re.compile(r"\s+")
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 # Formats Pillow decodes by running another program (EPS: Ghostscript); never run one on a caller's bytes.
 _REFUSED_FORMATS = ("EPS",)
+_JPEG_END = b"\xff\xd9"  # the EOI marker that closes a complete JPEG
+_EXIF_ORIENTATION = 0x0112
+_OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow applies rotations
 _SHOWN_CHARACTERS = 40  # longest value quoted back in an error detail
 
 
@@ -112,23 +116,35 @@ def parse_request(
 
 
 def decode_base64(value: Any) -> bytes:
-    """The bytes of the ``image`` field; a data-URL prefix, line breaks and missing padding are tolerated."""
+    """The bytes of the ``image`` field; a data-URL prefix, line breaks and missing padding are tolerated.
+
+    CVAT sends plain standard base64, which one strict pass decodes without copying the text; anything
+    else takes the lenient path (:func:`decode_base64_lenient`), so both give the same bytes.
+    """
     if value is None or value == "":
         raise RequestError(400, "missing_image", "the request has no 'image' (a base64-encoded image file)")
     if not isinstance(value, str):
         raise RequestError(
             400, "invalid_image_field", f"'image' must be a base64 string, got {_json_type(value)}"
         )
-    text = _WHITESPACE.sub("", _DATA_URL_PREFIX.sub("", value.strip(), count=1))
-    text = text.replace("-", "+").replace("_", "/")  # the URL-safe alphabet decodes to the same bytes
-    text += "=" * (-len(text) % 4)
     try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RequestError(400, "invalid_base64", f"'image' is not valid base64: {exc}") from None
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        data = decode_base64_lenient(value)
     if not data:
         raise RequestError(400, "missing_image", "'image' decodes to no bytes")
     return data
+
+
+def decode_base64_lenient(text: str) -> bytes:
+    """Base64 after dropping a data-URL prefix and whitespace, mapping the URL-safe alphabet and padding."""
+    text = _WHITESPACE.sub("", _DATA_URL_PREFIX.sub("", text.strip(), count=1))
+    text = text.replace("-", "+").replace("_", "/")  # the URL-safe alphabet decodes to the same bytes
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(400, "invalid_base64", f"'image' is not valid base64: {exc}") from None
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
@@ -168,6 +184,9 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         )
     if width == 0 or height == 0:
         raise RequestError(400, "invalid_image", f"the image is empty ({width}x{height})")
+    pixels = decode_jpeg_with_opencv(data, image)
+    if pixels is not None:
+        return pixels
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -176,6 +195,28 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         raise
     except Exception as exc:  # truncated or corrupt pixel data, broken EXIF
         raise RequestError(400, "invalid_image", f"the image could not be decoded: {exc}") from None
+
+
+def decode_jpeg_with_opencv(data: bytes, header: Image.Image) -> np.ndarray | None:
+    """The pixels of a plain JPEG decoded by OpenCV, or None where Pillow must decode the file.
+
+    CVAT's frames are JPEGs; OpenCV decodes them about three times faster than Pillow plus the
+    conversion to an array, straight into RGB, and gives the very pixels of ``cv2.imread`` that the
+    reference pipeline reads. Taken only where both libraries give the same pixels (tested): 8-bit RGB
+    or grey, no EXIF rotation, a complete file (ends with the EOI marker; Pillow refuses a truncated one).
+    Anything OpenCV fails on goes to Pillow, which names the problem.
+    """
+    if header.format != "JPEG" or header.mode not in ("RGB", "L") or not data.endswith(_JPEG_END):
+        return None
+    if header.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        return None
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_RGB)
+    except cv2.error:
+        return None
+    if pixels is None or pixels.shape[:2] != (header.height, header.width):
+        return None
+    return pixels
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from alphapose.request import RequestError, decode_base64, decode_image, parse_body, parse_request
+from alphapose.request import (
+    RequestError,
+    decode_base64,
+    decode_base64_lenient,
+    decode_image,
+    decode_jpeg_with_opencv,
+    parse_body,
+    parse_request,
+)
 
 MAX_PIXELS = 10_000
 
@@ -125,6 +133,7 @@ def test_base64_tolerates_prefix_whitespace_padding_and_urlsafe(text: str) -> No
         ("not base64!", "invalid_base64"),
         ("abcde", "invalid_base64"),  # 5 characters can never be valid
         ("ab=cd===", "invalid_base64"),
+        ("\u00e9t\u00e9", "invalid_base64"),  # non-ASCII text
     ],
 )
 def test_base64_errors(value: object, error: str) -> None:
@@ -243,6 +252,73 @@ def test_exif_orientation_is_applied() -> None:
     assert image.shape == (32, 16, 3)
     assert image[4, 8, 0] > 200 and image[4, 8, 2] < 50
     assert image[28, 8, 2] > 200 and image[28, 8, 0] < 50
+
+
+def jpeg_bytes(pixels: np.ndarray, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+NOISE = np.random.default_rng(3).integers(0, 255, (37, 53, 3), dtype=np.uint8)  # odd sizes: partial MCUs
+
+
+@pytest.mark.parametrize(
+    ("pixels", "options"),
+    [
+        (NOISE, {"quality": 95}),
+        (NOISE, {"quality": 30, "subsampling": "4:2:2"}),
+        (NOISE, {"subsampling": "4:4:4"}),
+        (NOISE, {"progressive": True, "optimize": True}),
+        (NOISE[..., 1], {}),  # greyscale
+    ],
+)
+def test_jpeg_fast_path_gives_pillows_pixels(
+    pixels: np.ndarray, options: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = jpeg_bytes(pixels, **options)
+    expected = pillow_pixels(data)
+
+    def no_pillow_decoding(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_pillow_decoding)
+    image = decode_image(data, max_pixels=MAX_PIXELS)
+    np.testing.assert_array_equal(image, expected)
+    assert image.dtype == np.uint8 and image.flags.writeable
+
+
+def test_jpeg_fast_path_is_not_taken_where_pillow_must_decode() -> None:
+    plain = jpeg_bytes(NOISE)
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    rotated = io.BytesIO()
+    Image.fromarray(NOISE).save(rotated, "JPEG", exif=exif.tobytes())
+    cmyk = io.BytesIO()
+    Image.fromarray(NOISE).convert("CMYK").save(cmyk, "JPEG")
+    for data in (
+        rotated.getvalue(),
+        cmyk.getvalue(),
+        plain[:-200],
+        plain + b"trailer",
+        png_bytes(Image.fromarray(NOISE)),
+    ):
+        assert decode_jpeg_with_opencv(data, Image.open(io.BytesIO(data))) is None
+    assert decode_jpeg_with_opencv(plain, Image.open(io.BytesIO(plain))) is not None
+
+
+def test_truncated_jpeg_is_refused() -> None:
+    exc = refused(decode_image, jpeg_bytes(NOISE)[:-200], max_pixels=MAX_PIXELS)
+    assert (exc.status, exc.error) == (400, "invalid_image")
+
+
+def test_strict_and_lenient_base64_agree() -> None:
+    text = b64(jpeg_bytes(NOISE))
+    assert decode_base64(text) == decode_base64_lenient(text) == base64.b64decode(text)
 
 
 def decode(image: Image.Image) -> np.ndarray:
