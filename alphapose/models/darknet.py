@@ -9,6 +9,7 @@ official ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,14 +327,14 @@ def read_darknet_weights(model: YoloV3SPP, path: str | Path) -> None:
             f"{path} is not a YOLOv3-SPP darknet weights file: it has {_describe_size(actual_bytes)}, "
             f"expected {_describe_size(expected_bytes)}; {verdict} (truncated download or another network?)"
         )
-    stream = np.memmap(path, dtype="<f4", mode="c", offset=DARKNET_HEADER_BYTES, shape=(expected_floats,))
-    start = 0
-    with torch.no_grad():
+    with open(path, "rb") as file, torch.no_grad():
+        file.seek(DARKNET_HEADER_BYTES)
         for tensor in tensors:
-            count = tensor.numel()
-            tensor.copy_(torch.from_numpy(stream[start : start + count]).view_as(tensor))
-            start += count
-    del stream
+            values = tensor.detach().numpy()  # the parameter's own memory: the file is read once, no copy
+            if file.readinto(memoryview(values).cast("B")) != values.nbytes:
+                raise WeightsError(f"{path} changed while it was read")
+            if sys.byteorder == "big":
+                values.byteswap(inplace=True)  # the file is little-endian
 
 
 def write_darknet_weights(model: YoloV3SPP, path: str | Path, seen: int = 0) -> None:
