@@ -5,12 +5,14 @@
 * pose throughput (persons/s) against batch size;
 * achieved GFLOP/s of both networks against a large matmul in their precision (fp32 CPU, fp16 CUDA);
 * each optimisation switched off and on in the same run (batch-norm folding, channels-last, batched
-  crops, meta-device loading, fp16 on CUDA), with the largest output difference it causes.
+  crops, meta-device loading, strict base64, OpenCV JPEG decode, fp16 on CUDA), with the largest
+  output difference it causes.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import time
 from collections.abc import Callable
 from functools import partial
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 from torch import nn
 
 from alphapose.build import load_detector, load_pose_model, read_state_dict
@@ -27,10 +30,11 @@ from alphapose.models.darknet import Yolo
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
 from alphapose.pose_nms import pose_nms
 from alphapose.presets import DETECTOR_WEIGHTS
+from alphapose.request import decode_base64, decode_base64_lenient, decode_image, to_rgb
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps
 from bench.measure import count_flops, matmul, measure, measure_interleaved
 from bench.stages import Plan, autocast, detector_forward
-from bench.workloads import person_boxes, synthetic_photo
+from bench.workloads import person_boxes, request_image, synthetic_photo
 
 LOOP_PERSONS = 8
 LOOP_IMAGE = (1280, 720)
@@ -270,6 +274,23 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
         "used": "batched_grid_sample" if device.type == "cuda" else "opencv_per_box",
     }
 
+    log("ablation: request decode")
+    payload = request_image(big)
+    data = decode_base64(payload)
+    results["base64_1920x1080"] = _compare_functions(
+        {"lenient": partial(decode_base64_lenient, payload), "strict_first": partial(decode_base64, payload)},
+        lambda a, b: float(a != b),
+        plan,
+    )
+    results["image_decode_1920x1080"] = _compare_functions(
+        {
+            "pillow": partial(pillow_decode, data),
+            "opencv_jpeg": partial(decode_image, data, max_pixels=big.size),
+        },
+        lambda a, b: float(np.abs(a.astype(np.int16) - b).max()) / 255,
+        plan,
+    )
+
     log("ablation: loading")
     results["load_pose_model"] = _loading(preset, weights / preset.checkpoint, device)
 
@@ -292,6 +313,25 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
             "float16_autocast": fp16.as_dict() | {"max_relative_difference": difference},
         }
     return results
+
+
+def pillow_decode(data: bytes) -> np.ndarray:
+    """The request's image decode before the OpenCV JPEG path: Pillow for every file."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def _compare_functions(
+    works: dict[str, Callable[[], Any]], difference: Callable[[Any, Any], float], plan: Plan
+) -> dict[str, Any]:
+    """Host-side work in turns, the first as the reference; differences as ``difference`` measures them."""
+    timings = measure_interleaved(works, plan.repeats, plan.warmup, torch.device("cpu"))
+    reference = next(iter(works.values()))()
+    return {
+        name: timings[name].as_dict() | {"max_relative_difference": difference(work(), reference)}
+        for name, work in works.items()
+    }
 
 
 def _loading(preset: Any, checkpoint: Path, device: torch.device) -> dict[str, Any]:
