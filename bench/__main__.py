@@ -24,11 +24,9 @@ from alphapose.pipeline import PosePipeline
 from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, PRESETS
 from bench.coldstart import measure_cold_start
 from bench.measure import device_label, environment, peak_rss_mb
-from bench.report import render_markdown, write_report
+from bench.report import RESULTS, render_markdown, write_report
 from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
 from bench.stages import Plan, latency_table
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plan_for(device: torch.device, quick: bool) -> Plan:
