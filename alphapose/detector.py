@@ -8,6 +8,7 @@ pose NMS downstream were tuned on exactly those boxes and scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -50,7 +51,8 @@ class Letterbox:
 def letterbox(image: np.ndarray, size: int) -> tuple[Tensor, Letterbox]:
     """Resize an HxWx3 uint8 RGB image to fit ``size`` x ``size`` keeping its aspect, centred on grey.
 
-    Returns the (3, size, size) float32 RGB tensor in [0, 1] and the placement. As the official: scale
+    Returns the (3, size, size) uint8 RGB tensor (see :func:`network_input` for the values the network
+    takes) and the placement. As the official: scale
     ``min(size / w, size / h)``, pasted size ``int(w * scale)`` x ``int(h * scale)``, bicubic resampling,
     offsets ``(size - new) // 2``. (A side that would round to 0 pixels is kept at 1, where the official
     code fails.)
@@ -67,8 +69,23 @@ def letterbox(image: np.ndarray, size: int) -> tuple[Tensor, Letterbox]:
     canvas = np.full((size, size, 3), CANVAS_VALUE, dtype=np.uint8)
     top, left = (size - new_height) // 2, (size - new_width) // 2
     canvas[top : top + new_height, left : left + new_width] = resized
-    tensor = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))).float().div(255.0)
+    tensor = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))
     return tensor, Letterbox(size=size, scale=scale, width=width, height=height)
+
+
+def network_input(pixels: Tensor) -> Tensor:
+    """uint8 letterbox pixels as the detector's float32 input in [0, 1], on the pixels' device.
+
+    The official code divides by 255 on the CPU before the upload; a GPU would multiply by a rounded
+    reciprocal instead, which differs in the last bit for some values. Looking the values up in a table
+    divided on the CPU gives the official floats on any device, and the upload stays uint8 (4x smaller).
+    """
+    return torch.take(_unit_table(pixels.device), pixels.long())
+
+
+@cache
+def _unit_table(device: torch.device) -> Tensor:
+    return torch.arange(256, dtype=torch.float32).div(255.0).to(device)
 
 
 def _nms_bound(threshold: float) -> float:
@@ -152,9 +169,10 @@ class PersonDetector:
         """
         if not images:
             return []
-        inputs, placements = zip(*(letterbox(image, self.input_size) for image in images), strict=True)
+        canvases, placements = zip(*(letterbox(image, self.input_size) for image in images), strict=True)
         with torch.inference_mode():
-            predictions = self.model(torch.stack(inputs).to(self.device)).float().cpu()
+            # predictions stay on the device: select_persons brings back only the rows it keeps
+            predictions = self.model(network_input(torch.stack(canvases).to(self.device)))
         results = []
         for pred, placement in zip(predictions, placements, strict=True):
             boxes, scores = select_persons(pred, self.confidence, self.nms_threshold)

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from alphapose.build import load_detector, load_pose_model, read_state_dict
-from alphapose.detector import letterbox
+from alphapose.detector import letterbox, network_input
 from alphapose.models.darknet import Yolo
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
 from alphapose.pose_nms import pose_nms
@@ -122,7 +122,7 @@ def efficiency(pipeline: PosePipeline, plan: Plan) -> dict[str, Any]:
     crops, _ = pipeline.crops(image, person_boxes(*LOOP_IMAGE, batch_size, seed=4)[0])
     squares = letterbox(image, pipeline.detector.input_size)[0]
     pose_flops = count_flops(pipeline.pose_model, crops[:1].to(device))
-    detector_flops = count_flops(pipeline.detector.model, squares[None].to(device))
+    detector_flops = count_flops(pipeline.detector.model, network_input(squares[None].to(device)))
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     product, size = matmul(device, dtype)
     timings = measure_interleaved(
@@ -244,7 +244,7 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
 
     log("ablation: detector network")
     size = pipeline.detector.input_size
-    squares = letterbox(image, size)[0][None].to(device)
+    squares = network_input(letterbox(image, size)[0][None].to(device))
     plain = load_detector(weights / DETECTOR_WEIGHTS, size, device)
     folded = load_detector(weights / DETECTOR_WEIGHTS, size, device, fold_batch_norm=True)
     results["detector_forward"] = _compare(_variants(folded, plain), squares, device, plan, head_inputs)

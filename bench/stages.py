@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alphapose.detector import Letterbox, PersonDetector, letterbox, select_persons
+from alphapose.detector import Letterbox, PersonDetector, letterbox, network_input, select_persons
 from alphapose.formats import cvat_skeletons
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.pose_nms import pose_nms
@@ -64,9 +64,10 @@ def autocast(device: torch.device) -> torch.autocast:
 
 
 def detector_forward(pipeline: PosePipeline, inputs: torch.Tensor) -> torch.Tensor:
-    """The detector network on one letterboxed image, predictions back on the CPU as the detector does."""
+    """The detector network on one image's uint8 letterbox; predictions stay on the device, as in
+    :class:`PersonDetector`."""
     with torch.inference_mode(), autocast(pipeline.device):
-        return pipeline.detector.model(inputs[None].to(pipeline.device)).float().cpu()
+        return pipeline.detector.model(network_input(inputs[None].to(pipeline.device)))
 
 
 def detector_postprocess(

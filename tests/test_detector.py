@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.detector import Letterbox, PersonDetector, letterbox, select_persons
+from alphapose.detector import Letterbox, PersonDetector, letterbox, network_input, select_persons
 from alphapose.models.darknet import YoloV3SPP
 
 HEADS = (88, 100, 112)
@@ -78,21 +78,30 @@ def test_letterbox_places_the_resized_image_on_grey(
 ) -> None:
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     tensor, box = letterbox(image, size)
-    assert tensor.shape == (3, size, size) and tensor.dtype == torch.float32
+    assert tensor.shape == (3, size, size) and tensor.dtype == torch.uint8
     assert box == Letterbox(size=size, scale=min(size / width, size / height), width=width, height=height)
     top, left = (size - new_height) // 2, (size - new_width) // 2
     resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_CUBIC)
-    inside = torch.from_numpy(resized.transpose(2, 0, 1).astype(np.float32)) / 255
+    inside = torch.from_numpy(resized.transpose(2, 0, 1).copy())
     assert torch.equal(tensor[:, top : top + new_height, left : left + new_width], inside)  # RGB order kept
     border = torch.ones(size, size, dtype=torch.bool)
     border[top : top + new_height, left : left + new_width] = False
-    assert (tensor[:, border] == torch.tensor(128 / 255, dtype=torch.float32)).all()
+    assert (tensor[:, border] == 128).all()
 
 
 def test_letterbox_keeps_a_sliver_at_least_one_pixel_high() -> None:
     tensor, _ = letterbox(np.full((1, 2000, 3), 200, dtype=np.uint8), 64)  # int(1 * 0.032) would be 0 rows
-    assert (tensor[:, 31] == torch.tensor(200 / 255, dtype=torch.float32)).all()
-    assert (tensor[:, 32] == torch.tensor(128 / 255, dtype=torch.float32)).all()
+    assert (tensor[:, 31] == 200).all()
+    assert (tensor[:, 32] == 128).all()
+
+
+def test_network_input_is_the_official_division_by_255() -> None:
+    # the official float32 values: numpy uint8 -> float32 / 255 on the CPU, for every pixel value
+    pixels = torch.arange(256, dtype=torch.uint8).repeat(3, 2, 1)
+    expected = torch.from_numpy(pixels.numpy().astype(np.float32) / np.float32(255))
+    values = network_input(pixels)
+    assert values.dtype == torch.float32 and values.shape == pixels.shape
+    assert torch.equal(values, expected)
 
 
 def test_letterbox_rejects_what_is_not_an_rgb_uint8_image() -> None:
@@ -267,7 +276,7 @@ def test_detector_maps_boxes_back_to_image_pixels() -> None:
     torch.testing.assert_close(boxes, torch.tensor([[25.0, 12.5, 75.0, 37.5]]))
     assert scores.tolist() == [pytest.approx(0.8)]
     assert boxes.dtype == scores.dtype == torch.float32 and boxes.device.type == "cpu"
-    assert torch.equal(model.inputs[0], letterbox(image, 64)[0][None])
+    assert torch.equal(model.inputs[0], network_input(letterbox(image, 64)[0][None]))
 
 
 def test_detect_batch_runs_one_forward_and_equals_single_calls() -> None:
