@@ -185,12 +185,14 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     if width == 0 or height == 0:
         raise RequestError(400, "invalid_image", f"the image is empty ({width}x{height})")
     pixels = decode_jpeg_with_opencv(data, image)
-    if pixels is not None:
-        return pixels
+    return pixels if pixels is not None else decode_with_pillow(image)
+
+
+def decode_with_pillow(image: Image.Image) -> np.ndarray:
+    """An opened image's pixels as (H, W, 3) uint8 RGB, EXIF orientation applied: every format and mode."""
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        return to_rgb(ImageOps.exif_transpose(image))
     except RequestError:
         raise
     except Exception as exc:  # truncated or corrupt pixel data, broken EXIF

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 
 from alphapose.build import load_detector, load_pose_model, read_state_dict
@@ -30,7 +30,7 @@ from alphapose.models.darknet import Yolo
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
 from alphapose.pose_nms import pose_nms
 from alphapose.presets import DETECTOR_WEIGHTS
-from alphapose.request import decode_base64, decode_base64_lenient, decode_image, to_rgb
+from alphapose.request import decode_base64, decode_base64_lenient, decode_image, decode_with_pillow
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps
 from bench.measure import count_flops, matmul, measure, measure_interleaved
 from bench.stages import Plan, autocast, detector_forward
@@ -284,7 +284,7 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
     )
     results["image_decode_1920x1080"] = _compare_functions(
         {
-            "pillow": partial(pillow_decode, data),
+            "pillow": lambda: decode_with_pillow(Image.open(io.BytesIO(data))),
             "opencv_jpeg": partial(decode_image, data, max_pixels=big.size),
         },
         lambda a, b: float(np.abs(a.astype(np.int16) - b).max()) / 255,
@@ -313,13 +313,6 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
             "float16_autocast": fp16.as_dict() | {"max_relative_difference": difference},
         }
     return results
-
-
-def pillow_decode(data: bytes) -> np.ndarray:
-    """The request's image decode before the OpenCV JPEG path: Pillow for every file."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def _compare_functions(
