@@ -136,6 +136,10 @@ def _summary(results: dict[str, Any]) -> list[str]:
                 " / ".join(f"{t:.2f}" for t in moments) + " s",
             ],
             [
+                "`init_context` itself: both networks loaded, ready to answer",
+                f"{start['init_context_done'] - start['main_imported']:.2f} s",
+            ],
+            [
                 "worker memory after init: RSS (private part)",
                 f"{after_init['rss']:,.0f} ({after_init['anonymous']:,.0f}) MiB",
             ],
