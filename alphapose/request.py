@@ -202,15 +202,20 @@ def decode_with_pillow(image: Image.Image) -> np.ndarray:
 def decode_jpeg_with_opencv(data: bytes, header: Image.Image) -> np.ndarray | None:
     """The pixels of a plain JPEG decoded by OpenCV, or None where Pillow must decode the file.
 
-    CVAT's frames are JPEGs; OpenCV decodes them about three times faster than Pillow plus the
-    conversion to an array, straight into RGB, and gives the very pixels of ``cv2.imread`` that the
-    reference pipeline reads. Taken only where both libraries give the same pixels (tested): 8-bit RGB
-    or grey, no EXIF rotation, a complete file (ends with the EOI marker; Pillow refuses a truncated one).
-    Anything OpenCV fails on goes to Pillow, which names the problem.
+    CVAT's frames are JPEGs; OpenCV decodes them faster than Pillow plus the conversion to an array,
+    straight into RGB, and gives the very pixels of ``cv2.imread`` that the reference pipeline reads.
+    Taken for 8-bit RGB or grey files without EXIF rotation that end with the EOI marker (a truncated
+    upload goes to Pillow, which refuses it); on such files both libraries give the same pixels (tested).
+    One difference is kept on purpose: a complete JPEG with damaged image data that Pillow refuses as a
+    "broken data stream" is decoded as far as it goes, as by ``cv2.imread`` and by the browser in which
+    the annotator sees the frame. Anything OpenCV fails on goes to Pillow, which names the problem.
     """
     if header.format != "JPEG" or header.mode not in ("RGB", "L") or not data.endswith(_JPEG_END):
         return None
-    if header.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+    try:
+        if header.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            return None
+    except Exception:  # unreadable EXIF: Pillow's path decides (and names the problem)
         return None
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_RGB)

@@ -8,6 +8,7 @@ import json
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
@@ -314,6 +315,33 @@ def test_jpeg_fast_path_is_not_taken_where_pillow_must_decode() -> None:
 def test_truncated_jpeg_is_refused() -> None:
     exc = refused(decode_image, jpeg_bytes(NOISE)[:-200], max_pixels=MAX_PIXELS)
     assert (exc.status, exc.error) == (400, "invalid_image")
+
+
+def test_complete_jpegs_with_corrupt_data_decode_as_opencv_decodes_them() -> None:
+    # Complete files with damaged image data: every one OpenCV decodes comes back as OpenCV's pixels (what
+    # cv2.imread gives the reference pipeline, and what a browser shows), including some that Pillow
+    # refuses as a "broken data stream"; the rest are refused with 400 invalid_image.
+    plain = jpeg_bytes(NOISE)
+    scan = plain.index(b"\xff\xda") + 14  # the entropy-coded data after the start-of-scan header
+    rng = np.random.default_rng(11)
+    pillow_refused = 0
+    for _ in range(400):
+        damaged = np.frombuffer(plain, np.uint8).copy()
+        damaged[rng.integers(scan, len(plain) - 2, 3)] = rng.integers(0, 256, 3)
+        data = damaged.tobytes()
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        try:
+            image = decode_image(data, max_pixels=MAX_PIXELS)
+        except RequestError as exc:
+            assert (exc.status, exc.error) == (400, "invalid_image")
+            continue
+        if expected is not None and expected.shape == image.shape:
+            np.testing.assert_array_equal(image, expected)
+            try:
+                pillow_pixels(data)
+            except OSError:
+                pillow_refused += 1
+    assert pillow_refused > 0
 
 
 def test_strict_and_lenient_base64_agree() -> None:
