@@ -76,8 +76,9 @@ def letterbox(image: np.ndarray, size: int) -> tuple[Tensor, Letterbox]:
 def network_input(pixels: Tensor) -> Tensor:
     """uint8 letterbox pixels as the detector's float32 input in [0, 1], on the pixels' device.
 
-    The official code divides by 255 on the CPU before the upload; a GPU would multiply by a rounded
-    reciprocal instead, which differs in the last bit for some values. Looking the values up in a table
+    The official code divides by 255 on the CPU before the upload; PyTorch's CUDA kernel divides by a
+    scalar as a multiplication by its rounded reciprocal, which differs in the last bit for 126 of the
+    256 values. Looking the values up in a table
     divided on the CPU gives the official floats on any device, and the upload stays uint8 (4x smaller).
     """
     return torch.take(_unit_table(pixels.device), pixels.long())
