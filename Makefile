@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 PRESET ?= $(or $(ALPHAPOSE_PRESET),fastpose_res50_coco)
+DETECTOR ?= $(or $(ALPHAPOSE_DETECTOR),yolov3-spp)
 WEIGHTS_DIR ?= $(or $(ALPHAPOSE_WEIGHTS_DIR),weights)
 SERVE_ARGS ?=
 BENCH_ARGS ?=
@@ -19,10 +20,14 @@ TORCH_CUDA ?= cu130
 CUDA_IMAGE ?=
 BASE_IMAGE ?= cvat.pth.alphapose.base:$(TORCH_CUDA)
 BASE_PRESETS ?= all
+BASE_DETECTORS ?= all
 
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio
-FUNCTION_SOURCES := main.py model_handler.py alphapose requirements.txt LICENSE $(wildcard function*.yaml)
+# The function is the library plus the CVAT layer (alphapose/), its two entry files and its requirements by
+# role; no tool or test code.
+FUNCTION_SOURCES := main.py model_handler.py alphapose requirements.txt requirements-weights.txt LICENSE \
+	$(wildcard function*.yaml)
 NETWORK ?= cvat_cvat
 NAMESPACE ?= nuclio
 REGISTRY ?=
@@ -45,7 +50,7 @@ NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (http
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -54,26 +59,29 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP) ## Create .venv with the pinned requirements (again only when a requirements file changed)
 
-serve: $(STAMP) weights ## Set up, fetch missing weights, start the local server (python -m alphapose serve)
-	ALPHAPOSE_WEIGHTS_DIR=$(WEIGHTS_DIR) ALPHAPOSE_PRESET=$(PRESET) $(PY) -m alphapose serve $(SERVE_ARGS)
+serve: $(STAMP) weights ## Set up, fetch missing weights, start the local server (python -m tools serve)
+	ALPHAPOSE_WEIGHTS_DIR=$(WEIGHTS_DIR) ALPHAPOSE_PRESET=$(PRESET) ALPHAPOSE_DETECTOR=$(DETECTOR) \
+		$(PY) -m tools serve $(SERVE_ARGS)
 
 test: $(STAMP) ## Run the whole test suite (no network, no GPU, no weights needed)
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
 	$(PY) -m ruff check .
-	$(PY) -m alphapose.function_yaml --check
+	$(PY) -m ruff format --check .
+	$(PY) -m tools.function_yaml --check
 
-weights: $(STAMP) ## Download (resumable) and verify the weights of PRESET into WEIGHTS_DIR; PRESET=all for all
-	$(PY) -m alphapose.weights --preset $(PRESET) --dir $(WEIGHTS_DIR)
+weights: $(STAMP) ## Download (resumable) and verify the files of PRESET and DETECTOR into WEIGHTS_DIR (all: every one)
+	$(PY) -m alphapose.weights --preset $(PRESET) --detector $(DETECTOR) --dir $(WEIGHTS_DIR)
 
 yaml: $(STAMP) ## Regenerate function.yaml, function-gpu.yaml, function-halpe26*.yaml
-	$(PY) -m alphapose.function_yaml
+	$(PY) -m tools.function_yaml
 
 base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -> BASE_IMAGE)
 	$(call require,$(DOCKER),$(DOCKER_HINT))
 	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.base -t $(BASE_IMAGE) \
 		--build-arg TORCH_CUDA=$(TORCH_CUDA) --build-arg WEIGHTS_PRESETS="$(BASE_PRESETS)" \
+		--build-arg WEIGHTS_DETECTORS="$(BASE_DETECTORS)" \
 		$(if $(CUDA_IMAGE),--build-arg CUDA_IMAGE=$(CUDA_IMAGE)) .
 
 # Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is

@@ -15,15 +15,25 @@ from typing import Any
 
 import torch
 
-from alphapose.request import RequestError, parse_request
-from model_handler import Config, ModelHandler
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import RequestError
+from alphapose.cvat.request import allow_large_images, parse_request
+from alphapose.runtime import configure_cpu_threads
+from model_handler import ModelHandler
 
 
 def init_context(context: Any) -> None:
-    """Build the model from the ``ALPHAPOSE_*`` environment and keep it in ``context.user_data.model``."""
+    """Build the model from the ``ALPHAPOSE_*`` environment and keep it in ``context.user_data.model``.
+
+    The two process-wide settings are made here, once per worker: CPU threads capped at the CPUs the
+    container may use, and Pillow's pixel cap raised to ``ALPHAPOSE_MAX_PIXELS``.
+    """
     start = time.perf_counter()
     try:
-        model = ModelHandler(Config.from_env())
+        config = Config.from_env()
+        configure_cpu_threads()
+        allow_large_images(config.max_pixels)
+        model = ModelHandler(config)
     except Exception as exc:
         context.logger.error_with("AlphaPose function failed to start", error=str(exc))
         raise
@@ -32,12 +42,18 @@ def init_context(context: Any) -> None:
     context.logger.info_with(
         "AlphaPose model loaded",
         preset=info["preset"],
+        detector=info["detector"],
         weights=info["weights"],
         detector_size=info["detector_size"],
         flip=info["flip"],
         device=info["device"],
         seconds=round(time.perf_counter() - start, 3),
     )
+    synthetic = [path for path, state in info["weights"].items() if state == "synthetic"]
+    if synthetic:
+        context.logger.warn_with(
+            "Serving synthetic random weights: the answers mean nothing", files=synthetic
+        )
 
 
 def handler(context: Any, event: Any) -> Any:

@@ -1,8 +1,8 @@
 """AlphaPose in plain PyTorch: official checkpoints in, the official keypoints out.
 
 The stable entry points are re-exported here (see the README's "Python API" section). They are resolved
-on first use so that light submodules (skeletons, request parsing, the CLI's help) do not pay for
-importing the networks.
+on first use so that light submodules (skeletons, the CVAT contract's request parsing) do not pay for
+importing the networks. Importing the library changes no process-wide setting.
 """
 
 from importlib import import_module
@@ -13,10 +13,16 @@ _EXPORTS = {
     "load_detector": "alphapose.build",
     "Pose": "alphapose.pipeline",
     "PosePipeline": "alphapose.pipeline",
+    "PipelineOptions": "alphapose.options",
     "DEFAULT_PRESET": "alphapose.presets",
     "PRESETS": "alphapose.presets",
     "PosePreset": "alphapose.presets",
     "get_preset": "alphapose.presets",
+    "DEFAULT_DETECTOR": "alphapose.detectors",
+    "DETECTORS": "alphapose.detectors",
+    "DetectorSpec": "alphapose.detectors",
+    "get_detector": "alphapose.detectors",
+    "configure_cpu_threads": "alphapose.runtime",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,20 +6,18 @@ checked first, then every batch norm is folded into its convolution (see :mod:`a
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
-import cv2
 import torch
 from torch import nn
 
+from alphapose.detection import FAMILIES
+from alphapose.detectors import DETECTORS, detector_for_file, get_detector
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
-from alphapose.models.darknet import YoloV3SPP, read_darknet_weights
-from alphapose.presets import DETECTOR_INPUT_SIZE, PRESETS, PosePreset, get_preset
+from alphapose.presets import PRESETS, PosePreset, get_preset
 
 _SHOWN_KEYS = 5
 
@@ -56,73 +54,29 @@ def load_pose_model(
 
 def load_detector(
     weights: str | Path,
-    input_size: int = DETECTOR_INPUT_SIZE,
+    input_size: int | None = None,
     device: str | torch.device = "cpu",
     *,
+    detector: str | None = None,
     fold_batch_norm: bool = False,
 ) -> nn.Module:
-    """YOLOv3-SPP with darknet ``.weights`` loaded, in eval mode.
+    """The detector whose official weights file this is, loaded strictly, in eval mode on ``device``.
 
-    Input (N, 3, S, S) letterboxed RGB in [0, 1]; output the raw predictions (N, boxes, 85). The file
-    fills every parameter and batch-norm statistic, so the network is allocated without initialisation.
+    The family is recognised from the official file name (``yolov3-spp.weights``, ...; see
+    :mod:`alphapose.detectors`), or named by ``detector`` for a file under another name. ``input_size``
+    defaults to the detector's official one. The network takes that family's official input and returns
+    its raw predictions: for YOLOv3-SPP (N, 3, S, S) letterboxed RGB in [0, 1] in, (N, boxes, 85) out.
     ``fold_batch_norm`` as in :func:`load_pose_model`.
     """
     path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(f"detector weights not found: {path}")
-    with torch.device("meta"):
-        model = YoloV3SPP(input_size)
-    model = model.to_empty(device="cpu")
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.num_batches_tracked.zero_()  # the one tensor the file does not hold
-    read_darknet_weights(model, path)
-    model.eval()
+    spec = get_detector(detector) if detector else detector_for_file(path.name)
+    if spec is None:
+        known = ", ".join(d.weights.name for d in DETECTORS.values())
+        raise WeightsError(f"{path}: not the name of an official detector weights file ({known})")
+    model = FAMILIES[spec.family].load(path, input_size or spec.input_size)
     if fold_batch_norm:
         fold_batch_norms(model)
     return model.to(device)
-
-
-def cpu_budget() -> int:
-    """CPUs this process may keep busy: its affinity mask, capped by a cgroup CPU quota.
-
-    A container limit (``docker --cpus``, a Kubernetes or Nuclio ``resources.limits.cpu``) is a quota,
-    not an affinity mask: PyTorch and OpenCV do not see it and would start one thread per host core.
-    """
-    cpus = len(os.sched_getaffinity(0))
-    quota = _cgroup_cpu_quota()
-    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
-
-
-def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The cgroup v2 ``cpu.max`` (or v1 CFS quota / period) limit in CPUs; None when unlimited."""
-    try:
-        if (root / "cpu.max").is_file():
-            quota, period = (root / "cpu.max").read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        quota_file = root / "cpu" / "cpu.cfs_quota_us"
-        if quota_file.is_file():
-            quota_us = int(quota_file.read_text())
-            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-            return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def configure_cpu_threads() -> int:
-    """Cap PyTorch's and OpenCV's thread pools at :func:`cpu_budget`; returns PyTorch's thread count.
-
-    Only ever lowers a count, and leaves PyTorch alone when ``OMP_NUM_THREADS`` is set: that is the way to
-    share the CPUs between several worker processes (each Nuclio worker is a process with its own pools,
-    so with W workers on C CPUs set ``OMP_NUM_THREADS`` to C / W).
-    """
-    budget = cpu_budget()
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > budget:
-        torch.set_num_threads(budget)
-    if cv2.getNumThreads() > budget:
-        cv2.setNumThreads(budget)
-    return torch.get_num_threads()
 
 
 def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
@@ -177,4 +131,4 @@ def _fitting_presets_hint(state: Mapping[str, torch.Tensor], tried: str) -> str:
     fits = [name for name in PRESETS if name != tried and not describe_mismatch(expected_shapes(name), state)]
     if not fits:
         return " No other preset fits this file either."
-    return f" The file fits preset {' / '.join(repr(f) for f in fits)}: set ALPHAPOSE_PRESET accordingly."
+    return f" The file fits preset {' / '.join(repr(f) for f in fits)}: choose that preset instead."

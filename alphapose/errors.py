@@ -1,5 +1,27 @@
-"""Exceptions that carry a message meant for the person running the function."""
+"""The pose library's exceptions: each message is meant for the person who has to act on it."""
 
 
-class WeightsError(RuntimeError):
+class AlphaPoseError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class WeightsError(AlphaPoseError, RuntimeError):
     """A weights file is missing, truncated, corrupt or does not fit the model it is loaded into."""
+
+
+class UnknownNameError(AlphaPoseError, ValueError):
+    """A preset or detector name that is not in its table; the message lists the valid names."""
+
+
+class OptionError(AlphaPoseError, ValueError):
+    """A pipeline option holds a value the pipeline cannot run with.
+
+    ``option`` is the field of :class:`alphapose.options.PipelineOptions`, so that a caller can name the
+    setting the way its user spelled it (an environment variable, a flag).
+    """
+
+    def __init__(self, option: str, value: object, problem: str) -> None:
+        super().__init__(f"{option}={value!r}: {problem}")
+        self.option = option
+        self.value = value
+        self.problem = problem

@@ -7,23 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from alphapose.build import configure_cpu_threads, load_detector, load_pose_model
-from alphapose.detector import PersonDetector
-from alphapose.errors import WeightsError
+from alphapose.build import load_detector, load_pose_model
+from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.errors import OptionError, WeightsError
+from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
-from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, DETECTOR_WEIGHTS, PosePreset, get_preset
+from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps, flip_heatmaps
+from alphapose.weights import download_hint
 
-# Crops per pose forward on the CPU; the time per crop is lowest from 4 to 8 and grows beyond (2 cores:
-# 87 ms at 1, 66 at 4-8, 71 at 12, 75 at 24; see bench/README.md).
+# Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
 CPU_FORWARD_BATCH = 8
 
 
@@ -40,12 +42,15 @@ class Pose:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when this process can see a GPU, else the CPU."""
+    """``"auto"`` means CUDA when this process can see a GPU, else the CPU; a GPU that is not there is
+    an :class:`OptionError` on ``device``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
+    if resolved.type == "cuda":
+        visible = torch.cuda.device_count()
+        if (resolved.index or 0) >= visible:
+            raise OptionError("device", str(device), f"{visible} CUDA device(s) visible")
     return resolved
 
 
@@ -59,7 +64,7 @@ class PosePipeline:
         preset: PosePreset,
         device: torch.device,
         flip: bool = False,
-        max_batch: int = 64,
+        max_batch: int = PipelineOptions.max_batch,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -76,47 +81,48 @@ class PosePipeline:
 
     @classmethod
     def from_weights_dir(
-        cls,
-        path: str | Path,
-        preset: str = DEFAULT_PRESET,
-        device: str | torch.device = "auto",
-        detector_size: int = DETECTOR_INPUT_SIZE,
-        flip: bool = False,
-        max_batch: int = 64,
-        detector_confidence: float = 0.1,
-        detector_nms: float = 0.6,
+        cls, path: str | Path, options: PipelineOptions | None = None, **overrides: Any
     ) -> PosePipeline:
         """Build from a directory holding the official files under their official names.
 
+        ``options`` holds every setting (default: :class:`PipelineOptions`'s defaults); keyword arguments
+        override single fields, e.g. ``from_weights_dir("weights", preset="fastpose_res50_halpe26")``.
         The networks are loaded in their inference form: batch norms folded into the convolutions and
         weights in channels-last layout, which oneDNN runs faster on the CPU (bench/README.md) and which
-        is cuDNN's layout for fp16 tensor-core convolutions. PyTorch's CPU threads are capped at the
-        CPUs this process may use (see :func:`alphapose.build.configure_cpu_threads`).
+        is cuDNN's layout for fp16 tensor-core convolutions. Nothing process-wide is changed: capping the
+        CPU threads is :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
         """
-        spec = get_preset(preset)
+        options = replace(options or PipelineOptions(), **overrides)
+        preset, detector_spec = options.pose_preset, options.detector_spec
         directory = Path(path)
-        missing = [name for name in (DETECTOR_WEIGHTS, spec.checkpoint) if not (directory / name).is_file()]
+        files = (detector_spec.weights.name, preset.checkpoint.name)
+        missing = [name for name in files if not (directory / name).is_file()]
         if missing:
             raise WeightsError(
-                f"missing weights in {directory}: {', '.join(missing)}; "
-                f"download them with `python -m alphapose.weights --preset {spec.name} --dir {directory}`"
+                f"missing weights in {directory}: {', '.join(missing)}; download them with "
+                + download_hint(directory, preset.name, detector_spec.name)
             )
-        resolved = resolve_device(device)
-        configure_cpu_threads()
+        device = resolve_device(options.device)
         detector_model = load_detector(
-            directory / DETECTOR_WEIGHTS, detector_size, resolved, fold_batch_norm=True
+            directory / detector_spec.weights.name, options.detector_input_size, device, fold_batch_norm=True
         )
         detector = PersonDetector(
             detector_model.to(memory_format=torch.channels_last),
-            confidence=detector_confidence,
-            nms_threshold=detector_nms,
+            FAMILIES[detector_spec.family],
+            options.detector_input_size,
+            confidence=options.detector_confidence,
+            nms_threshold=options.detector_nms,
         )
-        pose_model = load_pose_model(spec, directory / spec.checkpoint, resolved, fold_batch_norm=True)
+        pose_model = load_pose_model(preset, directory / preset.checkpoint.name, device, fold_batch_norm=True)
         pose_model = pose_model.to(memory_format=torch.channels_last)
-        return cls(detector, pose_model, spec, resolved, flip=flip, max_batch=max_batch)
+        return cls(detector, pose_model, preset, device, flip=options.flip, max_batch=options.max_batch)
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
-        """All persons in an RGB uint8 HxWx3 image."""
+        """All persons in an RGB uint8 HxWx3 image.
+
+        The whole pipeline is the call itself, since that is what a pipeline is for; :meth:`estimate` is
+        the one other operation, the pose stage on boxes the caller brings.
+        """
         _check_image(image)
         with self._precision():
             boxes, scores = self.detector(image)

@@ -1,8 +1,9 @@
 """The preset table: every supported pose model is one row of data.
 
-A preset names the network builder, the keypoint set, the official checkpoint file and the input and
-heatmap sizes. Everything else (the function's labels, the weights download, the loader's hints when a
-checkpoint does not fit) reads this table instead of branching on model names.
+A preset names the network builder, the keypoint set, the official checkpoint (file name and where it is
+published) and the input and heatmap sizes. Everything else (the function's labels, the weights download,
+the function files, the loader's hints when a checkpoint does not fit) reads this table instead of
+branching on model names.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from alphapose.errors import UnknownNameError
 from alphapose.models.fastpose import fastpose_dcn_res50, fastpose_res50
 from alphapose.models.simplepose import simplepose_res50
 from alphapose.skeletons import COCO17, HALPE26, Skeleton
+from alphapose.sources import WeightsFile, google_drive
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class PosePreset:
     description: str
     builder: Callable[[int], nn.Module]
     skeleton: Skeleton
-    checkpoint: str
+    checkpoint: WeightsFile
     input_size: tuple[int, int] = (256, 192)  # (height, width) of a person crop
     heatmap_size: tuple[int, int] = (64, 48)  # (height, width) of the network output
 
@@ -42,36 +45,41 @@ PRESETS: dict[str, PosePreset] = {
             description="FastPose, SE-ResNet-50 with DUC head, 17 COCO keypoints (COCO val AP 72.0)",
             builder=fastpose_res50,
             skeleton=COCO17,
-            checkpoint="fast_res50_256x192.pth",
+            checkpoint=WeightsFile(
+                "fast_res50_256x192.pth", google_drive("1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn")
+            ),
         ),
         PosePreset(
             name="fastpose_res50_halpe26",
             description="FastPose, SE-ResNet-50, 26 Halpe keypoints (COCO 17 + head, neck, hip, feet)",
             builder=fastpose_res50,
             skeleton=HALPE26,
-            checkpoint="halpe26_fast_res50_256x192.pth",
+            checkpoint=WeightsFile(
+                "halpe26_fast_res50_256x192.pth", google_drive("1S-ROA28de-1zvLv-hVfPFJ5tFBYOSITb")
+            ),
         ),
         PosePreset(
             name="simplepose_res50_coco",
             description="SimplePose, ResNet-50 with deconvolution head, 17 COCO keypoints (AP 70.6)",
             builder=simplepose_res50,
             skeleton=COCO17,
-            checkpoint="simple_res50_256x192.pth",
+            checkpoint=WeightsFile(
+                "simple_res50_256x192.pth", google_drive("1nxyfUbvWDaaT9eDM7Y31ScSVPlGy6gfw")
+            ),
         ),
         PosePreset(
             name="fastpose_dcn_res50_coco",
             description="FastPose, SE-ResNet-50, deformable convs in stages 2-4, 17 COCO keypoints (AP 72.8)",
             builder=fastpose_dcn_res50,
             skeleton=COCO17,
-            checkpoint="fast_dcn_res50_256x192.pth",
+            checkpoint=WeightsFile(
+                "fast_dcn_res50_256x192.pth", google_drive("1zUz9YIk6eALCbZrukxD7kQ554nhi1pVv")
+            ),
         ),
     )
 }
 
 DEFAULT_PRESET = "fastpose_res50_coco"
-
-DETECTOR_WEIGHTS = "yolov3-spp.weights"
-DETECTOR_INPUT_SIZE = 608
 
 
 def get_preset(name: str) -> PosePreset:
@@ -79,4 +87,9 @@ def get_preset(name: str) -> PosePreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise UnknownNameError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def preset_for_checkpoint(file_name: str) -> PosePreset | None:
+    """The first preset whose official checkpoint has this file name."""
+    return next((p for p in PRESETS.values() if p.checkpoint.name == file_name), None)

@@ -1,16 +1,19 @@
-"""Download and verify the official weights: ``python -m alphapose.weights``.
+"""Download and verify the official weights files: ``python -m alphapose.weights``.
 
-Every file is checked three ways before it is used or published under its official name: its size
-(exact for the darknet file, at least the raw tensor bytes for a checkpoint), its format (a strict
-load into our networks) and its sha256 against ``alphapose/data/weights.sha256``. A file whose sha256
-is not recorded yet passes with a note saying how to record it; a recorded one that differs fails.
+Every file is checked before it is used or published under its official name: its size (exact for the
+darknet file, at least the raw tensor bytes for a checkpoint), its format (a strict load into our networks)
+and its sha256, which gives it one of three states:
 
-Downloads go to ``<name>.download`` next to the final file (gdown resumes its own partial file there)
-and are renamed with ``os.replace`` only after verification, so a file under an official name is
-always complete. Google Drive is the only official source of these files.
+* ``recorded``: the sha256 equals the one recorded in ``alphapose/data/weights.sha256`` for that name;
+* ``unrecorded``: nothing is recorded for that name yet (a recorded sha256 that differs is an error);
+* ``synthetic``: the file was written by ``python -m tools.synthetic_weights`` (random values in the
+  official format, for tests and trying the function offline), which lists what it wrote in
+  ``synthetic.sha256`` beside the files. Such a file is never recorded.
 
-Usage: ``python -m alphapose.weights [--preset NAME|all ...] [--dir DIR] [--verify] [--record]
-[--copy-from DIR] [--checksums FILE]``.
+Downloads go to ``<name>.download`` next to the final file (gdown resumes its own partial file there) and
+are renamed with ``os.replace`` only after verification, so a file under an official name is always
+complete. The command line lives here, in the library, because the function images run it while they
+are built; it needs the ``weights`` extra (gdown) only to download.
 """
 
 from __future__ import annotations
@@ -19,99 +22,103 @@ import argparse
 import hashlib
 import math
 import os
-import re
 import shutil
+import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import gdown
-import requests
+from typing import Literal
+from urllib.parse import urlsplit
 
 from alphapose.build import expected_shapes, load_detector, load_pose_model
-from alphapose.errors import WeightsError
+from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
+from alphapose.errors import UnknownNameError, WeightsError
 from alphapose.models.darknet import DARKNET_WEIGHTS_BYTES
-from alphapose.presets import DEFAULT_PRESET, DETECTOR_WEIGHTS, PRESETS, PosePreset
+from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
+from alphapose.sources import CHECKSUM_FILE, WeightsFile, read_checksums
 
-CHECKSUM_FILE = Path(__file__).resolve().parent / "data" / "weights.sha256"
 DEFAULT_WEIGHTS_DIR = Path("weights")
 STAGING_SUFFIX = ".download"
-ALL_PRESETS = "all"
+SYNTHETIC_LIST = "synthetic.sha256"  # written beside synthetic files by tools.synthetic_weights
+ALL = "all"
 
-_CHECKSUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+FileState = Literal["recorded", "unrecorded", "synthetic"]
+
 _FLOAT_BYTES = 4
 _DOWNLOAD_RETRIES = 3
 _DOWNLOAD_TIMEOUT = (15.0, 60.0)  # seconds to connect, seconds between bytes
-_DOWNLOAD_ERRORS = (gdown.exceptions.DownloadError, requests.RequestException, OSError)
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where an official file is published (AlphaPose's model zoo links to Google Drive)."""
-
-    drive_id: str
-
-    @property
-    def url(self) -> str:
-        return f"https://drive.google.com/uc?id={self.drive_id}"
-
-
-SOURCES: dict[str, WeightsSource] = {
-    DETECTOR_WEIGHTS: WeightsSource("1D47msNOOiJKvPOXlnpyzdKA3k6E97NTC"),
-    "fast_res50_256x192.pth": WeightsSource("1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn"),
-    "halpe26_fast_res50_256x192.pth": WeightsSource("1S-ROA28de-1zvLv-hVfPFJ5tFBYOSITb"),
-    "simple_res50_256x192.pth": WeightsSource("1nxyfUbvWDaaT9eDM7Y31ScSVPlGy6gfw"),
-    "fast_dcn_res50_256x192.pth": WeightsSource("1zUz9YIk6eALCbZrukxD7kQ554nhi1pVv"),
-}
 
 
 @dataclass(frozen=True)
 class VerifiedFile:
-    """A file that passed the size and format checks; ``recorded`` tells whether its sha256 was known."""
+    """A file that passed the size and format checks, with what its sha256 says about it."""
 
     name: str
     path: Path
     sha256: str
-    recorded: bool
+    state: FileState
+
+    @property
+    def recorded(self) -> bool:
+        return self.state == "recorded"
 
 
-def required_files(presets: Iterable[str]) -> list[str]:
-    """The detector plus each preset's checkpoint, in a stable order without duplicates."""
-    names = [DETECTOR_WEIGHTS]
-    for preset in presets:
-        checkpoint = _preset_named(preset).checkpoint
-        if checkpoint not in names:
-            names.append(checkpoint)
-    return names
+def download_hint(directory: Path, preset: str | None = None, detector: str | None = None) -> str:
+    """The commands that fetch a preset's and a detector's files, as they work when typed."""
+    make = ["make weights"] + [f"PRESET={preset}"] * bool(preset) + [f"DETECTOR={detector}"] * bool(detector)
+    module = ["python -m alphapose.weights"] + [f"--preset {preset}"] * bool(preset)
+    module += [f"--detector {detector}"] * bool(detector)
+    return (
+        f"`{' '.join(make)} WEIGHTS_DIR={directory}` in a checkout, or "
+        f"`{' '.join(module)} --dir {directory}` where alphapose[weights] is installed"
+    )
 
 
-def expand_presets(names: Sequence[str]) -> list[str]:
-    """Preset names from the command line, with ``all`` standing for every preset."""
-    if ALL_PRESETS in names:
-        return list(PRESETS)
-    return [_preset_named(name).name for name in names]
+def official_file(name: str) -> WeightsFile:
+    """The official file of that name, from the preset and detector tables."""
+    preset = preset_for_checkpoint(name)
+    if preset is not None:
+        return preset.checkpoint
+    detector = detector_for_file(name)
+    if detector is not None:
+        return detector.weights
+    known = [d.weights.name for d in DETECTORS.values()] + [p.checkpoint.name for p in PRESETS.values()]
+    raise WeightsError(f"{name} is not one of the official files: {', '.join(known)}")
 
 
-def read_checksums(path: Path = CHECKSUM_FILE) -> dict[str, str]:
-    """``{file name: sha256}`` from a sha256sum-format file; ``#`` lines are comments, as for sha256sum."""
-    if not path.is_file():
-        return {}
-    checksums: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = _CHECKSUM_LINE.match(line)
-        if match is None:
-            raise WeightsError(
-                f"{path}:{number}: not a sha256sum line ('<64 hex digits>  <file name>'): {line!r}"
-            )
-        checksums[match.group(2)] = match.group(1).lower()
-    return checksums
+def required_files(
+    presets: Iterable[str], detectors: Iterable[str] = (DEFAULT_DETECTOR,)
+) -> list[WeightsFile]:
+    """The detectors' files, then each preset's checkpoint, in a stable order without duplicates."""
+    files = [get_detector(name).weights for name in detectors] + [
+        get_preset(name).checkpoint for name in presets
+    ]
+    return list(dict.fromkeys(files))
+
+
+def expand(names: Sequence[str], table: Mapping[str, object], what: str) -> list[str]:
+    """Names from the command line, with ``all`` standing for every row of the table."""
+    if ALL in names:
+        return list(table)
+    unknown = [name for name in names if name not in table]
+    if unknown:
+        raise UnknownNameError(f"unknown {what} {unknown[0]!r}; choose {ALL} or one of: {', '.join(table)}")
+    return list(dict.fromkeys(names))
 
 
 def record_checksums(files: Iterable[VerifiedFile], path: Path = CHECKSUM_FILE) -> list[VerifiedFile]:
-    """Append the sha256 of files not recorded yet to ``path``; returns the files it recorded."""
+    """Append the sha256 of files not recorded yet to ``path``; returns the files it recorded.
+
+    Synthetic files are refused: recording one would make random weights pass as the official file.
+    """
+    files = list(files)
+    synthetic = [f.name for f in files if f.state == "synthetic"]
+    if synthetic:
+        raise WeightsError(
+            f"refusing to record synthetic files ({', '.join(synthetic)}): record only files downloaded "
+            "from their official source"
+        )
     known = read_checksums(path)
     new = [f for f in files if f.name not in known]
     if new:
@@ -121,6 +128,13 @@ def record_checksums(files: Iterable[VerifiedFile], path: Path = CHECKSUM_FILE) 
         with path.open("a", encoding="utf-8") as out:
             out.write(separator + "".join(f"{f.sha256}  {f.name}\n" for f in new))
     return new
+
+
+def record_synthetic(files: Iterable[Path], listing: Path) -> None:
+    """List files of random weights in ``listing`` (sha256sum format), replacing older lines for them."""
+    entries = read_checksums(listing)
+    entries.update({path.name: sha256_of(path) for path in files})
+    listing.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()), encoding="utf-8")
 
 
 def sha256_of(path: Path) -> str:
@@ -133,10 +147,22 @@ def sha256_of(path: Path) -> str:
 
 def minimum_size(name: str) -> int:
     """Bytes an intact file has at least: the darknet file's exact size, a checkpoint's raw tensor bytes."""
-    if name == DETECTOR_WEIGHTS:
+    detector = detector_for_file(name)
+    if detector is not None and detector.family == "yolov3":
         return DARKNET_WEIGHTS_BYTES
-    shapes = expected_shapes(_preset_for_checkpoint(name))
+    preset = preset_for_checkpoint(name)
+    if preset is None:
+        raise WeightsError(f"{name} is not an official checkpoint")
+    shapes = expected_shapes(preset.name)
     return _FLOAT_BYTES * sum(math.prod(shape) for key, shape in shapes.items() if "num_batches" not in key)
+
+
+def synthetic_sha256s(path: Path) -> set[str]:
+    """sha256s that the synthetic weights writer listed beside ``path`` (or beside the file it links to)."""
+    listed: set[str] = set()
+    for directory in {path.parent, path.resolve().parent}:
+        listed |= set(read_checksums(directory / SYNTHETIC_LIST).values())
+    return listed
 
 
 def verify_file(path: Path, checksums: Mapping[str, str], name: str | None = None) -> VerifiedFile:
@@ -145,28 +171,56 @@ def verify_file(path: Path, checksums: Mapping[str, str], name: str | None = Non
     ``name`` defaults to the file's own name; a download is checked under its staging name.
     Raises :class:`WeightsError` saying what is wrong and what to do about it.
     """
-    name = name or path.name
-    if name not in SOURCES:
-        raise ValueError(f"{name} is not one of the official files: {', '.join(SOURCES)}")
+    source = official_file(name or path.name)
     if not path.is_file():
-        raise WeightsError(_missing_message(name, path.parent))
-    _check_size(path, name)
+        raise WeightsError(_missing_message(source, path.parent))
+    _check_size(path, source)
+    identified = identify_file(path, checksums, source.name)
+    _check_format(path, source.name)
+    return identified
+
+
+def identify_file(path: Path, checksums: Mapping[str, str], name: str | None = None) -> VerifiedFile:
+    """What the sha256 of ``path`` says: recorded, unrecorded or synthetic (no size or format check).
+
+    A recorded sha256 that differs raises :class:`WeightsError`: the file is corrupt or another one.
+    The function runs this at start-up on the files it loaded, so its log says what it serves.
+    """
+    source = official_file(name or path.name)
     digest = sha256_of(path)
-    recorded = checksums.get(name)
+    recorded = checksums.get(source.name)
     if recorded is not None and recorded != digest:
         raise WeightsError(
-            f"{path}: sha256 {digest} differs from the recorded {recorded} for {name}. The file is corrupt "
-            f"or not the official one: delete it and download it again from {SOURCES[name].url}"
+            f"{path}: sha256 {digest} differs from the recorded {recorded} for {source.name}. The file is "
+            f"corrupt or not the official one: delete it and download it again from {source.url}"
         )
-    _check_format(path, name)
-    return VerifiedFile(name=name, path=path, sha256=digest, recorded=recorded is not None)
+    state: FileState = (
+        "recorded" if recorded else "synthetic" if digest in synthetic_sha256s(path) else "unrecorded"
+    )
+    return VerifiedFile(name=source.name, path=path, sha256=digest, state=state)
 
 
-def download_file(name: str, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:
+def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:
     """Fetch one official file into ``directory``, verify it, then publish it under its own name."""
-    source = SOURCES[name]
+    import gdown  # the weights extra: only downloading needs it
+    import requests
+
     directory.mkdir(parents=True, exist_ok=True)
-    staging = _staging_path(directory, name)
+    by_hand = (
+        f"To place the file by hand, open {source.url} in a browser, save the file as "
+        f"{directory / source.name} and check it with "
+        f"`python -m alphapose.weights --verify --dir {directory}`."
+    )
+    host = urlsplit(source.url).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise WeightsError(
+            f"cannot download {source.name}: the network is unreachable ({host} does not resolve). "
+            f"{by_hand} To try the function offline, write random weights in the official format with "
+            f"`python -m tools.synthetic_weights {directory}` (they find nothing meaningful)."
+        ) from None
+    staging = _staging_path(directory, source.name)
     try:
         gdown.download(
             url=source.url,
@@ -176,14 +230,12 @@ def download_file(name: str, directory: Path, checksums: Mapping[str, str]) -> V
             retries=_DOWNLOAD_RETRIES,
             timeout=_DOWNLOAD_TIMEOUT,
         )
-    except _DOWNLOAD_ERRORS as exc:
+    except (gdown.exceptions.DownloadError, requests.RequestException, OSError) as exc:
         raise WeightsError(
-            f"download of {name} from {source.url} failed: {exc}\n"
-            f"Running the same command again resumes it. To place the file by hand, open {source.url} "
-            f"in a browser, save the file as {directory / name} and check it with "
-            f"`python -m alphapose.weights --verify --dir {directory}`."
+            f"download of {source.name} from {source.url} failed: {exc}\n"
+            f"Running the same command again resumes it. {by_hand}"
         ) from exc
-    return _publish(staging, name, directory, checksums)
+    return _publish(staging, source.name, directory, checksums)
 
 
 def copy_file(source: Path, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:
@@ -196,26 +248,26 @@ def copy_file(source: Path, directory: Path, checksums: Mapping[str, str]) -> Ve
 
 def ensure_weights(
     directory: Path,
-    presets: Iterable[str] = (DEFAULT_PRESET,),
+    files: Sequence[WeightsFile],
     checksum_file: Path = CHECKSUM_FILE,
     download: bool = True,
     copy_from: Path | None = None,
 ) -> list[VerifiedFile]:
-    """Verify the files the presets need; with ``download``, first fetch the missing ones.
+    """Verify ``files`` in ``directory``; with ``download``, first fetch the missing ones.
 
     A missing file is copied from ``copy_from`` when it holds it, else downloaded. Every file is
     tried; a :class:`WeightsError` at the end lists all the problems found.
     """
     checksums = read_checksums(checksum_file)
     verified, problems = [], []
-    for name in required_files(presets):
+    for source in files:
         try:
-            if not download or (directory / name).exists():
-                verified.append(verify_file(directory / name, checksums))
-            elif copy_from is not None and (copy_from / name).is_file():
-                verified.append(copy_file(copy_from / name, directory, checksums))
+            if not download or (directory / source.name).exists():
+                verified.append(verify_file(directory / source.name, checksums))
+            elif copy_from is not None and (copy_from / source.name).is_file():
+                verified.append(copy_file(copy_from / source.name, directory, checksums))
             else:
-                verified.append(download_file(name, directory, checksums))
+                verified.append(download_file(source, directory, checksums))
         except WeightsError as exc:
             problems.append(str(exc))
     if problems:
@@ -239,64 +291,59 @@ def _publish(staging: Path, name: str, directory: Path, checksums: Mapping[str, 
     return replace(verified, path=final)
 
 
-def _check_size(path: Path, name: str) -> None:
-    size, expected = path.stat().st_size, minimum_size(name)
-    if name == DETECTOR_WEIGHTS and size != expected:
+def _check_size(path: Path, source: WeightsFile) -> None:
+    size, expected = path.stat().st_size, minimum_size(source.name)
+    detector = detector_for_file(source.name)
+    exact = detector is not None and detector.family == "yolov3"  # darknet files have no slack
+    if exact and size != expected:
         problem = (
-            f"{size:,} bytes, the official {name} has exactly {expected:,}: "
+            f"{size:,} bytes, the official {source.name} has exactly {expected:,}: "
             f"{'truncated (interrupted download?)' if size < expected else 'not the YOLOv3-SPP file'}"
         )
     elif size < expected:
         problem = (
-            f"{size:,} bytes, too small for {name} (its tensors alone take {expected:,}): "
+            f"{size:,} bytes, too small for {source.name} (its tensors alone take {expected:,}): "
             "truncated (interrupted download?)"
         )
     else:
         return
-    raise WeightsError(f"{path}: {problem}. Delete it and download it again from {SOURCES[name].url}")
+    raise WeightsError(f"{path}: {problem}. Delete it and download it again from {source.url}")
 
 
 def _check_format(path: Path, name: str) -> None:
     """A strict load: every key and shape must match the network (the loaders name what differs)."""
-    if name == DETECTOR_WEIGHTS:
-        load_detector(path)
-    else:
-        load_pose_model(_preset_for_checkpoint(name), path)
+    preset, detector = preset_for_checkpoint(name), detector_for_file(name)
+    if preset is not None:
+        load_pose_model(preset, path)
+    elif detector is not None:
+        load_detector(path, detector=detector.name)
 
 
-def _missing_message(name: str, directory: Path) -> str:
-    url = SOURCES[name].url
-    preset = "" if name == DETECTOR_WEIGHTS else f" --preset {_preset_for_checkpoint(name)}"
+def _missing_message(source: WeightsFile, directory: Path) -> str:
+    preset, detector = preset_for_checkpoint(source.name), detector_for_file(source.name)
+    hint = download_hint(directory, preset.name if preset else None, detector.name if detector else None)
     return (
-        f"missing {directory / name}. Download it with "
-        f"`python -m alphapose.weights{preset} --dir {directory}`, "
-        f"or by hand: open {url} in a browser and save the file as {directory / name}."
+        f"missing {directory / source.name}. Download it with {hint}, "
+        f"or by hand: open {source.url} in a browser and save the file as {directory / source.name}."
     )
-
-
-def _preset_named(name: str) -> PosePreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise WeightsError(
-            f"unknown preset {name!r}; choose {ALL_PRESETS} or one of: {', '.join(PRESETS)}"
-        ) from None
-
-
-def _preset_for_checkpoint(name: str) -> str:
-    return next(preset.name for preset in PRESETS.values() if preset.checkpoint == name)
 
 
 def _report(files: Sequence[VerifiedFile], recorded_now: Sequence[VerifiedFile], record_command: str) -> None:
     fresh = {f.name for f in recorded_now}
     for f in files:
-        state = "recorded" if f.recorded else "recorded now" if f.name in fresh else "not recorded"
+        state = "recorded now" if f.name in fresh else f.state
         print(f"ok  {f.path}  sha256 {f.sha256} ({state})")
-    unknown = [f for f in files if not f.recorded and f.name not in fresh]
+    synthetic = [f for f in files if f.state == "synthetic"]
+    if synthetic:
+        print(
+            f"{len(synthetic)} file(s) are synthetic random weights: they run, but find nothing meaningful."
+        )
+    unknown = [f for f in files if f.state == "unrecorded" and f.name not in fresh]
     if unknown:
         print(
-            f"{len(unknown)} file(s) passed the size and format checks but their sha256 is not recorded. "
-            f"If they came from the official source, record them with:\n  {record_command}"
+            f"{len(unknown)} file(s) passed the size and format checks but no sha256 is recorded for them. "
+            "Only if you downloaded them yourself from the official source (the URLs in the README), "
+            f"record them with:\n  {record_command}"
         )
 
 
@@ -308,9 +355,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--preset",
         action="append",
         metavar="NAME",
-        help=f"pose preset whose checkpoint is needed (repeatable), or '{ALL_PRESETS}'; default: "
-        f"$ALPHAPOSE_PRESET or {DEFAULT_PRESET}. The detector is always included. "
-        f"Presets: {', '.join(PRESETS)}",
+        help=f"pose preset whose checkpoint is needed (repeatable), or '{ALL}'; default: "
+        f"$ALPHAPOSE_PRESET or {DEFAULT_PRESET}. Presets: {', '.join(PRESETS)}",
+    )
+    parser.add_argument(
+        "--detector",
+        action="append",
+        metavar="NAME",
+        help=f"detector whose weights are needed (repeatable), or '{ALL}'; default: $ALPHAPOSE_DETECTOR or "
+        f"{DEFAULT_DETECTOR}. Detectors: {', '.join(DETECTORS)}",
     )
     parser.add_argument(
         "--dir",
@@ -322,7 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--verify", action="store_true", help="only verify the files present; download nothing"
     )
     parser.add_argument(
-        "--record", action="store_true", help="record the sha256 of verified files not yet known"
+        "--record",
+        action="store_true",
+        help="record the sha256 of verified files not yet known (only for files from the official source)",
     )
     parser.add_argument(
         "--copy-from",
@@ -338,15 +393,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        presets = expand_presets(args.preset or [os.environ.get("ALPHAPOSE_PRESET") or DEFAULT_PRESET])
+        presets = expand(
+            args.preset or [os.environ.get("ALPHAPOSE_PRESET") or DEFAULT_PRESET], PRESETS, "preset"
+        )
+        detectors = expand(
+            args.detector or [os.environ.get("ALPHAPOSE_DETECTOR") or DEFAULT_DETECTOR], DETECTORS, "detector"
+        )
         files = ensure_weights(
-            args.dir, presets, args.checksums, download=not args.verify, copy_from=args.copy_from
+            args.dir,
+            required_files(presets, detectors),
+            args.checksums,
+            download=not args.verify,
+            copy_from=args.copy_from,
         )
         recorded_now = record_checksums(files, args.checksums) if args.record else []
-    except WeightsError as exc:
+    except (WeightsError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     command = ["python -m alphapose.weights --verify --record", *(f"--preset {p}" for p in presets)]
+    command += [f"--detector {d}" for d in detectors]
     command.append(f"--dir {args.dir}")
     if args.checksums != CHECKSUM_FILE:
         command.append(f"--checksums {args.checksums}")

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from alphapose.pipeline import PosePipeline
-from alphapose.presets import DEFAULT_PRESET, DETECTOR_INPUT_SIZE, PRESETS
+from alphapose.presets import DEFAULT_PRESET, PRESETS
+from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.measure import device_label, environment, peak_rss_mb
 from bench.report import RESULTS, render_markdown, write_report
@@ -49,7 +50,7 @@ def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
     if given is not None:
         yield given
         return
-    from alphapose.synthetic_weights import write_synthetic_weights
+    from tools.synthetic_weights import write_synthetic_weights
 
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
         log(f"writing synthetic weights for {preset}")
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the cold-start worker too
         torch.set_num_threads(args.threads)
+    configure_cpu_threads()  # as the function's init_context does
     with weights_directory(args.weights, args.preset) as weights:
         cold = None
         if not args.no_cold_start:
@@ -125,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda, cuda:N")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
-    parser.add_argument("--detector-size", type=int, default=DETECTOR_INPUT_SIZE)
+    parser.add_argument(
+        "--detector-size",
+        type=int,
+        help="detector input size (default: the detector's own, 608 for YOLOv3-SPP)",
+    )
     parser.add_argument("--weights", type=Path, help="directory with real weights (default: synthetic)")
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurement")

@@ -27,7 +27,7 @@ from typing import Any  # noqa: E402
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-def measure_cold_start(weights: Path, preset: str, device: str, detector_size: int) -> dict[str, Any]:
+def measure_cold_start(weights: Path, preset: str, device: str, detector_size: int | None) -> dict[str, Any]:
     """Run the child with the function's environment; its report with times from process start."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith("ALPHAPOSE_")}
     environ.update(
@@ -35,7 +35,7 @@ def measure_cold_start(weights: Path, preset: str, device: str, detector_size: i
             "ALPHAPOSE_WEIGHTS_DIR": str(weights),
             "ALPHAPOSE_PRESET": preset,
             "ALPHAPOSE_DEVICE": device,
-            "ALPHAPOSE_DETECTOR_SIZE": str(detector_size),
+            "ALPHAPOSE_DETECTOR_SIZE": str(detector_size or ""),
         }
     )
     started = time.time()

@@ -41,7 +41,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from alphapose.server import ServerProcess
+from bench.server_process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPOSITORY / "bench" / "results"
@@ -59,7 +59,7 @@ def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
     if given is not None:
         yield given
         return
-    from alphapose.synthetic_weights import write_synthetic_weights
+    from tools.synthetic_weights import write_synthetic_weights
 
     with tempfile.TemporaryDirectory(prefix="alphapose-weights-") as directory:
         print(f"writing synthetic weights for {preset} to {directory}", file=sys.stderr)

@@ -25,12 +25,12 @@ from PIL import Image
 from torch import nn
 
 from alphapose.build import load_detector, load_pose_model, read_state_dict
-from alphapose.detector import letterbox, network_input
+from alphapose.cvat.request import decode_base64, decode_base64_lenient, decode_image, decode_with_pillow
+from alphapose.detection.yolov3 import letterbox, network_input
+from alphapose.detectors import DETECTORS
 from alphapose.models.darknet import Yolo
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
 from alphapose.pose_nms import pose_nms
-from alphapose.presets import DETECTOR_WEIGHTS
-from alphapose.request import decode_base64, decode_base64_lenient, decode_image, decode_with_pillow
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps
 from bench.measure import count_flops, matmul, measure, measure_interleaved
 from bench.stages import Plan, autocast, detector_forward
@@ -218,8 +218,8 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
     image = synthetic_photo(*LOOP_IMAGE, seed=5)
     crops, _ = crop_persons(image, person_boxes(*LOOP_IMAGE, LOOP_PERSONS, seed=5)[0], preset.input_size)
     crops = crops.to(device)
-    plain = load_pose_model(preset, weights / preset.checkpoint, device)
-    folded = load_pose_model(preset, weights / preset.checkpoint, device, fold_batch_norm=True)
+    plain = load_pose_model(preset, weights / preset.checkpoint.name, device)
+    folded = load_pose_model(preset, weights / preset.checkpoint.name, device, fold_batch_norm=True)
     variants = _variants(folded, plain)
     results[f"pose_forward_batch{LOOP_PERSONS}"] = _compare(variants, crops, device, plan)
     results["pose_forward_batch1"] = _compare(variants, crops[:1], device, plan)
@@ -245,8 +245,8 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
     log("ablation: detector network")
     size = pipeline.detector.input_size
     squares = network_input(letterbox(image, size)[0][None].to(device))
-    plain = load_detector(weights / DETECTOR_WEIGHTS, size, device)
-    folded = load_detector(weights / DETECTOR_WEIGHTS, size, device, fold_batch_norm=True)
+    plain = load_detector(weights / DETECTORS["yolov3-spp"].weights.name, size, device)
+    folded = load_detector(weights / DETECTORS["yolov3-spp"].weights.name, size, device, fold_batch_norm=True)
     results["detector_forward"] = _compare(_variants(folded, plain), squares, device, plan, head_inputs)
     del plain, folded
 
@@ -292,7 +292,7 @@ def ablation(pipeline: PosePipeline, weights: Path, plan: Plan, log: Callable[[s
     )
 
     log("ablation: loading")
-    results["load_pose_model"] = _loading(preset, weights / preset.checkpoint, device)
+    results["load_pose_model"] = _loading(preset, weights / preset.checkpoint.name, device)
 
     if device.type == "cuda":
         log("ablation: fp16")

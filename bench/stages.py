@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from alphapose.detector import Letterbox, PersonDetector, letterbox, network_input, select_persons
-from alphapose.formats import cvat_skeletons
+from alphapose.cvat.formats import cvat_skeletons
+from alphapose.cvat.request import decode_base64, decode_image
+from alphapose.detection import PersonDetector
+from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.pose_nms import pose_nms
-from alphapose.request import decode_base64, decode_image
 from alphapose.skeletons import Skeleton
 from alphapose.transforms import decode_heatmaps
 from bench.measure import Timing, measure, measure_interleaved

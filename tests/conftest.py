@@ -12,7 +12,7 @@ TEST_PRESETS = ("fastpose_res50_coco", "fastpose_res50_halpe26")
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights for the COCO and Halpe FastPose presets; the detector finds one person covering the image."""
-    from alphapose.synthetic_weights import write_synthetic_weights
+    from tools.synthetic_weights import write_synthetic_weights
 
     return write_synthetic_weights(tmp_path_factory.mktemp("weights"), TEST_PRESETS, persons=True)
 
@@ -20,6 +20,6 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def empty_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights whose detector finds nobody."""
-    from alphapose.synthetic_weights import write_synthetic_weights
+    from tools.synthetic_weights import write_synthetic_weights
 
     return write_synthetic_weights(tmp_path_factory.mktemp("weights_empty"), TEST_PRESETS[:1], persons=False)

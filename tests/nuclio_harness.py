@@ -6,9 +6,9 @@ Each request is msgpack-encoded as the Go processor encodes it, decoded by
 records into a buffer the test can read, and the output goes through
 ``nuclio_sdk.Response.from_entrypoint_output`` and the processor's response decoding. An exception
 escaping the handler becomes the runtime's 500 ``text/plain`` answer. The encoding code is the local
-server's (:mod:`alphapose.server`), so both are tested by the same requests.
+server's (:mod:`tools.server.events`), so both are tested by the same requests.
 
-:class:`alphapose.server.ServerProcess` runs that local server for real, and :func:`cvat_violations`
+:class:`bench.server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
 checks an answer the way CVAT would.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import nuclio_sdk.logger
 
-from alphapose.server import (
+from tools.server.events import (
     HandlerResult,
     create_context,
     decode_result,

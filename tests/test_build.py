@@ -10,24 +10,26 @@ import torch
 
 from alphapose import load_detector, load_pose_model
 from alphapose.errors import WeightsError
-from alphapose.presets import DETECTOR_WEIGHTS, get_preset
+from alphapose.presets import get_preset
+
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
 
 
 def test_official_layout_loads_and_gives_heatmaps(weights_dir: Path) -> None:
     preset = get_preset("fastpose_res50_halpe26")
-    model = load_pose_model(preset.name, weights_dir / preset.checkpoint)
+    model = load_pose_model(preset.name, weights_dir / preset.checkpoint.name)
     assert not model.training
     with torch.inference_mode():
         out = model(torch.zeros(2, 3, 256, 192))
     assert out.shape == (2, 26, 64, 48)
-    saved = torch.load(weights_dir / preset.checkpoint, weights_only=True)
+    saved = torch.load(weights_dir / preset.checkpoint.name, weights_only=True)
     assert isinstance(saved, collections.OrderedDict)  # a plain state_dict, as the official files are
     for key, value in model.state_dict().items():
         assert torch.equal(value, saved[key]), key
 
 
 def test_checkpoint_of_another_preset_names_the_preset_that_fits(weights_dir: Path) -> None:
-    halpe = weights_dir / get_preset("fastpose_res50_halpe26").checkpoint
+    halpe = weights_dir / get_preset("fastpose_res50_halpe26").checkpoint.name
     with pytest.raises(WeightsError) as err:
         load_pose_model("fastpose_res50_coco", halpe)
     message = str(err.value)

@@ -15,11 +15,11 @@ import pytest
 from nuclio_harness import cvat_violations
 from PIL import Image
 
-from alphapose.cli import main
-from alphapose.cvat_spec import label_spec
-from alphapose.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons
-from alphapose.server import ServerProcess
+from alphapose.cvat.spec import label_spec
 from alphapose.skeletons import COCO17
+from bench.server_process import ServerProcess
+from tools.cli import main
+from tools.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons
 
 GREY = 90
 MODEL_OPTIONS = ["--detector-size", "160", "--device", "cpu"]

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from alphapose import function_yaml
-from alphapose.cvat_spec import label_spec
+from alphapose.cvat.spec import label_spec
 from alphapose.presets import PRESETS
 from alphapose.weights import required_files
+from tools import function_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.base"
@@ -141,7 +141,14 @@ def test_files_on_disk_are_exactly_what_the_generator_writes(tmp_path: Path) -> 
 
 
 def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
-    pins = function_yaml.read_requirements(ROOT / "requirements.txt")
+    pins = function_yaml.read_requirements()
+    assert pins == [
+        line
+        for name in ("requirements.txt", "requirements-weights.txt")
+        for line in (ROOT / name).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # the run-time and the weights pins, and nothing of the development tools
+    assert not {"pytest", "ruff", "msgpack", "PyYAML", "nuclio-sdk"} & {p.split("==")[0] for p in pins}
     for name, (preset, gpu) in EXPECTED_FILES.items():
         if gpu:
             continue
@@ -153,7 +160,7 @@ def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
         assert installed == [p + "+cpu" if p.split("==")[0] in ("torch", "torchvision") else p for p in pins]
         assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
         # the preCopy download fetches exactly the preset's files, under their official names
-        assert re.findall(r"-O (\S+)", download) == required_files([preset])
+        assert re.findall(r"-O (\S+)", download) == [f.name for f in required_files([preset])]
 
 
 def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
@@ -161,8 +168,10 @@ def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
         doc = load(name)
         post_copy = [d["value"] for d in doc["spec"]["build"]["directives"]["postCopy"]]
         weights_dir = env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"]
+        detector = env_of(doc)["ALPHAPOSE_DETECTOR"]
         assert post_copy == [
-            f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --dir {weights_dir}"
+            f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --detector {detector} "
+            f"--dir {weights_dir}"
         ]
 
 
@@ -188,8 +197,9 @@ def test_dockerfile_base_pins_its_images_and_python_311() -> None:
 
 def test_dockerfile_base_installs_requirements_and_bakes_weights_where_the_gpu_yaml_looks() -> None:
     text = DOCKERFILE.read_text()
-    assert "source=requirements.txt" in text
-    assert "-r /tmp/requirements-cuda.txt" in text
+    assert "source=requirements.txt" in text and "source=requirements-weights.txt" in text
+    assert "-r /tmp/requirements-cuda.txt -r /tmp/requirements-weights.txt" in text
+    assert "requirements-dev" not in text
     assert dockerfile_args()["TORCH_CUDA"] == function_yaml.TORCH_CUDA
     baked = dockerfile_env()["ALPHAPOSE_WEIGHTS_DIR"]
     assert re.search(r"python -m alphapose\.weights --dir \$\{ALPHAPOSE_WEIGHTS_DIR\}", text)
@@ -237,12 +247,23 @@ def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
     stage = tmp_path / "nuclio"
     result = make("stage", f"STAGE_DIR={stage}")
     assert result.returncode == 0, result.stderr
-    for path in ("main.py", "model_handler.py", "requirements.txt", "LICENSE", *EXPECTED_FILES):
+    for path in ("main.py", "model_handler.py", "requirements.txt", "requirements-weights.txt", "LICENSE"):
+        assert (stage / path).is_file(), path
+    for path in EXPECTED_FILES:
         assert (stage / path).is_file(), path
     assert (stage / "alphapose" / "weights.py").is_file()
+    assert (stage / "alphapose" / "cvat" / "request.py").is_file()
     assert (stage / "alphapose" / "data" / "weights.sha256").is_file()
     top = {p.name for p in stage.iterdir()}
-    assert not top & {".venv", "weights", "tests", "bench", ".git", "build"}
+    assert top <= {"main.py", "model_handler.py", "alphapose", "LICENSE", *EXPECTED_FILES} | {
+        "requirements.txt",
+        "requirements-weights.txt",
+    }  # no tools, tests, bench, .venv, weights or .git
+    assert not list(stage.rglob("__pycache__"))
+    # no tool code inside the package either: nothing under alphapose/ imports the tools' modules
+    for source in (stage / "alphapose").rglob("*.py"):
+        text = source.read_text()
+        assert not re.search(r"^\s*(import|from) (tools|bench|msgpack|yaml|nuclio_sdk)\b", text, re.M), source
     assert not list(stage.rglob("__pycache__"))
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.detector import Letterbox, PersonDetector, letterbox, network_input, select_persons
+from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
 from alphapose.models.darknet import YoloV3SPP
 
 HEADS = (88, 100, 112)
@@ -271,7 +272,7 @@ def test_detector_maps_boxes_back_to_image_pixels() -> None:
     model = RecordingModel(prediction_rows({"cx": 32, "cy": 32, "w": 32, "h": 16, "obj": 0.8}))
     model.train()
     image = np.random.default_rng(2).integers(0, 256, (50, 100, 3), dtype=np.uint8)
-    boxes, scores = PersonDetector(model)(image)
+    boxes, scores = PersonDetector(model, FAMILIES["yolov3"], model.input_size)(image)
     assert not model.training
     torch.testing.assert_close(boxes, torch.tensor([[25.0, 12.5, 75.0, 37.5]]))
     assert scores.tolist() == [pytest.approx(0.8)]
@@ -281,7 +282,7 @@ def test_detector_maps_boxes_back_to_image_pixels() -> None:
 
 def test_detect_batch_runs_one_forward_and_equals_single_calls() -> None:
     model = RecordingModel(prediction_rows({"cx": 32, "cy": 32, "w": 20, "h": 30, "obj": 0.8}))
-    detector = PersonDetector(model)
+    detector = PersonDetector(model, FAMILIES["yolov3"], model.input_size)
     images = [np.zeros((50, 100, 3), dtype=np.uint8), np.zeros((90, 30, 3), dtype=np.uint8)]
     batch = detector.detect_batch(images)
     assert len(model.inputs) == 1 and model.inputs[0].shape == (2, 3, 64, 64)
@@ -311,8 +312,8 @@ def one_person_model(person: bool) -> YoloV3SPP:
 
 def test_detector_on_the_real_network_finds_the_whole_image_person() -> None:
     image = np.full((60, 90, 3), 77, dtype=np.uint8)
-    boxes, scores = PersonDetector(one_person_model(True))(image)
+    boxes, scores = PersonDetector(one_person_model(True), FAMILIES["yolov3"], 320)(image)
     assert boxes.tolist() == [[0.0, 0.0, 90.0, 60.0]]
     assert scores.tolist() == [pytest.approx(0.8)]
-    boxes, scores = PersonDetector(one_person_model(False))(image)
+    boxes, scores = PersonDetector(one_person_model(False), FAMILIES["yolov3"], 320)(image)
     assert boxes.shape == (0, 4) and scores.shape == (0,)

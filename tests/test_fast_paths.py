@@ -13,18 +13,15 @@ import torch
 from torch import nn
 
 from alphapose import PosePipeline
-from alphapose.build import (
-    _cgroup_cpu_quota,
-    configure_cpu_threads,
-    cpu_budget,
-    load_detector,
-    load_pose_model,
-)
-from alphapose.detector import PersonDetector
+from alphapose.build import load_detector, load_pose_model
+from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.darknet import YoloV3SPP, read_darknet_weights
-from alphapose.presets import DETECTOR_WEIGHTS, get_preset
+from alphapose.presets import get_preset
+from alphapose.runtime import _cgroup_cpu_quota, configure_cpu_threads, cpu_budget
 from alphapose.transforms import crop_persons, crop_persons_batched
+
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
 
 POSE_PRESETS = ("fastpose_res50_coco", "simplepose_res50_coco", "fastpose_dcn_res50_coco")
 SMALL_CROPS = (2, 3, 128, 96)  # every pose network is fully convolutional; small inputs keep this fast
@@ -136,8 +133,8 @@ def test_channels_last_gives_the_same_outputs() -> None:
 
 def test_loaders_fold_only_when_asked_and_keep_the_file_values(weights_dir: Path) -> None:
     preset = get_preset("fastpose_res50_coco")
-    plain = load_pose_model(preset, weights_dir / preset.checkpoint)
-    folded = load_pose_model(preset, weights_dir / preset.checkpoint, fold_batch_norm=True)
+    plain = load_pose_model(preset, weights_dir / preset.checkpoint.name)
+    folded = load_pose_model(preset, weights_dir / preset.checkpoint.name, fold_batch_norm=True)
     assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in folded.parameters())
@@ -203,8 +200,8 @@ def test_optimised_pipeline_gives_the_reference_poses(weights_dir: Path) -> None
     fast = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=320)
     preset = fast.preset
     reference = PosePipeline(
-        PersonDetector(load_detector(weights_dir / DETECTOR_WEIGHTS, 320)),
-        load_pose_model(preset, weights_dir / preset.checkpoint),
+        PersonDetector(load_detector(weights_dir / DETECTOR_WEIGHTS, 320), FAMILIES["yolov3"], 320),
+        load_pose_model(preset, weights_dir / preset.checkpoint.name),
         preset,
         torch.device("cpu"),
     )

@@ -36,7 +36,10 @@ from torch import nn
 
 import main
 from alphapose.errors import WeightsError
-from alphapose.server import FUNCTION_ROOT, FunctionServer, WorkerPool, WorkerStartError
+from tools.errors import WorkerStartError
+from tools.server.events import FUNCTION_ROOT
+from tools.server.http import FunctionServer
+from tools.server.pool import WorkerPool
 
 FAULT_HEADER = "X-Inject-Fault"
 PID_HEADER = "X-Worker-Pid"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from alphapose.formats import coco_results, cvat_skeletons
+from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.pipeline import Pose
 from alphapose.skeletons import COCO17, HALPE26
 

@@ -20,10 +20,12 @@ from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
 
 import main
-from alphapose.cvat_spec import label_spec
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
+from alphapose.options import PipelineOptions
 from alphapose.skeletons import COCO17, HALPE26
-from model_handler import DEFAULT_WEIGHTS_DIR, Config, ConfigError
 
 BOX_SCORE = 0.9  # the synthetic detector's objectness
 WIDTH, HEIGHT = 64, 96
@@ -95,10 +97,14 @@ def test_init_context_logs_what_it_loaded(coco: NuclioFunction, weights_dir: Pat
     assert record["level"] == "info"
     details = record["with"]
     assert details["preset"] == "fastpose_res50_coco"
-    assert details["weights"] == [
-        str(weights_dir / "yolov3-spp.weights"),
-        str(weights_dir / "fast_res50_256x192.pth"),
-    ]
+    assert details["detector"] == "yolov3-spp"
+    # The session's weights are synthetic: the log says so per file, and warns once.
+    assert details["weights"] == {
+        str(weights_dir / "yolov3-spp.weights"): "synthetic",
+        str(weights_dir / "fast_res50_256x192.pth"): "synthetic",
+    }
+    (warning,) = [r for r in coco.log_records() if r["level"].startswith("warn")]
+    assert "synthetic" in warning["message"]
     assert (details["detector_size"], details["flip"], details["device"]) == (
         int(DETECTOR_SIZE),
         False,
@@ -112,7 +118,8 @@ def test_missing_weights_fail_init_naming_the_files(tmp_path: Path) -> None:
         NuclioFunction(function_env(tmp_path))
     message = str(info.value)
     assert "yolov3-spp.weights" in message and "fast_res50_256x192.pth" in message
-    assert "python -m alphapose.weights" in message
+    assert f"make weights PRESET=fastpose_res50_coco DETECTOR=yolov3-spp WEIGHTS_DIR={tmp_path}" in message
+    assert "python -m alphapose.weights --preset fastpose_res50_coco --detector yolov3-spp" in message
     assert "ALPHAPOSE_WEIGHTS_DIR" in message
 
 
@@ -166,30 +173,44 @@ def test_config_from_env_parses_every_variable() -> None:
     )
     assert config == Config(
         weights_dir=Path("/models"),
-        preset="fastpose_res50_halpe26",
-        device="cpu",
-        detector_size=416,
-        flip=True,
-        max_batch=8,
+        options=PipelineOptions(
+            preset="fastpose_res50_halpe26",
+            device="cpu",
+            detector_size=416,
+            flip=True,
+            max_batch=8,
+            detector_confidence=0.3,
+            detector_nms=0.45,
+        ),
         keypoint_threshold=0.05,
         max_pixels=1_000_000,
-        detector_confidence=0.3,
-        detector_nms=0.45,
     )
 
 
 def test_config_defaults_and_empty_values() -> None:
     config = Config.from_env({"ALPHAPOSE_PRESET": "", "ALPHAPOSE_FLIP": "  "})
     assert config == Config.from_env({})
-    assert config.weights_dir == DEFAULT_WEIGHTS_DIR == Path(main.__file__).resolve().parent / "weights"
-    assert (config.preset, config.device, config.detector_size, config.flip) == (
+    assert config.weights_dir == Path("weights")
+    options = config.options
+    assert (options.preset, options.detector, options.device, options.detector_input_size, options.flip) == (
         "fastpose_res50_coco",
+        "yolov3-spp",
         "auto",
         608,
         False,
     )
-    assert (config.max_batch, config.keypoint_threshold, config.max_pixels) == (64, 0.4, 50_000_000)
-    assert (config.detector_confidence, config.detector_nms) == (0.1, 0.6)
+    assert (options.max_batch, config.keypoint_threshold, config.max_pixels) == (64, 0.4, 50_000_000)
+    assert (options.detector_confidence, options.detector_nms) == (0.1, 0.6)
+
+
+def test_flags_win_over_variables_and_errors_name_the_flag() -> None:
+    environ = {"ALPHAPOSE_DEVICE": "cpu", "ALPHAPOSE_PRESET": "fastpose_res50_halpe26"}
+    config = Config.from_env(environ, flags={"--device": "cuda"})
+    assert (config.options.device, config.options.preset) == ("cuda", "fastpose_res50_halpe26")
+    with pytest.raises(ConfigError, match=r"^invalid --device 'gpu': expected auto, cpu, cuda or cuda:N$"):
+        Config.from_env(environ, flags={"--device": "gpu"})
+    with pytest.raises(ConfigError, match=r"^invalid --detector-size '33'"):
+        Config.from_env({}, flags={"--detector-size": "33"})
 
 
 # --- good requests -----------------------------------------------------------------------------------

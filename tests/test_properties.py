@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from alphapose.cvat.request import OUTPUT_FORMATS, RequestError, decode_image, parse_body, parse_request
 from alphapose.pipeline import PosePipeline
-from alphapose.request import OUTPUT_FORMATS, RequestError, decode_image, parse_body, parse_request
 from alphapose.transforms import PIXEL_MEANS, crop_persons, decode_heatmaps
 
 MAX_PIXELS = 10_000

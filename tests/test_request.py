@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from alphapose.request import (
+from alphapose.cvat.request import (
     RequestError,
     decode_base64,
     decode_base64_lenient,

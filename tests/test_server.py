@@ -8,6 +8,9 @@ import io
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,18 +23,12 @@ import requests
 from nuclio_harness import cvat_violations
 from PIL import Image
 
-from alphapose.cvat_spec import label_spec
-from alphapose.server import (
-    ServerProcess,
-    WorkerPool,
-    WorkerStartError,
-    create_context,
-    decode_event,
-    decode_result,
-    encode_event,
-    run_handler,
-)
+from alphapose.cvat.spec import label_spec
 from alphapose.skeletons import COCO17
+from bench.server_process import ServerProcess
+from tools.errors import WorkerStartError
+from tools.server.events import create_context, decode_event, decode_result, encode_event, run_handler
+from tools.server.pool import WorkerPool
 
 # The Go processor's event map (nuclio.md, "Framing: processor -> wrapper").
 PROCESSOR_KEYS = {
@@ -174,6 +171,10 @@ def test_health_reports_the_model_and_workers(server: ServerProcess, weights_dir
         2,
     )
     assert health["keypoints"] == list(COCO17.keypoints)
+    assert health["weights"] == {
+        str(weights_dir / "yolov3-spp.weights"): "synthetic",
+        str(weights_dir / "fast_res50_256x192.pth"): "synthetic",
+    }
     # each worker process ran its own init_context
     assert server.log().count("AlphaPose model loaded") == 2
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 404
@@ -202,6 +203,15 @@ def test_bad_request_over_http(server: ServerProcess) -> None:
     assert reply.json()["error"] == "invalid_base64"
     reply = requests.post(server.url, data=b"{", headers={"Content-Type": "application/json"}, timeout=60)
     assert (reply.status_code, reply.json()["error"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+def test_other_methods_get_a_json_405_with_allow(server: ServerProcess, method: str) -> None:
+    reply = requests.request(method, server.url, data=b"{}", timeout=30)
+    assert reply.status_code == 405
+    assert reply.headers["Allow"] == "GET, POST"
+    if method != "HEAD":  # a HEAD answer has no body
+        assert reply.json()["error"] == "method_not_allowed"
 
 
 def test_body_over_the_limit_is_413_and_the_server_keeps_serving(server: ServerProcess) -> None:
@@ -250,3 +260,46 @@ def test_server_does_not_start_without_weights(tmp_path: Path) -> None:
     assert server.stop() == 1
     log = server.log()
     assert "failed to start" in log and "yolov3-spp.weights" in log and "fast_res50_256x192.pth" in log
+
+
+def test_busy_port_fails_at_once_with_one_line_and_no_model_load(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "tools", "serve", "--port", str(port)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, **server_env(tmp_path)},  # no weights there: nothing may get that far
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; stop what uses it or choose "
+        "another port with --port"
+    ]
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert time.monotonic() - started < 30  # a Python start, no worker, no model
+
+
+def test_ctrl_c_while_the_workers_start_exits_without_a_traceback(weights_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools", "serve", "--port", "0"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, **server_env(weights_dir)},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, as a terminal's job
+        )
+        time.sleep(1)  # the worker is still importing PyTorch (seconds on any machine)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: the whole group
+        assert process.wait(timeout=60) == 130
+        process.stdout.close()
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert "interrupted while the workers were starting" in text

@@ -18,20 +18,24 @@ import pytest
 import requests
 
 from alphapose import weights
-from alphapose.errors import WeightsError
-from alphapose.presets import DETECTOR_WEIGHTS, PRESETS
+from alphapose.detectors import DETECTORS
+from alphapose.errors import UnknownNameError, WeightsError
+from alphapose.presets import PRESETS
+from alphapose.sources import read_checksums
 from alphapose.weights import (
-    SOURCES,
+    SYNTHETIC_LIST,
     copy_file,
     download_file,
     ensure_weights,
-    expand_presets,
+    expand,
     minimum_size,
-    read_checksums,
+    official_file,
     record_checksums,
     required_files,
     verify_file,
 )
+
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
 
 COCO = PRESETS["fastpose_res50_coco"]
 HALPE = PRESETS["fastpose_res50_halpe26"]
@@ -52,37 +56,50 @@ def no_checksums(tmp_path: Path) -> Path:
     return tmp_path / "absent.sha256"
 
 
-def test_every_preset_and_the_detector_has_an_official_source() -> None:
-    assert set(SOURCES) == {DETECTOR_WEIGHTS} | {p.checkpoint for p in PRESETS.values()}
-    assert SOURCES["fast_res50_256x192.pth"].url == (
-        "https://drive.google.com/uc?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn"
-    )
+def url(name: str) -> str:
+    return official_file(name).url
+
+
+def test_every_preset_and_detector_file_has_an_official_source() -> None:
+    # The Google Drive ids of AlphaPose's docs/MODEL_ZOO.md and its detector download link.
+    assert url("fast_res50_256x192.pth") == "https://drive.google.com/uc?id=1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn"
+    assert url(DETECTOR_WEIGHTS) == "https://drive.google.com/uc?id=1D47msNOOiJKvPOXlnpyzdKA3k6E97NTC"
+    names = [p.checkpoint.name for p in PRESETS.values()] + [d.weights.name for d in DETECTORS.values()]
+    assert len(set(names)) == len(names)
+    assert all(url(name).startswith("https://") for name in names)
+    with pytest.raises(WeightsError, match="not one of the official files"):
+        official_file("model.pth")
 
 
 def test_required_files_are_the_detector_then_each_checkpoint_once() -> None:
-    assert required_files(["fastpose_res50_halpe26", "fastpose_res50_coco", "fastpose_res50_halpe26"]) == [
-        DETECTOR_WEIGHTS,
-        HALPE.checkpoint,
-        COCO.checkpoint,
-    ]
-    assert expand_presets(["all"]) == list(PRESETS)
-    with pytest.raises(WeightsError, match="fastpose_res50_coco"):
-        expand_presets(["fastpose"])
+    files = required_files(["fastpose_res50_halpe26", "fastpose_res50_coco", "fastpose_res50_halpe26"])
+    assert [f.name for f in files] == [DETECTOR_WEIGHTS, HALPE.checkpoint.name, COCO.checkpoint.name]
+    assert expand(["all"], PRESETS, "preset") == list(PRESETS)
+    with pytest.raises(UnknownNameError, match="fastpose_res50_coco"):
+        expand(["fastpose"], PRESETS, "preset")
 
 
 def test_checkpoint_minimum_size_is_a_tight_lower_bound(weights_dir: Path) -> None:
     # A real checkpoint is its float32 tensors plus a little pickle/zip overhead: losing 1% must fail.
-    actual = (weights_dir / COCO.checkpoint).stat().st_size
-    assert minimum_size(COCO.checkpoint) <= actual < minimum_size(COCO.checkpoint) * 1.01
+    actual = (weights_dir / COCO.checkpoint.name).stat().st_size
+    assert minimum_size(COCO.checkpoint.name) <= actual < minimum_size(COCO.checkpoint.name) * 1.01
     assert minimum_size(DETECTOR_WEIGHTS) == (weights_dir / DETECTOR_WEIGHTS).stat().st_size == 252_209_544
 
 
 def test_good_files_verify_and_their_sha256_can_be_recorded(weights_dir: Path, tmp_path: Path) -> None:
     checksums = tmp_path / "weights.sha256"
     checksums.write_text("# official files\n")
-    files = ensure_weights(weights_dir, ["fastpose_res50_coco"], checksums, download=False)
-    assert [(f.name, f.recorded) for f in files] == [(DETECTOR_WEIGHTS, False), (COCO.checkpoint, False)]
+    directory = tmp_path / "copied"  # the same bytes without the synthetic writer's list beside them
+    directory.mkdir()
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):
+        shutil.copyfile(weights_dir / name, directory / name)
+    files = ensure_weights(directory, required_files(["fastpose_res50_coco"]), checksums, download=False)
+    assert [(f.name, f.state) for f in files] == [
+        (DETECTOR_WEIGHTS, "unrecorded"),
+        (COCO.checkpoint.name, "unrecorded"),
+    ]
     assert [f.sha256 for f in files] == [sha256(weights_dir / f.name) for f in files]
+    weights_dir = directory
 
     assert record_checksums(files, checksums) == files
     assert record_checksums(files, checksums) == []  # already known: nothing appended twice
@@ -94,18 +111,18 @@ def test_good_files_verify_and_their_sha256_can_be_recorded(weights_dir: Path, t
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.count(": OK") == 2
 
-    again = verify_file(weights_dir / COCO.checkpoint, read_checksums(checksums))
+    again = verify_file(weights_dir / COCO.checkpoint.name, read_checksums(checksums))
     assert again.recorded
 
 
 def test_truncated_checkpoint_fails_on_size(weights_dir: Path, tmp_path: Path) -> None:
-    data = (weights_dir / COCO.checkpoint).read_bytes()
-    truncated = tmp_path / COCO.checkpoint
+    data = (weights_dir / COCO.checkpoint.name).read_bytes()
+    truncated = tmp_path / COCO.checkpoint.name
     truncated.write_bytes(data[: len(data) - 1_000_000])
     with pytest.raises(WeightsError, match=r"too small.*truncated") as error:
         verify_file(truncated, {})
     assert str(truncated) in str(error.value)
-    assert f"download it again from {SOURCES[COCO.checkpoint].url}" in str(error.value)
+    assert f"download it again from {url(COCO.checkpoint.name)}" in str(error.value)
 
 
 @pytest.mark.parametrize(("delta", "reason"), [(-4, "truncated"), (4, "not the YOLOv3-SPP file")])
@@ -118,7 +135,7 @@ def test_detector_must_have_the_exact_size(tmp_path: Path, delta: int, reason: s
 
 
 def test_checkpoint_of_another_preset_names_the_preset_it_fits(weights_dir: Path, tmp_path: Path) -> None:
-    wrong = link(weights_dir / HALPE.checkpoint, tmp_path, COCO.checkpoint)
+    wrong = link(weights_dir / HALPE.checkpoint.name, tmp_path, COCO.checkpoint.name)
     with pytest.raises(WeightsError, match="fastpose_res50_halpe26") as error:
         verify_file(wrong, {})
     assert "fastpose_res50_coco" in str(error.value)
@@ -126,10 +143,10 @@ def test_checkpoint_of_another_preset_names_the_preset_it_fits(weights_dir: Path
 
 def test_recorded_checksum_mismatch_fails_loudly(weights_dir: Path, tmp_path: Path) -> None:
     checksums = tmp_path / "weights.sha256"
-    checksums.write_text(f"{'0' * 64}  {COCO.checkpoint}\n")
-    actual = sha256(weights_dir / COCO.checkpoint)
+    checksums.write_text(f"{'0' * 64}  {COCO.checkpoint.name}\n")
+    actual = sha256(weights_dir / COCO.checkpoint.name)
     with pytest.raises(WeightsError, match="differs from the recorded") as error:
-        verify_file(weights_dir / COCO.checkpoint, read_checksums(checksums))
+        verify_file(weights_dir / COCO.checkpoint.name, read_checksums(checksums))
     assert actual in str(error.value)
     assert "0" * 64 in str(error.value)
 
@@ -143,13 +160,50 @@ def test_malformed_checksum_file_names_the_line(tmp_path: Path) -> None:
 
 def test_missing_files_are_all_reported_with_url_and_place(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as error:
-        ensure_weights(tmp_path, ["fastpose_res50_halpe26"], no_checksums(tmp_path), download=False)
+        ensure_weights(
+            tmp_path, required_files(["fastpose_res50_halpe26"]), no_checksums(tmp_path), download=False
+        )
     message = str(error.value)
-    for name in (DETECTOR_WEIGHTS, HALPE.checkpoint):
+    for name in (DETECTOR_WEIGHTS, HALPE.checkpoint.name):
         assert f"missing {tmp_path / name}" in message
-        assert SOURCES[name].url in message
+        assert url(name) in message
         assert f"save the file as {tmp_path / name}" in message
-    assert "--preset fastpose_res50_halpe26" in message
+    assert f"make weights PRESET=fastpose_res50_halpe26 WEIGHTS_DIR={tmp_path}" in message
+    assert f"make weights DETECTOR=yolov3-spp WEIGHTS_DIR={tmp_path}" in message
+
+
+def test_synthetic_files_are_recognised_by_the_list_their_writer_keeps(weights_dir: Path) -> None:
+    listed = read_checksums(weights_dir / SYNTHETIC_LIST)
+    assert set(listed) == {DETECTOR_WEIGHTS, COCO.checkpoint.name, HALPE.checkpoint.name}
+    verified = verify_file(weights_dir / COCO.checkpoint.name, {})
+    assert (verified.state, verified.recorded) == ("synthetic", False)
+    with pytest.raises(WeightsError, match="refusing to record synthetic files"):
+        record_checksums([verified], weights_dir / "never-written.sha256")
+    # A recorded sha256 wins: the state says what the official record says.
+    assert verify_file(weights_dir / COCO.checkpoint.name, {COCO.checkpoint.name: verified.sha256}).recorded
+
+
+@pytest.fixture(autouse=True)
+def name_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads first check that the host's name resolves; the tests never touch the network."""
+    monkeypatch.setattr(weights.socket, "getaddrinfo", lambda host, port: [])
+
+
+def test_offline_download_says_so_once_and_points_to_synthetic_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unresolvable(host: str, port: int) -> list:
+        raise OSError(f"[Errno -3] Temporary failure in name resolution: {host}")
+
+    monkeypatch.setattr(weights.socket, "getaddrinfo", unresolvable)
+    monkeypatch.setattr(gdown, "download", FakeGdown(error=AssertionError("never called")))
+    with pytest.raises(WeightsError) as raised:
+        download_file(COCO.checkpoint, tmp_path, {})
+    message = str(raised.value)
+    assert "the network is unreachable (drive.google.com does not resolve)" in message
+    assert f"python -m tools.synthetic_weights {tmp_path}" in message
+    assert "resumes" not in message
+    assert list(tmp_path.iterdir()) == []
 
 
 class FakeGdown:
@@ -179,15 +233,15 @@ class FakeGdown:
 def test_download_verifies_then_publishes_atomically(
     weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FakeGdown(content=weights_dir / COCO.checkpoint)
+    fake = FakeGdown(content=weights_dir / COCO.checkpoint.name)
     monkeypatch.setattr(gdown, "download", fake)
     verified = download_file(COCO.checkpoint, tmp_path, {})
-    assert fake.calls[0]["url"] == SOURCES[COCO.checkpoint].url
+    assert fake.calls[0]["url"] == url(COCO.checkpoint.name)
     assert fake.calls[0]["resume"] is True
-    assert str(fake.calls[0]["output"]) != str(tmp_path / COCO.checkpoint)  # never written in place
-    assert verified.path == tmp_path / COCO.checkpoint
-    assert verified.sha256 == sha256(weights_dir / COCO.checkpoint)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [COCO.checkpoint]
+    assert str(fake.calls[0]["output"]) != str(tmp_path / COCO.checkpoint.name)  # never written in place
+    assert verified.path == tmp_path / COCO.checkpoint.name
+    assert verified.sha256 == sha256(weights_dir / COCO.checkpoint.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [COCO.checkpoint.name]
 
 
 @pytest.mark.parametrize(
@@ -199,10 +253,10 @@ def test_failed_download_names_the_url_and_leaves_no_file_under_the_final_name(
 ) -> None:
     monkeypatch.setattr(gdown, "download", FakeGdown(error=error))
     with pytest.raises(WeightsError) as raised:
-        ensure_weights(tmp_path, ["fastpose_res50_coco"], no_checksums(tmp_path))
+        ensure_weights(tmp_path, required_files(["fastpose_res50_coco"]), no_checksums(tmp_path))
     message = str(raised.value)
-    for name in (DETECTOR_WEIGHTS, COCO.checkpoint):
-        assert f"download of {name} from {SOURCES[name].url} failed: {error}" in message
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):
+        assert f"download of {name} from {url(name)} failed: {error}" in message
         assert f"save the file as {tmp_path / name}" in message
         assert not (tmp_path / name).exists()
     assert "resumes" in message
@@ -220,14 +274,14 @@ def test_downloaded_file_that_fails_verification_is_discarded(
 
 
 def test_copy_from_another_directory_is_verified_like_a_download(weights_dir: Path, tmp_path: Path) -> None:
-    verified = copy_file(weights_dir / COCO.checkpoint, tmp_path / "out", {})
-    assert verified.path == tmp_path / "out" / COCO.checkpoint
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [COCO.checkpoint]
+    verified = copy_file(weights_dir / COCO.checkpoint.name, tmp_path / "out", {})
+    assert verified.path == tmp_path / "out" / COCO.checkpoint.name
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [COCO.checkpoint.name]
 
     (tmp_path / "bad").mkdir()
-    link(weights_dir / HALPE.checkpoint, tmp_path / "bad", COCO.checkpoint)
+    link(weights_dir / HALPE.checkpoint.name, tmp_path / "bad", COCO.checkpoint.name)
     with pytest.raises(WeightsError, match="fastpose_res50_halpe26"):
-        copy_file(tmp_path / "bad" / COCO.checkpoint, tmp_path / "out2", {})
+        copy_file(tmp_path / "bad" / COCO.checkpoint.name, tmp_path / "out2", {})
     assert list((tmp_path / "out2").iterdir()) == []
 
 
@@ -236,23 +290,31 @@ def test_command_line_verifies_records_and_then_rejects_a_changed_file(
 ) -> None:
     directory = tmp_path / "weights"
     directory.mkdir()
-    link(weights_dir / DETECTOR_WEIGHTS, directory)
-    link(weights_dir / COCO.checkpoint, directory)
     checksums = tmp_path / "weights.sha256"
     args = ["--verify", "--dir", str(directory), "--preset", COCO.name, "--checksums", str(checksums)]
+    # Synthetic files (linked: their list lies beside the originals) are reported and never recorded.
+    link(weights_dir / DETECTOR_WEIGHTS, directory)
+    link(weights_dir / COCO.checkpoint.name, directory)
+    assert weights.main([*args, "--record"]) == 1
+    assert "refusing to record synthetic files" in capsys.readouterr().err
+    assert weights.main(args) == 0
+    assert "(synthetic)" in capsys.readouterr().out
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):  # the same bytes, not listed as synthetic
+        (directory / name).unlink()
+        shutil.copyfile(weights_dir / name, directory / name)
 
     assert weights.main(args) == 0
     out = capsys.readouterr().out
-    assert "not recorded" in out
-    assert f"--record --preset {COCO.name} --dir {directory} --checksums {checksums}" in out
+    assert "(unrecorded)" in out
+    assert f"--preset {COCO.name} --detector yolov3-spp --dir {directory} --checksums {checksums}" in out
     assert not checksums.exists()
 
     assert weights.main([*args, "--record"]) == 0
     assert "recorded now" in capsys.readouterr().out
-    assert set(read_checksums(checksums)) == {DETECTOR_WEIGHTS, COCO.checkpoint}
+    assert set(read_checksums(checksums)) == {DETECTOR_WEIGHTS, COCO.checkpoint.name}
 
     # The same name now holds another file: the recorded sha256 no longer matches.
-    (directory / COCO.checkpoint).unlink()
-    link(weights_dir / HALPE.checkpoint, directory, COCO.checkpoint)
+    (directory / COCO.checkpoint.name).unlink()
+    link(weights_dir / HALPE.checkpoint.name, directory, COCO.checkpoint.name)
     assert weights.main(args) == 1
     assert "differs from the recorded" in capsys.readouterr().err

@@ -8,7 +8,11 @@ predicts a person box many times larger than the input everywhere, and NMS reduc
 box that clamps to the whole image; with ``persons=False`` nothing passes the objectness threshold.
 Batch-norm statistics are calibrated on noise so activations keep a sane scale (fp16 included).
 
-Command line: ``python -m alphapose.synthetic_weights DIR [--preset NAME ...] [--no-persons]``.
+Every file written is listed with its sha256 in ``synthetic.sha256`` beside it, so that the weights
+checks, the function's start-up log and its health answer call it synthetic and it can never be recorded
+as an official file.
+
+Command line: ``python -m tools.synthetic_weights DIR [--preset NAME ...] [--no-persons]``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alphapose.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.models.darknet import YoloV3SPP, write_darknet_weights
-from alphapose.presets import DEFAULT_PRESET, DETECTOR_WEIGHTS, PRESETS, get_preset
+from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset
+from alphapose.weights import SYNTHETIC_LIST, record_synthetic
 
 _NUM_ATTRS = 85  # x, y, w, h, objectness, 80 classes
 # exp(tw) so that the coarse head's smallest anchor (90 px) grows to 20x the largest input size (608):
@@ -41,10 +47,15 @@ def write_synthetic_weights(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
+    written = []
     for name in presets:
-        preset = get_preset(name)
-        torch.save(synthetic_pose_model(name, generator).state_dict(), directory / preset.checkpoint)
-    write_darknet_weights(synthetic_detector(persons, person_score, generator), directory / DETECTOR_WEIGHTS)
+        path = directory / get_preset(name).checkpoint.name
+        torch.save(synthetic_pose_model(name, generator).state_dict(), path)
+        written.append(path)
+    path = directory / get_detector(DEFAULT_DETECTOR).weights.name
+    write_darknet_weights(synthetic_detector(persons, person_score, generator), path)
+    written.append(path)
+    record_synthetic(written, directory / SYNTHETIC_LIST)
     return directory
 
 

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alphapose.cvat.errors import RequestError
+
 OUTPUT_FORMATS = ("cvat", "coco")
 
 _DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
@@ -34,20 +36,6 @@ _JPEG_END = b"\xff\xd9"  # the EOI marker that closes a complete JPEG
 _EXIF_ORIENTATION = 0x0112
 _OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow applies rotations
 _SHOWN_CHARACTERS = 40  # longest value quoted back in an error detail
-
-
-class RequestError(Exception):
-    """A request the function refuses: ``status`` is the HTTP status, ``error`` a short stable code."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-    def payload(self) -> dict[str, str]:
-        """The JSON body of the error answer."""
-        return {"error": self.error, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -180,12 +168,26 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         raise RequestError(
             413,
             "image_too_large",
-            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
+            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
+            "(ALPHAPOSE_MAX_PIXELS); send a smaller image or raise the limit",
         )
     if width == 0 or height == 0:
         raise RequestError(400, "invalid_image", f"the image is empty ({width}x{height})")
     pixels = decode_jpeg_with_opencv(data, image)
     return pixels if pixels is not None else decode_with_pillow(image)
+
+
+def allow_large_images(max_pixels: int) -> None:
+    """Raise Pillow's decompression-bomb limit to ``max_pixels`` where it is lower: a start-up step.
+
+    Pillow refuses, on opening, any image over 2 x ``MAX_IMAGE_PIXELS`` pixels (about 179 million by
+    default), before :func:`decode_image` compares the header with the configured limit; a larger
+    configured limit would otherwise be silently capped there. Smaller images are still refused by
+    that comparison, before any pixel is decoded. The setting is process-wide, so the function's
+    ``init_context`` and the command-line tools call this once; the parser itself never does.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def decode_with_pillow(image: Image.Image) -> np.ndarray:

@@ -1,12 +1,12 @@
-"""``python -m alphapose``: run the function's model locally, call a deployed function, or serve it.
+"""``python -m tools``: run the function's model locally, call a deployed function, or serve it.
 
-    python -m alphapose predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
-    python -m alphapose call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
-    python -m alphapose serve [--host 127.0.0.1] [--port 8080] [--workers N]
+    python -m tools predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
+    python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
+    python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
 
-``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (options override them) and runs
-the same ModelHandler; ``call`` posts exactly what CVAT posts. Other tools live in their own modules:
-``python -m alphapose.weights`` downloads the official weights.
+``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
+with the same formats; ``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local
+stand-in for Nuclio's HTTP trigger. ``python -m alphapose.weights`` downloads the official weights.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from alphapose import server
-from alphapose.request import OUTPUT_FORMATS, RequestError, decode_image
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError, RequestError
+from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
+from alphapose.errors import OptionError, WeightsError
+from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m alphapose",
+        prog="python -m tools",
         description="Run the function's model locally, call a deployed function, or serve it.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -68,25 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(command=_call)
 
     serve = commands.add_parser("serve", help="serve main.handler over HTTP like a Nuclio HTTP trigger")
-    server.add_arguments(serve)
+    http.add_arguments(serve)
     serve.set_defaults(command=_serve)
     return parser
 
 
-# Options of `predict` and the function variables they override.
-_MODEL_OPTIONS = {
-    "weights_dir": "ALPHAPOSE_WEIGHTS_DIR",
-    "preset": "ALPHAPOSE_PRESET",
-    "device": "ALPHAPOSE_DEVICE",
-    "detector_size": "ALPHAPOSE_DETECTOR_SIZE",
-    "flip": "ALPHAPOSE_FLIP",
-    "keypoint_threshold": "ALPHAPOSE_KEYPOINT_THRESHOLD",
-}
+# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name).
+_SETTING_FLAGS = (
+    "--weights-dir",
+    "--preset",
+    "--detector",
+    "--device",
+    "--detector-size",
+    "--flip",
+    "--keypoint-threshold",
+)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", help="directory of the weights files (ALPHAPOSE_WEIGHTS_DIR)")
     parser.add_argument("--preset", help="pose model, e.g. fastpose_res50_halpe26 (ALPHAPOSE_PRESET)")
+    parser.add_argument("--detector", help="person detector, e.g. yolov3-spp (ALPHAPOSE_DETECTOR)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (ALPHAPOSE_DEVICE)")
     parser.add_argument(
         "--detector-size", help="detector input size, a multiple of 32 (ALPHAPOSE_DETECTOR_SIZE)"
@@ -100,7 +104,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from alphapose.formats import coco_results, cvat_skeletons
+    from alphapose.cvat.formats import coco_results, cvat_skeletons
+    from alphapose.pipeline import PosePipeline
+    from alphapose.runtime import configure_cpu_threads
 
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
         print(
@@ -108,17 +114,16 @@ def _predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # model_handler.py sits next to main.py, outside the package, as in a Nuclio function directory.
-    _, config_class = server.load_entrypoint("model_handler:Config")
-    _, model_class = server.load_entrypoint("model_handler:ModelHandler")
-    environ = dict(os.environ)
-    environ.update(
-        {var: str(getattr(args, opt)) for opt, var in _MODEL_OPTIONS.items() if getattr(args, opt)}
-    )
+    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
     try:
-        config = config_class.from_env(environ)
-        model = model_class(config)
-    except (ValueError, RuntimeError) as exc:  # ConfigError, WeightsError
+        config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
+        configure_cpu_threads()
+        allow_large_images(config.max_pixels)
+        pipeline = PosePipeline.from_weights_dir(config.weights_dir, config.options)
+    except OptionError as exc:
+        print(f"error: {config.explain(exc)}", file=sys.stderr)
+        return 2
+    except (ConfigError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cvat_answers: dict[str, list[dict[str, Any]]] = {}
@@ -126,12 +131,15 @@ def _predict(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             image = decode_image(path.read_bytes(), max_pixels=config.max_pixels)
-        except (OSError, RequestError) as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
+        except OSError as exc:
+            print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             return 1
-        poses = model.predict(image)
+        except RequestError as exc:
+            print(f"error: {path}: {exc.detail}", file=sys.stderr)
+            return 1
+        poses = pipeline(image)
         skeletons = cvat_skeletons(
-            poses, model.skeleton, threshold=args.threshold, keypoint_threshold=config.keypoint_threshold
+            poses, pipeline.skeleton, threshold=args.threshold, keypoint_threshold=config.keypoint_threshold
         )
         cvat_answers[str(path)] = skeletons
         coco_answers += coco_results(poses, threshold=args.threshold, image_id=path.name)
@@ -165,7 +173,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return server.serve(
+    return http.serve(
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -182,7 +190,7 @@ def _render_path(target: Path, image: Path) -> Path:
 
 
 def _render(image: Any, skeletons: list[dict[str, Any]], path: Path) -> None:
-    from alphapose.render import draw_skeletons, save_rgb
+    from tools.render import draw_skeletons, save_rgb
 
     save_rgb(path, draw_skeletons(image, skeletons))
     print(f"rendered {path}", file=sys.stderr)

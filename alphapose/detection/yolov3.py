@@ -1,4 +1,4 @@
-"""Person boxes from YOLOv3-SPP, with the official AlphaPose pre- and post-processing.
+"""YOLOv3-SPP, AlphaPose's default person detector: loading, pre- and post-processing.
 
 Letterboxing, the objectness threshold, the person-only filter, the NMS convention and the mapping back to
 image pixels all follow the official ``YOLODetector`` (detector/yolo_api.py), because the pose stage and
@@ -7,8 +7,10 @@ pose NMS downstream were tuned on exactly those boxes and scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,7 +18,8 @@ import torch
 import torchvision
 from torch import Tensor
 
-from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP
+from alphapose.errors import WeightsError
+from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
 
 PERSON_CLASS = 0
 CANVAS_VALUE = 128  # grey of the letterbox border
@@ -145,37 +148,36 @@ def select_persons(
     return boxes[keep], rows[keep, 4]
 
 
-class PersonDetector:
-    """Image in, person boxes out: letterbox, YOLOv3-SPP, person selection, boxes back in image pixels."""
+def load(weights: Path, input_size: int) -> YoloV3SPP:
+    """YOLOv3-SPP on the CPU with darknet ``.weights`` loaded, in eval mode.
 
-    def __init__(self, model: YoloV3SPP, confidence: float = 0.1, nms_threshold: float = 0.6) -> None:
-        self.model = model.eval()  # batch norm must use its running statistics
-        self.input_size = model.input_size
-        self.confidence = confidence
-        self.nms_threshold = nms_threshold
+    The file fills every parameter and batch-norm statistic, so the network is allocated without
+    initialisation.
+    """
+    if not weights.is_file():
+        raise WeightsError(f"detector weights not found: {weights}")
+    with torch.device("meta"):
+        model = YoloV3SPP(input_size)
+    model = model.to_empty(device="cpu")
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.num_batches_tracked.zero_()  # the one tensor the file does not hold
+    read_darknet_weights(model, weights)
+    return model.eval()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
-    def __call__(self, image: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Boxes (M, 4) xyxy float32 in image pixels and their objectness (M,), on the CPU, best first."""
-        return self.detect_batch([image])[0]
+def prepare(images: Sequence[np.ndarray], size: int, device: torch.device) -> tuple[Tensor, list[Letterbox]]:
+    """The network input for RGB images, on ``device``, and where each image sits in it.
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[tuple[Tensor, Tensor]]:
-        """:meth:`__call__` for several images with one forward pass.
+    The letterboxes travel to the device as uint8 (4x less to copy) and become floats there.
+    """
+    canvases, placements = zip(*(letterbox(image, size) for image in images), strict=True)
+    return network_input(torch.stack(canvases).to(device)), list(placements)
 
-        The 100-box NMS retry applies to each image; the official applies it to a whole batch's total, so
-        this equals the official run one image at a time.
-        """
-        if not images:
-            return []
-        canvases, placements = zip(*(letterbox(image, self.input_size) for image in images), strict=True)
-        with torch.inference_mode():
-            # predictions stay on the device: select_persons brings back only the rows it keeps
-            predictions = self.model(network_input(torch.stack(canvases).to(self.device)))
-        results = []
-        for pred, placement in zip(predictions, placements, strict=True):
-            boxes, scores = select_persons(pred, self.confidence, self.nms_threshold)
-            results.append((placement.to_image(boxes), scores))
-        return results
+
+def select(
+    pred: Tensor, placement: Letterbox, confidence: float, nms_threshold: float
+) -> tuple[Tensor, Tensor]:
+    """One image's person boxes in image pixels and their objectness, from its raw predictions."""
+    boxes, scores = select_persons(pred, confidence, nms_threshold)
+    return placement.to_image(boxes), scores

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alphapose.cvat_spec import PERSON_LABEL
+from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.skeletons import Skeleton
 
 if TYPE_CHECKING:

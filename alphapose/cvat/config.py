@@ -1,0 +1,161 @@
+"""The function's configuration: ``ALPHAPOSE_*`` variables (or command-line flags) to checked values.
+
+=============================== ======================== ==============================================
+variable                        default                  meaning
+=============================== ======================== ==============================================
+ALPHAPOSE_WEIGHTS_DIR           ``weights`` (relative)   directory holding the official files under
+                                                         their official names
+ALPHAPOSE_PRESET                fastpose_res50_coco      pose model (alphapose/presets.py)
+ALPHAPOSE_DETECTOR              yolov3-spp               person detector (alphapose/detectors.py)
+ALPHAPOSE_DEVICE                auto                     auto (CUDA if visible), cpu, cuda or cuda:N
+ALPHAPOSE_DETECTOR_SIZE         the detector's own       detector input size, a multiple of 32
+ALPHAPOSE_FLIP                  0                        1 averages in the mirrored crops (flip test)
+ALPHAPOSE_MAX_BATCH             64                       person crops per pose-network forward
+ALPHAPOSE_KEYPOINT_THRESHOLD    0.4                      keypoints below it are sent ``outside``
+                                                         (AlphaPose's drawing threshold)
+ALPHAPOSE_MAX_PIXELS            50000000                 larger images are refused with 413
+ALPHAPOSE_DETECTOR_CONFIDENCE   0.1                      detector score threshold (AlphaPose's)
+ALPHAPOSE_DETECTOR_NMS          0.6                      detector NMS IoU threshold (AlphaPose's)
+=============================== ======================== ==============================================
+
+An empty variable counts as unset. The pipeline's defaults and checks are those of
+:class:`alphapose.PipelineOptions`; this module only adds the function's own settings and says, in every
+error, which variable or flag held the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from alphapose.cvat.errors import ConfigError
+from alphapose.errors import OptionError
+from alphapose.options import PipelineOptions
+
+DEFAULT_KEYPOINT_THRESHOLD = 0.4
+DEFAULT_MAX_PIXELS = 50_000_000
+ENV_PREFIX = "ALPHAPOSE_"
+
+
+def _integer(text: str) -> int:
+    return int(text.strip())
+
+
+def _number(text: str) -> float:
+    return float(text.strip())
+
+
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 0 or 1")
+
+
+def _word(text: str) -> str:
+    return text.strip().lower()
+
+
+def _name(text: str) -> str:
+    return text.strip()
+
+
+# Setting name -> how its text becomes a value. Pipeline settings are the fields of PipelineOptions.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "weights_dir": lambda text: Path(text.strip()).expanduser(),
+    "preset": _name,
+    "detector": _name,
+    "device": _word,
+    "detector_size": _integer,
+    "flip": _switch,
+    "max_batch": _integer,
+    "keypoint_threshold": _number,
+    "max_pixels": _integer,
+    "detector_confidence": _number,
+    "detector_nms": _number,
+}
+_OPTION_FIELDS = frozenset(f.name for f in fields(PipelineOptions))
+
+
+def variable(setting: str) -> str:
+    """The environment variable of a setting: ``ALPHAPOSE_`` and its name in capitals."""
+    return ENV_PREFIX + setting.upper()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the function reads from its environment (see the module docstring).
+
+    ``spelled`` remembers how the user named each setting that was given (``ALPHAPOSE_DEVICE``,
+    ``--device``), so that a problem found later, when the networks load, names it the same way.
+    """
+
+    weights_dir: Path = Path("weights")
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+    keypoint_threshold: float = DEFAULT_KEYPOINT_THRESHOLD
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    spelled: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, flags: Mapping[str, str] | None = None
+    ) -> Config:
+        """Parse and check the ``ALPHAPOSE_*`` variables of ``environ`` (default: ``os.environ``).
+
+        ``flags`` maps ``"--flag-name"`` to text for settings given on a command line; they win over the
+        variables, and errors name the flag.
+        """
+        environ = os.environ if environ is None else environ
+        given = {name: (environ.get(variable(name), ""), variable(name)) for name in _PARSERS}
+        for flag, text in (flags or {}).items():
+            name = flag.removeprefix("--").replace("-", "_")
+            if name not in _PARSERS:
+                raise ValueError(f"no setting is named by {flag}")
+            given[name] = (text, flag)
+        values: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
+        for name, (text, source) in given.items():
+            if not text.strip():
+                continue
+            spelled[name] = source
+            try:
+                values[name] = _PARSERS[name](text)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {_shown(source, text)}: {exc}") from None
+        options = {k: v for k, v in values.items() if k in _OPTION_FIELDS}
+        try:
+            config = cls(
+                options=PipelineOptions(**options),
+                spelled=spelled,
+                **{k: v for k, v in values.items() if k not in _OPTION_FIELDS},
+            )
+        except OptionError as exc:
+            source = spelled[exc.option]
+            raise ConfigError(f"invalid {_shown(source, given[exc.option][0])}: {exc.problem}") from None
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """The function's own ranges (the pipeline's are checked by PipelineOptions)."""
+        if not 0.0 <= self.keypoint_threshold <= 1.0:
+            raise self.error("keypoint_threshold", self.keypoint_threshold, "must be in [0, 1]")
+        if self.max_pixels < 1:
+            raise self.error("max_pixels", self.max_pixels, "must be at least 1")
+
+    def error(self, setting: str, value: object, problem: str) -> ConfigError:
+        """A :class:`ConfigError` naming the setting as the user spelled it."""
+        source = self.spelled.get(setting, variable(setting))
+        return ConfigError(f"invalid {_shown(source, str(value))}: {problem}")
+
+    def explain(self, exc: OptionError) -> ConfigError:
+        """An option problem found when the pipeline was built (a missing GPU), named as spelled."""
+        return self.error(exc.option, exc.value, exc.problem)
+
+
+def _shown(source: str, text: str) -> str:
+    return f"{source} {text!r}" if source.startswith("-") else f"{source}={text!r}"

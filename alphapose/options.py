@@ -1,0 +1,72 @@
+"""Every setting of a pipeline in one frozen value, with each default written once.
+
+The Nuclio function builds it from its ``ALPHAPOSE_*`` variables, the command-line tools from their flags,
+a library user by hand; :meth:`alphapose.PosePipeline.from_weights_dir` takes it. Values are checked
+here, so every way in refuses the same bad values with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
+from alphapose.errors import OptionError
+from alphapose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How to build and run a :class:`alphapose.PosePipeline`.
+
+    ``detector_size`` None means the detector's official input size (608 for YOLOv3-SPP).
+    ``detector_confidence`` and ``detector_nms`` are AlphaPose's own values.
+    """
+
+    preset: str = DEFAULT_PRESET
+    detector: str = DEFAULT_DETECTOR
+    device: str = "auto"  # auto (CUDA when visible, else CPU), cpu, cuda or cuda:N
+    detector_size: int | None = None
+    flip: bool = False  # average in the mirrored crops (AlphaPose's flip test)
+    max_batch: int = 64  # person crops per pose-network forward
+    detector_confidence: float = 0.1
+    detector_nms: float = 0.6
+
+    def __post_init__(self) -> None:
+        """Refuse a bad value now, naming the option, rather than when the networks load."""
+        problems = {
+            "preset": None
+            if self.preset in PRESETS
+            else f"unknown preset; choose one of: {', '.join(PRESETS)}",
+            "detector": None
+            if self.detector in DETECTORS
+            else f"unknown detector; choose one of: {', '.join(DETECTORS)}",
+            "device": None if _DEVICE.fullmatch(str(self.device)) else "expected auto, cpu, cuda or cuda:N",
+            "detector_size": None
+            if self.detector_size is None or (self.detector_size >= 32 and self.detector_size % 32 == 0)
+            else "must be a positive multiple of 32",
+            "max_batch": None if self.max_batch >= 1 else "must be at least 1",
+            "detector_confidence": _unit_interval(self.detector_confidence),
+            "detector_nms": _unit_interval(self.detector_nms),
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise OptionError(name, getattr(self, name), problem)
+
+    @property
+    def pose_preset(self) -> PosePreset:
+        return get_preset(self.preset)
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        return get_detector(self.detector)
+
+    @property
+    def detector_input_size(self) -> int:
+        return self.detector_size or self.detector_spec.input_size
+
+
+def _unit_interval(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"

@@ -1,0 +1,109 @@
+"""The installable library: what a wheel holds, what it requires, and that it works from anywhere.
+
+The wheel is built from this checkout and unpacked into a temporary directory that becomes the only
+place ``alphapose`` can be imported from; the README's "Python API" snippet then runs from another
+directory, exactly as written there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Modules only the tools need: building and running a pipeline must import none of them.
+TOOL_MODULES = ("msgpack", "yaml", "gdown", "tqdm", "requests", "nuclio_sdk", "http.server", "cvat_sdk")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            ".",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("alphapose-*.whl")
+    return path
+
+
+def requirement_lines(name: str) -> list[str]:
+    lines = (REPO / name).read_text().splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_wheel_holds_the_library_and_its_data_only(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"alphapose"}
+    assert "alphapose/data/weights.sha256" in names
+    assert "alphapose/cvat/request.py" in names and "alphapose/models/darknet.py" in names
+
+
+def test_wheel_requires_the_run_time_pins_and_offers_the_weights_extra(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    requires = re.findall(r"^Requires-Dist: (.+)$", archive.read(metadata).decode(), re.MULTILINE)
+    plain = sorted(r for r in requires if "extra ==" not in r)
+    assert plain == sorted(requirement_lines("requirements.txt"))
+    extras = sorted(r.split(";")[0].strip() for r in requires if 'extra == "weights"' in r)
+    assert extras == sorted(requirement_lines("requirements-weights.txt"))
+
+
+def test_readme_python_api_runs_from_another_directory(
+    wheel: Path, weights_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "weights").symlink_to(weights_dir, target_is_directory=True)
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    cv2.imwrite(str(work / "people.jpg"), image)
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    probe = f"""
+import sys, torch, PIL.Image
+threads, pixel_cap = torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS
+{snippet}
+import alphapose, json
+print(json.dumps({{
+    "file": alphapose.__file__,
+    "tools": [m for m in {TOOL_MODULES!r} if m in sys.modules],
+    "unchanged": (torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS) == (threads, pixel_cap),
+}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=work,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["file"].startswith(str(site))  # the installed copy, not the checkout
+    assert report["tools"] == []
+    assert report["unchanged"]  # no thread cap, no Pillow limit: the library changes nothing process-wide

@@ -1,0 +1,170 @@
+"""Nuclio's event and response encoding, as its Go processor and Python wrapper do it.
+
+A request becomes the msgpack event map the processor sends, ``nuclio_sdk.Event.deserialize`` turns it
+into the handler's event (a dict body only for exactly ``application/json``), the handler's output is
+encoded by ``nuclio_sdk.Response.from_entrypoint_output`` and decoded as the processor does, and an
+exception escaping the handler becomes the wrapper's 500 ``text/plain`` answer. The local server's
+workers and the tests' in-process harness both run requests through this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import msgpack
+import nuclio_sdk
+import nuclio_sdk.json_encoder
+import nuclio_sdk.logger
+
+DEFAULT_HANDLER = "main:handler"
+DEFAULT_TRIGGER = nuclio_sdk.TriggerInfo(kind="http", name="default-http")
+# main.py and model_handler.py sit at the repository root, as in the function image's /opt/nuclio.
+FUNCTION_ROOT = Path(__file__).resolve().parents[2]
+
+_HANDLER_SPEC = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")  # the runtime's module.sub:function syntax
+
+
+@dataclass(frozen=True)
+class HandlerResult:
+    """What the processor turns a runtime response into: the HTTP answer."""
+
+    status: int
+    content_type: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def encode_event(
+    body: bytes,
+    *,
+    content_type: str = "",
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/",
+    fields: Mapping[str, str] | None = None,
+    event_id: str | None = None,
+    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
+) -> bytes:
+    """The msgpack event map the Go processor writes to the runtime for one HTTP request.
+
+    The body travels as msgpack bin (not base64) and the content type verbatim from the header,
+    under both keys the processor uses.
+    """
+    event = {
+        "body": bytes(body),
+        "content_type": content_type,
+        "content-type": content_type,
+        "trigger": {"kind": trigger.kind, "name": trigger.name},
+        "fields": dict(fields or {}),
+        "headers": dict(headers or {}),
+        "id": event_id or str(uuid.uuid4()),
+        "method": method,
+        "path": path,
+        "size": len(body),
+        "timestamp": int(time.time()),
+        "url": "",
+        "shard_id": 0,
+        "num_shards": 0,
+        "type": "",
+        "type_version": "",
+        "version": "",
+        "offset": 0,
+        "topic": "",
+    }
+    return msgpack.packb(event, use_bin_type=True)
+
+
+def decode_event(message: bytes) -> nuclio_sdk.Event:
+    """The runtime's side: unpack with decoded strings and let the SDK build the event."""
+    return nuclio_sdk.Event.deserialize(
+        msgpack.unpackb(message, raw=False), kind=nuclio_sdk.EventDeserializerKinds.msgpack
+    )
+
+
+def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Context, message: bytes) -> str:
+    """One event through the runtime: the JSON response line the wrapper sends to the processor."""
+    encoder = nuclio_sdk.json_encoder.Encoder()
+    try:
+        output = entrypoint(context, decode_event(message))
+        return encoder.encode(nuclio_sdk.Response.from_entrypoint_output(encoder.encode, output))
+    except Exception as exc:
+        formatted = traceback.format_exc()
+        context.logger.error_with("Exception caught in handler", exc=str(exc), traceback=formatted)
+        return encoder.encode(
+            {
+                "body": f'Exception caught in handler - "{exc}": {formatted}',
+                "body_encoding": "text",
+                "content_type": "text/plain",
+                "status_code": 500,
+            }
+        )
+
+
+def decode_result(line: str) -> HandlerResult:
+    """The processor's side: body decoding and the header values the HTTP trigger copies (str, int)."""
+    result = json.loads(line)
+    encoding = result.get("body_encoding", "text")
+    if encoding == "base64":
+        body = base64.b64decode(result["body"])
+    elif encoding == "text":
+        body = str(result["body"]).encode("utf-8")
+    else:
+        raise ValueError(f"unknown body_encoding {encoding!r} in the runtime response")
+    headers = {
+        str(key): str(value)
+        for key, value in (result.get("headers") or {}).items()
+        if isinstance(value, str | int) and not isinstance(value, bool)
+    }
+    return HandlerResult(int(result["status_code"]), result.get("content_type") or "", headers, body)
+
+
+def load_entrypoint(spec: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
+    """The module and function named by a ``module.sub:function`` handler spec, as the runtime loads it."""
+    match = _HANDLER_SPEC.match(spec)
+    if not match:
+        raise ValueError(f"malformed handler {spec!r}; expected module:function")
+    if str(FUNCTION_ROOT) not in sys.path:
+        sys.path.insert(0, str(FUNCTION_ROOT))
+    module_name, function_name = match.group(1), match.group(3)
+    module = __import__(module_name)
+    for part in module_name.split(".")[1:]:
+        module = getattr(module, part)
+    return module, getattr(module, function_name)
+
+
+def create_context(
+    stream: IO[str],
+    *,
+    worker_id: int = 0,
+    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
+    formatter: logging.Formatter | None = None,
+) -> nuclio_sdk.Context:
+    """A runtime context whose real nuclio_sdk logger writes to ``stream``.
+
+    The logger name is unique per context: nuclio_sdk loggers are ``logging`` loggers looked up by name.
+    """
+    logger = nuclio_sdk.Logger(logging.DEBUG, name=f"alphapose.function.{uuid.uuid4().hex[:8]}")
+    logger.set_handler("default", stream, formatter or nuclio_sdk.logger.HumanReadableFormatter())
+    return nuclio_sdk.Context(logger, nuclio_sdk.Platform("local"), worker_id, trigger)
+
+
+def init_function(module: ModuleType, context: nuclio_sdk.Context) -> None:
+    """Call the module's ``init_context`` if it has one, as the runtime does before serving."""
+    init_context = getattr(module, "init_context", None)
+    if init_context is not None:
+        init_context(context)
