@@ -24,10 +24,6 @@ BASE_DETECTORS ?= all
 
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio
-# The function is the library plus the CVAT layer (alphapose/), its two entry files and its requirements by
-# role; no tool or test code.
-FUNCTION_SOURCES := main.py model_handler.py alphapose requirements.txt requirements-weights.txt LICENSE \
-	$(wildcard function*.yaml)
 NETWORK ?= cvat_cvat
 NAMESPACE ?= nuclio
 REGISTRY ?=
@@ -42,6 +38,13 @@ require = @command -v $(1) >/dev/null 2>&1 || { echo "error: '$(1)' not found on
 DOCKER_HINT := install Docker (https://docs.docker.com/engine/install/) or set DOCKER=
 check_base_image = $(if $(GPU_ARGS),@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 \
 	|| { echo "error: base image $(BASE_IMAGE) not found; run 'make base-image' first" >&2; exit 1; })
+# The engine, not only the client: a stopped engine would otherwise surface as a missing base image.
+check_engine = @$(DOCKER) info >/dev/null 2>&1 || { echo "error: the Docker engine does not answer \
+	('$(DOCKER) info' failed): start it (e.g. sudo systemctl start docker) and run make again" >&2; exit 1; }
+# Dockerfile.base mounts files into RUN steps, which needs BuildKit, which the buildx plugin provides.
+check_buildx = @$(DOCKER) buildx version >/dev/null 2>&1 || { echo "error: Docker's buildx plugin is \
+	missing and Dockerfile.base needs BuildKit: install it (Debian/Ubuntu: apt-get install \
+	docker-buildx-plugin; others: https://docs.docker.com/go/buildx/)" >&2; exit 1; }
 NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
 
 .DEFAULT_GOAL := help
@@ -79,21 +82,22 @@ yaml: $(STAMP) ## Regenerate function.yaml, function-gpu.yaml, function-halpe26*
 
 base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -> BASE_IMAGE)
 	$(call require,$(DOCKER),$(DOCKER_HINT))
+	$(check_engine)
+	$(check_buildx)
 	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.base -t $(BASE_IMAGE) \
 		--build-arg TORCH_CUDA=$(TORCH_CUDA) --build-arg WEIGHTS_PRESETS="$(BASE_PRESETS)" \
 		--build-arg WEIGHTS_DETECTORS="$(BASE_DETECTORS)" \
 		$(if $(CUDA_IMAGE),--build-arg CUDA_IMAGE=$(CUDA_IMAGE)) .
 
 # Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is
-# deployed from a staging directory holding only what it runs (no .venv, weights, tests, .git).
-stage: ## Copy the function's files (code, requirements, yaml) to STAGE_DIR for nuctl
-	rm -rf $(STAGE_DIR)
-	mkdir -p $(STAGE_DIR)
-	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(FUNCTION_SOURCES) | tar -xf - -C $(STAGE_DIR)
+# deployed from a staging directory holding only what it runs (tools/stage.py): no .venv, tests or tools.
+stage: $(STAMP) ## Copy the function's files (and WEIGHTS_DIR's files for a CPU FUNCTION_FILE, if all there) to STAGE_DIR
+	$(PY) -m tools.stage --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR)
 
 deploy-local: ## Deploy FUNCTION_FILE with nuctl --platform local into project cvat (NETWORK=cvat_cvat)
 	$(call require,$(NUCTL),$(NUCTL_HINT))
 	$(call require,$(DOCKER),$(DOCKER_HINT))
+	$(check_engine)
 	$(check_base_image)
 	@$(MAKE) --no-print-directory stage
 	$(NUCTL) get project cvat --platform local >/dev/null 2>&1 || $(NUCTL) create project cvat --platform local
@@ -104,6 +108,7 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 	$(call require,$(NUCTL),$(NUCTL_HINT))
 	$(call require,$(DOCKER),$(DOCKER_HINT))
 	@test -n "$(REGISTRY)" || { echo "error: set REGISTRY to a registry the cluster pulls from, e.g. make deploy-kube REGISTRY=registry.example.com/cvat" >&2; exit 1; }
+	$(check_engine)
 	$(check_base_image)
 	@$(MAKE) --no-print-directory stage
 	$(NUCTL) get project cvat --platform kube --namespace $(NAMESPACE) >/dev/null 2>&1 \

@@ -232,13 +232,25 @@ def test_make_help_lists_every_target() -> None:
         (["deploy-local", "NUCTL=no-such-nuctl-here"], "'no-such-nuctl-here' not found on PATH"),
         (["deploy-kube", "NUCTL=true", "DOCKER=true", "REGISTRY="], "set REGISTRY"),
         (
-            ["deploy-local", "NUCTL=true", "DOCKER=false", "FUNCTION_FILE=function-gpu.yaml"],
+            ["deploy-local", "NUCTL=true", "DOCKER=false"],
+            "the Docker engine does not answer ('false info' failed)",
+        ),
+        (["base-image", "DOCKER=false"], "the Docker engine does not answer"),
+        (["base-image", "DOCKER={fake}"], "Docker's buildx plugin is missing"),
+        (
+            ["deploy-local", "NUCTL=true", "DOCKER={fake}", "FUNCTION_FILE=function-gpu.yaml"],
             "run 'make base-image' first",
         ),
     ],
 )
-def test_targets_needing_absent_tools_stop_with_a_message(args: list[str], message: str) -> None:
-    result = make(*args)
+def test_targets_needing_absent_tools_stop_with_a_message(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    # A docker client whose engine answers but that has no buildx plugin and no images.
+    fake = tmp_path / "docker"
+    fake.write_text('#!/bin/sh\n[ "$1" = info ] && exit 0\nexit 1\n')
+    fake.chmod(0o755)
+    result = make(*(arg.format(fake=fake) for arg in args))
     assert result.returncode != 0
     assert message in result.stderr
 
@@ -280,3 +292,33 @@ def test_make_test_runs_pytest_and_ci_runs_lint_and_the_readme_test_command() ->
     readme = (ROOT / "README.md").read_text()
     first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", readme, flags=re.DOTALL).group(1)
     assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make serve", "make test"]
+
+
+def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    from tools.stage import stage
+
+    # Nothing in the weights directory: the function file is staged as generated and downloads.
+    plain = tmp_path / "plain"
+    assert stage(plain, "function.yaml", tmp_path / "no-weights") == []
+    assert not (plain / "weights").exists()
+    assert (plain / "function.yaml").read_text() == (ROOT / "function.yaml").read_text()
+
+    # Every file the CPU function needs is there (and more): exactly those travel, verified in the build.
+    staged = stage(tmp_path / "staged", "function.yaml", weights_dir)
+    assert [p.name for p in staged] == ["yolov3-spp.weights", "fast_res50_256x192.pth"]
+    assert sorted(p.name for p in (tmp_path / "staged" / "weights").iterdir()) == sorted(
+        p.name for p in staged
+    )
+    doc = yaml.safe_load((tmp_path / "staged" / "function.yaml").read_text())
+    directives = doc["spec"]["build"]["directives"]
+    assert [d["value"] for d in directives["postCopy"]] == [
+        "cd /opt/nuclio && python -m alphapose.weights --verify --preset fastpose_res50_coco "
+        "--detector yolov3-spp --dir /opt/nuclio/weights"
+    ]
+    assert len(directives["preCopy"]) == 1 and "https://drive" not in str(directives)  # no download
+    assert env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"] == "/opt/nuclio/weights"
+    # The other function files are staged unchanged, and GPU files never carry weights.
+    assert (tmp_path / "staged" / "function-gpu.yaml").read_text() == (ROOT / "function-gpu.yaml").read_text()
+    assert stage(tmp_path / "gpu", "function-gpu.yaml", weights_dir) == []

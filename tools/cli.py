@@ -135,7 +135,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         except RequestError as exc:
-            print(f"error: {path}: {exc.detail}", file=sys.stderr)
+            print(f"error: cannot use {path} as an image: {exc.detail}", file=sys.stderr)
             return 1
         poses = pipeline(image)
         skeletons = cvat_skeletons(

@@ -1,0 +1,80 @@
+"""Stage the function directory that ``nuctl deploy --path`` builds: ``python -m tools.stage``.
+
+Nuclio copies the whole ``--path`` directory into the image and reads no ignore file, so the function is
+deployed from a directory holding only what it runs: the library with its CVAT layer, the two entry files,
+the function files, the requirements by role and the licence; no tool or test code. When every weights
+file a CPU function file needs is already in the weights directory (downloaded by hand when Google
+Drive's quota stops the build's download), exactly those files are staged too, and the staged copy of
+that function file verifies them instead of downloading (``tools.function_yaml``, ``staged``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from alphapose.weights import required_files
+from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
+
+SOURCES = (
+    "main.py",
+    "model_handler.py",
+    "alphapose",
+    "requirements.txt",
+    "requirements-weights.txt",
+    "LICENSE",
+)
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part")
+
+
+def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = REPO_ROOT) -> list[Path]:
+    """Write the function directory; returns the weights files staged with it (none: the build downloads)."""
+    if function_file not in FUNCTION_FILES:
+        raise ValueError(f"unknown function file {function_file}; choose one of: {', '.join(FUNCTION_FILES)}")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for name in SOURCES:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=_IGNORED)
+        else:
+            shutil.copy2(source, directory / name)
+    for name in FUNCTION_FILES:
+        shutil.copy2(root / name, directory / name)
+    variant = FUNCTION_FILES[function_file]
+    needed = [weights_dir / f.name for f in required_files([variant.preset], [variant.detector])]
+    if variant.gpu or not all(path.is_file() for path in needed):
+        return []  # the GPU base image holds the weights; a CPU build downloads what is missing
+    (directory / "weights").mkdir()
+    for path in needed:
+        shutil.copyfile(path, directory / "weights" / path.name)
+    (directory / function_file).write_text(render(variant, staged=True), encoding="utf-8")
+    return needed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.stage", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, required=True, help="the staging directory (replaced)")
+    parser.add_argument("--file", default="function.yaml", help="the function file to deploy")
+    parser.add_argument("--weights-dir", type=Path, default=Path("weights"), help="where weights may be")
+    args = parser.parse_args(argv)
+    try:
+        staged = stage(args.dir, args.file, args.weights_dir)
+    except ValueError as exc:
+        print(f"error: --file: {exc}", file=sys.stderr)
+        return 2
+    if staged:
+        names = ", ".join(path.name for path in staged)
+        print(
+            f"staged {args.dir} with the weights from {args.weights_dir} ({names}); the build verifies them"
+        )
+    else:
+        print(f"staged {args.dir}; the image build fetches the weights")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
