@@ -94,6 +94,7 @@ class PosePipeline:
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
+        device = resolve_device(options.device)  # a missing GPU is named before missing files
         directory = Path(path)
         files = (detector_spec.weights.name, preset.checkpoint.name)
         missing = [name for name in files if not (directory / name).is_file()]
@@ -102,7 +103,6 @@ class PosePipeline:
                 f"missing weights in {directory}: {', '.join(missing)}; download them with "
                 + download_hint(directory, preset.name, detector_spec.name)
             )
-        device = resolve_device(options.device)
         detector_model = load_detector(
             directory / detector_spec.weights.name, options.detector_input_size, device, fold_batch_norm=True
         )

@@ -121,8 +121,34 @@ def test_predict_reports_configuration_errors(tmp_path: Path, capsys: pytest.Cap
     assert main(["predict", str(image), "--weights-dir", str(tmp_path), "--device", "cpu"]) == 2
     assert "yolov3-spp.weights" in capsys.readouterr().err
     assert main(["predict", str(image), "--preset", "nope"]) == 2
-    assert "ALPHAPOSE_PRESET" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(
+        "error: invalid --preset 'nope': unknown preset; choose one of:"
+    )
+    assert main(["predict", str(image), "--device", "cuda:3", "--weights-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # the flag the user typed, not the variable
+    assert "--device 'cuda:3'" in err and "ALPHAPOSE_DEVICE" not in err
     assert main(["predict", str(image), str(image), "--render", str(tmp_path / "one.png")]) == 2
+
+
+def test_predict_on_a_file_that_is_no_image_speaks_as_a_command_line_tool(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    args = [
+        "predict",
+        str(notes),
+        "--weights-dir",
+        str(weights_dir),
+        "--device",
+        "cpu",
+        "--detector-size",
+        "64",
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot use {notes} as an image: ")
+    assert "400" not in err and "invalid_image" not in err
 
 
 # --- call --------------------------------------------------------------------------------------------

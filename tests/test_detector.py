@@ -312,8 +312,8 @@ def one_person_model(person: bool) -> YoloV3SPP:
 
 def test_detector_on_the_real_network_finds_the_whole_image_person() -> None:
     image = np.full((60, 90, 3), 77, dtype=np.uint8)
-    boxes, scores = PersonDetector(one_person_model(True), FAMILIES["yolov3"], 320)(image)
+    boxes, scores = PersonDetector(one_person_model(True), FAMILIES["yolov3"], 64)(image)
     assert boxes.tolist() == [[0.0, 0.0, 90.0, 60.0]]
     assert scores.tolist() == [pytest.approx(0.8)]
-    boxes, scores = PersonDetector(one_person_model(False), FAMILIES["yolov3"], 320)(image)
+    boxes, scores = PersonDetector(one_person_model(False), FAMILIES["yolov3"], 64)(image)
     assert boxes.shape == (0, 4) and scores.shape == (0,)

@@ -84,13 +84,14 @@ def test_readme_python_api_runs_from_another_directory(
     section = readme.split("## Python API", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     probe = f"""
-import sys, torch, PIL.Image
+import sys, torch, torchvision, cv2, numpy, PIL.Image
 threads, pixel_cap = torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS
+before = set(sys.modules)  # what the run-time requirements import by themselves (torch imports tqdm)
 {snippet}
 import alphapose, json
 print(json.dumps({{
     "file": alphapose.__file__,
-    "tools": [m for m in {TOOL_MODULES!r} if m in sys.modules],
+    "tools": [m for m in {TOOL_MODULES!r} if m in sys.modules and m not in before],
     "unchanged": (torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS) == (threads, pixel_cap),
 }}))
 """
