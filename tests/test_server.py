@@ -285,7 +285,24 @@ def test_busy_port_fails_at_once_with_one_line_and_no_model_load(tmp_path: Path)
     assert time.monotonic() - started < 30  # a Python start, no worker, no model
 
 
-def test_ctrl_c_while_the_workers_start_exits_without_a_traceback(weights_dir: Path, tmp_path: Path) -> None:
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (multiprocessing's spawn children; imports start other programs)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [c for task in tasks for c in (task / "children").read_text().split()]
+    return [int(c) for c in children if b"spawn_main" in _cmdline(c)]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it has exited meanwhile
+        return b""
+
+
+@pytest.mark.parametrize("moment", ["importing", "workers starting"])
+def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
+    weights_dir: Path, tmp_path: Path, moment: str
+) -> None:
     log = tmp_path / "server.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
@@ -296,10 +313,17 @@ def test_ctrl_c_while_the_workers_start_exits_without_a_traceback(weights_dir: P
             stderr=stderr,
             start_new_session=True,  # its own process group, as a terminal's job
         )
-        time.sleep(1)  # the worker is still importing PyTorch (seconds on any machine)
+        deadline = time.monotonic() + 120
+        if moment == "importing":
+            time.sleep(0.3)
+        else:  # a worker process exists: it is importing PyTorch or loading the model
+            while not _workers(process.pid):
+                assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+                time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: the whole group
         assert process.wait(timeout=60) == 130
         process.stdout.close()
     text = log.read_text()
     assert "Traceback" not in text, text
-    assert "interrupted while the workers were starting" in text
+    expected = "interrupted while the workers were starting" if moment != "importing" else "interrupted"
+    assert text.strip().splitlines()[-1] == expected

@@ -1,8 +1,12 @@
-"""``python -m tools``: see :mod:`tools.cli`."""
+"""``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, ends it quietly."""
 
 import sys
 
-from tools.cli import main
+try:
+    from tools.cli import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    status = 130
+sys.exit(status)
