@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alphapose.errors import UnknownNameError
+from alphapose.errors import lookup
 from alphapose.sources import WeightsFile, google_drive
 
 
@@ -41,10 +41,7 @@ DEFAULT_DETECTOR = "yolov3-spp"
 
 def get_detector(name: str) -> DetectorSpec:
     """The detector called ``name``; the error lists the valid names."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}") from None
+    return lookup(DETECTORS, name, "detector")
 
 
 def detector_for_file(file_name: str) -> DetectorSpec | None:

@@ -1,5 +1,12 @@
 """The pose library's exceptions: each message is meant for the person who has to act on it."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+Row = TypeVar("Row")
+
 
 class AlphaPoseError(Exception):
     """Base of every error the library raises on purpose."""
@@ -11,6 +18,14 @@ class WeightsError(AlphaPoseError, RuntimeError):
 
 class UnknownNameError(AlphaPoseError, ValueError):
     """A preset or detector name that is not in its table; the message lists the valid names."""
+
+
+def lookup(table: Mapping[str, Row], name: str, what: str) -> Row:
+    """The row called ``name`` of a table (presets, detectors); :class:`UnknownNameError` lists the names."""
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown {what} {name!r}; choose one of: {', '.join(table)}") from None
 
 
 class OptionError(AlphaPoseError, ValueError):

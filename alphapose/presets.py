@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from alphapose.errors import UnknownNameError
+from alphapose.errors import lookup
 from alphapose.models.fastpose import fastpose_dcn_res50, fastpose_res50
 from alphapose.models.simplepose import simplepose_res50
 from alphapose.skeletons import COCO17, HALPE26, Skeleton
@@ -84,10 +84,7 @@ DEFAULT_PRESET = "fastpose_res50_coco"
 
 def get_preset(name: str) -> PosePreset:
     """The preset called ``name``; the error lists the valid names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    return lookup(PRESETS, name, "preset")
 
 
 def preset_for_checkpoint(file_name: str) -> PosePreset | None:

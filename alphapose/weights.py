@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from alphapose.build import expected_shapes, load_detector, load_pose_model
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
-from alphapose.errors import UnknownNameError, WeightsError
+from alphapose.errors import UnknownNameError, WeightsError, lookup
 from alphapose.models.darknet import DARKNET_WEIGHTS_BYTES
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
 from alphapose.sources import CHECKSUM_FILE, WeightsFile, read_checksums
@@ -101,9 +101,8 @@ def expand(names: Sequence[str], table: Mapping[str, object], what: str) -> list
     """Names from the command line, with ``all`` standing for every row of the table."""
     if ALL in names:
         return list(table)
-    unknown = [name for name in names if name not in table]
-    if unknown:
-        raise UnknownNameError(f"unknown {what} {unknown[0]!r}; choose {ALL} or one of: {', '.join(table)}")
+    for name in names:
+        lookup(table, name, what)  # an unknown name fails here, listing the valid ones
     return list(dict.fromkeys(names))
 
 
