@@ -1,4 +1,4 @@
-"""``python -m alphapose``: predict and render locally, call a function as CVAT does, and the drawing."""
+"""``python -m tools``: predict and render locally, call a function as CVAT does, and the drawing."""
 
 from __future__ import annotations
 
