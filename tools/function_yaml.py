@@ -85,8 +85,8 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
 
 # One worker per instance on either device. A CPU worker already spreads each request over every CPU
 # the container may use (alphapose.runtime.configure_cpu_threads); a second worker process would halve
-# each one's threads at best and oversubscribe the cores at worst (measured 4x less throughput on 2 cores
-# with two full-width workers). Each GPU worker holds its own copy of the models in GPU memory, so a GPU
+# each one's threads at best and oversubscribe the cores at worst (figures in the README's trigger
+# settings). Each GPU worker holds its own copy of the models in GPU memory, so a GPU
 # gets exactly one. More throughput comes from replicas (see the README).
 # The event timeout covers one large frame with room to spare (a CPU frame takes seconds, a GPU
 # frame well under one) and stays below CVAT's own
