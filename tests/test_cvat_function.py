@@ -29,10 +29,11 @@ from cvat_cli._internal.common import FunctionLoader
 from cvat_cli._internal.parsers import parse_function_parameter
 from cvat_sdk import models
 from cvat_sdk.auto_annotation.driver import _AnnotationMapper, _DetectionFunctionContextImpl
+from cvat_server_stub import ImageTask, cvat_labels, serve
 from nuclio_harness import NuclioFunction
 from PIL import Image
 
-from alphapose.cvat.sdk_function import AlphaPoseFunction, config_from_parameters
+from alphapose.cvat.sdk_function import AlphaPoseFunction, config_from_parameters, detection_spec
 from alphapose.cvat_spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.pipeline import Pose
@@ -349,30 +350,52 @@ def test_missing_weights_name_the_parameter(tmp_path: Path) -> None:
         load(tmp_path)
 
 
-def test_cvat_cli_loads_the_file_from_anywhere(weights_dir: Path, tmp_path: Path) -> None:
-    """cvat-cli loads ``--function-file`` by path and does not put the checkout on sys.path."""
-    script = (
-        "import sys, pathlib\n"
-        "from cvat_cli._internal.common import FunctionLoader\n"
-        f"parameters = {{'weights_dir': {str(weights_dir)!r}, 'preset': 'fastpose_res50_halpe26'}}\n"
-        f"function = FunctionLoader(None, pathlib.Path({str(FUNCTION_FILE)!r}), parameters).load()\n"
-        "print(len(function.spec.labels[0].sublabels), sys.modules['alphapose'].__file__)\n"
+def test_cvat_cli_auto_annotates_a_task_on_a_stub_server(weights_dir: Path, tmp_path: Path) -> None:
+    """``cvat-cli task auto-annotate ... --function-file cvat_function.py`` end to end, run from another
+    directory as a user runs it: cvat-cli loads the file by path and does not put the checkout on
+    sys.path. The stub server records the annotations the SDK uploads."""
+    spec = json.loads(
+        json.dumps(
+            AgentDetectionFunctionDriver.get_remote_function_fields(
+                detection_spec(get_preset("fastpose_res50_halpe26").skeleton)
+            )
+        )
     )
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAPOSE_")}
-    environment |= {"ALPHAPOSE_DETECTOR_SIZE": "160", "ALPHAPOSE_DEVICE": "cpu"}
-    # cvat-cli's own packages stay importable; the checkout must not be
-    environment["PYTHONPATH"] = os.pathsep.join(
-        p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT
+    with Image.open(PHOTO) as image:
+        size = image.size
+    task = ImageTask(
+        5, cvat_labels(spec["labels_v2"], task_id=5), [("people.jpg", PHOTO.read_bytes())], [size]
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAPOSE_", "CVAT_", "XDG_"))}
+    environment |= {
+        "ALPHAPOSE_DETECTOR_SIZE": "160",
+        "ALPHAPOSE_DEVICE": "cpu",
+        "CVAT_ACCESS_TOKEN": "token",
+        "HOME": str(tmp_path),  # cvat-cli's cache and profiles
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        # cvat-cli's own packages stay importable; the checkout must not be
+        "PYTHONPATH": os.pathsep.join(
+            p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT
+        ),
+    }
+    with serve(task) as url:
+        command = [sys.executable, "-m", "cvat_cli", "--server-host", url, "task", "auto-annotate", "5"]
+        command += ["--function-file", str(FUNCTION_FILE), "-p", f"weights_dir=str:{weights_dir}"]
+        command += ["-p", "preset=str:fastpose_res50_halpe26", "--conf-threshold", "0.5"]
+        result = subprocess.run(
+            command, cwd=tmp_path, env=environment, capture_output=True, text=True, check=False
+        )
     assert result.returncode == 0, result.stderr
-    count, package = result.stdout.split()
-    assert int(count) == 26
-    assert Path(package).resolve() == ROOT / "alphapose" / "__init__.py"
+    assert task.unexpected == []
+    (upload,) = task.uploads
+    (person,) = upload["shapes"]
+    (label,) = task.labels
+    assert (person["type"], person["label_id"], person["frame"], person["source"]) == (
+        "skeleton",
+        label["id"],
+        0,
+        "auto",
+    )
+    assert [e["label_id"] for e in person["elements"]] == [s["id"] for s in label["sublabels"]]
+    assert person["score"] == pytest.approx(BOX_SCORE)

@@ -1,0 +1,174 @@
+"""A stub of the CVAT server endpoints that ``cvat-cli task auto-annotate`` uses, for one image task.
+
+It answers what the SDK reads (server version, the task, its labels, its data metadata, its one chunk
+of original images) with the fields the SDK's response models require, and records the annotations the
+SDK uploads. Anything else is answered 404 and recorded, so a test sees an unexpected request.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+SERVER_VERSION = "2.80.0"
+TIMESTAMP = "2026-01-01T00:00:00Z"
+
+
+@dataclass
+class ImageTask:
+    """One task of still images; ``labels`` are CVAT's label objects (as ``GET /api/labels`` returns)."""
+
+    task_id: int
+    labels: list[dict[str, Any]]
+    images: list[tuple[str, bytes]]  # (file name, encoded image) per frame
+    sizes: list[tuple[int, int]]  # (width, height) per frame
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def task(self) -> dict[str, Any]:
+        base = f"/api/tasks/{self.task_id}"
+        return {
+            "id": self.task_id,
+            "name": "people",
+            "size": len(self.images),
+            "mode": "annotation",
+            "dimension": "2d",
+            "data_chunk_size": len(self.images),
+            "data_original_chunk_type": "imageset",
+            "data_compressed_chunk_type": "imageset",
+            "status": "annotation",
+            "created_date": TIMESTAMP,
+            "updated_date": TIMESTAMP,
+            "jobs": {"count": 1, "completed": 0, "validation": 0, "url": f"/api/jobs?task_id={self.task_id}"},
+            "labels": {"url": f"/api/labels?task_id={self.task_id}"},
+            "organization": None,
+            "project_id": None,
+            "owner": None,
+            "assignee": None,
+            "source_storage": None,
+            "target_storage": None,
+            "url": base,
+        }
+
+    def data_meta(self) -> dict[str, Any]:
+        return {
+            "chunks_updated_date": TIMESTAMP,
+            "chunk_size": len(self.images),
+            "size": len(self.images),
+            "image_quality": 70,
+            "start_frame": 0,
+            "stop_frame": len(self.images) - 1,
+            "deleted_frames": [],
+            "frames": [
+                {"name": name, "width": width, "height": height, "related_files": 0}
+                for (name, _), (width, height) in zip(self.images, self.sizes, strict=True)
+            ],
+        }
+
+    def chunk(self) -> bytes:
+        """The task's one chunk of original images: a zip of the image files in frame order."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for index, (name, data) in enumerate(self.images):
+                archive.writestr(f"{index:06d}{name[name.rfind('.') :]}", data)
+        return buffer.getvalue()
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
+        """The status and the body (JSON-able, or bytes) of one request."""
+        task = f"/api/tasks/{self.task_id}"
+        if method == "GET" and path == "/api/server/about":
+            return 200, {
+                "name": "CVAT",
+                "description": "",
+                "version": SERVER_VERSION,
+                "logo_url": "",
+                "subtitle": "",
+            }
+        if method == "GET" and path == task:
+            return 200, self.task()
+        if method == "GET" and path == "/api/labels" and query.get("task_id") == [str(self.task_id)]:
+            return 200, {"count": len(self.labels), "next": None, "previous": None, "results": self.labels}
+        if method == "GET" and path == f"{task}/data/meta":
+            return 200, self.data_meta()
+        if method == "GET" and path == f"{task}/data" and query.get("type") == ["chunk"]:
+            return 200, self.chunk()
+        if method == "PATCH" and path == f"{task}/annotations" and query.get("action") == ["create"]:
+            self.uploads.append(json.loads(body))
+            return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
+        self.unexpected.append(f"{method} {path}")
+        return 404, {"detail": "not found"}
+
+
+def cvat_labels(registered: list[dict[str, Any]], task_id: int, first_id: int = 40) -> list[dict[str, Any]]:
+    """The labels CVAT creates for a task from a function's ``labels_v2``, with server-side ids."""
+    ids = iter(range(first_id, first_id + 10_000))
+    labels = []
+    for label in registered:
+        label_id = next(ids)
+        sublabels = [
+            {"id": next(ids), "name": s["name"], "type": s["type"], "attributes": [], "color": "#ffffff"}
+            for s in label.get("sublabels", [])
+        ]
+        labels.append(
+            {
+                "id": label_id,
+                "name": label["name"],
+                "type": label["type"],
+                "color": "#ff0000",
+                "attributes": [],
+                "sublabels": sublabels,
+                "svg": "",
+                "has_parent": False,
+                "task_id": task_id,
+            }
+        )
+    return labels
+
+
+@contextmanager
+def serve(task: ImageTask) -> Iterator[str]:
+    """Serve ``task`` on a free local port; yields the server URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _respond(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, payload = task.answer(self.command, url.path.rstrip("/"), parse_qs(url.query), body)
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            kind = "application/zip" if isinstance(payload, bytes) else "application/json"
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._respond()
+
+        def do_POST(self) -> None:
+            self._respond()
+
+        def do_PATCH(self) -> None:
+            self._respond()
+
+        def log_message(self, format: str, *args: Any) -> None:  # the test reads ``unexpected`` instead
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
