@@ -1,8 +1,9 @@
-"""A stub of the CVAT server endpoints that ``cvat-cli task auto-annotate`` uses, for one image task.
+"""A stub of the CVAT server endpoints used by ``cvat-cli task auto-annotate`` and ``function create-native``.
 
 It answers what the SDK reads (server version, the task, its labels, its data metadata, its one chunk
 of original images) with the fields the SDK's response models require, and records the annotations the
-SDK uploads. Anything else is answered 404 and recorded, so a test sees an unexpected request.
+SDK uploads and the functions cvat-cli registers. Anything else is answered 404 and recorded, so a test
+sees an unexpected request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ImageTask:
     images: list[tuple[str, bytes]]  # (file name, encoded image) per frame
     sizes: list[tuple[int, int]]  # (width, height) per frame
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    functions: list[dict[str, Any]] = field(default_factory=list)  # registered by ``function create-native``
     unexpected: list[str] = field(default_factory=list)
 
     def task(self) -> dict[str, Any]:
@@ -103,6 +105,9 @@ class ImageTask:
         if method == "PATCH" and path == f"{task}/annotations" and query.get("action") == ["create"]:
             self.uploads.append(json.loads(body))
             return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
+        if method == "POST" and path == "/api/functions":
+            self.functions.append(json.loads(body))
+            return 201, {**self.functions[-1], "id": len(self.functions)}
         self.unexpected.append(f"{method} {path}")
         return 404, {"detail": "not found"}
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import cvat_sdk.auto_annotation as cvataa
 import numpy as np
 import pytest
+from cvat_cli.__main__ import main as cvat_cli_main
 from cvat_cli._internal.agent_driver_detection import AgentDetectionFunctionDriver
 from cvat_cli._internal.common import FunctionLoader
 from cvat_cli._internal.parsers import parse_function_parameter
@@ -399,3 +400,25 @@ def test_cvat_cli_auto_annotates_a_task_on_a_stub_server(weights_dir: Path, tmp_
     )
     assert [e["label_id"] for e in person["elements"]] == [s["id"] for s in label["sublabels"]]
     assert person["score"] == pytest.approx(BOX_SCORE)
+
+
+def test_cvat_cli_registers_the_function_for_an_agent(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cvat-cli function create-native`` registers one ``person`` skeleton with the preset's keypoints."""
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    task = ImageTask(5, [], [], [])
+    with serve(task) as url:
+        arguments = ["--server-host", url, "function", "create-native", "AlphaPose"]
+        arguments += ["--function-module", MODULE, "-p", f"weights_dir=str:{weights_dir}"]
+        assert cvat_cli_main(arguments) == 0
+    assert capsys.readouterr().out.strip() == "1"  # the new function's id, printed for run-agent
+    assert task.unexpected == []
+    (function,) = task.functions
+    assert (function["provider"], function["kind"], function["name"]) == ("native", "detector", "AlphaPose")
+    (label,) = function["labels_v2"]
+    assert (label["name"], label["type"]) == ("person", "skeleton")
+    assert [s["name"] for s in label["sublabels"]] == list(
+        get_preset("fastpose_res50_coco").skeleton.keypoints
+    )
