@@ -15,8 +15,6 @@ import torch
 from alphapose.cvat.config import Config
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.request import PoseRequest
-from alphapose.errors import OptionError, WeightsError
-from alphapose.pipeline import PosePipeline
 from alphapose.sources import read_checksums
 from alphapose.weights import VerifiedFile, identify_file
 
@@ -27,13 +25,7 @@ class ModelHandler:
     def __init__(self, config: Config) -> None:
         self.config = config
         start = time.perf_counter()
-        try:
-            self.pipeline = PosePipeline.from_weights_dir(config.weights_dir, config.options)
-        except OptionError as exc:
-            raise config.explain(exc) from None
-        except WeightsError as exc:
-            setting = config.spelled.get("weights_dir", "ALPHAPOSE_WEIGHTS_DIR")
-            raise WeightsError(f"{exc} ({setting} selects the directory)") from exc
+        self.pipeline = config.load_pipeline()
         self.load_seconds = time.perf_counter() - start
         self.weights = self._check_weights()
 

@@ -34,13 +34,14 @@ from cvat_server_stub import ImageTask, cvat_labels, serve
 from nuclio_harness import NuclioFunction
 from PIL import Image
 
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.request import decode_image
 from alphapose.cvat.sdk_function import AlphaPoseFunction, config_from_parameters, detection_spec
-from alphapose.cvat_spec import label_spec
+from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.pipeline import Pose
 from alphapose.presets import get_preset
-from alphapose.request import decode_image
-from model_handler import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_FILE = ROOT / "cvat_function.py"
@@ -148,13 +149,15 @@ def test_spec_is_one_person_skeleton_with_the_preset_keypoints(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
     function: AlphaPoseFunction = request.getfixturevalue(fixture)
-    keypoints = get_preset(function.config.preset).skeleton.keypoints
+    keypoints = get_preset(function.config.options.preset).skeleton.keypoints
     (label,) = cvataa.DetectionFunctionSpec(labels=function.spec.labels).labels  # the SDK's own validation
     assert (label.name, label.type) == ("person", "skeleton")
     assert [sublabel.name for sublabel in label.sublabels] == list(keypoints)
     assert {sublabel.type for sublabel in label.sublabels} == {"points"}
     # the same sublabel ids as the label spec function.yaml advertises
-    nuclio_ids = [s["id"] for s in label_spec(get_preset(function.config.preset).skeleton)[0]["sublabels"]]
+    nuclio_ids = [
+        s["id"] for s in label_spec(get_preset(function.config.options.preset).skeleton)[0]["sublabels"]
+    ]
     assert [sublabel.id for sublabel in label.sublabels] == nuclio_ids
     registered = AgentDetectionFunctionDriver.get_remote_function_fields(function.spec)["labels_v2"]
     assert [s["name"] for s in registered[0]["sublabels"]] == list(keypoints)
@@ -300,7 +303,7 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ALPHAPOSE_PRESET", "fastpose_res50_halpe26")
     config = config_from_parameters({})
     assert config == Config.from_env()
-    assert (config.keypoint_threshold, config.preset) == (0.25, "fastpose_res50_halpe26")
+    assert (config.keypoint_threshold, config.options.preset) == (0.25, "fastpose_res50_halpe26")
     config = config_from_parameters(
         cli_parameters(
             "keypoint_threshold=float:0.5",
@@ -314,8 +317,9 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
     assert config == dataclasses.replace(
         Config.from_env(),
         keypoint_threshold=0.5,
-        preset="fastpose_res50_coco",
-        device="cuda:1",
+        options=dataclasses.replace(
+            Config.from_env().options, preset="fastpose_res50_coco", device="cuda:1", detector="yolov3-spp"
+        ),
         weights_dir=Path("~/w").expanduser(),
     )
     assert config_from_parameters(cli_parameters("keypoint_threshold=int:1")).keypoint_threshold == 1.0
@@ -328,7 +332,7 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
             "preset=str:fastpose_res152",
             "preset='fastpose_res152': unknown preset; choose one of: fastpose_res50_coco",
         ),
-        ("keypoint_threshold=float:1.5", r"keypoint_threshold=1.5: must be in \[0, 1\]"),
+        ("keypoint_threshold=float:1.5", r"keypoint_threshold='1.5': must be in \[0, 1\]"),
         (
             "keypoint_threshold=str:0.5",
             "keypoint_threshold='0.5': expected a number, pass it as -p keypoint_th",
@@ -336,8 +340,8 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
         ("keypoint_threshold=bool:true", "keypoint_threshold=True: expected a number"),
         ("device=str:gpu", "device='gpu': expected auto, cpu, cuda or cuda:N"),
         ("preset=int:3", "preset=3: expected text, pass it as -p preset=str:VALUE"),
-        ("detector=str:yolov9", "detector='yolov9'"),
-        ("precision=str:fp64", "precision='fp64'"),
+        ("detector=str:yolov9", "detector='yolov9': unknown detector; choose one of: yolov3-spp"),
+        ("precision=str:fp64", "precision='fp64': this version supports only 'auto'"),
         ("flip=bool:true", "unknown parameter.s. flip; this function takes: weights_dir, preset, detector"),
     ],
 )
@@ -347,7 +351,9 @@ def test_bad_parameters_are_refused_naming_the_parameter(argument: str, message:
 
 
 def test_missing_weights_name_the_parameter(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"missing weights in .*the weights_dir parameter selects"):
+    with pytest.raises(
+        WeightsError, match=r"missing weights in .*\(parameter weights_dir selects the directory\)"
+    ):
         load(tmp_path)
 
 

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from alphapose.cvat.errors import ConfigError
-from alphapose.errors import OptionError
+from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
+from alphapose.pipeline import PosePipeline
 
 DEFAULT_KEYPOINT_THRESHOLD = 0.4
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -103,12 +104,17 @@ class Config:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, flags: Mapping[str, str] | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        flags: Mapping[str, str] | None = None,
+        parameters: Mapping[str, str] | None = None,
     ) -> Config:
         """Parse and check the ``ALPHAPOSE_*`` variables of ``environ`` (default: ``os.environ``).
 
-        ``flags`` maps ``"--flag-name"`` to text for settings given on a command line; they win over the
-        variables, and errors name the flag.
+        ``flags`` maps ``"--flag-name"`` to text for settings given on a command line, ``parameters``
+        setting names to text for settings given as CVAT SDK function parameters (``cvat-cli -p``); both
+        win over the variables, and errors name the flag or the parameter.
         """
         environ = os.environ if environ is None else environ
         given = {name: (environ.get(variable(name), ""), variable(name)) for name in _PARSERS}
@@ -117,6 +123,10 @@ class Config:
             if name not in _PARSERS:
                 raise ValueError(f"no setting is named by {flag}")
             given[name] = (text, flag)
+        for name, text in (parameters or {}).items():
+            if name not in _PARSERS:
+                raise ValueError(f"no setting is named {name}")
+            given[name] = (text, f"parameter {name}")
         values: dict[str, Any] = {}
         spelled: dict[str, str] = {}
         for name, (text, source) in given.items():
@@ -155,6 +165,16 @@ class Config:
     def explain(self, exc: OptionError) -> ConfigError:
         """An option problem found when the pipeline was built (a missing GPU), named as spelled."""
         return self.error(exc.option, exc.value, exc.problem)
+
+    def load_pipeline(self) -> PosePipeline:
+        """The pipeline these settings describe; a problem found while loading names its setting."""
+        try:
+            return PosePipeline.from_weights_dir(self.weights_dir, self.options)
+        except OptionError as exc:
+            raise self.explain(exc) from None
+        except WeightsError as exc:
+            setting = self.spelled.get("weights_dir", variable("weights_dir"))
+            raise WeightsError(f"{exc} ({setting} selects the directory)") from exc
 
 
 def _shown(source: str, text: str) -> str:

@@ -1,19 +1,19 @@
 """AlphaPose as a CVAT SDK auto-annotation function, for ``cvat-cli`` without Nuclio.
 
-``cvat-cli task auto-annotate`` runs it on a workstation against any CVAT server, and ``cvat-cli function
+``cvat-cli task auto-annotate`` runs it on a workstation against a CVAT server, and ``cvat-cli function
 create-native`` + ``function run-agent`` serve it as an agent. cvat-cli loads this module
-(``--function-module alphapose.cvat.sdk_function``, or ``--function-file cvat_function.py`` in a checkout)
-and calls :func:`create` with its ``-p NAME=TYPE:VALUE`` parameters.
+(``--function-module alphapose.cvat.sdk_function`` with the package installed, or ``--function-file
+cvat_function.py`` in a checkout) and calls :func:`create` with its ``-p NAME=TYPE:VALUE`` parameters.
 
-The function is the Nuclio function's twin: the same configuration (``ALPHAPOSE_*`` variables, then the
-built-in defaults, with the parameters on top), the same skeleton table and sublabel ids as the label
-spec in function.yaml, the same image conversion and the same persons and keypoints in the answer. Only
-this module imports ``cvat_sdk``; the pose library and the Nuclio function never do.
+It is the Nuclio function's twin: the same configuration (the ``ALPHAPOSE_*`` variables and their
+defaults, with the parameters on top), the same sublabel names and ids as the label spec in
+function.yaml, the same conversion of the frame to RGB, and the same persons and keypoints in the
+answer. This is the only module that imports ``cvat_sdk`` (the ``cvat`` extra); nothing else in the
+package imports it, so the Nuclio function and the library run without it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,17 +21,17 @@ import cvat_sdk.auto_annotation as cvataa
 import PIL.Image
 from cvat_sdk import models
 
-from alphapose.cvat_spec import label_spec
-from alphapose.errors import WeightsError
-from alphapose.formats import cvat_skeletons
-from alphapose.pipeline import PosePipeline
-from alphapose.request import to_rgb
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.formats import cvat_skeletons
+from alphapose.cvat.request import to_rgb
+from alphapose.cvat.spec import label_spec
+from alphapose.runtime import configure_cpu_threads
 from alphapose.skeletons import Skeleton
-from model_handler import _VARIABLES, Config, ConfigError
 
 PERSON_LABEL_ID = 0  # the function's own id for its one label; CVAT maps it to the task's label by name
 
-# cvat-cli parameter -> the Python type its value must have (``-p NAME=str:...`` or ``-p NAME=float:...``).
+# cvat-cli parameter -> the Python type of its value (``-p NAME=str:VALUE``, ``-p NAME=float:VALUE``).
 PARAMETERS: dict[str, type] = {
     "weights_dir": str,
     "preset": str,
@@ -41,54 +41,45 @@ PARAMETERS: dict[str, type] = {
     "keypoint_threshold": float,
 }
 
-# Parameters the configuration does not hold yet, with the one value each has today (the current
-# behaviour); any other value is refused. A parameter leaves this table once Config has its field.
-_FIXED_SETTINGS: dict[str, str] = {"detector": "yolov3-spp", "precision": "auto"}
+# Parameters that are not yet settings of the configuration, with the one behaviour each has today; any
+# other value is refused. An entry goes once the configuration has the setting (``precision``: the
+# precision policy, ALPHAPOSE_PRECISION).
+_NOT_YET_SETTINGS: dict[str, str] = {"precision": "auto"}
 
 
 def create(**parameters: Any) -> AlphaPoseFunction:
-    """The function cvat-cli runs, configured by its ``-p`` parameters (see :data:`PARAMETERS`)."""
-    return AlphaPoseFunction(config_from_parameters(parameters))
+    """The function cvat-cli runs, configured by its ``-p`` parameters (see :data:`PARAMETERS`).
+
+    Like the Nuclio function's start-up, it caps the CPU threads at the CPUs this process may use.
+    """
+    config = config_from_parameters(parameters)
+    configure_cpu_threads()
+    return AlphaPoseFunction(config)
 
 
 def config_from_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     """The Nuclio function's configuration (``environ``, default ``os.environ``) with the parameters on top.
 
-    Each value goes through the same parser and range check as its ``ALPHAPOSE_*`` variable, so a
-    parameter accepts exactly what the variable accepts; errors name the parameter.
+    A parameter accepts what its ``ALPHAPOSE_*`` variable accepts, checked by the same code; errors name
+    the parameter.
     """
     unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
         raise ConfigError(
             f"unknown parameter(s) {', '.join(unknown)}; this function takes: {', '.join(PARAMETERS)}"
         )
-    config = Config.from_env(environ)
-    values = {}
-    for name, value in parameters.items():
-        text = _parameter_text(name, value)
-        if name in _FIXED_SETTINGS:
-            if text != _FIXED_SETTINGS[name]:
-                supported = _FIXED_SETTINGS[name]
-                raise ConfigError(
-                    f"invalid parameter {name}={value!r}: this version supports only {supported!r}"
-                )
-            continue
-        _variable, parse, check = _VARIABLES[name]
-        try:
-            parsed = parse(text)
-        except ValueError as exc:
-            raise ConfigError(f"invalid parameter {name}={value!r}: {exc}") from None
-        problem = check(parsed) if check else None
-        if problem:
-            raise ConfigError(f"invalid parameter {name}={value!r}: {problem}")
-        values[name] = parsed
-    return dataclasses.replace(config, **values)
+    texts = {name: _parameter_text(name, value) for name, value in parameters.items()}
+    for name, only in _NOT_YET_SETTINGS.items():
+        if name in texts and texts.pop(name).strip().lower() != only:
+            raise ConfigError(
+                f"invalid parameter {name}={parameters[name]!r}: this version supports only {only!r}"
+            )
+    return Config.from_env(environ, parameters=texts)
 
 
 def _parameter_text(name: str, value: Any) -> str:
-    """A parameter's value as the text its variable would hold, after checking its cvat-cli type."""
-    expected = PARAMETERS[name]
-    if expected is float:
+    """A parameter's value as the text its variable would hold, once its cvat-cli type is checked."""
+    if PARAMETERS[name] is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(
                 f"invalid parameter {name}={value!r}: expected a number, pass it as -p {name}=float:VALUE"
@@ -103,8 +94,8 @@ def _parameter_text(name: str, value: Any) -> str:
 def detection_spec(skeleton: Skeleton) -> cvataa.DetectionFunctionSpec:
     """One ``person`` skeleton label whose points are the skeleton's keypoints, in order.
 
-    Names and sublabel ids come from the label spec advertised in function.yaml, so a task whose labels
-    were made from the Nuclio function ("From model") matches this function too.
+    Names and sublabel ids are those of the label spec in function.yaml, so a task whose labels were
+    made from the Nuclio function ("From model") matches this function as well.
     """
     (person,) = label_spec(skeleton)
     return cvataa.DetectionFunctionSpec(
@@ -123,19 +114,7 @@ class AlphaPoseFunction:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        try:
-            self.pipeline = PosePipeline.from_weights_dir(
-                config.weights_dir,
-                preset=config.preset,
-                device=config.device,
-                detector_size=config.detector_size,
-                flip=config.flip,
-                max_batch=config.max_batch,
-                detector_confidence=config.detector_confidence,
-                detector_nms=config.detector_nms,
-            )
-        except WeightsError as exc:
-            raise WeightsError(f"{exc} (the weights_dir parameter selects the directory)") from exc
+        self.pipeline = config.load_pipeline()
         self.spec = detection_spec(self.pipeline.skeleton)
         self._sublabel_ids = {
             sublabel.name: sublabel.id for label in self.spec.labels for sublabel in label.sublabels
@@ -146,16 +125,15 @@ class AlphaPoseFunction:
     ) -> list[models.LabeledShapeRequest]:
         """One skeleton per person scoring at least ``context.conf_threshold`` (every person when unset).
 
-        CVAT's frames arrive decoded, EXIF orientation applied; they get the Nuclio path's conversion
-        to RGB. Keypoints below the keypoint threshold are ``outside``; persons with every keypoint
-        outside are left out, as in the Nuclio answer.
+        The frame arrives decoded with EXIF orientation applied (CVAT's frames carry none) and gets the
+        Nuclio path's conversion to RGB. Keypoints below the keypoint threshold are ``outside``; a person
+        with every keypoint outside is left out, as in the Nuclio answer.
         """
         poses = self.pipeline(to_rgb(image))
-        threshold = 0.0 if context.conf_threshold is None else context.conf_threshold
         answer = cvat_skeletons(
             poses,
             self.pipeline.skeleton,
-            threshold=threshold,
+            threshold=context.conf_threshold or 0.0,
             keypoint_threshold=self.config.keypoint_threshold,
         )
         return [self._skeleton(person) for person in answer]
