@@ -266,6 +266,7 @@ def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
     assert (stage / "alphapose" / "weights.py").is_file()
     assert (stage / "alphapose" / "cvat" / "request.py").is_file()
     assert (stage / "alphapose" / "data" / "weights.sha256").is_file()
+    assert not (stage / "alphapose" / "cvat" / "sdk_function.py").exists()  # needs the cvat extra
     top = {p.name for p in stage.iterdir()}
     assert top <= {"main.py", "model_handler.py", "alphapose", "LICENSE", *EXPECTED_FILES} | {
         "requirements.txt",
@@ -275,7 +276,9 @@ def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
     # no tool code inside the package either: nothing under alphapose/ imports the tools' modules
     for source in (stage / "alphapose").rglob("*.py"):
         text = source.read_text()
-        assert not re.search(r"^\s*(import|from) (tools|bench|msgpack|yaml|nuclio_sdk)\b", text, re.M), source
+        assert not re.search(
+            r"^\s*(import|from) (tools|bench|msgpack|yaml|nuclio_sdk|cvat_sdk|cvat_cli)\b", text, re.M
+        ), source
     assert not list(stage.rglob("__pycache__"))
 
 

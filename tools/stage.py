@@ -2,9 +2,10 @@
 
 Nuclio copies the whole ``--path`` directory into the image and reads no ignore file, so the function is
 deployed from a directory holding only what it runs: the library with its CVAT layer, the two entry files,
-the function files, the requirements by role and the licence; no tool or test code. When every weights
-file a CPU function file needs is already in the weights directory (downloaded by hand when Google
-Drive's quota stops the build's download), exactly those files are staged too, and the staged copy of
+the function files, the requirements by role and the licence; no tool or test code, and not the CVAT SDK
+function (``alphapose/cvat/sdk_function.py`` imports the ``cvat`` extra, which the images lack). When
+every weights file a CPU function file needs is already in the weights directory (downloaded by hand when
+Google Drive's quota stops the build's download), exactly those files are staged too, and the staged copy of
 that function file verifies them instead of downloading (``tools.function_yaml``, ``staged``).
 """
 
@@ -27,7 +28,7 @@ SOURCES = (
     "requirements-weights.txt",
     "LICENSE",
 )
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part", "sdk_function.py")
 
 
 def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = REPO_ROOT) -> list[Path]:
