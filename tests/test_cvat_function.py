@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from PIL import Image
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.request import decode_image
-from alphapose.cvat.sdk_function import AlphaPoseFunction, config_from_parameters, detection_spec
+from alphapose.cvat.sdk_function import PARAMETERS, AlphaPoseFunction, config_from_parameters, detection_spec
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.pipeline import Pose
@@ -348,6 +349,16 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
 def test_bad_parameters_are_refused_naming_the_parameter(argument: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^(invalid parameter )?{message}"):
         config_from_parameters(cli_parameters(argument))
+
+
+def test_readme_lists_every_parameter_as_cvat_cli_spells_it() -> None:
+    section = (ROOT / "README.md").read_text().split("## Without Nuclio", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)=(\w+):", section, re.MULTILINE)
+    assert listed == [(name, kind.__name__) for name, kind in PARAMETERS.items()]
+    examples = "".join(re.findall(r"```sh\n(.*?)```", section, re.DOTALL))
+    arguments = re.findall(r"-p (\S+)", examples)
+    assert arguments
+    config_from_parameters(cli_parameters(*arguments))  # every example parses and passes the checks
 
 
 def test_missing_weights_name_the_parameter(tmp_path: Path) -> None:
