@@ -105,29 +105,17 @@ def context(conf_threshold: float | None = None) -> cvataa.DetectionFunctionCont
     return _DetectionFunctionContextImpl(frame_name="demo_people.jpg", conf_threshold=conf_threshold)
 
 
-def task_labels(function: AlphaPoseFunction, first_id: int = 40) -> list[models.Label]:
-    """The labels CVAT gives a task made from the registered function, with server-side ids.
+def registered_labels(spec: cvataa.DetectionFunctionSpec) -> list[dict]:
+    """``labels_v2``: the labels ``cvat-cli function create-native`` sends to the server for a spec."""
+    fields = AgentDetectionFunctionDriver.get_remote_function_fields(spec)
+    return json.loads(json.dumps(fields))["labels_v2"]
 
-    ``labels_v2`` is what ``cvat-cli function create-native`` sends to the server for this spec.
-    """
-    registered = json.loads(
-        json.dumps(AgentDetectionFunctionDriver.get_remote_function_fields(function.spec))
-    )
-    ids = iter(range(first_id, 10_000))
+
+def task_labels(function: AlphaPoseFunction) -> list[models.Label]:
+    """The labels of a task made from the registered function, with server-side ids, as the SDK reads them."""
     return [
-        models.Label._from_openapi_data(
-            name=label["name"],
-            id=next(ids),
-            type=label["type"],
-            attributes=[],
-            sublabels=[
-                models.Sublabel._from_openapi_data(
-                    name=s["name"], id=next(ids), type=s["type"], attributes=[]
-                )
-                for s in label["sublabels"]
-            ],
-        )
-        for label in registered["labels_v2"]
+        models.Label._new_from_openapi_data(**label)
+        for label in cvat_labels(registered_labels(function.spec), 5)
     ]
 
 
@@ -160,8 +148,9 @@ def test_spec_is_one_person_skeleton_with_the_preset_keypoints(
         s["id"] for s in label_spec(get_preset(function.config.options.preset).skeleton)[0]["sublabels"]
     ]
     assert [sublabel.id for sublabel in label.sublabels] == nuclio_ids
-    registered = AgentDetectionFunctionDriver.get_remote_function_fields(function.spec)["labels_v2"]
-    assert [s["name"] for s in registered[0]["sublabels"]] == list(keypoints)
+    (registered,) = registered_labels(function.spec)
+    assert (registered["name"], registered["type"]) == ("person", "skeleton")
+    assert [s["name"] for s in registered["sublabels"]] == list(keypoints)
 
 
 @pytest.mark.parametrize(("fixture", "keypoints"), [("coco", 17), ("halpe", 26)])
@@ -198,10 +187,11 @@ def test_the_answer_is_the_nuclio_functions_answer(
     expected = json.loads(answer.body)
     shapes = coco.detect(context(), photo)
     assert len(shapes) == len(expected) == 1
+    names = {sublabel.id: sublabel.name for sublabel in coco.spec.labels[0].sublabels}
     for shape, person in zip(shapes, expected, strict=True):
         assert shape.score == pytest.approx(person["confidence"])
         for element, point in zip(shape.elements, person["elements"], strict=True):
-            assert coco.spec.labels[0].sublabels[element.label_id - 1].name == point["label"]
+            assert names[element.label_id] == point["label"]
             assert element.points == pytest.approx(point["points"])
             assert element.outside == point["outside"]
             assert element.score == pytest.approx(min(max(point["confidence"], 0.0), 1.0))
@@ -250,7 +240,7 @@ def answer_with(
 def test_keypoint_threshold_sets_outside(
     weights_dir: Path, photo: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """(The synthetic pose network's heatmap maxima exceed 1 on the photo, so the scores are set here.)"""
+    """The keypoint scores are set here: the synthetic pose network's heatmap maxima exceed 1 on the photo."""
     function = load(weights_dir, "keypoint_threshold=float:0.5")
     assert function.config.keypoint_threshold == 0.5
     scores = np.linspace(0.05, 0.95, function.pipeline.skeleton.num_keypoints, dtype=np.float32)
@@ -372,18 +362,10 @@ def test_cvat_cli_auto_annotates_a_task_on_a_stub_server(weights_dir: Path, tmp_
     """``cvat-cli task auto-annotate ... --function-file cvat_function.py`` end to end, run from another
     directory as a user runs it: cvat-cli loads the file by path and does not put the checkout on
     sys.path. The stub server records the annotations the SDK uploads."""
-    spec = json.loads(
-        json.dumps(
-            AgentDetectionFunctionDriver.get_remote_function_fields(
-                detection_spec(get_preset("fastpose_res50_halpe26").skeleton)
-            )
-        )
-    )
+    labels = registered_labels(detection_spec(get_preset("fastpose_res50_halpe26").skeleton))
     with Image.open(PHOTO) as image:
         size = image.size
-    task = ImageTask(
-        5, cvat_labels(spec["labels_v2"], task_id=5), [("people.jpg", PHOTO.read_bytes())], [size]
-    )
+    task = ImageTask(5, cvat_labels(labels, task_id=5), [("people.jpg", PHOTO.read_bytes())], [size])
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAPOSE_", "CVAT_", "XDG_"))}
     environment |= {
         "ALPHAPOSE_DETECTOR_SIZE": "160",
