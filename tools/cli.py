@@ -22,7 +22,7 @@ from typing import Any
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
-from alphapose.errors import OptionError, WeightsError
+from alphapose.errors import WeightsError
 from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
@@ -105,7 +105,6 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from alphapose.cvat.formats import coco_results, cvat_skeletons
-    from alphapose.pipeline import PosePipeline
     from alphapose.runtime import configure_cpu_threads
 
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
@@ -119,10 +118,7 @@ def _predict(args: argparse.Namespace) -> int:
         config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
         configure_cpu_threads()
         allow_large_images(config.max_pixels)
-        pipeline = PosePipeline.from_weights_dir(config.weights_dir, config.options)
-    except OptionError as exc:
-        print(f"error: {config.explain(exc)}", file=sys.stderr)
-        return 2
+        pipeline = config.load_pipeline()
     except (ConfigError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
