@@ -47,7 +47,7 @@ from alphapose.presets import get_preset
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_FILE = ROOT / "cvat_function.py"
 MODULE = "alphapose.cvat.sdk_function"
-PHOTO = Path(__file__).parent / "data" / "demo_people.jpg"
+PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 BOX_SCORE = 0.9  # the synthetic detector's objectness (a float32, so slightly below 0.9 as a double)
 FRAME = 7  # any task frame: the mapper moves the shapes from frame 0 to it
 
@@ -102,7 +102,7 @@ def halpe(weights_dir: Path) -> Iterator[AlphaPoseFunction]:
 
 def context(conf_threshold: float | None = None) -> cvataa.DetectionFunctionContext:
     """The context object annotate_task and agents pass to ``detect``."""
-    return _DetectionFunctionContextImpl(frame_name="demo_people.jpg", conf_threshold=conf_threshold)
+    return _DetectionFunctionContextImpl(frame_name="astronaut.jpg", conf_threshold=conf_threshold)
 
 
 def registered_labels(spec: cvataa.DetectionFunctionSpec) -> list[dict]:
