@@ -320,6 +320,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
             while not _workers(process.pid):
                 assert time.monotonic() < deadline and process.poll() is None, log.read_text()
                 time.sleep(0.05)
+            time.sleep(0.5)  # past the few milliseconds in which the server itself ignores Ctrl-C
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: the whole group
         assert process.wait(timeout=60) == 130
         process.stdout.close()

@@ -205,21 +205,19 @@ def serve(
             file=sys.stderr,
         )
         return 1
-    # Ctrl-C in a terminal reaches the whole process group, and only the server decides what it means:
-    # the workers start with SIGINT blocked (they then ignore it), and one that arrives meanwhile waits
-    # for the server, which sees it as soon as it unblocks the signal.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # Ctrl-C in a terminal reaches the whole process group, and only the server decides what it means: an
+    # ignored signal stays ignored in a process started meanwhile (Python keeps it so), so the workers
+    # never see it, from their first instruction on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pool.launch()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         pool.wait_ready()
     except WorkerStartError as exc:
         server.server_close()
         print(f"error: the function failed to start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pool.close()
         server.server_close()
         print("interrupted while the workers were starting", file=sys.stderr)
         return 130

@@ -23,10 +23,15 @@ def _worker_main(worker_id: int, handler_spec: str, connection: Connection) -> N
         context = create_context(sys.stderr, worker_id=worker_id)
         init_function(module, context)
         model = getattr(context.user_data, "model", None)
-        connection.send(("ready", model.info() if hasattr(model, "info") else {}))
+        status: tuple[str, Any] = ("ready", model.info() if hasattr(model, "info") else {})
     except BaseException as exc:
         traceback.print_exc()
-        connection.send(("failed", f"{type(exc).__name__}: {exc}"))
+        status = ("failed", f"{type(exc).__name__}: {exc}")
+    try:
+        connection.send(status)
+    except OSError:  # the server stopped (Ctrl-C) while this worker was starting: nobody is listening
+        return
+    if status[0] != "ready":
         return
     while True:
         try:
@@ -106,8 +111,11 @@ class WorkerPool:
         try:
             for worker in self._workers:
                 self.info = worker.wait_ready()
-        except (WorkerStartError, KeyboardInterrupt):
+        except WorkerStartError:
             self.close()
+            raise
+        except KeyboardInterrupt:
+            self.close(timeout=0)  # still loading: nothing of theirs is worth waiting for
             raise
         for worker in self._workers:
             self._release(worker)
@@ -179,6 +187,7 @@ class WorkerPool:
             return
         self._release(replacement)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every worker's pipe (a serving worker then exits) and wait up to ``timeout`` for each."""
         for worker in self._workers:
-            worker.close()
+            worker.close(timeout)
