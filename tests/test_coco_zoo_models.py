@@ -14,10 +14,12 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from alphapose.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.fastpose_duc import (
     FastPoseDUC,
@@ -28,6 +30,9 @@ from alphapose.models.fastpose_duc import (
 from alphapose.models.hrnet import HighResolutionModule, HRNet, hrnet_w32
 from alphapose.models.resnet import SELayer, resnet152
 from alphapose.models.shuffle_resnet import UnshuffleConv, shuffle_resnet50
+from alphapose.pipeline import PosePipeline
+from alphapose.presets import get_preset
+from tools.synthetic_weights import synthetic_pose_model
 
 DATA = Path(__file__).parent / "data"
 SMALL_CROPS = (2, 3, 128, 96)  # fully convolutional networks: small inputs keep the tests fast
@@ -176,3 +181,18 @@ def test_folding_reaches_the_convolution_inside_an_unshuffle_conv() -> None:
     x = torch.randn(2, 256, 16, 12)
     with torch.inference_mode():
         _assert_same_function(folded(x), block(x))
+
+
+def test_hrnet_preset_runs_in_the_pipeline(weights_dir: Path, tmp_path: Path) -> None:
+    """The presets plug into the pipeline like the others (HRNet: the cheapest of the three to run)."""
+    preset = get_preset("hrnet_w32_coco")
+    detector = get_detector(DEFAULT_DETECTOR).weights.name
+    (tmp_path / detector).symlink_to(weights_dir / detector)
+    model = synthetic_pose_model(preset.name, torch.Generator().manual_seed(0))
+    torch.save(model.state_dict(), tmp_path / preset.checkpoint.name)
+    pipeline = PosePipeline.from_weights_dir(tmp_path, preset=preset.name, device="cpu", detector_size=320)
+    image = np.random.default_rng(5).integers(0, 256, (360, 480, 3), dtype=np.uint8)
+    poses = pipeline.estimate(
+        image, np.array([[40, 30, 200, 340], [250, 60, 420, 330]]), np.array([0.9, 0.8])
+    )
+    assert len(poses) == 2 and all(p.keypoints.shape == (17, 2) for p in poses)
