@@ -38,7 +38,6 @@ from unittest import mock
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from alphapose.models.hrnet import BasicBlock, HighResolutionModule
@@ -71,7 +70,7 @@ _PACKAGE = "_official_alphapose_models"
 
 
 def seeded_state_dict(preset_name: str) -> dict[str, torch.Tensor]:
-    """The preset's checkpoint (official keys, float32) drawn from a fixed seed; identical on every machine.
+    """The preset's checkpoint (official keys, float32) from a fixed seed, whatever the machine or threads.
 
     Not the synthetic weights writer's networks: it calibrates batch norms with a float32 forward pass, and
     its random 152-layer network amplifies rounding so much that the calibrated statistics, and then the
@@ -186,6 +185,8 @@ def _official_models(official: Path) -> Iterator[Callable[[str], type]]:
 
 def _build_official(classes: Callable[[str], type], config: Path) -> nn.Module:
     """The network the official ``builder.build_sppe(cfg.MODEL, preset_cfg=cfg.DATA_PRESET)`` makes."""
+    import yaml  # only generating needs it; the tests import this module for seeded_state_dict
+
     cfg = _attr_dict(yaml.safe_load(config.read_text()))
     kwargs = dict(cfg["MODEL"])
     network = classes(kwargs.pop("TYPE"))
