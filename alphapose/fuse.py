@@ -26,20 +26,27 @@ def fold_batch_norms(model: nn.Module) -> int:
 
     A pair is a convolution and the ``BatchNorm2d`` registered right after it in the same parent, with as
     many features as the convolution has output channels: ``conv1``/``bn1`` in a block, ``(conv, bn, act)``
-    in a ``Sequential``. Every network in this package is written that way (each convolution feeds its own
-    norm and nothing else), and the tests compare folded with unfolded outputs for each of them. The norm
-    is replaced by ``nn.Identity``.
+    in a ``Sequential``, or a ``Sequential`` ending in a convolution and the norm after it (``conv2`` =
+    pixel-unshuffle + conv, then ``bn2``, in the unshuffle ResNet). Every network in this package is
+    written that way (each convolution feeds its own norm and nothing else), and the tests compare folded
+    with unfolded outputs for each of them. The norm is replaced by ``nn.Identity``.
     """
     if model.training:
         raise ValueError("batch norms can only be folded in eval mode (training mode uses batch statistics)")
     folded = 0
     for parent in list(model.modules()):
-        for (_, conv), (name, norm) in pairwise(list(parent.named_children())):
+        for (_, producer), (name, norm) in pairwise(list(parent.named_children())):
+            conv = _output_convolution(producer)
             if _foldable(conv, norm):
                 _fold(conv, norm)
                 setattr(parent, name, nn.Identity())
                 folded += 1
     return folded
+
+
+def _output_convolution(module: nn.Module) -> nn.Module:
+    """The module whose output ``module`` returns: itself, or the last module of a ``Sequential``."""
+    return module[-1] if isinstance(module, nn.Sequential) and len(module) else module
 
 
 def _out_channels(conv: nn.Module) -> int:

@@ -15,6 +15,8 @@ from torch import nn
 
 from alphapose.errors import lookup
 from alphapose.models.fastpose import fastpose_dcn_res50, fastpose_res50
+from alphapose.models.fastpose_duc import fastpose_duc_res50_unshuffle, fastpose_duc_res152
+from alphapose.models.hrnet import hrnet_w32
 from alphapose.models.simplepose import simplepose_res50
 from alphapose.skeletons import COCO17, HALPE26, Skeleton
 from alphapose.sources import WeightsFile, google_drive
@@ -74,6 +76,33 @@ PRESETS: dict[str, PosePreset] = {
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "fast_dcn_res50_256x192.pth", google_drive("1zUz9YIk6eALCbZrukxD7kQ554nhi1pVv")
+            ),
+        ),
+        PosePreset(
+            name="fastpose_duc_res152_coco",
+            description="FastPose-DUC, SE-ResNet-152 with three DUC stages, 17 COCO keypoints (AP 73.3)",
+            builder=fastpose_duc_res152,
+            skeleton=COCO17,
+            checkpoint=WeightsFile(
+                "fast_421_res152_256x192.pth", google_drive("1kfyedqyn8exjbbNmYq8XGd2EooQjPtF9")
+            ),
+        ),
+        PosePreset(
+            name="fastpose_duc_res50_coco",
+            description="FastPose-DUC, pixel-unshuffle SE-ResNet-50, 17 COCO keypoints (AP 72.4)",
+            builder=fastpose_duc_res50_unshuffle,
+            skeleton=COCO17,
+            checkpoint=WeightsFile(
+                "fast_421_res50-shuffle_256x192.pth", google_drive("1RlnL_YnnmgOM4L9L2szFdUnTjwptqtL-")
+            ),
+        ),
+        PosePreset(
+            name="hrnet_w32_coco",
+            description="HRNet-W32, 17 COCO keypoints (AP 72.5)",
+            builder=hrnet_w32,
+            skeleton=COCO17,
+            checkpoint=WeightsFile(
+                "hrnet_w32_256x192.pth", google_drive("1i63BPlOnp2vSjIZ7ni4Yp3RCPQwqe922")
             ),
         ),
     )

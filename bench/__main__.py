@@ -25,6 +25,7 @@ from alphapose.presets import DEFAULT_PRESET, PRESETS
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.measure import device_label, environment, peak_rss_mb
+from bench.presets import preset_speeds
 from bench.report import RESULTS, render_markdown, write_report
 from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
 from bench.stages import Plan, latency_table
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loop = loop_vs_batch(pipeline, plan)
         log("FLOPs and the matmul ceiling")
         eff = efficiency(pipeline, plan)
+        log("pose network of every preset")
+        presets = preset_speeds(device, plan, log)
         ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
     env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     name = device_label(device) + ("-quick" if args.quick else "")
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "pose_throughput": throughput,
         "loop_vs_batch": loop,
         "efficiency": eff,
+        "presets": presets,
         "cold_start": cold,
         "ablation": ablations,
         "bench_process_peak_rss_mb": peak_rss_mb(),

@@ -46,7 +46,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """Markdown for one results JSON: setup line, latency by stage, summary figures, throughput by batch
-    size, and the before/after of each optimisation when the run measured them."""
+    size, the pose network of every preset, and the before/after of each optimisation when the run
+    measured them."""
     env = results["environment"]
     plan = results["plan"]
     lines = [
@@ -89,6 +90,25 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += _table(
             ["batch", "ms per batch", "persons/s"],
             [[str(r["batch"]), _ms(r["ms_per_batch"]), f"{r['persons_per_s']:.1f}"] for r in throughput],
+        )
+    presets = results.get("presets")
+    if presets:
+        lines += [
+            "",
+            f"Pose network of every preset (batch {presets[0]['batch']}, as the pipeline runs it):",
+            "",
+        ]
+        lines += _table(
+            ["preset", "GFLOP per person", "ms per person", "persons/s"],
+            [
+                [
+                    f"`{r['preset']}`",
+                    f"{r['gflop_per_person']:.2f}" + (" (without DCN)" if r["uncounted"] else ""),
+                    _ms(r["ms_per_person"]),
+                    f"{r['persons_per_s']:.1f}",
+                ]
+                for r in presets
+            ],
         )
     if results.get("ablation"):
         lines += ["", "Optimisations, each off and on in the same run:", ""]

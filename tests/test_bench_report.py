@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import README_BEGIN, README_END, committed_runs, readme_section, update_readme
+from bench.report import (
+    README_BEGIN,
+    README_END,
+    committed_runs,
+    readme_section,
+    render_markdown,
+    update_readme,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -52,3 +59,19 @@ def test_update_refuses_a_readme_without_the_block(tmp_path: Path) -> None:
     readme.write_text("# Title\n")
     with pytest.raises(SystemExit, match="no generated block"):
         update_readme(readme, committed_runs())
+
+
+def test_report_has_a_row_per_preset_when_the_run_measured_them() -> None:
+    results = copy.deepcopy(committed_runs()[0][1])
+    results["presets"] = [
+        {"preset": "hrnet_w32_coco", "batch": 8, "gflop_per_person": 7.123, "ms_per_person": 45.678,
+         "persons_per_s": 21.89, "uncounted": None},
+        {"preset": "fastpose_dcn_res50_coco", "batch": 8, "gflop_per_person": 5.9, "ms_per_person": 70.0,
+         "persons_per_s": 14.29, "uncounted": "deformable convolutions"},
+    ]  # fmt: skip
+    report = render_markdown(results)
+    assert "Pose network of every preset (batch 8" in report
+    assert "| `hrnet_w32_coco` | 7.12 | 45.7 | 21.9 |" in report
+    assert "| `fastpose_dcn_res50_coco` | 5.90 (without DCN) | 70.0 | 14.3 |" in report
+    del results["presets"]  # results written before the table existed still render
+    assert "every preset" not in render_markdown(results)

@@ -1,4 +1,4 @@
-"""ResNet-50 backbone shared by the pose networks, with AlphaPose's squeeze-excitation and DCN options.
+"""ResNet-50 and -152 trunks shared by the pose networks, with AlphaPose's squeeze-excitation and DCN options.
 
 Module names follow torchvision's resnet (``conv1``, ``bn1``, ``layer1.0.conv2``, ``layer1.0.downsample.0``,
 ...) plus AlphaPose's additions (``layerN.0.se.fc.{0,2}``, ``layerN.M.conv2_offset``), so the official
@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 RESNET50_LAYERS = (3, 4, 6, 3)
+RESNET152_LAYERS = (3, 8, 36, 3)
 
 
 class SELayer(nn.Module):
@@ -167,3 +168,8 @@ class ResNet(nn.Module):
 def resnet50(squeeze_excitation: bool = False, deformable_stages: Sequence[bool] = (False,) * 4) -> ResNet:
     """ResNet-50 trunk; AlphaPose's FastPose uses ``squeeze_excitation=True``, SimplePose the plain one."""
     return ResNet(RESNET50_LAYERS, squeeze_excitation, deformable_stages)
+
+
+def resnet152(squeeze_excitation: bool = False) -> ResNet:
+    """ResNet-152 trunk; AlphaPose's FastPose-DUC R152 models use ``squeeze_excitation=True``."""
+    return ResNet(RESNET152_LAYERS, squeeze_excitation)

@@ -1,0 +1,51 @@
+"""FastPose-DUC R152, FastPose-DUC R50-unshuffle and HRNet-W32 reproduce the official networks' heatmaps.
+
+tests/golden/data/coco_zoo.npz holds what the official AlphaPose classes computed from seeded checkpoints
+(tests/golden/gen_coco_zoo.py); here the same checkpoints, rebuilt from the seed and saved as ``.pth`` files,
+go through ``load_pose_model``: as loaded, and folded + channels-last as the pipeline runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from alphapose.build import load_pose_model
+from alphapose.presets import get_preset
+from tests.golden.gen_coco_zoo import MODELS, OUTPUT, seeded_state_dict
+
+GOLDEN = Path(__file__).parent / "golden" / "data" / OUTPUT
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN) as data:
+        return {key: data[key] for key in data.files}
+
+
+def relative_error(actual: torch.Tensor, expected: np.ndarray) -> float:
+    """Largest absolute difference over the range of the expected heatmaps."""
+    reference = torch.from_numpy(expected)
+    assert actual.shape == reference.shape
+    return float((actual - reference).abs().max() / (reference.max() - reference.min()))
+
+
+@pytest.mark.parametrize("preset_name", list(MODELS))
+def test_heatmaps_match_the_official_network(
+    preset_name: str, golden: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / get_preset(preset_name).checkpoint.name
+    torch.save(seeded_state_dict(preset_name), checkpoint)
+    plain = load_pose_model(preset_name, checkpoint, "cpu")
+    fast = load_pose_model(preset_name, checkpoint, "cpu", fold_batch_norm=True)
+    checkpoint.unlink()  # up to 330 MB
+    fast.to(memory_format=torch.channels_last)
+    crops = torch.from_numpy(golden["crops"]).float()
+    expected = golden[preset_name]
+    with torch.inference_mode():
+        assert relative_error(plain(crops), expected) < TOLERANCE
+        assert relative_error(fast(crops.contiguous(memory_format=torch.channels_last)), expected) < TOLERANCE
