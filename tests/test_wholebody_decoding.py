@@ -159,10 +159,10 @@ def test_whole_body_similarity_counts_weak_keypoints_only_in_the_score_term() ->
     p = WHOLE_BODY_REGRESSION_NMS
     poses = shifted_pair(0.5)
     scores = torch.full((2, K), 0.9)
-    scores[1, :26] = 0.005  # below the 0.01 threshold: body points of the candidate are "weak"
+    scores[1, :26] = 0.008  # below the 0.01 threshold: body points of the candidate are "weak"
     dist = torch.sqrt(((poses[0][None] - poses) ** 2).sum(-1))
     similarity = float(_whole_body_similarity(scores[0], scores, dist, p)[1])
-    body_score = math.tanh(0.9) * math.tanh(0.005)  # within one pixel and weak: mean over the 26 body points
+    body_score = math.tanh(0.9) * math.tanh(0.008)  # within one pixel and weak: mean over the 26 body points
     expected = body_score + p.mu * (0 + math.exp(-0.5 / (8 * 1.9)) + 1.5 * math.exp(-0.5 / (8 * 0.55)))
     assert similarity == pytest.approx(expected, rel=1e-5)
 
