@@ -1,0 +1,108 @@
+"""Golden fixtures for the whole-body presets, recorded from the official AlphaPose code.
+
+For each of the three presets the whole-body issue names, seeded random weights are written in the
+official checkpoint format by this project's synthetic weights writer (:data:`SEED`), and the official
+code (``_official_wholebody.py``, run in a child process because both packages are called ``alphapose``)
+runs its pose stage on :data:`BOXES` of a real photo, without and with the flip test: crops, network,
+flip averaging, decoding by loss type and the whole-body pose NMS. Fixed boxes instead of a detector
+keep the fixture about the pose stage; two pairs of them overlap so that pose NMS merges.
+
+Run through ``tests/golden/make_golden.py --official DIR --out tests/golden/data --only wholebody``, or
+directly: ``python -m tests.golden.gen_wholebody --official DIR --out tests/golden/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SEED = 13
+"""Seed of the synthetic weights; the tests rebuild the same files from it."""
+IMAGE = "wholebody_street.jpg"
+"""examples/demo/3.jpg of the official repository (1280x720, a street with several walking people)."""
+# x1, y1, x2, y2 in pixels: two persons with a near-duplicate box each (pose NMS merges those), a third
+# person, and a box running off the image's right edge (the crop's zero border).
+BOXES = (
+    (412.0, 228.0, 562.0, 684.0),
+    (418.5, 222.0, 566.0, 690.5),
+    (560.0, 188.0, 760.0, 690.0),
+    (552.0, 196.0, 771.5, 694.0),
+    (1000.0, 226.0, 1172.0, 690.0),
+    (1190.0, 240.0, 1300.0, 700.0),
+)
+PRESETS = ("fastpose_res50_wholebody136", "fastpose_dcn_res50_wholebody136", "fastpose_res50_halpe136")
+"""Each run with the official config its preset row names."""
+OUTPUT_JOINTS = (0, 17, 25, 26, 60, 93, 94, 114, 115, 135)
+"""Network output maps kept in the fixture (of the first box): body, feet, face, both hands."""
+
+
+def fixture_path(out: Path, preset: str) -> Path:
+    return out / f"wholebody_{preset}.npz"
+
+
+def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
+    """The preset's checkpoint with the fixture's seeded weights, in the official format."""
+    from alphapose.presets import get_preset
+    from alphapose.synthetic_weights import synthetic_pose_model
+
+    path = directory / get_preset(preset).checkpoint
+    torch.save(synthetic_pose_model(preset, torch.Generator().manual_seed(SEED)).state_dict(), path)
+    return path
+
+
+def generate(official: Path, out: Path) -> list[Path]:
+    from alphapose.presets import get_preset
+
+    out.mkdir(parents=True, exist_ok=True)
+    image = out / IMAGE
+    shutil.copyfile(official / "examples" / "demo" / "3.jpg", image)
+    written = [image]
+    runner = Path(__file__).resolve().parent / "_official_wholebody.py"
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in PRESETS:
+            config = official / get_preset(preset).official_config
+            checkpoint = write_seeded_checkpoint(preset, Path(tmp))
+            raw = Path(tmp) / f"{preset}.npz"
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            subprocess.run(
+                [
+                    sys.executable, str(runner), "--official", str(official), "--config", str(config),
+                    "--checkpoint", str(checkpoint), "--image", str(image), "--boxes", json.dumps(BOXES),
+                    "--out", str(raw),
+                ],
+                check=True, cwd=tmp, env=env,
+            )  # fmt: skip
+            written.append(_reduce(raw, fixture_path(out, preset)))
+    return written
+
+
+def _reduce(raw: Path, path: Path) -> Path:
+    """Everything the runner recorded but the full network outputs, of which a few maps are kept."""
+    data = dict(np.load(raw))
+    for tag in ("plain", "flip"):
+        data[f"{tag}_outputs"] = data[f"{tag}_outputs"][0, list(OUTPUT_JOINTS)].astype(np.float32)
+    data["boxes"] = np.array(BOXES, dtype=np.float32)
+    np.savez_compressed(path, **data)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--official", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    for path in generate(args.official, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
