@@ -38,8 +38,12 @@ class ModelHandler:
             poses,
             self.pipeline.skeleton,
             threshold=request.threshold,
-            keypoint_threshold=request.keypoint_threshold,
+            keypoint_threshold=self.keypoint_thresholds(request.keypoint_threshold),
         )
+
+    def keypoint_thresholds(self, requested: float | None) -> float | tuple[float, ...]:
+        """A request's (or the function's) value for every keypoint, else the preset's per-keypoint ones."""
+        return self.pipeline.preset.keypoint_thresholds if requested is None else requested
 
     def info(self) -> dict[str, Any]:
         """What is loaded, for the start-up log and the local server's health answer."""
@@ -52,7 +56,9 @@ class ModelHandler:
             "weights": {str(f.path): f.state for f in self.weights},
             "detector_size": options.detector_input_size,
             "flip": options.flip,
-            "keypoint_threshold": self.config.keypoint_threshold,
+            "keypoint_threshold": self.config.keypoint_threshold
+            if self.config.keypoint_threshold is not None
+            else f"per keypoint: {_describe_thresholds(self.pipeline.preset.keypoint_thresholds)}",
             "threads": torch.get_num_threads(),
             "load_seconds": round(self.load_seconds, 3),
         }
@@ -63,3 +69,14 @@ class ModelHandler:
         names = (options.detector_spec.weights.name, options.pose_preset.checkpoint.name)
         checksums = read_checksums()
         return [identify_file(directory / name, checksums) for name in names]
+
+
+def _describe_thresholds(thresholds: tuple[float, ...]) -> str:
+    """``0.4 for 26, 0.05 for 110`` (runs of equal values, in keypoint order)."""
+    runs: list[list[float]] = []
+    for value in thresholds:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return ", ".join(f"{value:g} for {int(count)}" for value, count in runs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from torch import nn
 
 from alphapose.errors import lookup
@@ -62,13 +61,13 @@ class PosePreset:
         return self.builder(self.skeleton.num_keypoints).eval()
 
     @property
-    def keypoint_thresholds(self) -> np.ndarray:
-        """Per-joint display thresholds (K,) float32: AlphaPose's 0.4 for heatmap joints and 0.05 for
-        regression joints, the defaults when a request sets no keypoint threshold."""
-        k = self.skeleton.num_keypoints
-        thresholds = np.full(k, HEATMAP_KEYPOINT_THRESHOLD, dtype=np.float32)
-        thresholds[k - self.regression_joints :] = REGRESSION_KEYPOINT_THRESHOLD
-        return thresholds
+    def keypoint_thresholds(self) -> tuple[float, ...]:
+        """Per-joint display thresholds: AlphaPose's 0.4 for heatmap joints and 0.05 for regression
+        joints, the defaults when a request sets no keypoint threshold."""
+        heatmap_joints = self.skeleton.num_keypoints - self.regression_joints
+        return (HEATMAP_KEYPOINT_THRESHOLD,) * heatmap_joints + (
+            REGRESSION_KEYPOINT_THRESHOLD,
+        ) * self.regression_joints
 
 
 _FACE_HANDS = 110  # the last 110 of 133/136 keypoints: 68 face and 2 x 21 hand points

@@ -131,11 +131,10 @@ def _recording_nms(official_nms, captured: dict):
 def run(official: Path, config: Path, checkpoint: Path, image: Path, boxes: np.ndarray, out: Path) -> None:
     sys.path.insert(0, str(official))
     _install_stubs(official)
+    from alphapose.models import builder
     from alphapose.utils import writer as writer_module
     from alphapose.utils.presets.simple_transform import SimpleTransform
     from alphapose.utils.transforms import flip, flip_heatmap
-
-    from alphapose.models import builder
 
     cfg = _attr(yaml.safe_load(config.read_text()))
     importlib.import_module("alphapose.models.fastpose")

@@ -52,9 +52,9 @@ def fixture_path(out: Path, preset: str) -> Path:
 def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
     """The preset's checkpoint with the fixture's seeded weights, in the official format."""
     from alphapose.presets import get_preset
-    from alphapose.synthetic_weights import synthetic_pose_model
+    from tools.synthetic_weights import synthetic_pose_model
 
-    path = directory / get_preset(preset).checkpoint
+    path = directory / get_preset(preset).checkpoint.name
     torch.save(synthetic_pose_model(preset, torch.Generator().manual_seed(SEED)).state_dict(), path)
     return path
 
