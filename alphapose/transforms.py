@@ -151,7 +151,10 @@ def crop_persons_batched(
 
 
 def flip_heatmaps(heatmaps: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
-    """Heatmaps of horizontally flipped crops, brought back to the unflipped frame.
+    """Output maps of horizontally flipped crops, brought back to the unflipped frame.
+
+    The reference does this to the raw outputs whatever the loss (heatmaps and integral-regression
+    logits alike, shift included) and averages them with the plain crops' outputs before decoding.
 
     Mirror the width, swap left/right channels, then shift one column right to undo the off-by-one of
     mirroring a pixel grid. The shift reads from a copy: the reference shifts in place between
