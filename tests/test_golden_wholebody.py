@@ -10,6 +10,7 @@ tests/golden/README.md.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -17,11 +18,20 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import load_pose_model
+from alphapose.build import expected_shapes, load_pose_model
 from alphapose.pipeline import Pose, PosePipeline
+from alphapose.presets import PRESETS as PRESETS_TABLE
 from alphapose.presets import get_preset
 from alphapose.transforms import decode_outputs
-from tests.golden.gen_wholebody import IMAGE, OUTPUT_JOINTS, PRESETS, fixture_path, write_seeded_checkpoint
+from tests.golden._official_wholebody import state_dict_digest
+from tests.golden.gen_wholebody import (
+    IMAGE,
+    KEYS_FILE,
+    OUTPUT_JOINTS,
+    PRESETS,
+    fixture_path,
+    write_seeded_checkpoint,
+)
 
 DATA = Path(__file__).parent / "golden" / "data"
 KEYPOINT_TOLERANCE = 0.01  # pixels
@@ -95,3 +105,15 @@ def test_the_official_run_used_the_non_heatmap_nms_constants() -> None:
     for preset in PRESETS:
         assert not bool(np.load(fixture_path(DATA, preset))["use_heatmap_loss"])
         assert get_preset(preset).nms.gamma == 3.6
+
+
+def test_every_whole_body_preset_loads_what_its_official_network_saves() -> None:
+    """Key names and shapes of each preset's network equal the official network built from the preset's
+    config (recorded by the generator): what a strict load of an official checkpoint needs."""
+    recorded = json.loads((DATA / KEYS_FILE).read_text())
+    presets = [p for p in PRESETS_TABLE.values() if p.official_config]
+    assert len(presets) == 14 and {p.official_config for p in presets} == set(recorded)
+    for preset in presets:
+        assert state_dict_digest(expected_shapes(preset.name)) == recorded[preset.official_config], (
+            preset.name
+        )

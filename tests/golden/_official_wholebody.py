@@ -21,12 +21,14 @@ Stubs, and why:
   it with ``shift=False`` and applies that same one-column shift from a copy.
 
 Output: one npz with the network outputs, the decoded keypoints and scores handed to pose NMS, and the
-persons pose NMS kept (pick ids, merged keypoints and scores, proposal scores).
+persons pose NMS kept (pick ids, merged keypoints and scores, proposal scores). With ``--keys``, instead:
+the state_dict key and shape digest of the official network of each config given.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import sys
@@ -209,7 +211,31 @@ def run(official: Path, config: Path, checkpoint: Path, image: Path, boxes: np.n
     np.savez(out, **record)
 
 
+def state_dict_digest(shapes: dict[str, tuple[int, ...]]) -> dict[str, object]:
+    """Key count and sha256 of the sorted "key shape" lines: what a strict load of a checkpoint checks."""
+    lines = "".join(f"{key} {list(shape)}\n" for key, shape in sorted(shapes.items()))
+    return {"keys": len(shapes), "sha256": hashlib.sha256(lines.encode()).hexdigest()}
+
+
+def keys(official: Path, configs: list[str], out: Path) -> None:
+    sys.path.insert(0, str(official))
+    _install_stubs(official)
+    from alphapose.models import builder
+
+    importlib.import_module("alphapose.models.fastpose")
+    digests = {}
+    for config in configs:
+        cfg = _attr(yaml.safe_load((official / config).read_text()))
+        with torch.device("meta"):
+            model = builder.build_sppe(cfg.MODEL, preset_cfg=cfg.DATA_PRESET)
+        digests[config] = state_dict_digest({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    out.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--keys"]:
+        keys(Path(sys.argv[2]), sys.argv[4:], Path(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--official", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)

@@ -45,6 +45,10 @@ OUTPUT_JOINTS = (0, 17, 25, 26, 60, 93, 94, 114, 115, 135)
 """Network output maps kept in the fixture (of the first box): body, feet, face, both hands."""
 
 
+KEYS_FILE = "wholebody_state_dict_keys.json"
+"""Per official config of a whole-body preset: key count and digest of its network's state_dict."""
+
+
 def fixture_path(out: Path, preset: str) -> Path:
     return out / f"wholebody_{preset}.npz"
 
@@ -60,6 +64,7 @@ def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
 
 
 def generate(official: Path, out: Path) -> list[Path]:
+    from alphapose.presets import PRESETS as PRESETS_TABLE
     from alphapose.presets import get_preset
 
     out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,12 @@ def generate(official: Path, out: Path) -> list[Path]:
                 check=True, cwd=tmp, env=env,
             )  # fmt: skip
             written.append(_reduce(raw, fixture_path(out, preset)))
+        configs = sorted({p.official_config for p in PRESETS_TABLE.values() if p.official_config})
+        subprocess.run(
+            [sys.executable, str(runner), "--keys", str(official), str(out / KEYS_FILE), *configs],
+            check=True, cwd=tmp, env=env,
+        )  # fmt: skip
+        written.append(out / KEYS_FILE)
     return written
 
 
