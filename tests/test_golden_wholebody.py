@@ -68,7 +68,7 @@ def case(request: pytest.FixtureRequest, model: tuple[str, torch.nn.Module]) -> 
     (preset, network), tag = model, request.param
     pipeline = PosePipeline(None, network, get_preset(preset), torch.device("cpu"), flip=tag == "flip")  # type: ignore[arg-type]
     golden = dict(np.load(fixture_path(DATA, preset)))
-    image = cv2.cvtColor(cv2.imread(str(DATA / IMAGE)), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.imread(str(IMAGE)), cv2.COLOR_BGR2RGB)
     return Run(pipeline, image, golden["boxes"], golden["box_scores"]), golden, tag
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,17 +26,18 @@ import torch
 
 SEED = 13
 """Seed of the synthetic weights; the tests rebuild the same files from it."""
-IMAGE = "wholebody_street.jpg"
-"""examples/demo/3.jpg of the official repository (1280x720, a street with several walking people)."""
-# x1, y1, x2, y2 in pixels: two persons with a near-duplicate box each (pose NMS merges those), a third
-# person, and a box running off the image's right edge (the crop's zero border).
+IMAGE = Path(__file__).resolve().parent.parent / "data" / "astronaut.jpg"
+"""The suite's public-domain photo of a person (tests/data/README.md), 512x512."""
+# x1, y1, x2, y2 in pixels: the person and a near-duplicate box, her head and a near-duplicate box (pose
+# NMS merges each pair), the model shuttle, and a box running off the image's left edge (the crop's zero
+# border).
 BOXES = (
-    (412.0, 228.0, 562.0, 684.0),
-    (418.5, 222.0, 566.0, 690.5),
-    (560.0, 188.0, 760.0, 690.0),
-    (552.0, 196.0, 771.5, 694.0),
-    (1000.0, 226.0, 1172.0, 690.0),
-    (1190.0, 240.0, 1300.0, 700.0),
+    (20.0, 10.0, 370.0, 512.0),
+    (26.5, 4.0, 378.0, 506.5),
+    (140.0, 10.0, 310.0, 200.0),
+    (146.0, 15.5, 317.0, 207.0),
+    (350.0, 0.0, 470.0, 280.0),
+    (-40.0, 150.0, 90.0, 512.0),
 )
 PRESETS = ("fastpose_res50_wholebody136", "fastpose_dcn_res50_wholebody136", "fastpose_res50_halpe136")
 """Each run with the official config its preset row names."""
@@ -67,10 +67,9 @@ def generate(official: Path, out: Path) -> list[Path]:
     from alphapose.presets import PRESETS as PRESETS_TABLE
     from alphapose.presets import get_preset
 
+    out = out.resolve()  # the official runs work in a temporary directory
     out.mkdir(parents=True, exist_ok=True)
-    image = out / IMAGE
-    shutil.copyfile(official / "examples" / "demo" / "3.jpg", image)
-    written = [image]
+    written = []
     runner = Path(__file__).resolve().parent / "_official_wholebody.py"
     with tempfile.TemporaryDirectory() as tmp:
         for preset in PRESETS:
@@ -81,7 +80,7 @@ def generate(official: Path, out: Path) -> list[Path]:
             subprocess.run(
                 [
                     sys.executable, str(runner), "--official", str(official), "--config", str(config),
-                    "--checkpoint", str(checkpoint), "--image", str(image), "--boxes", json.dumps(BOXES),
+                    "--checkpoint", str(checkpoint), "--image", str(IMAGE), "--boxes", json.dumps(BOXES),
                     "--out", str(raw),
                 ],
                 check=True, cwd=tmp, env=env,
