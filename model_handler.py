@@ -38,12 +38,10 @@ class ModelHandler:
             poses,
             self.pipeline.skeleton,
             threshold=request.threshold,
-            keypoint_threshold=self.keypoint_thresholds(request.keypoint_threshold),
+            keypoint_threshold=self.config.keypoint_thresholds(
+                self.pipeline.preset, request.keypoint_threshold
+            ),
         )
-
-    def keypoint_thresholds(self, requested: float | None) -> float | tuple[float, ...]:
-        """A request's (or the function's) value for every keypoint, else the preset's per-keypoint ones."""
-        return self.pipeline.preset.keypoint_thresholds if requested is None else requested
 
     def info(self) -> dict[str, Any]:
         """What is loaded, for the start-up log and the local server's health answer."""

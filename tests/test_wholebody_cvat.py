@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from alphapose.cvat.config import Config
 from alphapose.cvat.formats import cvat_skeletons
 from alphapose.cvat.spec import label_spec
 from alphapose.pipeline import Pose
 from alphapose.presets import PRESETS, get_preset
 from alphapose.skeletons import COCO_WHOLEBODY133, HALPE68, HALPE136, SKELETONS, Skeleton
-from model_handler import ModelHandler
 
 # Flip pairs as written in AlphaPose c60106d, alphapose/datasets/halpe_136.py (also
 # halpe_coco_wholebody_136.py), coco_wholebody.py and halpe_68_noface.py (``joint_pairs``).
@@ -182,9 +181,12 @@ def test_combined_model_hands_are_shown_by_their_own_threshold() -> None:
 
 
 def test_the_function_uses_the_presets_thresholds_unless_a_value_is_given() -> None:
-    handler = SimpleNamespace(pipeline=SimpleNamespace(preset=get_preset("fastpose_res50_wholebody136")))
-    assert ModelHandler.keypoint_thresholds(handler, None) == (0.05,) * 136  # type: ignore[arg-type]
-    assert ModelHandler.keypoint_thresholds(handler, 0.3) == 0.3  # type: ignore[arg-type]
+    preset = get_preset("fastpose_dcn_res50_wholebody136")
+    unset, function_wide = Config(), Config(keypoint_threshold=0.2)
+    assert unset.keypoint_thresholds(preset) == (0.4,) * 26 + (0.05,) * 110
+    assert unset.keypoint_thresholds(preset, requested=0.3) == 0.3
+    assert function_wide.keypoint_thresholds(preset) == 0.2
+    assert function_wide.keypoint_thresholds(preset, requested=0.3) == 0.3
     for preset in PRESETS.values():
         if preset.regression_joints == 0:
             assert set(preset.keypoint_thresholds) == {0.4}  # unchanged for every heatmap model

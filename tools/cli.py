@@ -134,14 +134,11 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"error: cannot use {path} as an image: {exc.detail}", file=sys.stderr)
             return 1
         poses = pipeline(image)
-        keypoint_threshold = config.keypoint_threshold
         skeletons = cvat_skeletons(
             poses,
             pipeline.skeleton,
             threshold=args.threshold,
-            keypoint_threshold=pipeline.preset.keypoint_thresholds
-            if keypoint_threshold is None
-            else keypoint_threshold,
+            keypoint_threshold=config.keypoint_thresholds(pipeline.preset),
         )
         cvat_answers[str(path)] = skeletons
         coco_answers += coco_results(poses, threshold=args.threshold, image_id=path.name)

@@ -37,6 +37,7 @@ from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
+from alphapose.presets import PosePreset
 
 DEFAULT_KEYPOINT_THRESHOLD: float | None = None  # None: each preset's per-keypoint thresholds
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -158,6 +159,15 @@ class Config:
             raise self.error("keypoint_threshold", self.keypoint_threshold, "must be in [0, 1]")
         if self.max_pixels < 1:
             raise self.error("max_pixels", self.max_pixels, "must be at least 1")
+
+    def keypoint_thresholds(
+        self, preset: PosePreset, requested: float | None = None
+    ) -> float | tuple[float, ...]:
+        """What an answer's keypoints are held to: the request's value, else the function's
+        (``ALPHAPOSE_KEYPOINT_THRESHOLD``), either for every keypoint; else the preset's per-keypoint
+        display thresholds (0.4 for heatmap keypoints, 0.05 for regression ones)."""
+        value = self.keypoint_threshold if requested is None else requested
+        return preset.keypoint_thresholds if value is None else value
 
     def error(self, setting: str, value: object, problem: str) -> ConfigError:
         """A :class:`ConfigError` naming the setting as the user spelled it."""
