@@ -19,7 +19,8 @@ NUCTL ?= nuctl
 TORCH_CUDA ?= cu130
 CUDA_IMAGE ?=
 BASE_IMAGE ?= cvat.pth.alphapose.base:$(TORCH_CUDA)
-BASE_PRESETS ?= all
+# The presets of the function files (`all` bakes every preset's checkpoint: several GB).
+BASE_PRESETS ?= fastpose_res50_coco fastpose_res50_halpe26 fastpose_res50_wholebody136
 BASE_DETECTORS ?= all
 
 FUNCTION_FILE ?= function.yaml
@@ -77,7 +78,7 @@ lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
 weights: $(STAMP) ## Download (resumable) and verify the files of PRESET and DETECTOR into WEIGHTS_DIR (all: every one)
 	$(PY) -m alphapose.weights --preset $(PRESET) --detector $(DETECTOR) --dir $(WEIGHTS_DIR)
 
-yaml: $(STAMP) ## Regenerate function.yaml, function-gpu.yaml, function-halpe26*.yaml
+yaml: $(STAMP) ## Regenerate the function*.yaml files (COCO, Halpe-26, whole body; CPU and GPU)
 	$(PY) -m tools.function_yaml
 
 base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -> BASE_IMAGE)
@@ -117,9 +118,10 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
 		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
 
-bench: $(STAMP) ## Measure speed on this machine (python -m bench) and update the README's figures
+bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers) and update the README's figures
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.report --readme README.md
+	$(PY) -m bench.answers
 
 clean: ## Remove build output and caches (keeps .venv and the weights)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -38,7 +38,9 @@ class ModelHandler:
             poses,
             self.pipeline.skeleton,
             threshold=request.threshold,
-            keypoint_threshold=request.keypoint_threshold,
+            keypoint_threshold=self.config.keypoint_thresholds(
+                self.pipeline.preset, request.keypoint_threshold
+            ),
         )
 
     def info(self) -> dict[str, Any]:
@@ -52,7 +54,9 @@ class ModelHandler:
             "weights": {str(f.path): f.state for f in self.weights},
             "detector_size": options.detector_input_size,
             "flip": options.flip,
-            "keypoint_threshold": self.config.keypoint_threshold,
+            "keypoint_threshold": self.config.keypoint_threshold
+            if self.config.keypoint_threshold is not None
+            else f"per keypoint: {_describe_thresholds(self.pipeline.preset.keypoint_thresholds)}",
             "threads": torch.get_num_threads(),
             "load_seconds": round(self.load_seconds, 3),
         }
@@ -63,3 +67,14 @@ class ModelHandler:
         names = (options.detector_spec.weights.name, options.pose_preset.checkpoint.name)
         checksums = read_checksums()
         return [identify_file(directory / name, checksums) for name in names]
+
+
+def _describe_thresholds(thresholds: tuple[float, ...]) -> str:
+    """``0.4 for 26, 0.05 for 110`` (runs of equal values, in keypoint order)."""
+    runs: list[list[float]] = []
+    for value in thresholds:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return ", ".join(f"{value:g} for {int(count)}" for value, count in runs)

@@ -22,7 +22,7 @@ from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
 from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
-from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps, flip_heatmaps
+from alphapose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
 from alphapose.weights import download_hint
 
 # Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
@@ -37,7 +37,7 @@ class Pose:
     box: np.ndarray  # (4,) float32 xyxy detector box
     box_score: float  # detector objectness in [0, 1]
     keypoints: np.ndarray  # (K, 2) float32
-    keypoint_scores: np.ndarray  # (K,) float32 heatmap maxima
+    keypoint_scores: np.ndarray  # (K,) float32 heatmap maxima (sigmoid maxima for regression joints)
     score: float
 
 
@@ -140,9 +140,11 @@ class PosePipeline:
         if len(boxes) == 0:
             return []
         batch, crop_boxes = self.crops(image, boxes.numpy())
-        heatmaps = self.heatmaps(batch)
-        keypoints, keypoint_scores = decode_heatmaps(heatmaps.numpy(), crop_boxes)
-        merged = pose_nms(boxes, torch.from_numpy(keypoints), torch.from_numpy(keypoint_scores))
+        outputs = self.heatmaps(batch)
+        keypoints, keypoint_scores = decode_outputs(outputs, crop_boxes, self.preset.regression_joints)
+        merged = pose_nms(
+            boxes, torch.from_numpy(keypoints), torch.from_numpy(keypoint_scores), params=self.preset.nms
+        )
         return [self._pose(boxes[m.pick], float(scores[m.pick]), m.keypoints, m.scores) for m in merged]
 
     def crops(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -157,8 +159,9 @@ class PosePipeline:
         return crop_persons_batched(pixels, boxes_xyxy, self.preset.input_size)
 
     def heatmaps(self, batch: torch.Tensor) -> torch.Tensor:
-        """Pose network on normalised crops (N, 3, H, W), in chunks of ``max_batch``; float32 CPU heatmaps,
-        averaged with the flipped crops' heatmaps when flip test is on.
+        """Pose network on normalised crops (N, 3, H, W), in chunks of ``max_batch``; float32 CPU output
+        maps (heatmaps or integral-regression maps), averaged with the flipped crops' maps before any
+        decoding when flip test is on, whatever the preset's loss, as the reference does.
 
         On the CPU a forward pass takes at most ``CPU_FORWARD_BATCH`` crops (flipped copies included):
         beyond that the activations outgrow the caches and each crop costs more, not less.

@@ -8,7 +8,9 @@ see the same pixels and their heatmaps map back to the same image coordinates:
   three points exactly as the reference does;
 * pixels are scaled to [0, 1] and the means (0.406, 0.457, 0.480) are subtracted from R, G, B (no std);
 * a heatmap peak is refined by a quarter cell towards the higher neighbour, then mapped through the
-  inverse of the same affine construction.
+  inverse of the same affine construction;
+* a model trained with the symmetric integral loss (all joints, or the face and hands of a combined-loss
+  model) gives maps whose sigmoid-normalised expectation is the joint, mapped back the same way.
 """
 
 from __future__ import annotations
@@ -149,7 +151,10 @@ def crop_persons_batched(
 
 
 def flip_heatmaps(heatmaps: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
-    """Heatmaps of horizontally flipped crops, brought back to the unflipped frame.
+    """Output maps of horizontally flipped crops, brought back to the unflipped frame.
+
+    The reference does this to the raw outputs whatever the loss (heatmaps and integral-regression
+    logits alike, shift included) and averages them with the plain crops' outputs before decoding.
 
     Mirror the width, swap left/right channels, then shift one column right to undo the off-by-one of
     mirroring a pixel grid. The shift reads from a copy: the reference shifts in place between
@@ -159,6 +164,34 @@ def flip_heatmaps(heatmaps: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
     shifted = out.clone()
     shifted[..., 1:] = out[..., :-1]
     return shifted
+
+
+def decode_outputs(
+    outputs: np.ndarray | torch.Tensor, crop_boxes: np.ndarray, regression_joints: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network outputs (N, K, h, w) -> keypoints (N, K, 2) float32 image pixels and scores (N, K) float32.
+
+    The first K - ``regression_joints`` maps are heatmaps (:func:`decode_heatmaps`), the last
+    ``regression_joints`` integral-regression maps (:func:`decode_regression`): 0 for a model trained
+    with the heatmap loss, K for one trained with the symmetric integral loss, and the face and hand
+    joints for one trained with AlphaPose's combined loss.
+    """
+    outputs = torch.as_tensor(outputs, dtype=torch.float32)
+    k = outputs.shape[1]
+    if not 0 <= regression_joints <= k:
+        raise ValueError(f"regression_joints must be between 0 and {k}, got {regression_joints}")
+    split = k - regression_joints
+    parts = []
+    if split:
+        parts.append(decode_heatmaps(outputs[:, :split].numpy(), crop_boxes))
+    if regression_joints:
+        parts.append(decode_regression(outputs[:, split:], crop_boxes))
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        np.concatenate([parts[0][0], parts[1][0]], axis=1),
+        np.concatenate([parts[0][1], parts[1][1]], axis=1),
+    )
 
 
 def decode_heatmaps(heatmaps: np.ndarray, crop_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,8 +219,39 @@ def decode_heatmaps(heatmaps: np.ndarray, crop_boxes: np.ndarray) -> tuple[np.nd
     coords += np.where(inner[..., None], np.sign(np.stack([dx, dy], axis=2)) * np.float32(0.25), 0).astype(
         np.float32
     )
+    return _heatmap_to_image(coords, crop_boxes, (hm_h, hm_w)), scores.astype(np.float32)
 
-    keypoints = np.empty_like(coords)
+
+def decode_regression(
+    outputs: np.ndarray | torch.Tensor, crop_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integral-regression maps (N, K, h, w) -> keypoints (N, K, 2) float32 image pixels, scores (N, K).
+
+    The symmetric integral decoding with sigmoid normalisation: each map goes through a sigmoid, whose
+    maximum is the joint's score; normalised to sum 1, its column and row marginals give the expected
+    x and y in heatmap cells. The reference takes them to relative units (divide by the map size, minus
+    a half) and back in float32 before the same inverse crop warp as the heatmap path; the round trip
+    is kept for identical rounding.
+    """
+    maps = torch.as_tensor(outputs, dtype=torch.float32)
+    n, k, hm_h, hm_w = maps.shape
+    probs = maps.reshape(n, k, -1).sigmoid()
+    scores = probs.max(dim=2).values
+    probs = (probs / probs.sum(dim=2, keepdim=True)).reshape(n, k, hm_h, hm_w)
+    x = (probs.sum(dim=2) * torch.arange(hm_w, dtype=torch.float32)).sum(dim=2) / float(hm_w) - 0.5
+    y = (probs.sum(dim=3) * torch.arange(hm_h, dtype=torch.float32)).sum(dim=2) / float(hm_h) - 0.5
+    coords = torch.stack([x, y], dim=2).numpy()
+    coords[..., 0] = (coords[..., 0] + np.float32(0.5)) * np.float32(hm_w)
+    coords[..., 1] = (coords[..., 1] + np.float32(0.5)) * np.float32(hm_h)
+    return _heatmap_to_image(coords, crop_boxes, (hm_h, hm_w)), scores.numpy()
+
+
+def _heatmap_to_image(
+    coords: np.ndarray, crop_boxes: np.ndarray, heatmap_size: tuple[int, int]
+) -> np.ndarray:
+    """Heatmap-cell coordinates (N, K, 2) float32 -> image pixels through each crop box's inverse warp."""
+    hm_h, hm_w = heatmap_size
+    keypoints = np.empty_like(coords, dtype=np.float32)
     # The reference reads each float32 crop box as Python floats: its centre and width are float64.
     for i, box in enumerate(np.asarray(crop_boxes, dtype=np.float32).astype(np.float64)):
         w, h = box[2] - box[0], box[3] - box[1]
@@ -196,4 +260,4 @@ def decode_heatmaps(heatmaps: np.ndarray, crop_boxes: np.ndarray) -> tuple[np.nd
         # Written out rather than a matrix product: BLAS may fuse or reorder the sums.
         keypoints[i, :, 0] = x * inv[0, 0] + y * inv[0, 1] + inv[0, 2]
         keypoints[i, :, 1] = x * inv[1, 0] + y * inv[1, 1] + inv[1, 2]
-    return keypoints, scores.astype(np.float32)
+    return keypoints

@@ -34,7 +34,7 @@ def _forward(model: nn.Module, crops: torch.Tensor, device: torch.device) -> tor
         return model(crops).float().cpu()
 
 
-def _load(name: str, directory: Path, device: torch.device) -> nn.Module:
+def load_network(name: str, directory: Path, device: torch.device) -> nn.Module:
     """The preset's network on synthetic weights, as the pipeline loads it: folded, channels-last."""
     preset = PRESETS[name]
     path = directory / preset.checkpoint.name
@@ -54,7 +54,7 @@ def preset_speeds(device: torch.device, plan: Plan, log: Callable[[str], None]) 
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-presets-") as directory:
         for name, preset in PRESETS.items():
             log(f"loading the pose network of preset {name}")
-            model = _load(name, Path(directory), device)
+            model = load_network(name, Path(directory), device)
             height, width = preset.input_size
             crops = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(SEED)) - 0.45
             crops = crops.to(device).contiguous(memory_format=torch.channels_last)

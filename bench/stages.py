@@ -30,13 +30,12 @@ from alphapose.detection import PersonDetector
 from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.pose_nms import pose_nms
-from alphapose.skeletons import Skeleton
-from alphapose.transforms import decode_heatmaps
+from alphapose.presets import PosePreset
+from alphapose.transforms import decode_outputs
 from bench.measure import Timing, measure, measure_interleaved
 from bench.workloads import IMAGE_SIZES, PERSON_COUNTS, person_boxes, request_image, synthetic_photo
 
 MAX_PIXELS = 100_000_000
-KEYPOINT_THRESHOLD = 0.4  # the function's default
 STAGES = (
     "image_decode",
     "letterbox",
@@ -83,13 +82,26 @@ def decode_request_image(payload: str) -> np.ndarray:
     return decode_image(decode_base64(payload), max_pixels=MAX_PIXELS)
 
 
-def format_cvat(poses: list[Pose], skeleton: Skeleton) -> str:
-    """The answer body CVAT receives."""
-    return json.dumps(cvat_skeletons(poses, skeleton, threshold=0.0, keypoint_threshold=KEYPOINT_THRESHOLD))
+def format_cvat(poses: list[Pose], preset: PosePreset) -> str:
+    """The answer body CVAT receives, with the function's default (the preset's) keypoint thresholds."""
+    return json.dumps(
+        cvat_skeletons(poses, preset.skeleton, threshold=0.0, keypoint_threshold=preset.keypoint_thresholds)
+    )
 
 
-def merge_poses(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> list[Any]:
-    return pose_nms(torch.from_numpy(boxes), torch.from_numpy(keypoints), torch.from_numpy(scores))
+def merge_poses(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, preset: PosePreset
+) -> list[Any]:
+    return pose_nms(
+        torch.from_numpy(boxes), torch.from_numpy(keypoints), torch.from_numpy(scores), params=preset.nms
+    )
+
+
+def decode(
+    pipeline: PosePipeline, outputs: torch.Tensor, crop_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The preset's decoding: heatmaps, integral regression or the combined split."""
+    return decode_outputs(outputs, crop_boxes, pipeline.preset.regression_joints)
 
 
 def network_forwards(pipeline: PosePipeline, squares: torch.Tensor, crops: torch.Tensor) -> None:
@@ -104,7 +116,7 @@ def answer(pipeline: PosePipeline, payload: str, boxes: np.ndarray, scores: np.n
     image = decode_request_image(payload)
     with autocast(pipeline.device):
         pipeline.detector(image)
-    return format_cvat(pipeline.estimate(image, boxes, scores), pipeline.skeleton)
+    return format_cvat(pipeline.estimate(image, boxes, scores), pipeline.preset)
 
 
 def latency_table(pipeline: PosePipeline, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
@@ -126,7 +138,7 @@ def latency_table(pipeline: PosePipeline, plan: Plan, log: Callable[[str], None]
         log(f"pose forward, {count} persons")
         batch, crop_boxes = pipeline.crops(reference, person_boxes(*IMAGE_SIZES[1], count, seed=count)[0])
         pose_times[count] = timed(partial(pipeline.heatmaps, batch))
-        decode_times[count] = timed(partial(decode_heatmaps, pipeline.heatmaps(batch).numpy(), crop_boxes))
+        decode_times[count] = timed(partial(decode, pipeline, pipeline.heatmaps(batch), crop_boxes))
 
     rows = []
     for size in IMAGE_SIZES:
@@ -145,14 +157,14 @@ def latency_table(pipeline: PosePipeline, plan: Plan, log: Callable[[str], None]
             log(f"{name}: {count} persons")
             boxes, scores = person_boxes(*size, count, seed=count)
             batch, crop_boxes = pipeline.crops(image, boxes)
-            keypoints, keypoint_scores = decode_heatmaps(pipeline.heatmaps(batch).numpy(), crop_boxes)
+            keypoints, keypoint_scores = decode(pipeline, pipeline.heatmaps(batch), crop_boxes)
             poses = pipeline.estimate(image, boxes, scores)
             timings = per_image | {
                 "crops": timed(partial(pipeline.crops, image, boxes)),
                 "pose_forward": pose_times[count],
                 "heatmap_decode": decode_times[count],
-                "pose_nms": timed(partial(merge_poses, boxes, keypoints, keypoint_scores)),
-                "format_cvat": timed(partial(format_cvat, poses, pipeline.skeleton)),
+                "pose_nms": timed(partial(merge_poses, boxes, keypoints, keypoint_scores, pipeline.preset)),
+                "format_cvat": timed(partial(format_cvat, poses, pipeline.preset)),
             }
             paired = measure_interleaved(
                 {

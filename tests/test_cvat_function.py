@@ -259,7 +259,8 @@ def test_scores_are_clipped_to_what_the_sdk_accepts(
     scores = np.linspace(-0.2, 1.3, coco.pipeline.skeleton.num_keypoints, dtype=np.float32)
     (person,) = answer_with(coco, [pose_with_scores(scores)], monkeypatch, photo)
     assert [e.score for e in person.elements] == pytest.approx(np.clip(scores, 0, 1).tolist())
-    assert [e.outside for e in person.elements] == (scores < coco.config.keypoint_threshold).tolist()
+    thresholds = np.asarray(coco.config.keypoint_thresholds(coco.config.options.pose_preset))  # 0.4 each
+    assert [e.outside for e in person.elements] == (scores < thresholds).tolist()
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "I;16"])

@@ -32,6 +32,8 @@ EXPECTED_FILES = {
     "function-gpu.yaml": ("fastpose_res50_coco", True),
     "function-halpe26.yaml": ("fastpose_res50_halpe26", False),
     "function-halpe26-gpu.yaml": ("fastpose_res50_halpe26", True),
+    "function-wholebody136.yaml": ("fastpose_res50_wholebody136", False),
+    "function-wholebody136-gpu.yaml": ("fastpose_res50_wholebody136", True),
 }
 MAKE_TARGETS = (
     "help",

@@ -199,7 +199,8 @@ def test_config_defaults_and_empty_values() -> None:
         608,
         False,
     )
-    assert (options.max_batch, config.keypoint_threshold, config.max_pixels) == (64, 0.4, 50_000_000)
+    # no keypoint threshold: each preset's own per-keypoint ones (0.4 for every COCO keypoint)
+    assert (options.max_batch, config.keypoint_threshold, config.max_pixels) == (64, None, 50_000_000)
     assert (options.detector_confidence, options.detector_nms) == (0.1, 0.6)
 
 

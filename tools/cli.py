@@ -135,7 +135,10 @@ def _predict(args: argparse.Namespace) -> int:
             return 1
         poses = pipeline(image)
         skeletons = cvat_skeletons(
-            poses, pipeline.skeleton, threshold=args.threshold, keypoint_threshold=config.keypoint_threshold
+            poses,
+            pipeline.skeleton,
+            threshold=args.threshold,
+            keypoint_threshold=config.keypoint_thresholds(pipeline.preset),
         )
         cvat_answers[str(path)] = skeletons
         coco_answers += coco_results(poses, threshold=args.threshold, image_id=path.name)

@@ -27,6 +27,7 @@ from torch import nn
 
 from alphapose.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.models.darknet import YoloV3SPP, write_darknet_weights
+from alphapose.models.resnet import DeformConv2d
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights import SYNTHETIC_LIST, record_synthetic
 
@@ -95,7 +96,8 @@ def _randomise(model: nn.Module, generator: torch.Generator) -> None:
     """Uniform fan-in scaled weights (reproducible from the seed), identity-like batch norms."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            # DeformConv2d too: left to its constructor, its weights would not follow the seed.
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | DeformConv2d):
                 bound = 1.0 / math.sqrt(module.weight[0].numel())
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:

@@ -11,8 +11,10 @@ ALPHAPOSE_DEVICE                auto                     auto (CUDA if visible),
 ALPHAPOSE_DETECTOR_SIZE         the detector's own       detector input size, a multiple of 32
 ALPHAPOSE_FLIP                  0                        1 averages in the mirrored crops (flip test)
 ALPHAPOSE_MAX_BATCH             64                       person crops per pose-network forward
-ALPHAPOSE_KEYPOINT_THRESHOLD    0.4                      keypoints below it are sent ``outside``
-                                                         (AlphaPose's drawing threshold)
+ALPHAPOSE_KEYPOINT_THRESHOLD    the preset's             keypoints below it are sent ``outside``;
+                                                         unset: AlphaPose's drawing thresholds, 0.4
+                                                         for heatmap keypoints and 0.05 for
+                                                         regression ones (whole-body presets)
 ALPHAPOSE_MAX_PIXELS            50000000                 larger images are refused with 413
 ALPHAPOSE_DETECTOR_CONFIDENCE   0.1                      detector score threshold (AlphaPose's)
 ALPHAPOSE_DETECTOR_NMS          0.6                      detector NMS IoU threshold (AlphaPose's)
@@ -35,8 +37,9 @@ from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
+from alphapose.presets import PosePreset
 
-DEFAULT_KEYPOINT_THRESHOLD = 0.4
+DEFAULT_KEYPOINT_THRESHOLD: float | None = None  # None: each preset's per-keypoint thresholds
 DEFAULT_MAX_PIXELS = 50_000_000
 ENV_PREFIX = "ALPHAPOSE_"
 
@@ -98,7 +101,7 @@ class Config:
 
     weights_dir: Path = Path("weights")
     options: PipelineOptions = field(default_factory=PipelineOptions)
-    keypoint_threshold: float = DEFAULT_KEYPOINT_THRESHOLD
+    keypoint_threshold: float | None = DEFAULT_KEYPOINT_THRESHOLD
     max_pixels: int = DEFAULT_MAX_PIXELS
     spelled: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -152,10 +155,19 @@ class Config:
 
     def check(self) -> None:
         """The function's own ranges (the pipeline's are checked by PipelineOptions)."""
-        if not 0.0 <= self.keypoint_threshold <= 1.0:
+        if self.keypoint_threshold is not None and not 0.0 <= self.keypoint_threshold <= 1.0:
             raise self.error("keypoint_threshold", self.keypoint_threshold, "must be in [0, 1]")
         if self.max_pixels < 1:
             raise self.error("max_pixels", self.max_pixels, "must be at least 1")
+
+    def keypoint_thresholds(
+        self, preset: PosePreset, requested: float | None = None
+    ) -> float | tuple[float, ...]:
+        """What an answer's keypoints are held to: the request's value, else the function's
+        (``ALPHAPOSE_KEYPOINT_THRESHOLD``), either for every keypoint; else the preset's per-keypoint
+        display thresholds (0.4 for heatmap keypoints, 0.05 for regression ones)."""
+        value = self.keypoint_threshold if requested is None else requested
+        return preset.keypoint_thresholds if value is None else value
 
     def error(self, setting: str, value: object, problem: str) -> ConfigError:
         """A :class:`ConfigError` naming the setting as the user spelled it."""

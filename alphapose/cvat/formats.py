@@ -31,15 +31,28 @@ def cvat_skeletons(
     skeleton: Skeleton,
     *,
     threshold: float,
-    keypoint_threshold: float,
+    keypoint_threshold: float | Sequence[float],
     label: str = PERSON_LABEL,
 ) -> list[dict[str, Any]]:
-    """One CVAT skeleton per person whose box score is at least ``threshold``."""
+    """One CVAT skeleton per person whose box score is at least ``threshold``.
+
+    ``keypoint_threshold`` is one value for every keypoint or one per keypoint (a whole-body preset's
+    defaults: its regression keypoints score on another scale than its heatmap ones).
+    """
+    if isinstance(keypoint_threshold, int | float):
+        thresholds = [float(keypoint_threshold)] * skeleton.num_keypoints
+    else:
+        thresholds = [float(t) for t in keypoint_threshold]
+        if len(thresholds) != skeleton.num_keypoints:
+            raise ValueError(
+                f"{len(thresholds)} keypoint thresholds for skeleton {skeleton.name} of "
+                f"{skeleton.num_keypoints} keypoints"
+            )
     results = []
     for pose in poses:
         if not pose.box_score >= threshold:
             continue
-        elements = _elements(pose, skeleton, keypoint_threshold)
+        elements = _elements(pose, skeleton, thresholds)
         if all(element["outside"] for element in elements):
             continue
         results.append(
@@ -83,7 +96,7 @@ def coco_results(poses: Sequence[Pose], *, threshold: float, image_id: int | str
     return results
 
 
-def _elements(pose: Pose, skeleton: Skeleton, keypoint_threshold: float) -> list[dict[str, Any]]:
+def _elements(pose: Pose, skeleton: Skeleton, thresholds: Sequence[float]) -> list[dict[str, Any]]:
     """All keypoints of one person as CVAT ``points`` elements, in the skeleton's order.
 
     A keypoint with a non-finite coordinate or score (never produced by a healthy model, but JSON and
@@ -97,8 +110,8 @@ def _elements(pose: Pose, skeleton: Skeleton, keypoint_threshold: float) -> list
     x1, y1, x2, y2 = (float(v) for v in pose.box)
     centre = [(x1 + x2) / 2, (y1 + y2) / 2]
     elements = []
-    for name, (x, y), score in zip(
-        skeleton.keypoints, pose.keypoints.tolist(), pose.keypoint_scores.tolist(), strict=True
+    for name, (x, y), score, keypoint_threshold in zip(
+        skeleton.keypoints, pose.keypoints.tolist(), pose.keypoint_scores.tolist(), thresholds, strict=True
     ):
         finite = math.isfinite(x) and math.isfinite(y) and math.isfinite(score)
         elements.append(

@@ -44,7 +44,7 @@ class PoseRequest:
 
     image: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
     threshold: float  # persons whose detector score is below this are dropped
-    keypoint_threshold: float  # keypoints scoring below this are marked outside
+    keypoint_threshold: float | None  # keypoints below it are outside; None: the preset's per-keypoint ones
     output_format: str  # "cvat" or "coco"
     image_id: int | str  # echoed in the coco results
 
@@ -75,11 +75,12 @@ def parse_body(body: Any, *, decoded: bool = False) -> dict[str, Any]:
 
 
 def parse_request(
-    body: Any, *, max_pixels: int, keypoint_threshold: float, decoded: bool = False
+    body: Any, *, max_pixels: int, keypoint_threshold: float | None, decoded: bool = False
 ) -> PoseRequest:
     """Validate every field, then decode the image (cheap checks first).
 
-    ``keypoint_threshold`` is the function's default, used when the request does not set one;
+    ``keypoint_threshold`` is the function's default, used when the request does not set one (None: the
+    preset's own per-keypoint thresholds apply);
     ``decoded`` is :func:`parse_body`'s. Unknown fields are ignored so that newer callers keep working.
     """
     data = parse_body(body, decoded=decoded)
@@ -271,7 +272,7 @@ def _scale_to_uint8(values: np.ndarray, full_scale: float | None) -> np.ndarray:
     return np.rint((values - low) * (255.0 / span)).astype(np.uint8)
 
 
-def _probability(data: dict[str, Any], key: str, error: str, *, default: float) -> float:
+def _probability(data: dict[str, Any], key: str, error: str, *, default: float | None) -> float | None:
     """An optional number in [0, 1]; JSON null means "not given" (bool is not a number).
 
     The range is checked before any conversion: a JSON integer too large for a float stays an int.

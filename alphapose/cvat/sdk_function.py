@@ -134,7 +134,7 @@ class AlphaPoseFunction:
             poses,
             self.pipeline.skeleton,
             threshold=context.conf_threshold or 0.0,
-            keypoint_threshold=self.config.keypoint_threshold,
+            keypoint_threshold=self.config.keypoint_thresholds(self.config.options.pose_preset),
         )
         return [self._skeleton(person) for person in answer]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alphapose.models.resnet import ResNet, resnet50
+from alphapose.models.resnet import ResNet, resnet50, resnet152
 
 DCN_STAGES = (False, True, True, True)
 
@@ -36,8 +36,9 @@ class FastPose(nn.Module):
     """(N, 3, 256, 192) crops -> (N, K, 64, 48) raw heatmaps (no sigmoid), 1/4 of the input size.
 
     Head: 2048 x H/32 -> PixelShuffle -> 512 x H/16 -> DUC -> 256 x H/8 -> DUC -> ``conv_dim`` x H/4 -> 3x3
-    conv with bias to K joints. ``conv_dim`` is 128 for the COCO and Halpe-26 heatmap models (256 exists
-    for some whole-body configs).
+    conv with bias to K joints. ``conv_dim`` is 128 for the COCO and Halpe-26 models and the multi-domain
+    and COCO-WholeBody regression models on ResNet-50 (their configs set no ``CONV_DIM``), 256 for the
+    other whole-body models.
     """
 
     def __init__(self, backbone: ResNet, num_joints: int, conv_dim: int = 128) -> None:
@@ -62,3 +63,19 @@ def fastpose_res50(num_joints: int = 17) -> FastPose:
 def fastpose_dcn_res50(num_joints: int = 17) -> FastPose:
     """FastPose on SE-ResNet-50 with deformable 3x3 convs in stages 2-4 (fast_dcn_res50_256x192.pth)."""
     return FastPose(resnet50(squeeze_excitation=True, deformable_stages=DCN_STAGES), num_joints)
+
+
+def fastpose_res50_conv256(num_joints: int = 136) -> FastPose:
+    """FastPose on SE-ResNet-50 with a 256-channel last DUC (whole-body configs with ``CONV_DIM: 256``)."""
+    return FastPose(resnet50(squeeze_excitation=True), num_joints, conv_dim=256)
+
+
+def fastpose_dcn_res50_conv256(num_joints: int = 136) -> FastPose:
+    """FastPose-DCN (stages 2-4) on SE-ResNet-50 with a 256-channel last DUC (whole-body DCN models)."""
+    return FastPose(resnet50(squeeze_excitation=True, deformable_stages=DCN_STAGES), num_joints, conv_dim=256)
+
+
+def fastpose_res152_conv256(num_joints: int = 136) -> FastPose:
+    """FastPose on SE-ResNet-152 with a 256-channel last DUC: the whole-body configs named "1x-duc"
+    (``MODEL.TYPE: FastPose``, ``NUM_LAYERS: 152``, ``CONV_DIM: 256``)."""
+    return FastPose(resnet152(squeeze_excitation=True), num_joints, conv_dim=256)
