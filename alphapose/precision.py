@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from alphapose.errors import PrecisionError
 from alphapose.models.resnet import DeformConv2d
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -45,10 +46,6 @@ FLOAT32_ONLY: tuple[type[nn.Module], ...] = (DeformConv2d,)
 CPUINFO = Path("/proc/cpuinfo")
 
 Mode = Literal["fp32", "autocast", "converted"]
-
-
-class PrecisionError(ValueError):
-    """A precision that is not one of :data:`PRECISIONS`, or one this CPU has no units for."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ def parse_precision(value: str) -> str:
     """``value`` checked against :data:`PRECISIONS` (case and surrounding spaces ignored)."""
     name = str(value).strip().lower()
     if name not in PRECISIONS:
-        raise PrecisionError(f"unknown precision {value!r}: use one of {', '.join(PRECISIONS)}")
+        raise PrecisionError(value, f"expected one of {', '.join(PRECISIONS)}")
     return name
 
 
@@ -126,9 +123,9 @@ def missing_cpu_units(precision: Precision, flags: Iterable[str] | None = None) 
     looked_for = " or ".join(wanted)
     where = "" if present else f" ({CPUINFO} lists no flags here)"
     return (
-        f"precision {precision.name} on the CPU needs a CPU with {looked_for}, and this one has neither"
-        f"{where}; without them {precision.name} convolutions are emulated and run slower than fp32. "
-        f"Set ALPHAPOSE_PRECISION=fp32 (or auto), or run on a CPU with those units"
+        f"{precision.name} on the CPU needs {looked_for} among the CPU flags and this CPU has neither"
+        f"{where}: its {precision.name} convolutions would be emulated, slower than fp32; use fp32 (or "
+        "auto), or a CPU with one of those units"
     )
 
 
@@ -136,7 +133,7 @@ def require_cpu_units(precision: Precision, flags: Iterable[str] | None = None) 
     """Raise :class:`PrecisionError` when :func:`missing_cpu_units` finds the units missing."""
     problem = missing_cpu_units(precision, flags)
     if problem:
-        raise PrecisionError(problem)
+        raise PrecisionError(precision.name, problem)
 
 
 def convert_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphapose.detector import letterbox, network_input
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.precision import CPU_UNIT_FLAGS, Precision, cpu_flags, missing_cpu_units, resolve_precision
 from bench.measure import measure_interleaved
@@ -64,7 +63,7 @@ def forwards(
     rows = []
     for size in detector_sizes:
         models = _detector_at(fp32, size), _detector_at(reduced, size)
-        inputs = network_input(letterbox(image, size)[0][None].to(device))
+        inputs = fp32.detector.family.prepare([image], size, device)[0]
         rows.append(_row(f"detector {size}", models, inputs, dtype, name, repeats, warmup, device))
     crops = fp32.crops(image, person_boxes(*IMAGE_SIZES[-1], POSE_BATCH)[0])[0]
     models = fp32.pose_model, reduced.pose_model
@@ -77,7 +76,7 @@ def forwards(
 def _detector_at(pipeline: PosePipeline, size: int) -> nn.Module:
     """The pipeline's detector network, at input ``size`` (the weights do not depend on it)."""
     model = pipeline.detector.model
-    if model.input_size == size:
+    if getattr(model, "input_size", size) == size:
         return model
     resized = copy.copy(model)
     resized.input_size = size

@@ -5,16 +5,20 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError
+from alphapose.errors import OptionError, PrecisionError
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.resnet import Bottleneck
+from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.precision import (
     CPU_UNIT_FLAGS,
-    PrecisionError,
     convert_model,
     cpu_flags,
     missing_cpu_units,
@@ -32,7 +36,7 @@ def test_parse_accepts_the_names(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["", "float32", "bfloat16", "half", "int8"])
 def test_parse_refuses_anything_else_listing_the_choices(value: str) -> None:
-    with pytest.raises(PrecisionError, match="use one of auto, fp32, bf16, fp16"):
+    with pytest.raises(PrecisionError, match="expected one of auto, fp32, bf16, fp16"):
         parse_precision(value)
 
 
@@ -94,7 +98,8 @@ def test_bf16_without_the_units_is_refused_naming_the_flags() -> None:
         require_cpu_units(precision, {"avx2", "avx512f", "avx512_fp16"})
     message = str(error.value)
     assert "amx_bf16 or avx512_bf16" in message
-    assert "ALPHAPOSE_PRECISION=fp32" in message
+    assert "use fp32 (or auto)" in message
+    assert error.value.option == "precision"
 
 
 def test_fp16_on_the_cpu_needs_its_own_units() -> None:
@@ -213,3 +218,46 @@ def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipel
     assert result["box_px"]["max"] <= 1.0
     assert result["heatmap_relative_difference"] <= HEATMAP_BOUND
     assert result["keypoint_px"]["median"] <= KEYPOINT_MEDIAN_BOUND_PX
+
+
+# --- the settings: library option, the function's variable, the start-up check -----------------------
+
+
+def test_the_option_refuses_an_unknown_precision() -> None:
+    with pytest.raises(OptionError, match="precision='half': expected one of auto, fp32, bf16, fp16"):
+        PipelineOptions(precision="half")
+    assert PipelineOptions().precision == "auto"
+
+
+def test_the_function_reads_alphapose_precision() -> None:
+    assert Config.from_env({"ALPHAPOSE_PRECISION": " BF16 "}).options.precision == "bf16"
+    assert Config.from_env({}).options.precision == "auto"
+    with pytest.raises(ConfigError, match="ALPHAPOSE_PRECISION='double': expected one of"):
+        Config.from_env({"ALPHAPOSE_PRECISION": "double"})
+
+
+def test_the_function_refuses_bf16_on_a_cpu_without_the_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    config = Config.from_env({"ALPHAPOSE_PRECISION": "bf16"})
+    with pytest.raises(ConfigError) as error:
+        config.check_precision(torch.device("cpu"))
+    assert "ALPHAPOSE_PRECISION='bf16'" in str(error.value)
+    assert "amx_bf16 or avx512_bf16" in str(error.value)
+    Config.from_env({"ALPHAPOSE_PRECISION": "fp32"}).check_precision(torch.device("cpu"))
+    config.check_precision(torch.device("cuda"))  # a GPU has its own units
+    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"amx_bf16"}))
+    config.check_precision(torch.device("cpu"))
+
+
+def test_the_library_builds_bf16_on_any_cpu(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset())
+    pipeline = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160, precision="bf16")
+    assert pipeline.precision.describe() == "bf16 weights"
+    assert pipeline.pose_model.conv_out.weight.dtype == torch.bfloat16
+    assert pipeline.pose_model.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
+    detector_weights = {p.dtype for p in pipeline.detector.model.parameters()}
+    assert detector_weights == {torch.bfloat16}
+    image = np.full((120, 90, 3), 100, dtype=np.uint8)
+    (pose,) = pipeline(image)  # the synthetic detector finds one person covering the image
+    assert pose.keypoints.dtype == np.float32 and pose.box.dtype == np.float32
+    np.testing.assert_array_equal(pose.box, [0, 0, 90, 120])
