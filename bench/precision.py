@@ -24,6 +24,7 @@ from torch import nn
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.precision import CPU_UNIT_FLAGS, Precision, cpu_flags, missing_cpu_units, resolve_precision
 from bench.measure import measure_interleaved
+from bench.stages import Plan, latency_table
 from bench.workloads import IMAGE_SIZES, PERSON_COUNTS, person_boxes, synthetic_photo
 
 DETECTOR_SIZES = (608, 320)
@@ -39,7 +40,10 @@ def skip_reason(precision: Precision) -> str | None:
 
 
 def with_precision(pipeline: PosePipeline, precision: Precision) -> PosePipeline:
-    """A copy of ``pipeline`` whose two networks run in ``precision`` (the original is left fp32)."""
+    """A copy of ``pipeline`` whose two networks run in ``precision``; the pipeline's own networks must
+    hold float32 weights (``auto`` or ``fp32``) and are left as they are."""
+    if pipeline.precision.mode == "converted":
+        raise ValueError(f"the networks are already converted to {pipeline.precision.name}")
     other = copy.copy(pipeline)
     other.detector = copy.copy(pipeline.detector)
     other.detector.model = precision.prepare(copy.deepcopy(pipeline.detector.model))
@@ -55,21 +59,18 @@ def forwards(
     warmup: int,
     detector_sizes: tuple[int, ...] = DETECTOR_SIZES,
 ) -> list[dict[str, Any]]:
-    """Each network in fp32, with converted weights and under autocast, timed in turns."""
+    """Each network in fp32 and in the reduced precision (on a CPU both with converted weights and under
+    autocast, to show why the pipeline converts), timed in turns."""
     device = fp32.device
-    dtype = reduced.precision.dtype
-    name = reduced.precision.name
     image = synthetic_photo(*IMAGE_SIZES[-1])
     rows = []
     for size in detector_sizes:
-        models = _detector_at(fp32, size), _detector_at(reduced, size)
         inputs = fp32.detector.family.prepare([image], size, device)[0]
-        rows.append(_row(f"detector {size}", models, inputs, dtype, name, repeats, warmup, device))
+        models = _detector_at(fp32, size), _detector_at(reduced, size)
+        rows.append(_row(f"detector {size}", models, inputs, reduced.precision, repeats, warmup))
     crops = fp32.crops(image, person_boxes(*IMAGE_SIZES[-1], POSE_BATCH)[0])[0]
     models = fp32.pose_model, reduced.pose_model
-    rows.append(
-        _row(f"pose network, {POSE_BATCH} crops", models, crops, dtype, name, repeats, warmup, device)
-    )
+    rows.append(_row(f"pose network, {POSE_BATCH} crops", models, crops, reduced.precision, repeats, warmup))
     return rows
 
 
@@ -87,27 +88,22 @@ def _row(
     network: str,
     models: tuple[nn.Module, nn.Module],
     inputs: torch.Tensor,
-    dtype: torch.dtype,
-    name: str,
+    precision: Precision,
     repeats: int,
     warmup: int,
-    device: torch.device,
 ) -> dict[str, Any]:
-    fp32_model, converted = models
+    fp32_model, reduced_model = models
 
     def run(model: nn.Module, context: Callable[[], Any]) -> torch.Tensor:
         with torch.inference_mode(), context():
             return model(inputs)
 
-    def autocast() -> Any:
-        return torch.autocast(device_type=device.type, dtype=dtype)
-
-    works = {
-        "fp32": partial(run, fp32_model, contextlib.nullcontext),
-        f"{name} weights": partial(run, converted, contextlib.nullcontext),
-        f"{name} autocast": partial(run, fp32_model, autocast),
-    }
-    timings = measure_interleaved(works, repeats, warmup, device)
+    autocast = Precision(precision.name, "autocast", precision.device_type).autocast
+    works = {"fp32": partial(run, fp32_model, contextlib.nullcontext)}
+    if precision.mode == "converted":
+        works[f"{precision.name} weights"] = partial(run, reduced_model, contextlib.nullcontext)
+    works[f"{precision.name} autocast"] = partial(run, fp32_model, autocast)
+    timings = measure_interleaved(works, repeats, warmup, inputs.device)
     reference = timings["fp32"].median_ms
     return {
         "network": network,
@@ -208,21 +204,29 @@ class _RoundedInput(nn.Module):
         return self.model(inputs.to(self.dtype).float())
 
 
-def compare(
-    pipeline: PosePipeline, requested: str, repeats: int, warmup: int, log: Callable[[str], None]
-) -> tuple[dict[str, Any], PosePipeline | None]:
-    """The results JSON's ``precision`` part (both measurements, or why the reduced one was skipped) and
-    the reduced-precision pipeline when it was measured."""
-    precision = resolve_precision(requested, pipeline.device)
+def compare(pipeline: PosePipeline, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+    """The results JSON's ``precision`` part for a pipeline built with ``auto``.
+
+    On a CPU (fp32) the other precision is bf16, measured only where the CPU has the units for it (else
+    the reason is recorded); on CUDA (fp16 autocast) it is fp32. Either way: the network forwards side by
+    side, the agreement of the reduced precision with fp32, and the latency table of the other pipeline.
+    """
+    main = pipeline.precision
+    cpu = pipeline.device.type == "cpu"
     units = sorted(cpu_flags() & {flag for flags in CPU_UNIT_FLAGS.values() for flag in flags})
-    result: dict[str, Any] = {"precision": precision.name, "mode": precision.mode, "cpu_units": units}
-    reason = skip_reason(precision) if pipeline.device.type == "cpu" else None
+    result: dict[str, Any] = {"main": main.describe(), "cpu_units": units if cpu else None}
+    fp32 = with_precision(pipeline, resolve_precision("fp32", pipeline.device))
+    reduced = with_precision(pipeline, resolve_precision("bf16", pipeline.device)) if cpu else pipeline
+    other = reduced if cpu else fp32
+    result["other"] = other.precision.describe()
+    reason = skip_reason(reduced.precision) if cpu else None
     if reason:
-        log(f"{precision.name}: {reason}")
-        return result | {"skipped": reason}, None
-    reduced = with_precision(pipeline, precision)
-    log(f"{precision.name} against fp32: network forwards side by side")
-    result["forwards"] = forwards(pipeline, reduced, repeats, warmup)
-    log(f"{precision.name} against fp32: agreement of boxes and keypoints")
-    result["agreement"] = agreement(pipeline, reduced)
-    return result, reduced
+        log(f"{reduced.precision.name}: {reason}")
+        return result | {"skipped": reason}
+    log(f"{reduced.precision.describe()} against fp32: network forwards side by side")
+    result["forwards"] = forwards(fp32, reduced, plan.repeats, plan.warmup)
+    log(f"{reduced.precision.describe()} against fp32: agreement of boxes and keypoints")
+    result["agreement"] = agreement(fp32, reduced)
+    log(f"{other.precision.describe()}: latency table")
+    result["latency"] = latency_table(other, plan, log)
+    return result

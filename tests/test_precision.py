@@ -261,3 +261,18 @@ def test_the_library_builds_bf16_on_any_cpu(weights_dir: Path, monkeypatch: pyte
     (pose,) = pipeline(image)  # the synthetic detector finds one person covering the image
     assert pose.keypoints.dtype == np.float32 and pose.box.dtype == np.float32
     np.testing.assert_array_equal(pose.box, [0, 0, 90, 120])
+
+
+def test_the_function_refuses_before_loading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_handler import ModelHandler
+
+    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"avx512f"}))
+    environ = {
+        "ALPHAPOSE_PRECISION": "bf16",
+        "ALPHAPOSE_DEVICE": "cpu",
+        "ALPHAPOSE_WEIGHTS_DIR": str(tmp_path),
+    }
+    with pytest.raises(ConfigError, match=r"ALPHAPOSE_PRECISION='bf16': bf16 on the CPU needs amx_bf16 or"):
+        ModelHandler(Config.from_env(environ))  # the directory is empty: the weights were not looked at
