@@ -197,7 +197,7 @@ def test_conversion_refuses_fp32_and_a_second_conversion() -> None:
 
 @pytest.fixture(scope="module")
 def fp32_pipeline(weights_dir: Path) -> PosePipeline:
-    return PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=320)
+    return PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160)
 
 
 # Bounds from the measurement on the calibrated synthetic weights (bench/README.md, "Precision"): the
