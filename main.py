@@ -47,6 +47,7 @@ def init_context(context: Any) -> None:
         detector_size=info["detector_size"],
         flip=info["flip"],
         device=info["device"],
+        precision=info["precision"],
         seconds=round(time.perf_counter() - start, 3),
     )
     synthetic = [path for path, state in info["weights"].items() if state == "synthetic"]

@@ -51,6 +51,7 @@ class ModelHandler:
             "detector": options.detector,
             "keypoints": list(self.pipeline.skeleton.keypoints),
             "device": str(self.pipeline.device),
+            "precision": self.pipeline.precision.describe(),
             "weights": {str(f.path): f.state for f in self.weights},
             "detector_size": options.detector_input_size,
             "flip": options.flip,

@@ -40,3 +40,10 @@ class OptionError(AlphaPoseError, ValueError):
         self.option = option
         self.value = value
         self.problem = problem
+
+
+class PrecisionError(OptionError):
+    """A precision that is not one of auto, fp32, bf16, fp16, or one this CPU has no units for."""
+
+    def __init__(self, value: object, problem: str) -> None:
+        super().__init__("precision", value, problem)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
 from alphapose.errors import OptionError
+from alphapose.precision import PRECISIONS
 from alphapose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -33,6 +34,7 @@ class PipelineOptions:
     max_batch: int = 64  # person crops per pose-network forward
     detector_confidence: float = 0.1
     detector_nms: float = 0.6
+    precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on a CPU), fp32, bf16 or fp16 (precision.py)
 
     def __post_init__(self) -> None:
         """Refuse a bad value now, naming the option, rather than when the networks load."""
@@ -50,6 +52,7 @@ class PipelineOptions:
             "max_batch": None if self.max_batch >= 1 else "must be at least 1",
             "detector_confidence": _unit_interval(self.detector_confidence),
             "detector_nms": _unit_interval(self.detector_nms),
+            "precision": None if self.precision in PRECISIONS else f"expected one of {', '.join(PRECISIONS)}",
         }
         for name, problem in problems.items():
             if problem:

@@ -5,8 +5,6 @@ detect persons -> crop every box -> one batched pose forward -> decode heatmaps 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
+from alphapose.precision import Precision, resolve_precision
 from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
@@ -55,7 +54,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class PosePipeline:
-    """Detector + pose network + decoding, sharing one device and precision policy."""
+    """Detector + pose network + decoding, sharing one device and precision policy.
+
+    ``precision`` says how the two networks run (default: ``auto`` for the device); networks given
+    here must already be in it (:meth:`Precision.prepare`), as :meth:`from_weights_dir` does.
+    """
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class PosePipeline:
         device: torch.device,
         flip: bool = False,
         max_batch: int = PipelineOptions.max_batch,
+        precision: Precision | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -74,6 +78,7 @@ class PosePipeline:
         self.device = device
         self.flip = flip
         self.max_batch = max_batch
+        self.precision = precision or resolve_precision("auto", device)
 
     @property
     def skeleton(self) -> Skeleton:
@@ -89,8 +94,10 @@ class PosePipeline:
         override single fields, e.g. ``from_weights_dir("weights", preset="fastpose_res50_halpe26")``.
         The networks are loaded in their inference form: batch norms folded into the convolutions and
         weights in channels-last layout, which oneDNN runs faster on the CPU (bench/README.md) and which
-        is cuDNN's layout for fp16 tensor-core convolutions. Nothing process-wide is changed: capping the
-        CPU threads is :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
+        is cuDNN's layout for fp16 tensor-core convolutions; then put in ``options.precision``
+        (:mod:`alphapose.precision`; on a CPU, bf16 and fp16 convert the weights, on any CPU). Nothing
+        process-wide is changed: capping the CPU threads is
+        :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
@@ -103,19 +110,28 @@ class PosePipeline:
                 f"missing weights in {directory}: {', '.join(missing)}; download them with "
                 + download_hint(directory, preset.name, detector_spec.name)
             )
+        precision = resolve_precision(options.precision, device)
         detector_model = load_detector(
             directory / detector_spec.weights.name, options.detector_input_size, device, fold_batch_norm=True
         )
         detector = PersonDetector(
-            detector_model.to(memory_format=torch.channels_last),
+            precision.prepare(detector_model.to(memory_format=torch.channels_last)),
             FAMILIES[detector_spec.family],
             options.detector_input_size,
             confidence=options.detector_confidence,
             nms_threshold=options.detector_nms,
         )
         pose_model = load_pose_model(preset, directory / preset.checkpoint.name, device, fold_batch_norm=True)
-        pose_model = pose_model.to(memory_format=torch.channels_last)
-        return cls(detector, pose_model, preset, device, flip=options.flip, max_batch=options.max_batch)
+        pose_model = precision.prepare(pose_model.to(memory_format=torch.channels_last))
+        return cls(
+            detector,
+            pose_model,
+            preset,
+            device,
+            flip=options.flip,
+            max_batch=options.max_batch,
+            precision=precision,
+        )
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
         """All persons in an RGB uint8 HxWx3 image.
@@ -124,7 +140,7 @@ class PosePipeline:
         the one other operation, the pose stage on boxes the caller brings.
         """
         _check_image(image)
-        with self._precision():
+        with self.precision.autocast():
             boxes, scores = self.detector(image)
         return self.estimate(image, boxes, scores)
 
@@ -170,7 +186,7 @@ class PosePipeline:
         if self.device.type == "cpu":
             chunk_size = max(1, min(chunk_size, CPU_FORWARD_BATCH // (2 if self.flip else 1)))
         outputs = []
-        with torch.inference_mode(), self._precision():
+        with torch.inference_mode(), self.precision.autocast():
             for chunk in batch.split(chunk_size):
                 chunk = chunk.to(self.device, non_blocking=True)
                 inputs = torch.cat([chunk, chunk.flip(-1)]) if self.flip else chunk
@@ -180,12 +196,6 @@ class PosePipeline:
                     heatmaps = (heatmaps[:n] + flip_heatmaps(heatmaps[n:], self.skeleton)) / 2
                 outputs.append(heatmaps.cpu())
         return torch.cat(outputs)
-
-    @contextmanager
-    def _precision(self) -> Iterator[None]:
-        """fp16 autocast on CUDA; plain fp32 elsewhere."""
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            yield
 
     @staticmethod
     def _pose(box: torch.Tensor, box_score: float, keypoints: torch.Tensor, scores: torch.Tensor) -> Pose:

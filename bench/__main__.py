@@ -25,6 +25,7 @@ from alphapose.presets import DEFAULT_PRESET, PRESETS
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.measure import device_label, environment, peak_rss_mb
+from bench.precision import compare
 from bench.presets import preset_speeds
 from bench.report import RESULTS, render_markdown, write_report
 from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log("pose network of every preset")
         presets = preset_speeds(device, plan, log)
         ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
+        precision = None if args.no_precision else compare(pipeline, plan, log)
     env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     name = device_label(device) + ("-quick" if args.quick else "")
     results: dict[str, Any] = {
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "presets": presets,
         "cold_start": cold,
         "ablation": ablations,
+        "precision": precision,
         "bench_process_peak_rss_mb": peak_rss_mb(),
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
@@ -139,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, help="directory with real weights (default: synthetic)")
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurement")
+    parser.add_argument(
+        "--no-precision",
+        action="store_true",
+        help="skip the second precision (bf16 on a CPU with the units for it, fp32 on CUDA)",
+    )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )

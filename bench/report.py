@@ -84,6 +84,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += _summary(results)
+    lines += _precision(results)
     throughput = results.get("pose_throughput")
     if throughput:
         lines += ["", "Pose network throughput (crops in, heatmaps out):", ""]
@@ -203,9 +204,62 @@ def _ablation(ablation: dict[str, Any]) -> list[str]:
     return _table(["work", "change", "before ms", "after ms", "speedup", "max rel. diff"], rows)
 
 
+def _precision(results: dict[str, Any]) -> list[str]:
+    """The second precision of the run (bf16 on a CPU, fp32 on CUDA) next to the main one: network
+    forwards, end to end, and how far the reduced precision moves the results from fp32; or why the run
+    did not measure it."""
+    part = results.get("precision")
+    if not part:
+        return []
+    main, other = part["main"], part["other"]
+    if part.get("skipped"):
+        return ["", f"{other}: {part['skipped']}."]
+    lines = ["", f"**{other} next to {main}**, in turns in the same run (median ms, ratio to fp32):", ""]
+    variants = list(part["forwards"][0]["timings"])
+    rows = [
+        [
+            row["network"],
+            *(
+                f"{_ms(row['timings'][v]['median_ms'])} ({row['ratio_to_fp32'][v]:.2f}x)"
+                if v != "fp32"
+                else _ms(row["timings"][v]["median_ms"])
+                for v in variants
+            ),
+        ]
+        for row in part["forwards"]
+    ]
+    lines += _table(["network", *variants], rows)
+    other_rows = {(r["image"], r["persons"]): r for r in part["latency"]["rows"]}
+    rows = []
+    for row in results["latency"]["rows"]:
+        twin = other_rows.get((row["image"], row["persons"]))
+        if twin:
+            ratio = twin["end_to_end_ms"] / row["end_to_end_ms"]
+            cells = [_ms(row["end_to_end_ms"]), _ms(twin["end_to_end_ms"]), f"{ratio:.2f}x"]
+            rows.append([row["image"], str(row["persons"]), *cells])
+    lines += ["", *_table(["image", "persons", f"end to end {main}", f"end to end {other}", "ratio"], rows)]
+    agreement = part["agreement"]
+    reduced = next(k for k in agreement["persons_kept"] if k not in ("fp32", "matched"))
+    kept = agreement["persons_kept"]
+    box, keypoint = agreement["box_px"], agreement["keypoint_px"]
+    floor = agreement["keypoint_px_input_rounding_only"]
+    lines += [
+        "",
+        f"{reduced} against fp32 on the same images and boxes ({results['weights']} weights): persons kept "
+        f"{kept[reduced]} / {kept['fp32']} ({kept['matched']} matched); boxes moved by a median of "
+        f"{box['median']:.1f} px (max {box['max']:.1f}); keypoints by a median of "
+        f"{keypoint['median']:.1f} px (max {keypoint['max']:.1f}), where fp32 on crops merely rounded to "
+        f"{reduced} moves them by {floor['median']:.1f} px (max {floor['max']:.1f}); heatmaps differ by "
+        f"{agreement['heatmap_relative_difference']:.2f} of their spread (rms).",
+    ]
+    return lines
+
+
 def _setup(results: dict[str, Any]) -> str:
     env = results["environment"]
     precision = "fp16 autocast" if env["device"].startswith("cuda") else "fp32"
+    if results.get("precision"):
+        precision = results["precision"]["main"]
     threads = f", {env['torch_threads']} threads" if env["device"] == "cpu" else ""
     return (
         f"{env['device_name']} ({env['device']}{threads}), torch {env['torch']}, preset "
@@ -238,7 +292,7 @@ def readme_section(runs: list[tuple[str, dict[str, Any]]]) -> str:
                     f"**{_ms(row['end_to_end_ms'])}**",
                 ]
             )
-        lines += [*_table(header, rows), "", *_summary(results)]
+        lines += [*_table(header, rows), "", *_summary(results), *_precision(results)]
     return "\n".join([*lines, "", README_END])
 
 

@@ -90,7 +90,7 @@ def loop_vs_batch(pipeline: PosePipeline, plan: Plan) -> dict[str, Any]:
 
 def pose_forward(pipeline: PosePipeline, batch: torch.Tensor) -> torch.Tensor:
     """One forward pass of the pose network on the whole batch (no chunking), heatmaps back on the CPU."""
-    with torch.inference_mode(), autocast(pipeline.device):
+    with torch.inference_mode(), pipeline.precision.autocast():
         return pipeline.pose_model(batch.to(pipeline.device)).float().cpu()
 
 

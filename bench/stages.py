@@ -59,14 +59,14 @@ class Plan:
 
 
 def autocast(device: torch.device) -> torch.autocast:
-    """The pipeline's precision policy: fp16 autocast on CUDA, plain fp32 on the CPU."""
+    """The ``auto`` precision policy: fp16 autocast on CUDA, plain fp32 on the CPU."""
     return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda")
 
 
 def detector_forward(pipeline: PosePipeline, inputs: torch.Tensor) -> torch.Tensor:
     """The detector network on one image's uint8 letterbox; predictions stay on the device, as in
     :class:`PersonDetector`."""
-    with torch.inference_mode(), autocast(pipeline.device):
+    with torch.inference_mode(), pipeline.precision.autocast():
         return pipeline.detector.model(network_input(inputs[None].to(pipeline.device)))
 
 
@@ -114,7 +114,7 @@ def answer(pipeline: PosePipeline, payload: str, boxes: np.ndarray, scores: np.n
     """What the function does for one request, with the person boxes fixed: decode, detect (its boxes
     are dropped), pose stage on ``boxes``, CVAT JSON."""
     image = decode_request_image(payload)
-    with autocast(pipeline.device):
+    with pipeline.precision.autocast():
         pipeline.detector(image)
     return format_cvat(pipeline.estimate(image, boxes, scores), pipeline.preset)
 

@@ -75,3 +75,76 @@ def test_report_has_a_row_per_preset_when_the_run_measured_them() -> None:
     assert "| `fastpose_dcn_res50_coco` | 5.90 (without DCN) | 70.0 | 14.3 |" in report
     del results["presets"]  # results written before the table existed still render
     assert "every preset" not in render_markdown(results)
+
+
+def _timing(ms: float) -> dict[str, float | int]:
+    return {"median_ms": ms, "min_ms": ms, "max_ms": ms, "runs": 5}
+
+
+def _with_bf16(results: dict) -> dict:
+    """A committed run with a bf16 part as ``python -m bench`` writes it on a CPU with the units."""
+    results = copy.deepcopy(results)
+    latency = copy.deepcopy(results["latency"])
+    for row in latency["rows"]:
+        row["end_to_end_ms"] = row["end_to_end_ms"] / 2
+    results["precision"] = {
+        "main": "fp32",
+        "other": "bf16 weights",
+        "cpu_units": ["avx512_bf16"],
+        "forwards": [
+            {
+                "network": "detector 608",
+                "timings": {
+                    "fp32": _timing(400.0),
+                    "bf16 weights": _timing(180.0),
+                    "bf16 autocast": _timing(190.0),
+                },
+                "ratio_to_fp32": {"fp32": 1.0, "bf16 weights": 0.45, "bf16 autocast": 0.475},
+            }
+        ],
+        "agreement": {
+            "persons_kept": {"fp32": 81, "bf16": 80, "matched": 80},
+            "box_px": {"median": 0.0, "max": 0.5, "count": 3},
+            "keypoint_px": {"median": 55.8, "max": 741.7, "count": 1377},
+            "keypoint_px_input_rounding_only": {"median": 0.0, "max": 526.6, "count": 1326},
+            "heatmap_relative_difference": 0.6482,
+        },
+        "latency": latency,
+    }
+    return results
+
+
+def test_both_precisions_side_by_side_in_the_readme_block() -> None:
+    path, results = committed_runs()[0]
+    results = _with_bf16(results)
+    section = readme_section([(path, results)])
+    assert "**bf16 weights next to fp32**" in section
+    assert "| network | fp32 | bf16 weights | bf16 autocast |" in section
+    assert "| detector 608 | 400.0 | 180.0 (0.45x) | 190.0 (0.47x) |" in section
+    row = results["latency"]["rows"][0]
+    fp32_ms = row["end_to_end_ms"]
+    expected = f"| {row['image']} | {row['persons']} | {fp32_ms:,.1f} | {fp32_ms / 2:,.1f} | 0.50x |"
+    assert expected in section
+    assert "persons kept 80 / 81 (80 matched)" in section
+    assert "boxes moved by a median of 0.0 px (max 0.5)" in section
+    assert "keypoints by a median of 55.8 px (max 741.7)" in section
+    assert "merely rounded to bf16 moves them by 0.0 px (max 526.6)" in section
+    assert "heatmaps differ by 0.65 of their spread" in section
+    assert "bf16 weights next to fp32" in render_markdown(results)
+
+
+def test_a_cpu_without_the_units_says_why_bf16_is_missing() -> None:
+    path, results = committed_runs()[0]
+    results = copy.deepcopy(results)
+    reason = "not measured: this CPU has none of amx_bf16, avx512_bf16"
+    results["precision"] = {"main": "fp32", "other": "bf16 weights", "cpu_units": [], "skipped": reason}
+    section = readme_section([(path, results)])
+    assert f"bf16 weights: {reason}." in section
+    assert "next to" not in section
+
+
+def test_runs_without_a_precision_part_render_as_before() -> None:
+    path, results = committed_runs()[0]
+    results = copy.deepcopy(results)
+    results.pop("precision", None)
+    assert "next to" not in readme_section([(path, results)])

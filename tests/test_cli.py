@@ -151,6 +151,12 @@ def test_predict_on_a_file_that_is_no_image_speaks_as_a_command_line_tool(
     assert "400" not in err and "invalid_image" not in err
 
 
+def test_predict_takes_the_precision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = write_image(tmp_path / "x.png")
+    assert main(["predict", str(image), "--precision", "half"]) == 2
+    assert "--precision 'half': expected one of auto, fp32, bf16, fp16" in capsys.readouterr().err
+
+
 # --- call --------------------------------------------------------------------------------------------
 
 

@@ -303,14 +303,18 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
             "device=str:cuda:1",
             "weights_dir=str:~/w",
             "detector=str:yolov3-spp",
-            "precision=str:auto",
+            "precision=str:bf16",
         )
     )
     assert config == dataclasses.replace(
         Config.from_env(),
         keypoint_threshold=0.5,
         options=dataclasses.replace(
-            Config.from_env().options, preset="fastpose_res50_coco", device="cuda:1", detector="yolov3-spp"
+            Config.from_env().options,
+            preset="fastpose_res50_coco",
+            device="cuda:1",
+            detector="yolov3-spp",
+            precision="bf16",
         ),
         weights_dir=Path("~/w").expanduser(),
     )
@@ -333,7 +337,7 @@ def test_parameters_default_as_the_nuclio_function(monkeypatch: pytest.MonkeyPat
         ("device=str:gpu", "device='gpu': expected auto, cpu, cuda or cuda:N"),
         ("preset=int:3", "preset=3: expected text, pass it as -p preset=str:VALUE"),
         ("detector=str:yolov9", "detector='yolov9': unknown detector; choose one of: yolov3-spp"),
-        ("precision=str:fp64", "precision='fp64': this version supports only 'auto'"),
+        ("precision=str:fp64", "precision='fp64': expected one of auto, fp32, bf16, fp16"),
         ("flip=bool:true", "unknown parameter.s. flip; this function takes: weights_dir, preset, detector"),
     ],
 )

@@ -115,6 +115,10 @@ def test_function_yaml_is_what_nuclio_and_cvat_expect(name: str) -> None:
     env = env_of(doc)
     assert env["ALPHAPOSE_PRESET"] == preset_name
     assert env["ALPHAPOSE_DEVICE"] == ("cuda" if gpu else "cpu")
+    # The CPU files name the precision with its default (no silent change) and say when to set bf16.
+    assert env.get("ALPHAPOSE_PRECISION") == (None if gpu else "auto")
+    text = (ROOT / name).read_text()
+    assert ("amx_bf16 or\n  # avx512_bf16 in /proc/cpuinfo" in text) is not gpu
     if gpu:
         assert spec["resources"] == {"limits": {"nvidia.com/gpu": 1}}
         assert spec["nodeSelector"] == {"gpu": "true"}

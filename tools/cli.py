@@ -84,6 +84,7 @@ _SETTING_FLAGS = (
     "--detector-size",
     "--flip",
     "--keypoint-threshold",
+    "--precision",
 )
 
 
@@ -100,6 +101,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keypoint-threshold", help="keypoints below it are outside (ALPHAPOSE_KEYPOINT_THRESHOLD)"
+    )
+    parser.add_argument(
+        "--precision",
+        help="auto, fp32, bf16 or fp16; bf16 is refused on a CPU without AMX or AVX512-BF16 "
+        "(ALPHAPOSE_PRECISION)",
     )
 
 

@@ -112,6 +112,13 @@ _DEVICE = {False: "cpu", True: "cuda"}
 _READINESS_TIMEOUT_SECONDS = 300  # image start + every worker's torch import and model load
 _MAX_REQUEST_BODY_SIZE = 32 * 1024 * 1024  # base64 frames exceed Nuclio's 4 MiB default
 _WORKER_AVAILABILITY_TIMEOUT_MS = 10_000
+# The CPU files name ALPHAPOSE_PRECISION with its default, and say above it when to change it.
+_PRECISION_COMMENT = (
+    "# ALPHAPOSE_PRECISION: auto runs fp32 on a CPU, the reference results. On a CPU with AMX or\n"
+    "# AVX512-BF16 (Intel Xeon Sapphire Rapids or later, AMD EPYC Zen 4 or later: look for amx_bf16 or\n"
+    "# avx512_bf16 in /proc/cpuinfo) set bf16 to run both networks faster with results close to fp32\n"
+    "# (README, Precision). The function refuses bf16 on a CPU without them, where it would be slower.\n"
+)
 
 
 def read_requirements(paths: Sequence[Path] = REQUIREMENTS) -> list[str]:
@@ -196,6 +203,7 @@ def function_config(
             {"name": "ALPHAPOSE_DETECTOR", "value": variant.detector},
             {"name": "ALPHAPOSE_WEIGHTS_DIR", "value": STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR},
             {"name": "ALPHAPOSE_DEVICE", "value": _DEVICE[variant.gpu]},
+            *([] if variant.gpu else [{"name": "ALPHAPOSE_PRECISION", "value": "auto"}]),
         ],
         "build": build_section(variant, pins, staged),
         "triggers": {
@@ -247,7 +255,9 @@ def render(variant: FunctionVariant, pins: Sequence[str] | None = None, staged: 
         width=4096,
         allow_unicode=True,
     )
-    return HEADER + body
+    entry = "  - name: ALPHAPOSE_PRECISION\n"
+    indented = "".join(f"  {line}\n" for line in _PRECISION_COMMENT.splitlines())
+    return HEADER + body.replace(entry, indented + entry)
 
 
 def stale_files(directory: Path = REPO_ROOT) -> list[str]:

@@ -18,6 +18,9 @@ ALPHAPOSE_KEYPOINT_THRESHOLD    the preset's             keypoints below it are 
 ALPHAPOSE_MAX_PIXELS            50000000                 larger images are refused with 413
 ALPHAPOSE_DETECTOR_CONFIDENCE   0.1                      detector score threshold (AlphaPose's)
 ALPHAPOSE_DETECTOR_NMS          0.6                      detector NMS IoU threshold (AlphaPose's)
+ALPHAPOSE_PRECISION             auto                     auto (fp16 autocast on CUDA, fp32 on a CPU),
+                                                         fp32, bf16 or fp16; a CPU without units for
+                                                         bf16/fp16 is refused at start-up
 =============================== ======================== ==============================================
 
 An empty variable counts as unset. The pipeline's defaults and checks are those of
@@ -33,10 +36,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
-from alphapose.pipeline import PosePipeline
+from alphapose.pipeline import PosePipeline, resolve_device
+from alphapose.precision import require_cpu_units, resolve_precision
 from alphapose.presets import PosePreset
 
 DEFAULT_KEYPOINT_THRESHOLD: float | None = None  # None: each preset's per-keypoint thresholds
@@ -82,6 +88,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_pixels": _integer,
     "detector_confidence": _number,
     "detector_nms": _number,
+    "precision": _word,
 }
 _OPTION_FIELDS = frozenset(f.name for f in fields(PipelineOptions))
 
@@ -174,13 +181,24 @@ class Config:
         source = self.spelled.get(setting, variable(setting))
         return ConfigError(f"invalid {_shown(source, str(value))}: {problem}")
 
+    def check_precision(self, device: torch.device) -> None:
+        """Refuse a bf16 or fp16 precision on a CPU without the units for it (see
+        :func:`alphapose.precision.require_cpu_units`): the library would run it, emulated and slower
+        than fp32, which a deployed function should not do silently."""
+        try:
+            require_cpu_units(resolve_precision(self.options.precision, device))
+        except OptionError as exc:
+            raise self.explain(exc) from None
+
     def explain(self, exc: OptionError) -> ConfigError:
         """An option problem found when the pipeline was built (a missing GPU), named as spelled."""
         return self.error(exc.option, exc.value, exc.problem)
 
     def load_pipeline(self) -> PosePipeline:
-        """The pipeline these settings describe; a problem found while loading names its setting."""
+        """The pipeline these settings describe; a problem found while loading names its setting, and a
+        precision the CPU has no units for is refused before anything loads."""
         try:
+            self.check_precision(resolve_device(self.options.device))
             return PosePipeline.from_weights_dir(self.weights_dir, self.options)
         except OptionError as exc:
             raise self.explain(exc) from None

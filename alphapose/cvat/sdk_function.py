@@ -41,11 +41,6 @@ PARAMETERS: dict[str, type] = {
     "keypoint_threshold": float,
 }
 
-# Parameters that are not yet settings of the configuration, with the one behaviour each has today; any
-# other value is refused. An entry goes once the configuration has the setting (``precision``: the
-# precision policy, ALPHAPOSE_PRECISION).
-_NOT_YET_SETTINGS: dict[str, str] = {"precision": "auto"}
-
 
 def create(**parameters: Any) -> AlphaPoseFunction:
     """The function cvat-cli runs, configured by its ``-p`` parameters (see :data:`PARAMETERS`).
@@ -69,11 +64,6 @@ def config_from_parameters(parameters: Mapping[str, Any], environ: Mapping[str, 
             f"unknown parameter(s) {', '.join(unknown)}; this function takes: {', '.join(PARAMETERS)}"
         )
     texts = {name: _parameter_text(name, value) for name, value in parameters.items()}
-    for name, only in _NOT_YET_SETTINGS.items():
-        if name in texts and texts.pop(name).strip().lower() != only:
-            raise ConfigError(
-                f"invalid parameter {name}={parameters[name]!r}: this version supports only {only!r}"
-            )
     return Config.from_env(environ, parameters=texts)
 
 

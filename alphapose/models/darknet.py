@@ -189,6 +189,8 @@ class YoloLayer(nn.Module):
     (``a * 85 + attr``): the layout of the official ``predict_transform``, with the same float32 operations.
     """
 
+    decodes_in_float32 = True  # kept float32 when the network is converted to bf16/fp16 (precision.py)
+
     def __init__(self, anchors: Sequence[tuple[int, int]], stride: int) -> None:
         super().__init__()
         self.anchors = tuple(anchors)
