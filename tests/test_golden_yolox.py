@@ -23,17 +23,17 @@ import numpy as np
 import pytest
 import torch
 
+from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.yolox import (
     Placement,
-    YoloxPersonDetector,
     expected_shapes,
     letterbox,
     load_yolox,
     select_persons,
 )
 from alphapose.models.yolox import BN_EPS, BN_MOMENTUM, VARIANTS, YOLOX
-from alphapose.synthetic_yolox import write_synthetic_yolox
 from tests.golden.gen_yolox import calibration_inputs, crowd_predictions, key_list_digest, load_view
+from tools.synthetic_weights import write_synthetic_yolox
 
 DATA = Path(__file__).parent / "golden" / "data"
 MANIFEST = json.loads((DATA / "yolox_cases.json").read_text())
@@ -86,7 +86,7 @@ def detect(model: YOLOX, view: str) -> tuple[torch.Tensor, torch.Tensor, torch.T
     recorded: list[torch.Tensor] = []
     hook = model.register_forward_hook(lambda module, args, output: recorded.append(output))
     try:
-        boxes, scores = YoloxPersonDetector(model)(rgb)
+        boxes, scores = PersonDetector(model, FAMILIES["yolox"], MANIFEST["input_size"])(rgb)
     finally:
         hook.remove()
     return recorded[0], boxes, scores

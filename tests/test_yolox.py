@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.yolox import (
     CANVAS_VALUE,
     Placement,
-    YoloxPersonDetector,
     letterbox,
     load_yolox,
     read_yolox_checkpoint,
@@ -25,7 +25,7 @@ from alphapose.detection.yolox import (
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.yolox import VARIANTS, get_variant, yolox_s, yolox_tiny
-from alphapose.synthetic_yolox import write_synthetic_yolox
+from tools.synthetic_weights import write_synthetic_yolox
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_decoding_places_boxes_on_the_official_grid() -> None:
 @pytest.mark.parametrize(("boxes", "found"), [("one", 1), ("none", 0)])
 def test_synthetic_release_files_find_one_person_or_nobody(boxes: str, found: int, tmp_path: Path) -> None:
     path = write_synthetic_yolox(tmp_path / "yolox_tiny.pth", "yolox-tiny", boxes=boxes, person_score=0.8)
-    detector = YoloxPersonDetector(load_yolox(path, fold_batch_norm=True), input_size=320)
+    detector = PersonDetector(load_yolox(path, fold_batch_norm=True), FAMILIES["yolox"], 320)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     detected, scores = detector(image)
     assert len(detected) == found

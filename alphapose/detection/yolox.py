@@ -9,7 +9,7 @@ on exactly those boxes and scores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,6 @@ import torch
 import torchvision
 from torch import Tensor
 
-from alphapose.build import describe_mismatch
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.yolox import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
@@ -103,48 +102,32 @@ def select_persons(
     return boxes[kept].cpu(), rows[kept, 4].cpu()
 
 
-class YoloxPersonDetector:
-    """Image in, person boxes out: letterbox, YOLOX, person selection, boxes back in image pixels."""
+def load(weights: Path, input_size: int, detector: str) -> YOLOX:
+    """The YOLOX variant named ``detector`` on the CPU with its release file loaded, in eval mode.
 
-    def __init__(
-        self,
-        model: YOLOX,
-        confidence: float = 0.1,
-        nms_threshold: float = 0.6,
-        input_size: int = INPUT_SIZE,
-    ) -> None:
-        if input_size <= 0 or input_size % 32:
-            raise ValueError(f"the YOLOX input size must be a positive multiple of 32, got {input_size}")
-        self.model = model.eval()  # batch norm must use its running statistics
-        self.input_size = input_size
-        self.confidence = confidence
-        self.nms_threshold = nms_threshold
+    The network reads any input size that is a multiple of 32; ``input_size`` is checked here.
+    """
+    if input_size <= 0 or input_size % 32:
+        raise ValueError(f"the YOLOX input size must be a positive multiple of 32, got {input_size}")
+    return load_yolox(weights, detector)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
-    def __call__(self, image: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Boxes (M, 4) xyxy float32 in image pixels and their objectness (M,), on the CPU, best first."""
-        return self.detect_batch([image])[0]
+def prepare(images: Sequence[np.ndarray], size: int, device: torch.device) -> tuple[Tensor, list[Placement]]:
+    """The network input for RGB images, on ``device``, and where each image sits in it.
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[tuple[Tensor, Tensor]]:
-        """:meth:`__call__` for several images with one forward pass.
+    The canvases travel to the device as uint8 (4x less to copy); their integer values are exact in
+    float32 on any device.
+    """
+    canvases, placements = zip(*(letterbox(image, size) for image in images), strict=True)
+    return torch.stack(canvases).to(device).float(), list(placements)
 
-        The 100-box NMS retry applies to each image; the official applies it to a whole batch's total, so
-        this equals the official run one image at a time.
-        """
-        if not images:
-            return []
-        canvases, placements = zip(*(letterbox(image, self.input_size) for image in images), strict=True)
-        with torch.inference_mode():
-            # uint8 upload; the integer pixel values are exact in float32 on any device
-            predictions = self.model(torch.stack(canvases).to(self.device).float())
-        results = []
-        for pred, placement in zip(predictions, placements, strict=True):
-            boxes, scores = select_persons(pred, self.confidence, self.nms_threshold)
-            results.append((placement.to_image(boxes), scores))
-        return results
+
+def select(
+    pred: Tensor, placement: Placement, confidence: float, nms_threshold: float
+) -> tuple[Tensor, Tensor]:
+    """One image's person boxes in image pixels and their objectness, from its raw predictions."""
+    boxes, scores = select_persons(pred, confidence, nms_threshold)
+    return placement.to_image(boxes), scores
 
 
 def variant_for_file(path: str | Path) -> YoloxVariant | None:
@@ -203,6 +186,8 @@ def load_yolox(
                 f"cannot tell the YOLOX variant of {Path(path).name!r}: name the variant, or keep the "
                 f"official file name ({names})"
             )
+    from alphapose.build import describe_mismatch  # build imports this module through the family table
+
     variant = variant if isinstance(variant, YoloxVariant) else get_variant(variant)
     state = read_yolox_checkpoint(path)
     problems = describe_mismatch(expected_shapes(variant), state)

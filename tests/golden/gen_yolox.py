@@ -4,7 +4,7 @@ Runs the official YOLOX network (detector/yolox/yolox/models) and AlphaPose's of
 (detector/yolox_api.py ``YOLOXDetector``: ``image_preprocess`` -> ``preproc``, the network,
 ``dynamic_write_results`` -> ``postprocess``, and the mapping back to image pixels of ``images_detection``)
 on seeded synthetic weights and real photos. The weights are official-format release files written by
-our own :func:`alphapose.synthetic_yolox.write_synthetic_yolox` (``boxes="many"``, calibrated on the
+our own :func:`tools.synthetic_weights.write_synthetic_yolox` (``boxes="many"``, calibrated on the
 case's own photos), so the tests rebuild exactly the same files and run our code on them. This path
 needs no compiled extension, so nothing is stubbed.
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from alphapose.detection.yolox import INPUT_SIZE, letterbox
-from alphapose.synthetic_yolox import write_synthetic_yolox
+from tools.synthetic_weights import write_synthetic_yolox
 
 PHOTOS = {"yolox_photo_2.jpg": "examples/demo/2.jpg", "yolox_photo_3.jpg": "examples/demo/3.jpg"}
 # name -> (file, crop (x0, y0, x1, y1) or None); the crop gives a portrait photo from a landscape one
