@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 
+from alphapose.detectors import DETECTORS
 from alphapose.pipeline import PosePipeline
 from alphapose.presets import DEFAULT_PRESET, PRESETS
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
+from bench.detectors import detector_rows
 from bench.measure import device_label, environment, peak_rss_mb
 from bench.report import RESULTS, render_markdown, write_report
 from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
@@ -46,7 +48,7 @@ def throughput_batches(device: torch.device, quick: bool) -> tuple[int, ...]:
 
 @contextmanager
 def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
-    """``given``, or synthetic official-format weights in a temporary directory."""
+    """``given``, or synthetic official-format weights in a temporary directory (every detector's)."""
     if given is not None:
         yield given
         return
@@ -54,7 +56,7 @@ def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
         log(f"writing synthetic weights for {preset}")
-        yield write_synthetic_weights(directory, (preset,), persons=True)
+        yield write_synthetic_weights(directory, (preset,), persons=True, detectors=DETECTORS)
 
 
 _START = time.perf_counter()
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log("FLOPs and the matmul ceiling")
         eff = efficiency(pipeline, plan)
         ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
+        detectors = None if args.no_detectors else detector_rows(weights, args.preset, args.device, plan, log)
     env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     name = device_label(device) + ("-quick" if args.quick else "")
     results: dict[str, Any] = {
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "efficiency": eff,
         "cold_start": cold,
         "ablation": ablations,
+        "detectors": detectors,
         "bench_process_peak_rss_mb": peak_rss_mb(),
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
@@ -135,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, help="directory with real weights (default: synthetic)")
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurement")
+    parser.add_argument(
+        "--no-detectors", action="store_true", help="skip the comparison of every detector of the table"
+    )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )
