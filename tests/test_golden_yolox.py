@@ -67,7 +67,7 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def weights_file(variant: str, tmp: Path) -> Path:
     """The case's synthetic weights, written as an official release file."""
     case = MANIFEST["cases"][variant]
-    images = [load_view(DATA, view) for view in case["views"]]
+    images = [load_view(view) for view in case["views"]]
     path = tmp / VARIANTS[variant].file_name
     calibration = calibration_inputs(images)
     return write_synthetic_yolox(path, variant, boxes="many", seed=case["seed"], calibration=calibration)
@@ -82,7 +82,7 @@ def network(variant: str, tmp: Path, folded: bool) -> YOLOX:
 
 def detect(model: YOLOX, view: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Our detector on a view (given RGB, as the pipeline holds images): raw predictions, boxes, scores."""
-    rgb = np.ascontiguousarray(load_view(DATA, view)[:, :, ::-1])
+    rgb = np.ascontiguousarray(load_view(view)[:, :, ::-1])
     recorded: list[torch.Tensor] = []
     hook = model.register_forward_hook(lambda module, args, output: recorded.append(output))
     try:
@@ -128,7 +128,7 @@ def test_state_dict_keys_are_the_official_ones() -> None:
 @pytest.mark.parametrize(("variant", "view"), PHOTO_CASES)
 def test_network_input_is_the_official_one(variant: str, view: str) -> None:
     expected = MANIFEST["cases"][variant]["photos"][view]
-    pixels, placement = letterbox(np.ascontiguousarray(load_view(DATA, view)[:, :, ::-1]))
+    pixels, placement = letterbox(np.ascontiguousarray(load_view(view)[:, :, ::-1]))
     assert list(pixels.shape) == expected["input_shape"]
     assert hashlib.sha256(pixels.numpy().tobytes()).hexdigest() == expected["input_sha256"]
     assert placement.scale == expected["ratio"]

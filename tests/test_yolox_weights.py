@@ -20,13 +20,12 @@ from alphapose.detectors import DETECTORS, detector_for_file, get_detector
 from alphapose.errors import WeightsError
 from alphapose.models.yolox import YOLOX
 from alphapose.weights import ensure_weights, http_download, minimum_size, verify_file
-from tools.synthetic_weights import write_synthetic_weights
 
 
 @pytest.fixture(scope="module")
-def yolox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic yolox_s.pth that finds one person covering the image (no pose checkpoint)."""
-    return write_synthetic_weights(tmp_path_factory.mktemp("yolox"), presets=(), detectors=("yolox-s",))
+def yolox_dir(weights_dir: Path) -> Path:
+    """The session's synthetic weights: their yolox_s.pth finds one person covering the image."""
+    return weights_dir
 
 
 def test_table_rows_name_the_release_files() -> None:
@@ -132,3 +131,14 @@ def test_release_file_is_downloaded_over_https_verified_and_published(
     (verified,) = ensure_weights(tmp_path, [get_detector("yolox-s").weights])
     assert verified.path == tmp_path / "yolox_s.pth" and verified.state == "unrecorded"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolox_s.pth"]
+
+
+def test_pipeline_runs_with_a_yolox_detector(weights_dir: Path) -> None:
+    from alphapose.pipeline import PosePipeline
+
+    pipeline = PosePipeline.from_weights_dir(weights_dir, detector="yolox-s", device="cpu")
+    assert pipeline.detector.input_size == 640 and pipeline.detector.family is FAMILIES["yolox"]
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    (pose,) = pipeline(image)
+    assert pose.box.tolist() == [0.0, 0.0, 640.0, 480.0]
+    assert pose.box_score == pytest.approx(0.9)  # the objectness, as AlphaPose hands it on

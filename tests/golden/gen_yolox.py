@@ -3,29 +3,28 @@
 Runs the official YOLOX network (detector/yolox/yolox/models) and AlphaPose's official YOLOX detection path
 (detector/yolox_api.py ``YOLOXDetector``: ``image_preprocess`` -> ``preproc``, the network,
 ``dynamic_write_results`` -> ``postprocess``, and the mapping back to image pixels of ``images_detection``)
-on seeded synthetic weights and real photos. The weights are official-format release files written by
-our own :func:`tools.synthetic_weights.write_synthetic_yolox` (``boxes="many"``, calibrated on the
-case's own photos), so the tests rebuild exactly the same files and run our code on them. This path
-needs no compiled extension, so nothing is stubbed.
+on seeded synthetic weights and views of a real photo (the project's public-domain test photo
+tests/data/astronaut.jpg: whole, cropped to other aspect ratios, resized so that it is reduced). The
+weights are official-format release files written by our own
+:func:`tools.synthetic_weights.write_synthetic_yolox` (``boxes="many"``, calibrated on the case's own
+views), so the tests rebuild exactly the same files and run our code on them. This path needs no
+compiled extension, so nothing is stubbed.
 
 Files written (all under ``out``):
 
-* ``yolox_cases.json``: what the tests need to rebuild each case (variant, seed, photos, crop) and the
+* ``yolox_cases.json``: what the tests need to rebuild each case (variant, seed, views) and the
   official outputs that are small: per photo the network input's SHA-256 and shape, the resize factor,
   and the final detections (boxes xyxy in image pixels, objectness handed on as the score, class score).
 * ``yolox_<variant>_raw.npz``: per photo the official raw predictions (N, 8400, 85) at fixed sampled
   rows (``rows``), and the float64 sum of every column over all 8,400 rows.
 * ``yolox_state_dict.json``: the official state_dict keys and shapes of yolox-s in order, a SHA-256 of
   the key/shape list of every variant, and the official batch-norm eps and momentum.
-* ``yolox_photo_2.jpg``, ``yolox_photo_3.jpg``: the official demo photos examples/demo/2.jpg and 3.jpg,
-  copied unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 import types
 from pathlib import Path
@@ -37,17 +36,19 @@ import torch
 from alphapose.detection.yolox import INPUT_SIZE, letterbox
 from tools.synthetic_weights import write_synthetic_yolox
 
-PHOTOS = {"yolox_photo_2.jpg": "examples/demo/2.jpg", "yolox_photo_3.jpg": "examples/demo/3.jpg"}
-# name -> (file, crop (x0, y0, x1, y1) or None); the crop gives a portrait photo from a landscape one
-VIEWS: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
-    "photo_2": ("yolox_photo_2.jpg", None),  # 600x400: enlarged to fit
-    "photo_3": ("yolox_photo_3.jpg", None),  # 1280x720: reduced to fit
-    "photo_3_portrait": ("yolox_photo_3.jpg", (500, 0, 860, 720)),  # 360x720: a band on the right
+# The project's public-domain test photo (tests/data/README.md), 512x512.
+PHOTO = Path(__file__).resolve().parent.parent / "data" / "astronaut.jpg"
+# name -> (crop (x0, y0, x1, y1) or None, size (w, h) to resize the crop to or None): other aspect ratios
+# from the one photo, enlarged and reduced into the 640x640 input
+VIEWS: dict[str, tuple[tuple[int, int, int, int] | None, tuple[int, int] | None]] = {
+    "square": (None, None),  # 512x512: enlarged by 1.25
+    "wide": ((0, 96, 512, 384), (1280, 720)),  # a 16:9 band, resized to 1280x720: reduced by 2
+    "portrait": ((128, 0, 384, 512), None),  # 256x512: height decides, enlarged by 1.25
 }
 # variant -> (seed, views)
 CASES = {
-    "yolox-s": (11, ("photo_2", "photo_3", "photo_3_portrait")),
-    "yolox-m": (12, ("photo_3_portrait",)),
+    "yolox-s": (11, ("square", "wide", "portrait")),
+    "yolox-m": (12, ("portrait",)),
 }
 SAMPLED_ROWS = 200
 CROWD_IMAGE = (500, 900)  # (width, height) of the image the crowd predictions are mapped back to
@@ -55,16 +56,18 @@ CROWD_SEED = 5
 KEY_VARIANTS = ("yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x")
 
 
-def load_view(directory: Path, name: str) -> np.ndarray:
-    """A case photo as ``cv2.imread`` gives it (BGR), cropped when the view says so."""
-    file_name, crop = VIEWS[name]
-    image = cv2.imread(str(directory / file_name))
+def load_view(name: str) -> np.ndarray:
+    """A view of the photo as ``cv2.imread`` gives it (BGR), cropped and resized (bicubic) as it says."""
+    crop, size = VIEWS[name]
+    image = cv2.imread(str(PHOTO))
     if image is None:
-        raise FileNotFoundError(directory / file_name)
+        raise FileNotFoundError(PHOTO)
     if crop is not None:
         x0, y0, x1, y1 = crop
-        image = np.ascontiguousarray(image[y0:y1, x0:x1])
-    return image
+        image = image[y0:y1, x0:x1]
+    if size is not None:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(image)
 
 
 def calibration_inputs(images_bgr: list[np.ndarray]) -> torch.Tensor:
@@ -104,14 +107,11 @@ def key_list_digest(state_dict: dict[str, torch.Tensor]) -> str:
 def generate(official: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, source in PHOTOS.items():
-        shutil.copyfile(official / source, out / name)
-        written.append(out / name)
     yolox_detector, get_exp, preproc, postprocess = _import_official(official)
 
     cases = {}
     for variant, (seed, views) in CASES.items():
-        images = [load_view(out, view) for view in views]
+        images = [load_view(view) for view in views]
         weights = out / f".{variant}.pth"  # scratch file, deleted below
         calibration = calibration_inputs(images)
         write_synthetic_yolox(weights, variant, boxes="many", seed=seed, calibration=calibration)
@@ -174,7 +174,8 @@ def generate(official: Path, out: Path) -> list[Path]:
         "input_size": INPUT_SIZE,
         "confidence": 0.1,
         "nms_threshold": 0.6,
-        "views": {name: {"file": file, "crop_xyxy": crop} for name, (file, crop) in VIEWS.items()},
+        "photo": "tests/data/astronaut.jpg",
+        "views": {name: {"crop_xyxy": crop, "resized_to": size} for name, (crop, size) in VIEWS.items()},
         "weights": "write_synthetic_yolox(path, variant, 'many', seed=seed, calibration=letterboxed views)",
         "cases": cases,
     }
