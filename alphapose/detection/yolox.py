@@ -195,7 +195,7 @@ def load_yolox(
         others = (v for v in VARIANTS.values() if v != variant)
         fits = [v.name for v in others if not describe_mismatch(expected_shapes(v), state)]
         hint = (
-            f" The file fits {' / '.join(fits)}: use that detector (its official file is "
+            f" The file fits {' / '.join(fits)}: use that variant (its official file is "
             f"{get_variant(fits[0]).file_name})."
             if fits
             else " It fits no YOLOX variant either."

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from alphapose.errors import lookup
+
 NUM_CLASSES = 80  # COCO; class 0 is "person"
 NUM_ATTRS = 5 + NUM_CLASSES  # cx, cy, w, h, objectness, class scores
 STRIDES = (8, 16, 32)  # of the three output levels
@@ -64,11 +66,8 @@ VARIANTS: dict[str, YoloxVariant] = {
 
 
 def get_variant(name: str) -> YoloxVariant:
-    """The variant called ``name`` (``yolox-s`` or ``yolox_s``), or an error listing the known ones."""
-    variant = VARIANTS.get(name.lower().replace("_", "-"))
-    if variant is None:
-        raise ValueError(f"unknown YOLOX variant {name!r}; choose one of {', '.join(VARIANTS)}")
-    return variant
+    """The variant called ``name`` (``yolox-s`` or ``yolox_s``); the error lists the known ones."""
+    return lookup(VARIANTS, name.lower().replace("_", "-"), "YOLOX variant")
 
 
 class ConvBnAct(nn.Module):
