@@ -65,7 +65,8 @@ def load_detector(
     The family is recognised from the official file name (``yolov3-spp.weights``, ...; see
     :mod:`alphapose.detectors`), or named by ``detector`` for a file under another name. ``input_size``
     defaults to the detector's official one. The network takes that family's official input and returns
-    its raw predictions: for YOLOv3-SPP (N, 3, S, S) letterboxed RGB in [0, 1] in, (N, boxes, 85) out.
+    its raw predictions: for YOLOv3-SPP (N, 3, S, S) letterboxed RGB in [0, 1] in, (N, boxes, 85) out;
+    for YOLOX (N, 3, S, S) BGR in 0..255 pasted top-left on grey in, decoded (N, boxes, 85) out.
     ``fold_batch_norm`` as in :func:`load_pose_model`.
     """
     path = Path(weights)
@@ -73,7 +74,7 @@ def load_detector(
     if spec is None:
         known = ", ".join(d.weights.name for d in DETECTORS.values())
         raise WeightsError(f"{path}: not the name of an official detector weights file ({known})")
-    model = FAMILIES[spec.family].load(path, input_size or spec.input_size)
+    model = FAMILIES[spec.family].load(path, input_size or spec.input_size, spec.name)
     if fold_batch_norm:
         fold_batch_norms(model)
     return model.to(device)

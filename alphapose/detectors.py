@@ -1,7 +1,8 @@
 """The detector table: every supported person detector is one row of data.
 
 A row names the detector's family (the code that loads it and turns images into boxes, see
-:mod:`alphapose.detection`), its official weights file and the input size AlphaPose runs it at.
+:mod:`alphapose.detection`), its official weights file, the input size AlphaPose runs it at, and its
+cost and accuracy as its authors publish them (for the README's table; never used for decisions).
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ class DetectorSpec:
     family: str  # key of alphapose.detection.FAMILIES
     weights: WeightsFile
     input_size: int  # the side of the square network input AlphaPose uses
+    gflops: float  # one forward at input_size, as published
+    coco_ap: str  # COCO accuracy as published, with the metric and the split
+
+
+_YOLOX_RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/"
+
+
+def _yolox(variant: str, description: str, gflops: float, ap: float) -> DetectorSpec:
+    """A YOLOX row: AlphaPose runs every variant at 640 with the same processing (detector/yolox_api.py)."""
+    file_name = f"yolox_{variant}.pth"
+    return DetectorSpec(
+        name=f"yolox-{variant}",
+        description=description,
+        family="yolox",
+        weights=WeightsFile(file_name, _YOLOX_RELEASE + file_name),
+        input_size=640,
+        gflops=gflops,
+        coco_ap=f"{ap} AP@0.5:0.95 (val2017)",
+    )
 
 
 DETECTORS: dict[str, DetectorSpec] = {
@@ -32,7 +52,13 @@ DETECTORS: dict[str, DetectorSpec] = {
             family="yolov3",
             weights=WeightsFile("yolov3-spp.weights", google_drive("1D47msNOOiJKvPOXlnpyzdKA3k6E97NTC")),
             input_size=608,
+            gflops=141.45,
+            coco_ap="60.6 AP@0.5 (test-dev)",
         ),
+        _yolox("s", "YOLOX-s: a fifth of YOLOv3-SPP's operations, for CPUs", 26.8, 40.5),
+        _yolox("m", "YOLOX-m", 73.8, 46.9),
+        _yolox("l", "YOLOX-l", 155.6, 49.7),
+        _yolox("x", "YOLOX-x, AlphaPose's YOLOX default, for GPUs", 281.9, 51.1),
     )
 }
 

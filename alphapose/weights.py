@@ -10,10 +10,12 @@ and its sha256, which gives it one of three states:
   official format, for tests and trying the function offline), which lists what it wrote in
   ``synthetic.sha256`` beside the files. Such a file is never recorded.
 
-Downloads go to ``<name>.download`` next to the final file (gdown resumes its own partial file there) and
-are renamed with ``os.replace`` only after verification, so a file under an official name is always
-complete. The command line lives here, in the library, because the function images run it while they
-are built; it needs the ``weights`` extra (gdown) only to download.
+Downloads go to ``<name>.download`` next to the final file and are renamed with ``os.replace`` only after
+verification, so a file under an official name is always complete. Google Drive files come through gdown
+(a confirmation page stands before large files; gdown resumes its own partial file there), every other
+URL (the YOLOX release files on GitHub) through a plain HTTPS download that resumes the staging file with
+a range request. The command line lives here, in the library, because the function images run it while
+they are built; it needs the ``weights`` extra (gdown, requests) only to download.
 """
 
 from __future__ import annotations
@@ -28,15 +30,20 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from alphapose.build import expected_shapes, load_detector, load_pose_model
+from alphapose.detection.yolox import expected_shapes as yolox_shapes
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.errors import UnknownNameError, WeightsError, lookup
 from alphapose.models.darknet import DARKNET_WEIGHTS_BYTES
+from alphapose.models.yolox import get_variant
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
 from alphapose.sources import CHECKSUM_FILE, WeightsFile, read_checksums
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
 STAGING_SUFFIX = ".download"
@@ -46,6 +53,8 @@ ALL = "all"
 FileState = Literal["recorded", "unrecorded", "synthetic"]
 
 _FLOAT_BYTES = 4
+_HALF_BYTES = 2
+_PROGRESS_STEP = 0.05  # print the progress of a plain download every 5 %
 _DOWNLOAD_RETRIES = 3
 _DOWNLOAD_TIMEOUT = (15.0, 60.0)  # seconds to connect, seconds between bytes
 
@@ -145,10 +154,15 @@ def sha256_of(path: Path) -> str:
 
 
 def minimum_size(name: str) -> int:
-    """Bytes an intact file has at least: the darknet file's exact size, a checkpoint's raw tensor bytes."""
+    """Bytes an intact file has at least: the darknet file's exact size, a checkpoint's raw tensor bytes
+    (a YOLOX release file's at half precision: nothing says its network weights are float32)."""
     detector = detector_for_file(name)
     if detector is not None and detector.family == "yolov3":
         return DARKNET_WEIGHTS_BYTES
+    if detector is not None and detector.family == "yolox":
+        shapes = yolox_shapes(get_variant(detector.name))
+        elements = sum(math.prod(shape) for key, shape in shapes.items() if "num_batches" not in key)
+        return _HALF_BYTES * elements
     preset = preset_for_checkpoint(name)
     if preset is None:
         raise WeightsError(f"{name} is not an official checkpoint")
@@ -201,8 +215,7 @@ def identify_file(path: Path, checksums: Mapping[str, str], name: str | None = N
 
 def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:
     """Fetch one official file into ``directory``, verify it, then publish it under its own name."""
-    import gdown  # the weights extra: only downloading needs it
-    import requests
+    import requests  # the weights extra: only downloading needs it
 
     directory.mkdir(parents=True, exist_ok=True)
     by_hand = (
@@ -221,20 +234,67 @@ def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, 
         ) from None
     staging = _staging_path(directory, source.name)
     try:
-        gdown.download(
-            url=source.url,
-            output=str(staging),
-            quiet=False,
-            resume=True,
-            retries=_DOWNLOAD_RETRIES,
-            timeout=_DOWNLOAD_TIMEOUT,
-        )
-    except (gdown.exceptions.DownloadError, requests.RequestException, OSError) as exc:
+        if source.on_google_drive:
+            import gdown
+
+            try:
+                gdown.download(
+                    url=source.url,
+                    output=str(staging),
+                    quiet=False,
+                    resume=True,
+                    retries=_DOWNLOAD_RETRIES,
+                    timeout=_DOWNLOAD_TIMEOUT,
+                )
+            except gdown.exceptions.DownloadError as exc:
+                raise OSError(str(exc)) from exc
+        else:
+            http_download(source.url, staging)
+    except (requests.RequestException, OSError) as exc:
         raise WeightsError(
             f"download of {source.name} from {source.url} failed: {exc}\n"
             f"Running the same command again resumes it. {by_hand}"
         ) from exc
     return _publish(staging, source.name, directory, checksums)
+
+
+def http_download(url: str, target: Path, retries: int = _DOWNLOAD_RETRIES) -> None:
+    """Download ``url`` to ``target`` over plain HTTP(S), resuming what ``target`` already holds.
+
+    Progress goes to stderr every 5 %. A dropped connection is retried from where it stopped; a server
+    that ignores the range request sends the whole file again, which then replaces the partial one.
+    """
+    import requests
+
+    for attempt in range(1, retries + 1):
+        done = target.stat().st_size if target.exists() else 0
+        headers = {"Range": f"bytes={done}-"} if done else {}
+        try:
+            with requests.get(url, headers=headers, stream=True, timeout=_DOWNLOAD_TIMEOUT) as response:
+                if response.status_code == 416:  # the range starts at the end: nothing left to fetch
+                    return
+                response.raise_for_status()
+                if response.status_code != 206:
+                    done = 0  # the server sent the whole file
+                total = done + int(response.headers.get("Content-Length", 0)) or None
+                _stream(response, target, done, total)
+            return
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt == retries:
+                raise
+            print(f"{target.name}: {exc}; retrying ({attempt}/{retries - 1})", file=sys.stderr)
+
+
+def _stream(response: requests.Response, target: Path, done: int, total: int | None) -> None:
+    """Append (or write, from byte 0) the body to ``target``, printing the progress."""
+    next_report = _PROGRESS_STEP
+    with target.open("ab" if done else "wb") as out:
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            if total and done / total >= next_report:
+                print(f"{target.name}: {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB", file=sys.stderr)
+                next_report = math.floor(done / total / _PROGRESS_STEP) * _PROGRESS_STEP + _PROGRESS_STEP
 
 
 def copy_file(source: Path, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:

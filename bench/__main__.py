@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 
+from alphapose.detectors import DETECTORS
 from alphapose.pipeline import PosePipeline
 from alphapose.presets import DEFAULT_PRESET, PRESETS
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
+from bench.detectors import detector_rows
 from bench.measure import device_label, environment, peak_rss_mb
 from bench.precision import compare
 from bench.presets import preset_speeds
@@ -48,7 +50,7 @@ def throughput_batches(device: torch.device, quick: bool) -> tuple[int, ...]:
 
 @contextmanager
 def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
-    """``given``, or synthetic official-format weights in a temporary directory."""
+    """``given``, or synthetic official-format weights in a temporary directory (every detector's)."""
     if given is not None:
         yield given
         return
@@ -56,7 +58,7 @@ def weights_directory(given: Path | None, preset: str) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
         log(f"writing synthetic weights for {preset}")
-        yield write_synthetic_weights(directory, (preset,), persons=True)
+        yield write_synthetic_weights(directory, (preset,), persons=True, detectors=DETECTORS)
 
 
 _START = time.perf_counter()
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         presets = preset_speeds(device, plan, log)
         ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
         precision = None if args.no_precision else compare(pipeline, plan, log)
+        detectors = None if args.no_detectors else detector_rows(weights, args.preset, args.device, plan, log)
     env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     name = device_label(device) + ("-quick" if args.quick else "")
     results: dict[str, Any] = {
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cold_start": cold,
         "ablation": ablations,
         "precision": precision,
+        "detectors": detectors,
         "bench_process_peak_rss_mb": peak_rss_mb(),
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
@@ -146,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         "--no-precision",
         action="store_true",
         help="skip the second precision (bf16 on a CPU with the units for it, fp32 on CUDA)",
+    )
+    parser.add_argument(
+        "--no-detectors", action="store_true", help="skip the comparison of every detector of the table"
     )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"

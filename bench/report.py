@@ -114,6 +114,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results.get("ablation"):
         lines += ["", "Optimisations, each off and on in the same run:", ""]
         lines += _ablation(results["ablation"])
+    if results.get("detectors"):
+        lines += _detectors(results["detectors"])
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +179,27 @@ def _summary(results: dict[str, Any]) -> list[str]:
                 ]
             )
     return _table(["figure", "value"], rows)
+
+
+def _detectors(rows: list[dict[str, Any]]) -> list[str]:
+    """Every detector of the table on the same requests (bench/detectors.py)."""
+    requests = list(rows[0]["end_to_end_ms"])
+    header = ["detector", "input", "GFLOP", "detector ms", "forward ms", "GFLOP/s"]
+    header += [f"end to end {r.replace('/', ', ')} p." for r in requests]
+    body = [
+        [
+            row["detector"],
+            str(row["input"]),
+            f"{row['gflop']:.1f}",
+            _ms(row["detector_ms"]),
+            _ms(row["forward_ms"]),
+            f"{row['gflop_per_s']:.0f}",
+            *(_ms(row["end_to_end_ms"][r]) for r in requests),
+        ]
+        for row in rows
+    ]
+    title = "Detectors (detector ms: letterbox + forward + person selection on 640x480):"
+    return ["", title, "", *_table(header, body)]
 
 
 def _ablation(ablation: dict[str, Any]) -> list[str]:

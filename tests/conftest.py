@@ -7,14 +7,17 @@ from pathlib import Path
 import pytest
 
 TEST_PRESETS = ("fastpose_res50_coco", "fastpose_res50_halpe26")
+TEST_DETECTORS = ("yolov3-spp", "yolox-s")
 
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Weights for the COCO and Halpe FastPose presets; the detector finds one person covering the image."""
+    """Weights for the COCO and Halpe FastPose presets and the detectors of the function files (YOLOv3-SPP,
+    the library's default, and YOLOX-s, the CPU files'); each detector finds one person covering the image."""
     from tools.synthetic_weights import write_synthetic_weights
 
-    return write_synthetic_weights(tmp_path_factory.mktemp("weights"), TEST_PRESETS, persons=True)
+    directory = tmp_path_factory.mktemp("weights")
+    return write_synthetic_weights(directory, TEST_PRESETS, persons=True, detectors=TEST_DETECTORS)
 
 
 @pytest.fixture(scope="session")

@@ -148,3 +148,25 @@ def test_runs_without_a_precision_part_render_as_before() -> None:
     results = copy.deepcopy(results)
     results.pop("precision", None)
     assert "next to" not in readme_section([(path, results)])
+
+
+def test_full_report_has_a_row_per_measured_detector() -> None:
+    from bench.report import render_markdown
+
+    _, results = committed_runs()[0]
+    results = copy.deepcopy(results)
+    results["detectors"] = [
+        {
+            "detector": name,
+            "input": size,
+            "gflop": gflop,
+            "forward_ms": forward,
+            "detector_ms": forward + 10,
+            "gflop_per_s": gflop / forward * 1000,
+            "end_to_end_ms": {"640x480/1": forward + 100, "1920x1080/20": forward + 1500},
+        }
+        for name, size, gflop, forward in (("yolov3-spp", 608, 141.45, 700.0), ("yolox-s", 640, 26.69, 130.0))
+    ]
+    report = render_markdown(results)
+    assert "| end to end 640x480, 1 p. | end to end 1920x1080, 20 p. |" in report
+    assert "| yolox-s | 640 | 26.7 | 140.0 | 130.0 | 205 | 230.0 | 1,630.0 |" in report

@@ -35,6 +35,13 @@ EXPECTED_FILES = {
     "function-wholebody136.yaml": ("fastpose_res50_wholebody136", False),
     "function-wholebody136-gpu.yaml": ("fastpose_res50_wholebody136", True),
 }
+# CPU files run YOLOX-s (the detector is most of a CPU request), GPU files YOLOX-x (AlphaPose's default YOLOX)
+EXPECTED_DETECTORS = {
+    "function.yaml": "yolox-s",
+    "function-gpu.yaml": "yolox-x",
+    "function-halpe26.yaml": "yolox-s",
+    "function-halpe26-gpu.yaml": "yolox-x",
+}
 MAKE_TARGETS = (
     "help",
     "setup",
@@ -158,6 +165,7 @@ def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
     for name, (preset, gpu) in EXPECTED_FILES.items():
         if gpu:
             continue
+        detector = EXPECTED_DETECTORS[name]
         build = load(name)["spec"]["build"]
         assert build["baseImage"].startswith("python:3.11")
         assert ":latest" not in build["baseImage"]
@@ -166,7 +174,7 @@ def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
         assert installed == [p + "+cpu" if p.split("==")[0] in ("torch", "torchvision") else p for p in pins]
         assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
         # the preCopy download fetches exactly the preset's files, under their official names
-        assert re.findall(r"-O (\S+)", download) == [f.name for f in required_files([preset])]
+        assert re.findall(r"-O (\S+)", download) == [f.name for f in required_files([preset], [detector])]
 
 
 def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
@@ -175,6 +183,7 @@ def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
         post_copy = [d["value"] for d in doc["spec"]["build"]["directives"]["postCopy"]]
         weights_dir = env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"]
         detector = env_of(doc)["ALPHAPOSE_DETECTOR"]
+        assert detector == EXPECTED_DETECTORS[name]
         assert post_copy == [
             f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --detector {detector} "
             f"--dir {weights_dir}"
@@ -316,7 +325,7 @@ def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
 
     # Every file the CPU function needs is there (and more): exactly those travel, verified in the build.
     staged = stage(tmp_path / "staged", "function.yaml", weights_dir)
-    assert [p.name for p in staged] == ["yolov3-spp.weights", "fast_res50_256x192.pth"]
+    assert [p.name for p in staged] == ["yolox_s.pth", "fast_res50_256x192.pth"]
     assert sorted(p.name for p in (tmp_path / "staged" / "weights").iterdir()) == sorted(
         p.name for p in staged
     )
@@ -324,9 +333,11 @@ def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
     directives = doc["spec"]["build"]["directives"]
     assert [d["value"] for d in directives["postCopy"]] == [
         "cd /opt/nuclio && python -m alphapose.weights --verify --preset fastpose_res50_coco "
-        "--detector yolov3-spp --dir /opt/nuclio/weights"
+        "--detector yolox-s --dir /opt/nuclio/weights"
     ]
-    assert len(directives["preCopy"]) == 1 and "https://drive" not in str(directives)  # no download
+    assert len(directives["preCopy"]) == 1 and "https://" not in str(directives).replace(
+        "https://download.pytorch.org", ""
+    )  # no download
     assert env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"] == "/opt/nuclio/weights"
     # The other function files are staged unchanged, and GPU files never carry weights.
     assert (tmp_path / "staged" / "function-gpu.yaml").read_text() == (ROOT / "function-gpu.yaml").read_text()

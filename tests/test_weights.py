@@ -174,7 +174,7 @@ def test_missing_files_are_all_reported_with_url_and_place(tmp_path: Path) -> No
 
 def test_synthetic_files_are_recognised_by_the_list_their_writer_keeps(weights_dir: Path) -> None:
     listed = read_checksums(weights_dir / SYNTHETIC_LIST)
-    assert set(listed) == {DETECTOR_WEIGHTS, COCO.checkpoint.name, HALPE.checkpoint.name}
+    assert set(listed) == {DETECTOR_WEIGHTS, "yolox_s.pth", COCO.checkpoint.name, HALPE.checkpoint.name}
     verified = verify_file(weights_dir / COCO.checkpoint.name, {})
     assert (verified.state, verified.recorded) == ("synthetic", False)
     with pytest.raises(WeightsError, match="refusing to record synthetic files"):

@@ -62,24 +62,39 @@ class FunctionVariant:
     detector: str = DEFAULT_DETECTOR
 
 
+# CPU files run YOLOX-s (a fifth of YOLOv3-SPP's operations; the detector is most of a CPU request), GPU
+# files YOLOX-x, AlphaPose's own YOLOX default (see the README's detector table).
+_CPU_DETECTOR = "yolox-s"
+_GPU_DETECTOR = "yolox-x"
+
 FUNCTION_FILES: dict[str, FunctionVariant] = {
     "function.yaml": FunctionVariant(
-        "fastpose_res50_coco", False, "pth-alphapose-fastpose", "AlphaPose FastPose (COCO 17 keypoints)"
+        "fastpose_res50_coco",
+        False,
+        "pth-alphapose-fastpose",
+        "AlphaPose FastPose (COCO 17 keypoints)",
+        _CPU_DETECTOR,
     ),
     "function-gpu.yaml": FunctionVariant(
-        "fastpose_res50_coco", True, "pth-alphapose-fastpose", "AlphaPose FastPose (COCO 17 keypoints)"
+        "fastpose_res50_coco",
+        True,
+        "pth-alphapose-fastpose",
+        "AlphaPose FastPose (COCO 17 keypoints)",
+        _GPU_DETECTOR,
     ),
     "function-halpe26.yaml": FunctionVariant(
         "fastpose_res50_halpe26",
         False,
         "pth-alphapose-fastpose-halpe26",
         "AlphaPose FastPose (Halpe 26 keypoints)",
+        _CPU_DETECTOR,
     ),
     "function-halpe26-gpu.yaml": FunctionVariant(
         "fastpose_res50_halpe26",
         True,
         "pth-alphapose-fastpose-halpe26",
         "AlphaPose FastPose (Halpe 26 keypoints)",
+        _GPU_DETECTOR,
     ),
     # AlphaPose's recommended multi-domain whole-body model: FastPose on ResNet-50 with integral regression,
     # the one of the two "Strongly Recommended" 136-keypoint models without deformable convolutions (the
@@ -155,7 +170,8 @@ def weights_command(preset: str, detector: str, staged: bool = False) -> str:
 
 
 def download_command(preset: str, detector: str) -> str:
-    """A plain gdown download of the preset's files; a layer that code changes leave cached."""
+    """A plain gdown download of the preset's files (gdown fetches other URLs than Google Drive's too);
+    a layer that code changes leave cached."""
     files = [get_detector(detector).weights, get_preset(preset).checkpoint]
     downloads = " && ".join(f"gdown --continue --retries 3 -O {f.name} '{f.url}'" for f in files)
     return f"mkdir -p {WEIGHTS_DIR} && cd {WEIGHTS_DIR} && {downloads}"

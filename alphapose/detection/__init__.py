@@ -16,20 +16,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alphapose.detection import yolov3
+from alphapose.detection import yolov3, yolox
 
 
 @dataclass(frozen=True)
 class DetectorFamily:
     """The three steps that differ between detector families."""
 
-    load: Callable[[Path, int], nn.Module]  # (weights file, input size) -> eval-mode network on the CPU
+    # (weights file, input size, detector name) -> eval-mode network on the CPU
+    load: Callable[[Path, int, str], nn.Module]
     prepare: Callable[[Sequence[np.ndarray], int, torch.device], tuple[Tensor, list[Any]]]
     select: Callable[[Tensor, Any, float, float], tuple[Tensor, Tensor]]  # (pred, placement, conf, nms)
 
 
 FAMILIES: dict[str, DetectorFamily] = {
     "yolov3": DetectorFamily(load=yolov3.load, prepare=yolov3.prepare, select=yolov3.select),
+    "yolox": DetectorFamily(load=yolox.load, prepare=yolox.prepare, select=yolox.select),
 }
 
 

@@ -148,8 +148,9 @@ def select_persons(
     return boxes[keep], rows[keep, 4]
 
 
-def load(weights: Path, input_size: int) -> YoloV3SPP:
-    """YOLOv3-SPP on the CPU with darknet ``.weights`` loaded, in eval mode.
+def load(weights: Path, input_size: int, detector: str = "yolov3-spp") -> YoloV3SPP:
+    """YOLOv3-SPP on the CPU with darknet ``.weights`` loaded, in eval mode (one detector: the name is
+    not needed).
 
     The file fills every parameter and batch-norm statistic, so the network is allocated without
     initialisation.

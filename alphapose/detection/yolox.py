@@ -1,0 +1,210 @@
+"""Person boxes from a YOLOX network, with AlphaPose's YOLOX pre- and post-processing.
+
+The official path (detector/yolox_api.py) hands YOLOX the frame as OpenCV reads it, in BGR order, pasted
+at the top-left of a grey 640x640 canvas, and keeps person rows whose objectness x class score reaches
+the confidence threshold, NMS'd with torchvision. The score passed on to the pose stage (and to CVAT) is
+the objectness alone. Every step below follows that code, because the pose stage and pose NMS were tuned
+on exactly those boxes and scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor
+
+from alphapose.errors import WeightsError
+from alphapose.fuse import fold_batch_norms
+from alphapose.models.yolox import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
+
+INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
+PERSON_CLASS = 0
+CANVAS_VALUE = 114  # grey of the unused part of the canvas
+MAX_BOXES = 100  # more boxes than this after NMS: redo NMS with a lower threshold
+RETRY_STEP = 0.05  # how much lower
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an image sits in the square network input: scaled by ``scale``, at the top-left corner."""
+
+    size: int
+    scale: float
+    width: int
+    height: int
+
+    def to_image(self, boxes_xyxy: Tensor) -> Tensor:
+        """Map (M, 4) boxes from network input pixels back to image pixels, clamped to [0, w] x [0, h].
+
+        The official arithmetic in float32: the scale recomputed from the float32 image size as
+        ``size / dims`` (not the float64 ``scale`` the image was resized with), a division, no offset.
+        """
+        dims = torch.tensor([self.width, self.height], dtype=torch.float32, device=boxes_xyxy.device)
+        scale = (self.size / dims).min()
+        boxes = boxes_xyxy.float() / scale
+        return torch.minimum(boxes.clamp(min=0), dims.repeat(2))
+
+
+def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[Tensor, Placement]:
+    """An HxWx3 uint8 RGB image as YOLOX's (3, size, size) uint8 BGR input, and where it was placed.
+
+    As the official ``preproc``: scale ``r = min(size / h, size / w)``, ``cv2.resize`` with linear
+    interpolation to ``int(w * r)`` x ``int(h * r)``, pasted at the top-left of a canvas of 114. The
+    network takes these values as float32, 0..255 with no normalisation. (A side that would round to 0
+    pixels is kept at 1, where the official code fails.)
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {type(image).__name__} of shape {shape}")
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    scale = min(size / height, size / width)
+    new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
+    bgr = np.ascontiguousarray(image[:, :, ::-1])  # the official network reads OpenCV's channel order
+    resized = cv2.resize(bgr, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((size, size, 3), CANVAS_VALUE, dtype=np.uint8)
+    canvas[:new_height, :new_width] = resized
+    tensor = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))
+    return tensor, Placement(size=size, scale=scale, width=width, height=height)
+
+
+def select_persons(
+    pred: Tensor, confidence: float = 0.1, nms_threshold: float = 0.6
+) -> tuple[Tensor, Tensor]:
+    """Person boxes (M, 4) xyxy in input pixels and their objectness (M,) from one image's (B, 85) rows.
+
+    As the official ``postprocess``/``dynamic_write_results``: boxes from centre and size, best class
+    (first maximum of the 80 scores), keep rows with objectness x best class score >= ``confidence``
+    whose best class is person, torchvision's ``batched_nms`` scored by objectness x class score
+    (suppressing IoU > ``nms_threshold``), and when more than 100 boxes survive, NMS again at
+    ``nms_threshold - 0.05``. Runs on the predictions' device; results are float32 on the CPU, in NMS
+    order (best objectness x class score first).
+    """
+    if pred.dim() != 2 or pred.shape[1] != NUM_ATTRS:
+        raise ValueError(f"expected predictions of shape (B, {NUM_ATTRS}), got {tuple(pred.shape)}")
+    pred = pred.float()
+    class_score, class_index = pred[:, 5:].max(dim=1)
+    ranking = pred[:, 4] * class_score
+    keep = (ranking >= confidence) & (class_index == PERSON_CLASS)
+    rows, ranking, classes = pred[keep], ranking[keep], class_index[keep]
+    centres, half_sizes = rows[:, 0:2], rows[:, 2:4] / 2
+    boxes = torch.cat((centres - half_sizes, centres + half_sizes), dim=1)
+    kept = torchvision.ops.batched_nms(boxes, ranking, classes, nms_threshold)
+    if len(kept) > MAX_BOXES:
+        kept = torchvision.ops.batched_nms(boxes, ranking, classes, nms_threshold - RETRY_STEP)
+    return boxes[kept].cpu(), rows[kept, 4].cpu()
+
+
+def load(weights: Path, input_size: int, detector: str) -> YOLOX:
+    """The YOLOX variant named ``detector`` on the CPU with its release file loaded, in eval mode.
+
+    The network reads any input size that is a multiple of 32; ``input_size`` is checked here.
+    """
+    if input_size <= 0 or input_size % 32:
+        raise ValueError(f"the YOLOX input size must be a positive multiple of 32, got {input_size}")
+    return load_yolox(weights, detector)
+
+
+def prepare(images: Sequence[np.ndarray], size: int, device: torch.device) -> tuple[Tensor, list[Placement]]:
+    """The network input for RGB images, on ``device``, and where each image sits in it.
+
+    The canvases travel to the device as uint8 (4x less to copy); their integer values are exact in
+    float32 on any device.
+    """
+    canvases, placements = zip(*(letterbox(image, size) for image in images), strict=True)
+    return torch.stack(canvases).to(device).float(), list(placements)
+
+
+def select(
+    pred: Tensor, placement: Placement, confidence: float, nms_threshold: float
+) -> tuple[Tensor, Tensor]:
+    """One image's person boxes in image pixels and their objectness, from its raw predictions."""
+    boxes, scores = select_persons(pred, confidence, nms_threshold)
+    return placement.to_image(boxes), scores
+
+
+def variant_for_file(path: str | Path) -> YoloxVariant | None:
+    """The variant whose official release file has this name (``yolox_s.pth`` -> yolox-s), if any."""
+    name = Path(path).name.lower()
+    return next((v for v in VARIANTS.values() if v.file_name == name), None)
+
+
+def read_yolox_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """The network weights of an official YOLOX release file: the state_dict under its ``"model"`` key."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"YOLOX weights not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
+        ) from exc
+    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        found = sorted(checkpoint)[:5] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise WeightsError(
+            f"{path} is not a YOLOX release checkpoint: expected a dict whose 'model' entry is the "
+            f"network's state_dict, found {found}"
+        )
+    return dict(state)
+
+
+def expected_shapes(variant: YoloxVariant) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a variant's state_dict, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        model = YOLOX(variant)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_yolox(
+    path: str | Path,
+    variant: str | YoloxVariant | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    fold_batch_norm: bool = False,
+) -> YOLOX:
+    """A YOLOX network with an official release file loaded strictly, in eval mode on ``device``.
+
+    The variant defaults to the one the official file name says (``yolox_m.pth`` -> yolox-m). The file is
+    read with ``weights_only=True`` and must match the variant key for key and shape for shape; a file of
+    another variant is refused with the variant it fits. ``fold_batch_norm`` folds the batch norms after
+    the strict load (same outputs to float rounding, faster; the state_dict is no longer the file's).
+    """
+    if variant is None:
+        variant = variant_for_file(path)
+        if variant is None:
+            names = ", ".join(v.file_name for v in VARIANTS.values())
+            raise WeightsError(
+                f"cannot tell the YOLOX variant of {Path(path).name!r}: name the variant, or keep the "
+                f"official file name ({names})"
+            )
+    from alphapose.build import describe_mismatch  # build imports this module through the family table
+
+    variant = variant if isinstance(variant, YoloxVariant) else get_variant(variant)
+    state = read_yolox_checkpoint(path)
+    problems = describe_mismatch(expected_shapes(variant), state)
+    if problems:
+        others = (v for v in VARIANTS.values() if v != variant)
+        fits = [v.name for v in others if not describe_mismatch(expected_shapes(v), state)]
+        hint = (
+            f" The file fits {' / '.join(fits)}: use that variant (its official file is "
+            f"{get_variant(fits[0]).file_name})."
+            if fits
+            else " It fits no YOLOX variant either."
+        )
+        raise WeightsError(f"{path} does not fit {variant.name}: {problems}.{hint}")
+    with torch.device("meta"):
+        model = YOLOX(variant)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.float().eval()
+    if fold_batch_norm:
+        fold_batch_norms(model)
+    return model.to(device)
