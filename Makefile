@@ -21,7 +21,8 @@ CUDA_IMAGE ?=
 BASE_IMAGE ?= cvat.pth.alphapose.base:$(TORCH_CUDA)
 # The presets of the function files (`all` bakes every preset's checkpoint: several GB).
 BASE_PRESETS ?= fastpose_res50_coco fastpose_res50_halpe26 fastpose_res50_wholebody136
-BASE_DETECTORS ?= all
+# The detector of the GPU function files (`all`: every detector of the table).
+BASE_DETECTORS ?= yolox-x
 
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio

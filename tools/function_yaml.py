@@ -104,12 +104,14 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         False,
         "pth-alphapose-fastpose-wholebody136",
         "AlphaPose FastPose whole body (136 keypoints)",
+        _CPU_DETECTOR,
     ),
     "function-wholebody136-gpu.yaml": FunctionVariant(
         "fastpose_res50_wholebody136",
         True,
         "pth-alphapose-fastpose-wholebody136",
         "AlphaPose FastPose whole body (136 keypoints)",
+        _GPU_DETECTOR,
     ),
 }
 
