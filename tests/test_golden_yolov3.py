@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from alphapose.build import load_detector
-from alphapose.detector import PersonDetector, letterbox, network_input, select_persons
+from alphapose.detection.yolov3 import letterbox, network_input, select_persons
 from tests.golden import seeded
 from tests.golden.gen_yolov3 import CONFIDENCE, DETECT_SIZE, FIXTURE, NMS_THRESHOLD, PHOTO, RAW_SIZE
 
@@ -74,26 +74,19 @@ def test_raw_predictions_match_the_official_network(
     assert_rows_close(raw, golden["raw_160"], PLAIN)
 
 
-@pytest.fixture(scope="module")
-def production_detector(weights: Path) -> PersonDetector:
-    """The detector as the pipeline builds it: folded batch norms, channels-last."""
-    model = load_detector(weights, DETECT_SIZE, fold_batch_norm=True)
-    return PersonDetector(
-        model.to(memory_format=torch.channels_last), confidence=CONFIDENCE, nms_threshold=NMS_THRESHOLD
-    )
-
-
 def test_detection_path_matches_the_official_detector(
-    production_detector: PersonDetector, photo: np.ndarray, golden: dict[str, np.ndarray]
+    weights: Path, photo: np.ndarray, golden: dict[str, np.ndarray]
 ) -> None:
+    """The detector as the pipeline builds it (folded batch norms, channels-last) at the official 608."""
+    model = load_detector(weights, DETECT_SIZE, fold_batch_norm=True).to(memory_format=torch.channels_last)
     big, placement = letterbox(photo, DETECT_SIZE)
     with torch.inference_mode():
-        raw = production_detector.model(network_input(big[None]))[0]
+        raw = model(network_input(big[None]))[0]
     rows = torch.nonzero(raw[:, 4] > CONFIDENCE)[:, 0]
     np.testing.assert_array_equal(rows.numpy(), golden["candidate_rows_608"])
     assert_rows_close(raw[rows], golden["candidates_608"], FOLDED)
 
-    # PersonDetector.__call__ minus the forward just run (one 608 forward per test run is enough).
+    # What PersonDetector does after the forward (one 608 forward per test run is enough).
     boxes, scores = select_persons(raw, CONFIDENCE, NMS_THRESHOLD)
     boxes = placement.to_image(boxes)
     assert len(golden["boxes"]) < len(rows), "the fixture should exercise NMS suppression"

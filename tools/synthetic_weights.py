@@ -27,6 +27,7 @@ from torch import nn
 
 from alphapose.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.models.darknet import YoloV3SPP, write_darknet_weights
+from alphapose.models.resnet import DeformConv2d
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights import SYNTHETIC_LIST, record_synthetic
 
@@ -92,10 +93,14 @@ def synthetic_detector(persons: bool, person_score: float, generator: torch.Gene
 
 
 def _randomise(model: nn.Module, generator: torch.Generator) -> None:
-    """Uniform fan-in scaled weights (reproducible from the seed), identity-like batch norms."""
+    """Uniform fan-in scaled weights (reproducible from the seed), identity-like batch norms.
+
+    Every weight is drawn from ``generator``: a layer left to its own initialisation would take the global
+    random state and make the file differ from run to run (the deformable convolutions did).
+    """
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | DeformConv2d):
                 bound = 1.0 / math.sqrt(module.weight[0].numel())
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP, write_darknet_weights
-from alphapose.presets import DETECTOR_WEIGHTS, get_preset
-from alphapose.synthetic_weights import synthetic_detector, synthetic_pose_model
+from alphapose.detectors import DEFAULT_DETECTOR, get_detector
+from alphapose.presets import get_preset
+from tools.synthetic_weights import synthetic_detector, synthetic_pose_model
 
 POSE_SEED = 11
 # The random offsets of the synthetic DCN network reach several pixels and make it chaotic: a rounding
@@ -37,7 +38,7 @@ CLASS_WEIGHT_SCALE = 0.2
 
 def write_pose_checkpoint(preset: str, directory: Path, seed: int = POSE_SEED) -> Path:
     """The preset's checkpoint under its official name, with the synthetic writer's weights for ``seed``."""
-    path = directory / get_preset(preset).checkpoint
+    path = directory / get_preset(preset).checkpoint.name
     state = synthetic_pose_model(preset, torch.Generator().manual_seed(seed)).state_dict()
     for key in state:
         if ".conv2_offset." in key:
@@ -68,6 +69,6 @@ def multi_person_detector(seed: int = DETECTOR_SEED) -> YoloV3SPP:
 
 
 def write_detector_weights(directory: Path, seed: int = DETECTOR_SEED) -> Path:
-    path = directory / DETECTOR_WEIGHTS
+    path = directory / get_detector(DEFAULT_DETECTOR).weights.name
     write_darknet_weights(multi_person_detector(seed), path)
     return path
