@@ -1,7 +1,7 @@
 """Golden fixtures of the pose stage: official crops, decoding and pose NMS, on the photo and on made cases.
 
-Photo (pose_stage.npz): street.jpg with the fixed ``BOXES`` (fractional corners, overlapping duplicates of
-two persons, one box reaching past the image), COCO FastPose with the seeded checkpoint
+Photo (pose_stage.npz): street.jpg with the fixed ``BOXES`` (fractional corners, overlapping boxes on
+two persons, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded checkpoint
 (``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run them:
 ``SimpleTransform.test_transform`` on the RGB image per box, the network, ``heatmap_to_coord_simple`` on
 each crop box, ``pose_nms``. The flip run averages in ``flip_heatmap(model(flip(crops)), shift=True)``
@@ -51,10 +51,12 @@ BOXES = np.array(
         [566.3, 197.7, 744.9, 681.2],  # a duplicate of the man in the centre
         [405.5, 236.25, 557.75, 672.5],  # a duplicate of the woman with the hat
         [1150.3, 300.2, 1300.7, 760.9],  # reaching past the right and bottom edges
+        [561.1, 190.9, 751.2, 690.1],  # near-copies of the man in the centre and the woman with the hat:
+        [410.9, 231.0, 550.5, 679.4],  # their poses match the originals' and pose NMS merges them
     ],
     dtype=np.float32,
 )
-BOX_SCORES = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5], dtype=np.float32)
+BOX_SCORES = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.4], dtype=np.float32)
 MEANS = (0.406, 0.457, 0.480)
 # Official pPose_nms constants and changed values that must change some recorded outcome.
 SENSITIVITY = {
