@@ -11,6 +11,9 @@ yolov3.npz holds
   objectness passes 0.1, in network order (their raw values, indices into the 22,743 rows);
 * ``boxes`` (P, 4) float32 and ``scores`` (P,): ``YOLODetector.images_detection`` at 608, confidence 0.1,
   NMS 0.6: the person boxes in image pixels and their objectness, in the official output order.
+
+keys/darknet_keys.txt: the official Darknet's state_dict keys, shapes and dtypes (the layout our network's
+state_dict must have), one ``key<TAB>(shape)<TAB>dtype`` line per tensor.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tests.golden.official import run_official
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "street.jpg"
 FIXTURE = "yolov3.npz"
+KEYS_FILE = "darknet_keys.txt"
 RAW_SIZE = 160
 DETECT_SIZE = 608
 CONFIDENCE = 0.1
@@ -45,9 +49,11 @@ def generate(official: Path, out: Path) -> list[Path]:
         seeded.write_detector_weights(work)
         shutil.copy(PHOTO, work / "photo.jpg")
         run_official(official, f"{__name__}:run_official_part", work)
-        target = out / FIXTURE
-        shutil.copy(work / FIXTURE, target)
-    return [target]
+        (out / "keys").mkdir(exist_ok=True)
+        written = [out / FIXTURE, out / "keys" / KEYS_FILE]
+        shutil.copy(work / FIXTURE, written[0])
+        shutil.copy(work / KEYS_FILE, written[1])
+    return written
 
 
 def run_official_part(official: Path, work: Path) -> None:
@@ -65,6 +71,8 @@ def run_official_part(official: Path, work: Path) -> None:
     model = Darknet(str(cfg))
     model.load_weights(str(weights))
     model.eval()
+    lines = [f"{key}\t{tuple(value.shape)}\t{value.dtype}" for key, value in model.state_dict().items()]
+    (work / KEYS_FILE).write_text("\n".join(lines) + "\n")
     model.net_info["height"] = RAW_SIZE
     small, _, _ = prep_frame(image_bgr, RAW_SIZE)
     letterbox_160 = (small[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
