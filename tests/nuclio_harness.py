@@ -11,8 +11,8 @@ catches ``BaseException``), becomes the runtime's 500 ``text/plain`` answer.
 Where it differs from a deployed function: the processor forwards every request header under fasthttp's
 canonical names (Host, User-Agent, Accept, ...), the harness only Content-Type, Content-Length and the
 test's own (main.py reads none of the others); there is no socket framing, no batching, no
-``X-Nuclio-Logs`` header and no event timeout (tools.server.pool implements the timeout). The encoding code is the local
-server's (:mod:`tools.server.events`), so both are tested by the same requests.
+``X-Nuclio-Logs`` header and no event timeout (tools.server.pool implements the timeout). The encoding
+code is the local server's (:mod:`tools.server.events`), so both are tested by the same requests.
 
 :class:`bench.server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
 checks an answer the way CVAT would.

@@ -117,7 +117,9 @@ def test_pose_stage_end_to_end_matches_the_official(
     np.testing.assert_allclose(
         np.stack([p.keypoint_scores for p in poses]), golden[f"{run}_merged_scores"], atol=SCORE_ATOL
     )
-    np.testing.assert_allclose([p.score for p in poses], golden[f"{run}_proposal_scores"], atol=3 * SCORE_ATOL)
+    np.testing.assert_allclose(
+        [p.score for p in poses], golden[f"{run}_proposal_scores"], atol=3 * SCORE_ATOL
+    )
     everywhere = decided(golden, run).all(axis=0)  # joints decided in every box: merged ones agree too
     assert everywhere.sum() >= 12
     np.testing.assert_allclose(

@@ -52,7 +52,10 @@ def input_pixels() -> np.ndarray:
     """(2, 256, 192, 3) uint8 RGB network inputs cut from the photo."""
     image = cv2.cvtColor(cv2.imread(str(DATA / "street.jpg")), cv2.COLOR_BGR2RGB)
     return np.stack(
-        [cv2.resize(image[y1:y2, x1:x2], (192, 256), interpolation=cv2.INTER_AREA) for x1, y1, x2, y2 in REGIONS]
+        [
+            cv2.resize(image[y1:y2, x1:x2], (192, 256), interpolation=cv2.INTER_AREA)
+            for x1, y1, x2, y2 in REGIONS
+        ]
     )
 
 
@@ -126,4 +129,3 @@ def run_official_part(official: Path, work: Path) -> None:
         lines = [f"{key}\t{tuple(value.shape)}\t{value.dtype}" for key, value in model.state_dict().items()]
         (work / key_file).write_text("\n".join(lines) + "\n")
     np.savez_compressed(work / FIXTURE, **arrays)
-

@@ -1,19 +1,19 @@
 """Golden fixtures of the pose stage: official crops, decoding and pose NMS, on the photo and on made cases.
 
-Photo (pose_stage.npz): street.jpg with the fixed ``BOXES`` (fractional corners, overlapping boxes on
-two persons, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded checkpoint
-(``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run them:
+Photo (pose_stage.npz): street.jpg with the fixed ``BOXES`` (fractional corners, overlapping boxes on two
+persons, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded
+checkpoint (``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run them:
 ``SimpleTransform.test_transform`` on the RGB image per box, the network, ``heatmap_to_coord_simple`` on
-each crop box, ``pose_nms``. The flip run averages in ``flip_heatmap(model(flip(crops)), shift=True)``
-with the shift taken from a copy: the official line shifts in place between overlapping views, which
-current PyTorch computes inconsistently (tests/golden/README.md). Arrays (N boxes, K = 17):
-``boxes`` (N, 4), ``box_scores`` (N,), ``crop_pixels`` (N, 256, 192, 3) uint8 (the official normalised
-crops are exactly ``pixels / 255 - mean``: checked here), ``crop_boxes`` (N, 4); per run ``<run>`` in
-``plain``/``flip``: ``<run>_keypoints`` (N, K, 2) and ``<run>_scores`` (N, K) before NMS,
-``<run>_peak_gap`` and ``<run>_offset_gap`` (N, K): how far the heatmap maximum is from the runner-up and
-the quarter-offset differences from zero (a joint whose gaps are within float noise of zero may
-legitimately decode differently), and the NMS output ``<run>_picks``, ``<run>_merged_keypoints``,
-``<run>_merged_scores``, ``<run>_proposal_scores``.
+each crop box, ``pose_nms``. The flip run averages in ``flip_heatmap(model(flip(crops)), shift=True)`` with
+the shift taken from a copy: the official line shifts in place between overlapping views, which current
+PyTorch computes inconsistently (tests/golden/README.md). Arrays (N boxes, K = 17): ``boxes`` (N, 4),
+``box_scores`` (N,), ``crop_pixels`` (N, 256, 192, 3) uint8 (the official normalised crops are exactly
+``pixels / 255 - mean``: checked here), ``crop_boxes`` (N, 4); per run ``<run>`` in ``plain``/``flip``:
+``<run>_keypoints`` (N, K, 2) and ``<run>_scores`` (N, K) before NMS, ``<run>_peak_gap`` and
+``<run>_offset_gap`` (N, K): how far the heatmap maximum is from the runner-up and the quarter-offset
+differences from zero (a joint whose gaps are within float noise of zero may legitimately decode
+differently), and the NMS output ``<run>_picks``, ``<run>_merged_keypoints``, ``<run>_merged_scores``,
+``<run>_proposal_scores``.
 
 Made cases (pose_nms.json): small sets of poses for which each pose-NMS constant decides an outcome (see
 ``nms_cases``), with the official ``pose_nms`` output for each. The generator re-runs every case with each
@@ -128,11 +128,19 @@ def nms_cases() -> dict[str, dict[str, list]]:
     # 13 * (... + 1.7 exp(-0.886 / 2.65)) = 22.0 just below, with no matching keypoint (0.886 and 1 px
     # are beyond ref_dist 0.5 but within the 1 px of the score term): gamma, mu, delta1, delta2 decide.
     cases = {
-        "similarity_above_gamma": case([base, _pose(dict.fromkeys(range(14), (0.0, 1.0)))], [high, lower], 5.0),
-        "similarity_below_gamma": case([base, _pose(dict.fromkeys(range(13), (0.0, 0.886)))], [high, lower], 5.0),
+        "similarity_above_gamma": case(
+            [base, _pose(dict.fromkeys(range(14), (0.0, 1.0)))], [high, lower], 5.0
+        ),
+        "similarity_below_gamma": case(
+            [base, _pose(dict.fromkeys(range(13), (0.0, 0.886)))], [high, lower], 5.0
+        ),
         # exactly 5 / 4 keypoints within min(ref_dist, 7) = 7 px (box 100: ref_dist 10): matchThreds, cap 7
-        "five_matching_keypoints": case([base, _pose(dict.fromkeys(range(5), (6.5, 0.0)))], [high, lower], 100.0),
-        "four_matching_keypoints": case([base, _pose(dict.fromkeys(range(4), (6.5, 0.0)))], [high, lower], 100.0),
+        "five_matching_keypoints": case(
+            [base, _pose(dict.fromkeys(range(5), (6.5, 0.0)))], [high, lower], 100.0
+        ),
+        "four_matching_keypoints": case(
+            [base, _pose(dict.fromkeys(range(4), (6.5, 0.0)))], [high, lower], 100.0
+        ),
         "beyond_match_cap": case([base, _pose(dict.fromkeys(range(5), (7.5, 0.0)))], [high, lower], 100.0),
         # ref_dist 5 (box 50): 5 keypoints at 4.8 px match, at 5.2 px they do not: alpha
         "alpha_inside": case([base, _pose(dict.fromkeys(range(5), (4.8, 0.0)))], [high, lower], 50.0),
@@ -140,8 +148,13 @@ def nms_cases() -> dict[str, dict[str, list]]:
         # a merged cluster (6 keypoints 2 px away) whose other keypoints lie 14.5 px (inside min(ref, 15),
         # ref 30) or 15.5 px (outside) from the pick: the merge cap decides which enter the average
         "merge_radius": case(
-            [base, _pose({**dict.fromkeys(range(6), (2.0, 0.0)), **dict.fromkeys(range(6, 11), (14.5, 0.0))},
-                         rest=(15.5, 0.0))],
+            [
+                base,
+                _pose(
+                    {**dict.fromkeys(range(6), (2.0, 0.0)), **dict.fromkeys(range(6, 11), (14.5, 0.0))},
+                    rest=(15.5, 0.0),
+                ),
+            ],
             [high, lower],
             300.0,
         ),
@@ -172,13 +185,13 @@ def run_official_part(official: Path, work: Path) -> None:
 
 
 def record_photo(official: Path, work: Path) -> None:
-    import cv2
     from types import SimpleNamespace
+
+    import cv2
 
     from alphapose.utils.pPose_nms import pose_nms
     from alphapose.utils.presets import SimpleTransform
     from alphapose.utils.transforms import flip, flip_heatmap, heatmap_to_coord_simple
-
     from tests.golden.gen_pose_nets import official_pose_model
 
     model = official_pose_model(official, PRESET, work / "pose.pth")
@@ -222,9 +235,14 @@ def record_photo(official: Path, work: Path) -> None:
         _, res_scores, _, res_preds, res_pose_scores, picks = result
         arrays[f"{run}_picks"] = np.array(picks, dtype=np.int64)
         arrays[f"{run}_merged_keypoints"] = np.stack([p.numpy() for p in res_preds]).astype(np.float32)
-        arrays[f"{run}_merged_scores"] = np.stack([s[:, 0].numpy() for s in res_pose_scores]).astype(np.float32)
+        arrays[f"{run}_merged_scores"] = np.stack([s[:, 0].numpy() for s in res_pose_scores]).astype(
+            np.float32
+        )
         arrays[f"{run}_proposal_scores"] = np.array(  # DataWriter.update's proposal_score
-            [float(torch.mean(s) + b + 1.25 * max(s)) for s, b in zip(res_pose_scores, res_scores, strict=True)],
+            [
+                float(torch.mean(s) + b + 1.25 * max(s))
+                for s, b in zip(res_pose_scores, res_scores, strict=True)
+            ],
             dtype=np.float32,
         )
     np.savez_compressed(work / FIXTURE, **arrays)
@@ -291,11 +309,14 @@ def record_nms_cases(work: Path) -> None:
         for value in values:
             namespace = dict(vars(pPose_nms))
             edited = source.replace(f"min(ref_dist, {literal})", f"min(ref_dist, {value})")
-            exec(edited, namespace)  # noqa: S102 - the official function with one literal changed
+            exec(edited, namespace)
             setattr(pPose_nms, function_name, namespace[function_name])
             names = changed()
             assert names, f"no case depends on the cap {literal} in {function_name} (tried {value})"
             pinned[f"{function_name} cap {literal} -> {value}"] = names
         setattr(pPose_nms, function_name, original)
-    payload = {"cases": {name: {**cases[name], "official": results[name]} for name in cases}, "pinned": pinned}
+    payload = {
+        "cases": {name: {**cases[name], "official": results[name]} for name in cases},
+        "pinned": pinned,
+    }
     (work / NMS_FIXTURE).write_text(json.dumps(payload, indent=1) + "\n")

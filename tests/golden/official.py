@@ -58,7 +58,9 @@ def setup(official: Path) -> None:
     try:
         importlib.import_module("easydict")
     except ImportError:
-        raise SystemExit("the official code needs easydict: pip install --target DIR easydict; --deps DIR") from None
+        raise SystemExit(
+            "the official code needs easydict: pip install --target DIR easydict; --deps DIR"
+        ) from None
     for name in [m for m in sys.modules if m == "alphapose" or m.startswith("alphapose.")]:
         del sys.modules[name]  # ours, if anything imported it: the official package takes its place
     sys.path.insert(0, str(official))
@@ -88,8 +90,8 @@ def setup(official: Path) -> None:
     deform.deform_conv = deform_conv_cpu
 
 
-def _without_pretrained(builder):  # noqa: ANN001, ANN202 - wraps torchvision's builders as they are
-    def build(pretrained: bool = False, **kwargs):  # noqa: ANN003, ANN202, ARG001
+def _without_pretrained(builder):
+    def build(pretrained: bool = False, **kwargs):
         return builder(weights=None, **kwargs)
 
     return build
@@ -131,7 +133,7 @@ def deform_conv_cpu(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     deformable_groups: int = 1,
-    im2col_step: int = 64,  # noqa: ARG001 - a batching detail of the CUDA op, no effect on values
+    im2col_step: int = 64,
 ) -> torch.Tensor:
     """The official DCN v1 forward, written from alphapose/models/layers/dcn/src/deform_conv_cuda_kernel.cu.
 

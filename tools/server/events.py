@@ -102,7 +102,9 @@ def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Conte
     try:
         output = entrypoint(context, decode_event(message))
         return encoder.encode(nuclio_sdk.Response.from_entrypoint_output(encoder.encode, output))
-    except BaseException as exc:  # as the wrapper's serve_requests loop: SystemExit and the like answer 500 too
+    except (
+        BaseException
+    ) as exc:  # as the wrapper's serve_requests loop: SystemExit and the like answer 500 too
         formatted = traceback.format_exc()
         context.logger.error_with("Exception caught in handler", exc=str(exc), traceback=formatted)
         return encoder.encode(
@@ -132,9 +134,7 @@ def decode_result(line: str) -> HandlerResult:
     else:
         raise ValueError(f"unknown body_encoding {encoding!r} in the runtime response")
     headers = {
-        str(key): str(value)
-        for key, value in (result.get("headers") or {}).items()
-        if isinstance(value, str)
+        str(key): str(value) for key, value in (result.get("headers") or {}).items() if isinstance(value, str)
     }
     return HandlerResult(int(result["status_code"]), result.get("content_type") or "", headers, body)
 
