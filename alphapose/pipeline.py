@@ -74,6 +74,10 @@ class PosePipeline:
         self.device = device
         self.flip = flip
         self.max_batch = max_batch
+        # The GPU's paths, chosen by the device. Tests switch them on for the CPU to run that code there
+        # (batched crops on the CPU, bf16 autocast as the CPU's stand-in for fp16).
+        self.batched_crops = device.type != "cpu"
+        self.autocast_dtype: torch.dtype | None = torch.float16 if device.type == "cuda" else None
 
     @property
     def skeleton(self) -> Skeleton:
@@ -151,7 +155,7 @@ class PosePipeline:
         On a GPU the image is uploaded once and warped there in one batched operation; on the CPU
         OpenCV's per-box warp is the faster way to the same pixels.
         """
-        if self.device.type == "cpu":
+        if not self.batched_crops:
             return crop_persons(image, boxes_xyxy, self.preset.input_size)
         pixels = torch.from_numpy(np.require(image, requirements=("C", "W"))).to(self.device)
         return crop_persons_batched(pixels, boxes_xyxy, self.preset.input_size)
@@ -180,8 +184,9 @@ class PosePipeline:
 
     @contextmanager
     def _precision(self) -> Iterator[None]:
-        """fp16 autocast on CUDA; plain fp32 elsewhere."""
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+        """fp16 autocast on CUDA; plain fp32 elsewhere (unless ``autocast_dtype`` says otherwise)."""
+        dtype = self.autocast_dtype
+        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
             yield
 
     @staticmethod
