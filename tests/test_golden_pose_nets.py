@@ -45,7 +45,14 @@ def test_the_inputs_are_normalised_as_the_official_transform(golden: dict[str, n
     np.testing.assert_array_equal(batch[0, :, 100, 50], expected)
 
 
-@pytest.mark.parametrize("preset", list(PRESET_CONFIGS))
+# The default preset runs in every test run; the others build a network each (seconds): slow cases.
+PRESETS = [
+    pytest.param(name, marks=() if name == "fastpose_res50_coco" else pytest.mark.slow)
+    for name in PRESET_CONFIGS
+]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("fold", [False, True], ids=["plain", "folded"])
 def test_heatmaps_match_the_official_network(
     preset: str, fold: bool, golden: dict[str, np.ndarray], checkpoints: Path

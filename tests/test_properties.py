@@ -33,7 +33,9 @@ DETAIL_LIMIT = 500  # characters
 INPUT_SIZE = (256, 192)  # the pose networks' crop (height, width)
 HEATMAP_SIZE = (64, 48)
 CHEAP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-EXPENSIVE = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The end-to-end property runs the pose network on every example: 40 of them cover one and two boxes,
+# boxes inside, across and outside the image, and tiny to large images (it is a slow case).
+END_TO_END = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the request parser ------------------------------------------------------------------------------
@@ -323,7 +325,8 @@ def pipeline(weights_dir: Path) -> PosePipeline:
     return PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160)
 
 
-@EXPENSIVE
+@pytest.mark.slow
+@END_TO_END
 @given(images_with_boxes(max_side=160, max_boxes=2), st.integers(0, 2**32 - 1))
 def test_the_pose_stage_keeps_every_person_in_its_crop_box(
     pipeline: PosePipeline, case: tuple[int, int, np.ndarray], seed: int
