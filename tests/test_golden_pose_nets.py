@@ -18,11 +18,11 @@ from alphapose.transforms import normalize_crop
 from tests.golden import seeded
 from tests.golden.gen_pose_nets import FIXTURE, PRESET_CONFIGS
 
-# Measured against the official networks: up to 2.7e-5 for the ResNet presets (heatmaps within [-0.4, 1.4])
-# in plain and folded form, 5.5e-5 for DCN (heatmaps within [-5.3, 6.2]; its sampling positions depend on
-# the features, so rounding differences grow a little through stages 2-4). 1e-4 / 5e-4 leave a margin for
-# other CPUs' kernels and still fail on any change of layout, normalisation or head (>1e-2).
-TOLERANCE = {"fastpose_dcn_res50_coco": 5e-4}
+# Measured against the official networks: up to 3.3e-5 for the ResNet presets (heatmaps within [-3.8, 4.8])
+# in plain and folded form, 1.8e-4 for DCN (heatmaps within [-13.1, 14.3]; its sampling positions depend on
+# the features, so rounding differences grow through stages 2-4). 1e-4 / 1e-3 leave a margin for other
+# CPUs' kernels and still fail on any change of layout, normalisation or head (>1e-2).
+TOLERANCE = {"fastpose_dcn_res50_coco": 1e-3}
 DEFAULT_TOLERANCE = 1e-4
 
 

@@ -1,9 +1,9 @@
 """The pose stage and pose NMS against outputs recorded from the official code (tests/golden).
 
-pose_stage.npz: official crops, decoded keypoints and pose NMS on street.jpg with fixed boxes, with and
-without flip (tests/golden/gen_pose_stage.py). pose_nms.json: made pose sets on which each pose-NMS
-constant decides an outcome, with the official results; its "pinned" table names the case(s) that change
-when each constant changes.
+pose_stage.npz: official crops, decoded keypoints and pose NMS on tests/data/astronaut.jpg with fixed
+boxes, with and without flip (tests/golden/gen_pose_stage.py). pose_nms.json: made pose sets on which each
+pose-NMS constant decides an outcome, with the official results; its "pinned" table names the case(s) that
+change when each constant changes.
 """
 
 from __future__ import annotations

@@ -19,16 +19,16 @@ from alphapose.detection.yolov3 import letterbox, network_input, select_persons
 from tests.golden import seeded
 from tests.golden.gen_yolov3 import CONFIDENCE, DETECT_SIZE, FIXTURE, NMS_THRESHOLD, PHOTO, RAW_SIZE
 
-# Tolerances (absolute, plus relative for box sizes that reach ~1700 px with these weights). The same
-# float32 network as the official one: equal to rounding (recorded: identical on the recording CPU);
-# another CPU's kernels round differently, hence 1e-4 relative. The production form (batch norms folded
-# into the convolutions, channels-last) rounds differently by design: measured up to 1e-6 relative on
-# boxes and 1.2e-5 on probabilities, hence 1e-4 and 5e-5. Image-pixel boxes: the same, divided by the
-# letterbox scale (0.475), under 1/100 px.
+# Tolerances. The plain network computes what the official one computes, up to rounding (recorded: equal
+# to 4e-9 on the recording CPU); another CPU's kernels round differently, hence 1e-4 relative. The
+# production form (batch norms folded into the convolutions, channels-last) rounds differently by design:
+# measured 7.6e-5 relative on box rows (boxes up to 1656 px here) and 2.8e-5 on probabilities, hence 5e-4
+# and 1e-4. Image-pixel boxes after the letterbox mapping: measured 8.4e-3 px, tolerance 1e-4 relative
+# plus 2e-2 px. Any real change (letterbox, decoding, NMS, mapping) moves boxes by pixels.
 PLAIN = {"rtol": 1e-4, "xywh_atol": 1e-4, "probability_atol": 1e-5}
-FOLDED = {"rtol": 1e-4, "xywh_atol": 5e-3, "probability_atol": 5e-5}
-BOX_ATOL = 1e-2
-SCORE_ATOL = 5e-5
+FOLDED = {"rtol": 5e-4, "xywh_atol": 5e-3, "probability_atol": 1e-4}
+BOX_RTOL, BOX_ATOL = 1e-4, 2e-2
+SCORE_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -91,5 +91,5 @@ def test_detection_path_matches_the_official_detector(
     boxes = placement.to_image(boxes)
     assert len(golden["boxes"]) < len(rows), "the fixture should exercise NMS suppression"
     assert boxes.shape == golden["boxes"].shape  # same persons kept, in the official order
-    np.testing.assert_allclose(boxes.numpy(), golden["boxes"], rtol=0, atol=BOX_ATOL)
+    np.testing.assert_allclose(boxes.numpy(), golden["boxes"], rtol=BOX_RTOL, atol=BOX_ATOL)
     np.testing.assert_allclose(scores.numpy(), golden["scores"], rtol=0, atol=SCORE_ATOL)

@@ -6,11 +6,11 @@ preset's official config. The DCN preset runs the official model with the CPU de
 tests/golden/official.py (written from the official CUDA kernel; this module also checks it against
 ``torchvision.ops.deform_conv2d`` on offsets that reach outside the map).
 
-pose_nets.npz holds ``pixels`` (2, 256, 192, 3) uint8 RGB: two person regions of street.jpg resized to the
-input size, and per preset ``<preset>`` (2, K, 64, 48) float32: the official network's heatmaps for those
-pixels normalised as the official ``test_transform`` does (``im_to_torch``, then R, G, B minus 0.406,
-0.457, 0.480). keys/<file>: the official models' state_dict keys, shapes and dtypes (the layouts our
-checkpoints must match), one ``key<TAB>(shape)<TAB>dtype`` line per tensor.
+pose_nets.npz holds ``pixels`` (2, 256, 192, 3) uint8 RGB: two regions of tests/data/astronaut.jpg resized
+to the input size, and per preset ``<preset>`` (2, K, 64, 48) float32: the official network's heatmaps for
+those pixels normalised as the official ``test_transform`` does (``im_to_torch``, then R, G, B minus
+0.406, 0.457, 0.480). keys/<file>: the official models' state_dict keys, shapes and dtypes (the layouts
+our checkpoints must match), one ``key<TAB>(shape)<TAB>dtype`` line per tensor.
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ PRESET_CONFIGS = {
         "256x192_res50_lr1e-3_2x-dcn_coco_keys.txt",
     ),
 }
-# Two person regions of street.jpg (x1, y1, x2, y2), resized to the 192 x 256 input.
-REGIONS = ((410, 230, 560, 680), (1000, 230, 1170, 690))
+PHOTO = Path(__file__).parents[1] / "data" / "astronaut.jpg"
+# Two regions of the photo (x1, y1, x2, y2), resized to the 192 x 256 input: the person, the helmet.
+REGIONS = ((60, 10, 380, 512), (270, 300, 512, 512))
 MEANS = (0.406, 0.457, 0.480)
 
 
 def input_pixels() -> np.ndarray:
     """(2, 256, 192, 3) uint8 RGB network inputs cut from the photo."""
-    image = cv2.cvtColor(cv2.imread(str(DATA / "street.jpg")), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
     return np.stack(
         [
             cv2.resize(image[y1:y2, x1:x2], (192, 256), interpolation=cv2.INTER_AREA)

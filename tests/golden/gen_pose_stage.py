@@ -1,7 +1,7 @@
 """Golden fixtures of the pose stage: official crops, decoding and pose NMS, on the photo and on made cases.
 
-Photo (pose_stage.npz): street.jpg with the fixed ``BOXES`` (fractional corners, overlapping boxes on two
-persons, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded
+Photo (pose_stage.npz): tests/data/astronaut.jpg with the fixed ``BOXES`` (fractional corners, overlapping
+boxes, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded
 checkpoint (``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run them:
 ``SimpleTransform.test_transform`` on the RGB image per box, the network, ``heatmap_to_coord_simple`` on
 each crop box, ``pose_nms``. The flip run averages in ``flip_heatmap(model(flip(crops)), shift=True)`` with
@@ -34,7 +34,7 @@ import torch
 from tests.golden.official import run_official
 
 DATA = Path(__file__).parent / "data"
-PHOTO = DATA / "street.jpg"
+PHOTO = Path(__file__).parents[1] / "data" / "astronaut.jpg"
 FIXTURE = "pose_stage.npz"
 NMS_FIXTURE = "pose_nms.json"
 PRESET = "fastpose_res50_coco"
@@ -42,17 +42,17 @@ CONFIG = "configs/coco/resnet/256x192_res50_lr1e-3_1x.yaml"
 COCO_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 BOXES = np.array(
     [
-        [410.37, 230.61, 550.12, 680.0],  # woman with the white hat
-        [560.5, 190.25, 750.75, 690.5],  # man in the centre
-        [540.9, 180.3, 640.2, 620.7],  # the man behind him
-        [1000.1, 230.3, 1170.6, 690.2],  # woman in the green coat
-        [180.44, 230.9, 250.3, 430.6],  # man by the bus
-        [800.2, 240.1, 870.7, 430.3],  # woman in beige
-        [566.3, 197.7, 744.9, 681.2],  # a duplicate of the man in the centre
-        [405.5, 236.25, 557.75, 672.5],  # a duplicate of the woman with the hat
-        [1150.3, 300.2, 1300.7, 760.9],  # reaching past the right and bottom edges
-        [561.1, 190.9, 751.2, 690.1],  # near-copies of the man in the centre and the woman with the hat:
-        [410.9, 231.0, 550.5, 679.4],  # their poses match the originals' and pose NMS merges them
+        [20.37, 10.61, 370.12, 511.0],  # the person
+        [140.5, 12.25, 310.75, 200.5],  # her head
+        [100.9, 130.3, 320.2, 420.7],  # her upper body
+        [275.1, 338.3, 505.6, 512.0],  # the helmet
+        [355.44, 2.9, 468.3, 282.6],  # the model shuttle
+        [0.2, 0.1, 95.7, 400.3],  # the flag
+        [30.3, 20.7, 360.9, 500.2],  # overlapping the person
+        [135.5, 20.25, 317.75, 210.5],  # overlapping the head
+        [400.3, 300.2, 560.7, 620.9],  # reaching past the right and bottom edges
+        [20.42, 10.66, 370.17, 510.95],  # near-copies (0.05 px) of the person and the head: their
+        [140.55, 12.3, 310.8, 200.45],  # poses match the originals' and pose NMS merges them
     ],
     dtype=np.float32,
 )

@@ -1,7 +1,7 @@
 """Golden fixtures of YOLOv3-SPP: the official Darknet port and YOLODetector on seeded weights.
 
 Weights: :func:`tests.golden.seeded.multi_person_detector` (seed ``DETECTOR_SEED``) in the darknet
-``.weights`` format, read by the official ``Darknet.load_weights``. Photo: ``street.jpg`` (README).
+``.weights`` format, read by the official ``Darknet.load_weights``. Photo: tests/data/astronaut.jpg.
 
 yolov3.npz holds
 * ``letterbox_160`` (160, 160, 3) uint8 RGB: the official ``prep_frame`` network input at 160 (times 255;
@@ -32,7 +32,7 @@ import torchvision
 from tests.golden.official import run_official
 
 DATA = Path(__file__).parent / "data"
-PHOTO = DATA / "street.jpg"
+PHOTO = Path(__file__).parents[1] / "data" / "astronaut.jpg"
 FIXTURE = "yolov3.npz"
 KEYS_FILE = "darknet_keys.txt"
 RAW_SIZE = 160

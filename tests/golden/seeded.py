@@ -26,11 +26,11 @@ POSE_SEED = 11
 # implementations agree. Offsets a tenth as large keep the sampling deformable (fractional, varied) and
 # the network stable.
 DCN_OFFSET_SCALE = 0.1
-DETECTOR_SEED = 14
+DETECTOR_SEED = 12
 # Output convolutions: weight scale (of fan-in uniform), objectness bias, box-size bias (log of the anchor
-# multiple): chosen so that a street photo at 608 gives a few person boxes of person-like sizes.
+# multiple): chosen so that the test photo at 608 gives a few dozen candidate boxes, some overlapping.
 HEAD_WEIGHT_SCALE = 2.0
-OBJECTNESS_BIAS = -6.5
+OBJECTNESS_BIAS = -5.5
 SIZE_BIAS = 1.5
 SIZE_WEIGHT_SCALE = 0.3
 CLASS_WEIGHT_SCALE = 0.2
