@@ -20,7 +20,7 @@ from alphapose.build import load_pose_model
 from alphapose.pipeline import PosePipeline
 from alphapose.pose_nms import pose_nms
 from alphapose.presets import get_preset
-from alphapose.transforms import crop_persons, decode_heatmaps
+from alphapose.transforms import box_to_center_scale, center_scale_to_box, crop_persons, decode_heatmaps
 from tests.golden import seeded
 from tests.golden.gen_pose_stage import FIXTURE, NMS_FIXTURE, PHOTO, PRESET
 
@@ -68,6 +68,13 @@ def test_crops_and_crop_boxes_are_the_official_ones(photo: np.ndarray, golden: d
     np.testing.assert_array_equal(crop_boxes, golden["crop_boxes"])  # bit for bit: the float32 rounding
     expected = golden["crop_pixels"].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
     np.testing.assert_array_equal(batch.numpy(), expected - OFFICIAL_MEANS[:, None, None])
+
+
+def test_crop_box_rounding_is_the_official_one_on_many_boxes(golden: dict[str, np.ndarray]) -> None:
+    """300 random boxes through the official test_transform: every crop box bit for bit (the far edge is
+    the top-left corner plus the size, which differs from centre plus half in the last bit for many)."""
+    center, scale = box_to_center_scale(golden["geometry_boxes"], aspect_ratio=192 / 256)
+    np.testing.assert_array_equal(center_scale_to_box(center, scale), golden["geometry_crop_boxes"])
 
 
 def decided(golden: dict[str, np.ndarray], run: str) -> np.ndarray:

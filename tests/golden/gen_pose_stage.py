@@ -2,18 +2,20 @@
 
 Photo (pose_stage.npz): tests/data/astronaut.jpg with the fixed ``BOXES`` (fractional corners, overlapping
 boxes, near-copies that pose NMS merges, one box reaching past the image), COCO FastPose with the seeded
-checkpoint (``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run them:
-``SimpleTransform.test_transform`` on the RGB image per box, the network, ``heatmap_to_coord_simple`` on
-each crop box, ``pose_nms``. The flip run averages in ``flip_heatmap(model(flip(crops)), shift=True)`` with
-the shift taken from a copy: the official line shifts in place between overlapping views, which current
-PyTorch computes inconsistently (tests/golden/README.md). Arrays (N boxes, K = 17): ``boxes`` (N, 4),
-``box_scores`` (N,), ``crop_pixels`` (N, 256, 192, 3) uint8 (the official normalised crops are exactly
-``pixels / 255 - mean``: checked here), ``crop_boxes`` (N, 4); per run ``<run>`` in ``plain``/``flip``:
-``<run>_keypoints`` (N, K, 2) and ``<run>_scores`` (N, K) before NMS, ``<run>_peak_gap`` and
-``<run>_offset_gap`` (N, K): how far the heatmap maximum is from the runner-up and the quarter-offset
-differences from zero (a joint whose gaps are within float noise of zero may legitimately decode
-differently), and the NMS output ``<run>_picks``, ``<run>_merged_keypoints``, ``<run>_merged_scores``,
-``<run>_proposal_scores``.
+checkpoint (``POSE_SEED``), run the way scripts/demo_inference.py and DetectionLoader / DataWriter run
+them: ``SimpleTransform.test_transform`` on the RGB image per box, the network,
+``heatmap_to_coord_simple`` on each crop box, ``pose_nms``. The flip run averages in
+``flip_heatmap(model(flip(crops)), shift=True)`` with the shift taken from a copy: the official line
+shifts in place between overlapping views, which current PyTorch computes inconsistently
+(tests/golden/README.md). Arrays (N boxes, K = 17): ``boxes`` (N, 4), ``box_scores`` (N,),
+``geometry_boxes`` (300, 4) seeded random boxes and their ``geometry_crop_boxes`` from ``test_transform``
+(crop-box rounding on many boxes), ``crop_pixels`` (N, 256, 192, 3) uint8 (the official normalised crops
+are exactly ``pixels / 255 - mean``: checked here), ``crop_boxes`` (N, 4); per run ``<run>`` in
+``plain``/``flip``: ``<run>_keypoints`` (N, K, 2) and ``<run>_scores`` (N, K) before NMS,
+``<run>_peak_gap`` and ``<run>_offset_gap`` (N, K): how far the heatmap maximum is from the runner-up and
+the quarter-offset differences from zero (a joint whose gaps are within float noise of zero may
+legitimately decode differently), and the NMS output ``<run>_picks``, ``<run>_merged_keypoints``,
+``<run>_merged_scores``, ``<run>_proposal_scores``.
 
 Made cases (pose_nms.json): small sets of poses for which each pose-NMS constant decides an outcome (see
 ``nms_cases``), with the official ``pose_nms`` output for each. The generator re-runs every case with each
@@ -58,6 +60,7 @@ BOXES = np.array(
 )
 BOX_SCORES = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.4], dtype=np.float32)
 MEANS = (0.406, 0.457, 0.480)
+GEOMETRY_SEED, GEOMETRY_BOXES = 5, 300
 # Official pPose_nms constants and changed values that must change some recorded outcome.
 SENSITIVITY = {
     "gamma": (21.8, 23.2, 35.0),
@@ -205,6 +208,12 @@ def record_photo(official: Path, work: Path) -> None:
     for i, box in enumerate(boxes):  # DetectionLoader.image_postprocess
         crops[i], crop_box = transform.test_transform(image, box)
         crop_boxes[i] = torch.FloatTensor(crop_box)
+    # Crop-box geometry alone on many boxes: float32 rounding cases the photo's boxes may not hit.
+    geometry = np.random.default_rng(GEOMETRY_SEED).uniform(0, 1000, (GEOMETRY_BOXES, 2)).astype(np.float32)
+    sizes = np.random.default_rng(GEOMETRY_SEED + 1).uniform(1, 600, (GEOMETRY_BOXES, 2)).astype(np.float32)
+    geometry = np.concatenate([geometry, geometry + sizes], axis=1)
+    tiny = np.zeros((4, 4, 3), dtype=np.uint8)
+    geometry_crop_boxes = [transform.test_transform(tiny, box)[1] for box in torch.from_numpy(geometry)]
     means = torch.tensor(MEANS)[:, None, None]
     pixels = ((crops + means) * 255).round().clamp(0, 255).to(torch.uint8)
     assert torch.equal(pixels.float() / 255 - means, crops), "crops are not pixels / 255 - mean"
@@ -213,6 +222,8 @@ def record_photo(official: Path, work: Path) -> None:
         "box_scores": BOX_SCORES,
         "crop_pixels": pixels.permute(0, 2, 3, 1).numpy(),
         "crop_boxes": crop_boxes.numpy(),
+        "geometry_boxes": geometry,
+        "geometry_crop_boxes": torch.FloatTensor(geometry_crop_boxes).numpy(),
     }
     heatmaps = model(crops)
     flipped = flip_heatmap(model(flip(crops)), COCO_PAIRS, shift=False)
