@@ -50,7 +50,7 @@ check_buildx = @$(DOCKER) buildx version >/dev/null 2>&1 || { echo "error: Docke
 NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test lint weights yaml base-image stage deploy-local deploy-kube bench clean
+.PHONY: help setup serve test test-slow lint weights yaml base-image stage deploy-local deploy-kube bench clean
 
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -68,8 +68,11 @@ serve: $(STAMP) weights ## Set up, fetch missing weights, start the local server
 	ALPHAPOSE_WEIGHTS_DIR=$(WEIGHTS_DIR) ALPHAPOSE_PRESET=$(PRESET) ALPHAPOSE_DETECTOR=$(DETECTOR) \
 		$(PY) -m tools serve $(SERVE_ARGS)
 
-test: $(STAMP) ## Run the whole test suite (no network, no GPU, no weights needed)
+test: $(STAMP) ## Run the test suite except the slow cases (no network, no GPU, no weights needed)
 	$(PY) -m pytest -q
+
+test-slow: $(STAMP) ## Run the slow end-to-end and golden cases (pytest -m slow; CI runs them after make test)
+	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
 	$(PY) -m ruff check .

@@ -79,6 +79,8 @@ class PosePipeline:
         self.flip = flip
         self.max_batch = max_batch
         self.precision = precision or resolve_precision("auto", device)
+        # The GPU's crop path, chosen by the device; tests switch it on for the CPU to run that code there.
+        self.batched_crops = device.type != "cpu"
 
     @property
     def skeleton(self) -> Skeleton:
@@ -169,7 +171,7 @@ class PosePipeline:
         On a GPU the image is uploaded once and warped there in one batched operation; on the CPU
         OpenCV's per-box warp is the faster way to the same pixels.
         """
-        if self.device.type == "cpu":
+        if not self.batched_crops:
             return crop_persons(image, boxes_xyxy, self.preset.input_size)
         pixels = torch.from_numpy(np.require(image, requirements=("C", "W"))).to(self.device)
         return crop_persons_batched(pixels, boxes_xyxy, self.preset.input_size)

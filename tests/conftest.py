@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Nothing of hypothesis in the working tree: no example database, and its other files (a cache of
+# constants) under the temporary directory instead of ./.hypothesis. In CI (the CI variable set) the
+# examples are derandomized, so a run is reproducible from the commit alone.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "alphapose-tests-hypothesis")
+settings.register_profile("local", database=None)
+settings.register_profile("ci", database=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 TEST_PRESETS = ("fastpose_res50_coco", "fastpose_res50_halpe26")
 TEST_DETECTORS = ("yolov3-spp", "yolox-s")

@@ -4,9 +4,15 @@ Each request is msgpack-encoded as the Go processor encodes it, decoded by
 ``nuclio_sdk.Event.deserialize`` (so ``event.body`` is a dict only for exactly
 ``application/json``), handled with a real ``nuclio_sdk.Context`` whose real logger writes JSON
 records into a buffer the test can read, and the output goes through
-``nuclio_sdk.Response.from_entrypoint_output`` and the processor's response decoding. An exception
-escaping the handler becomes the runtime's 500 ``text/plain`` answer. The encoding code is the local
-server's (:mod:`tools.server.events`), so both are tested by the same requests.
+``nuclio_sdk.Response.from_entrypoint_output`` and the processor's response decoding (only string header
+values reach the client). Any exception escaping the handler, ``SystemExit`` included (the wrapper
+catches ``BaseException``), becomes the runtime's 500 ``text/plain`` answer.
+
+Where it differs from a deployed function: the processor forwards every request header under fasthttp's
+canonical names (Host, User-Agent, Accept, ...), the harness only Content-Type, Content-Length and the
+test's own (main.py reads none of the others); there is no socket framing, no batching, no
+``X-Nuclio-Logs`` header and no event timeout (tools.server.pool implements the timeout). The encoding
+code is the local server's (:mod:`tools.server.events`), so both are tested by the same requests.
 
 :class:`bench.server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
 checks an answer the way CVAT would.
@@ -62,7 +68,7 @@ class NuclioFunction:
     ) -> HandlerResult:
         """Send raw body bytes with a given Content-Type, as an HTTP client would."""
         raw = body.encode("utf-8") if isinstance(body, str) else body
-        headers = {"Content-Type": content_type, **(headers or {})}
+        headers = {"Content-Type": content_type, "Content-Length": str(len(raw)), **(headers or {})}
         message = encode_event(raw, content_type=content_type, headers=headers, method=method, path=path)
         return decode_result(run_handler(self._entrypoint, self.context, message))
 

@@ -30,7 +30,9 @@ from alphapose.models.darknet import (
     write_darknet_weights,
 )
 
-KEYS_FILE = Path(__file__).parent / "data" / "darknet_keys.txt"
+# Recorded from the official Darknet by tests/golden/make_golden.py (gen_yolov3.py); the network's outputs are
+# checked against the official ones in test_golden_yolov3.py.
+KEYS_FILE = Path(__file__).parent / "golden" / "data" / "keys" / "darknet_keys.txt"
 HEADS = (88, 100, 112)  # the linear 1x1 convs that feed the YOLO layers
 COCO_ANCHORS = [
     (10, 13),
@@ -48,7 +50,7 @@ COCO_ANCHORS = [
 def official_keys() -> list[tuple[str, tuple[int, ...]]]:
     rows = []
     for line in KEYS_FILE.read_text().splitlines():
-        name, shape = line.split("\t")
+        name, shape = line.split("\t")[:2]
         rows.append((name, tuple(int(d) for d in shape.strip("()").split(",") if d.strip())))
     return rows
 
@@ -138,18 +140,6 @@ def test_output_row_count(input_size: int, rows: int) -> None:
         out = meta_model(input_size)(torch.zeros(2, 3, input_size, input_size, device="meta"))
     assert out.shape == (2, rows, 85)
     assert out.dtype == torch.float32
-
-
-def test_forward_outputs_probabilities_and_positive_sizes() -> None:
-    torch.manual_seed(0)
-    model = YoloV3SPP(64).eval()
-    with torch.inference_mode():
-        out = model(torch.rand(2, 3, 64, 64))
-    assert out.shape == (2, 3 * (4 + 16 + 64), 85)
-    assert out.dtype == torch.float32
-    assert torch.isfinite(out).all()
-    assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()
-    assert (out[..., 2:4] > 0).all()
 
 
 def test_hand_set_heads_decode_to_known_boxes() -> None:

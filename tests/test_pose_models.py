@@ -17,7 +17,9 @@ from alphapose.models.fastpose import DUC, FastPose, fastpose_dcn_res50, fastpos
 from alphapose.models.resnet import Bottleneck, DeformConv2d, SELayer, resnet50
 from alphapose.models.simplepose import simplepose_res50
 
-DATA = Path(__file__).parent / "data"
+# Key lists recorded from the official model classes by tests/golden/make_golden.py (gen_pose_nets.py);
+# what the networks compute is checked against the official ones in test_golden_pose_nets.py.
+DATA = Path(__file__).parent / "golden" / "data" / "keys"
 
 OFFICIAL_LAYOUTS = [
     (fastpose_res50, 17, "fastpose_keys.txt"),
@@ -72,18 +74,6 @@ def test_state_dict_matches_official_layout(
     for key, _, dtype in expected:
         if dtype is not None:
             assert str(state[key].dtype) == dtype, key
-
-
-@pytest.mark.parametrize(("builder", "num_joints", "key_file"), OFFICIAL_LAYOUTS)
-def test_output_is_quarter_resolution_heatmaps(
-    builder: Callable[[int], nn.Module], num_joints: int, key_file: str
-) -> None:
-    model = builder(num_joints).eval()
-    randomize_(model, seed=1)
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 256, 192))
-    assert out.shape == (2, num_joints, 64, 48)
-    assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("builder", [fastpose_res50, simplepose_res50, fastpose_dcn_res50])

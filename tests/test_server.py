@@ -30,7 +30,7 @@ from tools.errors import WorkerStartError
 from tools.server.events import create_context, decode_event, decode_result, encode_event, run_handler
 from tools.server.pool import WorkerPool
 
-# The Go processor's event map (nuclio.md, "Framing: processor -> wrapper").
+# The Go processor's event map: nuclio pkg/processor/runtime/rpc/encoder/encode.go (eventAsMap).
 PROCESSOR_KEYS = {
     "body", "content_type", "content-type", "trigger", "fields", "headers", "id", "method", "path", "size",
     "timestamp", "url", "shard_id", "num_shards", "type", "type_version", "version", "offset", "topic",
@@ -80,7 +80,7 @@ def test_event_body_is_a_dict_only_for_exactly_application_json(content_type: st
 
 def run(output_or_exception: object) -> object:
     def entrypoint(context: nuclio_sdk.Context, event: nuclio_sdk.Event) -> object:
-        if isinstance(output_or_exception, Exception):
+        if isinstance(output_or_exception, BaseException):
             raise output_or_exception
         return output_or_exception
 
@@ -102,11 +102,15 @@ def test_runtime_encodes_handler_outputs_as_nuclio_does() -> None:
     )
     binary, _ = run(response)
     assert (binary.status, binary.content_type, binary.body) == (202, "image/png", b"\x00\xff")
-    assert binary.headers == {"X-N": "3", "X-S": "s"}  # the HTTP trigger copies str and int values only
+    # Only strings reach the client: the processor decodes the response's JSON numbers as float64 and the
+    # HTTP trigger copies string and int header values only (see tools.server.events.decode_result).
+    assert binary.headers == {"X-S": "s"}
 
 
-def test_exception_escaping_the_handler_is_a_500_with_the_traceback() -> None:
-    result, log = run(ValueError("boom"))
+@pytest.mark.parametrize("exception", [ValueError("boom"), SystemExit("boom"), KeyboardInterrupt("boom")])
+def test_exception_escaping_the_handler_is_a_500_with_the_traceback(exception: BaseException) -> None:
+    """The wrapper's serve_requests loop catches BaseException: SystemExit answers 500 like any error."""
+    result, log = run(exception)
     assert (result.status, result.content_type) == (500, "text/plain")
     assert result.body.startswith(b'Exception caught in handler - "boom": Traceback')
     assert "Exception caught in handler" in log and "[error]" in log

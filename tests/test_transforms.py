@@ -9,7 +9,6 @@ import torch
 
 from alphapose.skeletons import COCO17
 from alphapose.transforms import (
-    PIXEL_MEANS,
     affine_matrix,
     box_to_center_scale,
     center_scale_to_box,
@@ -20,6 +19,9 @@ from alphapose.transforms import (
 )
 
 INPUT = (256, 192)
+# Written out, not read from alphapose.transforms: the official SimpleTransform.test_transform subtracts
+# 0.406, 0.457, 0.480 from channels 0, 1, 2 = R, G, B (alphapose/utils/presets/simple_transform.py).
+PIXEL_MEANS = (0.406, 0.457, 0.480)
 
 
 def test_box_to_crop_box_known_answer() -> None:

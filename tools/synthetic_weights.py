@@ -229,10 +229,13 @@ def _normalise_outputs(model: YOLOX, inputs: dict[nn.Module, Tensor]) -> None:
 
 
 def _randomise(model: nn.Module, generator: torch.Generator) -> None:
-    """Uniform fan-in scaled weights (reproducible from the seed), identity-like batch norms."""
+    """Uniform fan-in scaled weights (reproducible from the seed), identity-like batch norms.
+
+    Every weight is drawn from ``generator``: a layer left to its own initialisation would take the global
+    random state and make the file differ from run to run (the deformable convolutions did).
+    """
     with torch.no_grad():
         for module in model.modules():
-            # DeformConv2d too: left to its constructor, its weights would not follow the seed.
             if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | DeformConv2d):
                 bound = 1.0 / math.sqrt(module.weight[0].numel())
                 module.weight.uniform_(-bound, bound, generator=generator)

@@ -102,7 +102,9 @@ def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Conte
     try:
         output = entrypoint(context, decode_event(message))
         return encoder.encode(nuclio_sdk.Response.from_entrypoint_output(encoder.encode, output))
-    except Exception as exc:
+    except (
+        BaseException
+    ) as exc:  # as the wrapper's serve_requests loop: SystemExit and the like answer 500 too
         formatted = traceback.format_exc()
         context.logger.error_with("Exception caught in handler", exc=str(exc), traceback=formatted)
         return encoder.encode(
@@ -116,7 +118,13 @@ def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Conte
 
 
 def decode_result(line: str) -> HandlerResult:
-    """The processor's side: body decoding and the header values the HTTP trigger copies (str, int)."""
+    """The processor's side: body decoding and the header values that reach the HTTP client.
+
+    The processor decodes the response line into a Go ``map[string]interface{}`` (nuclio
+    pkg/processor/runtime/rpc/result/result.go), where every JSON number becomes a float64, and the HTTP
+    trigger copies only ``string`` and ``int`` header values (pkg/processor/trigger/http/trigger.go). So
+    only string values arrive: a header the handler sets to a number, a boolean or null is dropped.
+    """
     result = json.loads(line)
     encoding = result.get("body_encoding", "text")
     if encoding == "base64":
@@ -126,9 +134,7 @@ def decode_result(line: str) -> HandlerResult:
     else:
         raise ValueError(f"unknown body_encoding {encoding!r} in the runtime response")
     headers = {
-        str(key): str(value)
-        for key, value in (result.get("headers") or {}).items()
-        if isinstance(value, str | int) and not isinstance(value, bool)
+        str(key): str(value) for key, value in (result.get("headers") or {}).items() if isinstance(value, str)
     }
     return HandlerResult(int(result["status_code"]), result.get("content_type") or "", headers, body)
 

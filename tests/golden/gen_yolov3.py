@@ -1,0 +1,118 @@
+"""Golden fixtures of YOLOv3-SPP: the official Darknet port and YOLODetector on seeded weights.
+
+Weights: :func:`tests.golden.seeded.multi_person_detector` (seed ``DETECTOR_SEED``) in the darknet
+``.weights`` format, read by the official ``Darknet.load_weights``. Photo: tests/data/astronaut.jpg.
+
+yolov3.npz holds
+* ``letterbox_160`` (160, 160, 3) uint8 RGB: the official ``prep_frame`` network input at 160 (times 255;
+  the generator checks that this is exact), ``input_608_sha256``: the sha256 of the float32 input at 608;
+* ``raw_160`` (1575, 85) float32: ``Darknet.forward`` on the 160 input (every row and column);
+* ``candidates_608`` (M, 85) float32 and ``candidate_rows_608`` (M,): the rows of the 608 forward whose
+  objectness passes 0.1, in network order (their raw values, indices into the 22,743 rows);
+* ``boxes`` (P, 4) float32 and ``scores`` (P,): ``YOLODetector.images_detection`` at 608, confidence 0.1,
+  NMS 0.6: the person boxes in image pixels and their objectness, in the official output order.
+
+keys/darknet_keys.txt: the official Darknet's state_dict keys, shapes and dtypes (the layout our network's
+state_dict must have), one ``key<TAB>(shape)<TAB>dtype`` line per tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+
+from tests.golden.official import run_official
+
+DATA = Path(__file__).parent / "data"
+PHOTO = Path(__file__).parents[1] / "data" / "astronaut.jpg"
+FIXTURE = "yolov3.npz"
+KEYS_FILE = "darknet_keys.txt"
+RAW_SIZE = 160
+DETECT_SIZE = 608
+CONFIDENCE = 0.1
+NMS_THRESHOLD = 0.6
+
+
+def generate(official: Path, out: Path) -> list[Path]:
+    from tests.golden import seeded  # our code: only in the parent process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        seeded.write_detector_weights(work)
+        shutil.copy(PHOTO, work / "photo.jpg")
+        run_official(official, f"{__name__}:run_official_part", work)
+        (out / "keys").mkdir(exist_ok=True)
+        written = [out / FIXTURE, out / "keys" / KEYS_FILE]
+        shutil.copy(work / FIXTURE, written[0])
+        shutil.copy(work / KEYS_FILE, written[1])
+    return written
+
+
+def run_official_part(official: Path, work: Path) -> None:
+    """Child process: the official Darknet and YOLODetector on the weights and photo in ``work``."""
+    from detector.yolo.darknet import Darknet
+    from detector.yolo.preprocess import prep_frame
+    from detector.yolo_api import YOLODetector
+
+    torch.set_grad_enabled(False)
+    options = SimpleNamespace(gpus=[-1], device="cpu", tracking=False)
+    image_bgr = cv2.imread(str(work / "photo.jpg"))
+    weights = work / "yolov3-spp.weights"
+    cfg = official / "detector/yolo/cfg/yolov3-spp.cfg"
+
+    model = Darknet(str(cfg))
+    model.load_weights(str(weights))
+    model.eval()
+    lines = [f"{key}\t{tuple(value.shape)}\t{value.dtype}" for key, value in model.state_dict().items()]
+    (work / KEYS_FILE).write_text("\n".join(lines) + "\n")
+    model.net_info["height"] = RAW_SIZE
+    small, _, _ = prep_frame(image_bgr, RAW_SIZE)
+    letterbox_160 = (small[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert torch.equal(torch.from_numpy(letterbox_160).permute(2, 0, 1).float().div(255.0), small[0])
+    raw_160 = model(small, options)[0].numpy()
+
+    model.net_info["height"] = DETECT_SIZE
+    big, _, dims = prep_frame(image_bgr, DETECT_SIZE)
+    raw_608 = model(big, options)[0]
+    candidate_rows = torch.nonzero(raw_608[:, 4] > CONFIDENCE)[:, 0]
+    objectness = np.sort(raw_608[candidate_rows, 4].numpy())
+    assert np.diff(objectness).min() > 1e-5, "tied objectness: choose another seed"
+    assert np.abs(raw_608[:, 4].numpy() - CONFIDENCE).min() > 1e-4, "objectness at the threshold"
+    rows = raw_608[candidate_rows]
+    corners = torch.cat([rows[:, :2] - rows[:, 2:4] / 2, rows[:, :2] + rows[:, 2:4] / 2], dim=1).double()
+    corners[:, 2:] += 1  # the official +1 convention
+    iou = torchvision.ops.box_iou(corners, corners).fill_diagonal_(0)
+    assert (iou - NMS_THRESHOLD).abs().min() > 1e-4, "an overlap at the NMS threshold"
+
+    detector = YOLODetector(
+        {
+            "CONFIG": str(cfg),
+            "WEIGHTS": str(weights),
+            "INP_DIM": DETECT_SIZE,
+            "NMS_THRES": NMS_THRESHOLD,
+            "CONFIDENCE": CONFIDENCE,
+            "NUM_CLASSES": 80,
+        },
+        options,
+    )
+    dim_list = torch.FloatTensor([dims]).repeat(1, 2)
+    dets = detector.images_detection(big, dim_list)
+    assert not isinstance(dets, int) and len(dets) >= 5, "too few persons for a meaningful fixture"
+    np.savez_compressed(
+        work / FIXTURE,
+        letterbox_160=letterbox_160,
+        input_608_sha256=np.array(hashlib.sha256(big.numpy().tobytes()).hexdigest()),
+        raw_160=raw_160.astype(np.float32),
+        candidates_608=raw_608[candidate_rows].numpy().astype(np.float32),
+        candidate_rows_608=candidate_rows.numpy(),
+        boxes=dets[:, 1:5].numpy().astype(np.float32),
+        scores=dets[:, 5].numpy().astype(np.float32),
+    )
