@@ -41,6 +41,8 @@ EXPECTED_DETECTORS = {
     "function-gpu.yaml": "yolox-x",
     "function-halpe26.yaml": "yolox-s",
     "function-halpe26-gpu.yaml": "yolox-x",
+    "function-wholebody136.yaml": "yolox-s",
+    "function-wholebody136-gpu.yaml": "yolox-x",
 }
 MAKE_TARGETS = (
     "help",
