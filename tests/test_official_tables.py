@@ -103,8 +103,9 @@ def test_crop_box_geometry_is_the_official_one() -> None:
 def test_pose_nms_constants_are_the_official_ones() -> None:
     """alphapose/utils/pPose_nms.py lines 13-19; the caps are literals in PCK_match (min(ref_dist, 7)) and
     p_merge_fast (min(ref_dist, 15)). tests/golden/data/pose_nms.json holds cases each of them decides."""
-    assert (nms_module.DELTA1, nms_module.MU, nms_module.DELTA2, nms_module.GAMMA) == (1, 1.7, 2.65, 22.48)
-    assert (nms_module.SCORE_THRESHOLD, nms_module.MATCH_THRESHOLD, nms_module.ALPHA) == (0.3, 5, 0.1)
+    body = nms_module.BODY_NMS
+    assert (body.delta1, body.mu, body.delta2, body.gamma) == (1, 1.7, 2.65, 22.48)
+    assert (body.score_threshold, body.match_threshold, body.alpha, body.whole_body) == (0.3, 5, 0.1, False)
     assert (nms_module.MATCH_RADIUS_CAP, nms_module.MERGE_RADIUS_CAP) == (7, 15)
 
 

@@ -316,6 +316,8 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
             stdout=subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,  # its own process group, as a terminal's job
+            # A terminal's job takes Ctrl-C; a test run in the background (CI) may have it ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 120
         if moment == "importing":
