@@ -18,6 +18,7 @@ from alphapose.detectors import DETECTORS, detector_for_file, get_detector
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
 from alphapose.presets import PRESETS, PosePreset, get_preset
+from alphapose.sources import load_checkpoint
 
 _SHOWN_KEYS = 5
 
@@ -83,14 +84,7 @@ def load_detector(
 def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` checkpoint as the official training script saves it."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise WeightsError(f"pose checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
-        ) from exc
+    state = load_checkpoint(path, "pose checkpoint")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a plain state_dict of tensors (got {type(state).__name__})")
     return dict(state)

@@ -1,4 +1,5 @@
-"""The official weights files: where their authors publish them and the sha256 recorded for each.
+"""The official weights files: where their authors publish them, the sha256 recorded for each, and how a
+PyTorch checkpoint among them is read (safely: no code runs from the file).
 
 A :class:`WeightsFile` is data that the preset and detector tables point at; downloading, the function
 images' build steps, the README and the checks all read it from there.
@@ -9,7 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import torch
 
 from alphapose.errors import WeightsError
 
@@ -56,3 +60,15 @@ def read_checksums(path: Path = CHECKSUM_FILE) -> dict[str, str]:
             )
         checksums[match.group(2)] = match.group(1).lower()
     return checksums
+
+
+def load_checkpoint(path: Path, what: str) -> Any:
+    """The object saved in a PyTorch file, read with ``weights_only=True``; ``what`` names it in errors."""
+    if not path.is_file():
+        raise WeightsError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
+        ) from exc

@@ -22,6 +22,7 @@ from torch import Tensor
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.yolox import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
+from alphapose.sources import load_checkpoint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 PERSON_CLASS = 0
@@ -139,14 +140,7 @@ def variant_for_file(path: str | Path) -> YoloxVariant | None:
 def read_yolox_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """The network weights of an official YOLOX release file: the state_dict under its ``"model"`` key."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"YOLOX weights not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
-        ) from exc
+    checkpoint = load_checkpoint(path, "YOLOX weights")
     state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         found = sorted(checkpoint)[:5] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
