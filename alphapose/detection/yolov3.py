@@ -18,13 +18,11 @@ import torch
 import torchvision
 from torch import Tensor
 
+from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
 from alphapose.errors import WeightsError
 from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
 
-PERSON_CLASS = 0
 CANVAS_VALUE = 128  # grey of the letterbox border
-MAX_BOXES = 100  # more boxes than this after NMS: redo NMS with a lower threshold
-RETRY_STEP = 0.05  # how much lower
 
 
 @dataclass(frozen=True)
@@ -60,12 +58,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[Tensor, Letterbox]:
     offsets ``(size - new) // 2``. (A side that would round to 0 pixels is kept at 1, where the official
     code fails.)
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {type(image).__name__} of shape {shape}")
-    height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
+    height, width = image_size(image)
     scale = min(size / width, size / height)
     new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
     resized = cv2.resize(np.ascontiguousarray(image), (new_width, new_height), interpolation=cv2.INTER_CUBIC)

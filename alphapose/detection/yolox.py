@@ -19,16 +19,14 @@ import torch
 import torchvision
 from torch import Tensor
 
+from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
 from alphapose.errors import WeightsError
 from alphapose.fuse import fold_batch_norms
 from alphapose.models.yolox import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
 from alphapose.sources import load_checkpoint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
-PERSON_CLASS = 0
 CANVAS_VALUE = 114  # grey of the unused part of the canvas
-MAX_BOXES = 100  # more boxes than this after NMS: redo NMS with a lower threshold
-RETRY_STEP = 0.05  # how much lower
 
 
 @dataclass(frozen=True)
@@ -60,12 +58,7 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[Tensor, Placem
     network takes these values as float32, 0..255 with no normalisation. (A side that would round to 0
     pixels is kept at 1, where the official code fails.)
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {type(image).__name__} of shape {shape}")
-    height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
+    height, width = image_size(image)
     scale = min(size / height, size / width)
     new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
     bgr = np.ascontiguousarray(image[:, :, ::-1])  # the official network reads OpenCV's channel order
