@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,7 +26,12 @@ TOOL_MODULES = ("msgpack", "yaml", "gdown", "tqdm", "requests", "nuclio_sdk", "h
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+    """The wheel built from a copy of the checkout (the tools, tests and bench included, so that the
+    package selection is what keeps them out), so that setuptools' ``build/`` and ``*.egg-info`` land
+    in the temporary directory, not in the checkout."""
+    source, out = tmp_path_factory.mktemp("source") / "checkout", tmp_path_factory.mktemp("dist")
+    ignored = (".git", ".venv", "build", "weights", "__pycache__", "*.egg-info", ".*_cache")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*ignored))
     subprocess.run(
         [
             sys.executable,
@@ -39,7 +45,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(out),
             ".",
         ],
-        cwd=REPO,
+        cwd=source,
         check=True,
         capture_output=True,
     )
