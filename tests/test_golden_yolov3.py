@@ -2,11 +2,16 @@
 
 The seeded weights are rebuilt here, written in the darknet format and read by our loader; the fixture
 holds what the official code computed from the same file and photo (tests/golden/gen_yolov3.py).
+
+Each stage starts from the official values of the stage before it: the letterbox is compared with the
+official network input, the network is fed the official network input, the post-processing the official
+raw predictions. So OpenCV's bicubic resize, which takes other SIMD and IPP paths on other CPUs and
+rounds some pixels the other way, can fail only the letterbox test, and only by more than that rounding.
+Network tolerances come from the condition recorded with the fixture (tests/golden/conditioning.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
@@ -15,20 +20,27 @@ import pytest
 import torch
 
 from alphapose.build import load_detector
-from alphapose.detection.yolov3 import letterbox, network_input, select_persons
-from tests.golden import seeded
-from tests.golden.gen_yolov3 import CONFIDENCE, DETECT_SIZE, FIXTURE, NMS_THRESHOLD, PHOTO, RAW_SIZE
+from alphapose.detection.yolov3 import CANVAS_VALUE, Letterbox, letterbox, network_input, select_persons
+from tests.golden import conditioning, seeded
+from tests.golden.gen_yolov3 import (
+    BAND,
+    CONFIDENCE,
+    DETECT_SIZE,
+    FIXTURE,
+    GEOMETRY_SHAPES,
+    NMS_THRESHOLD,
+    PHOTO,
+    RAW_SIZE,
+)
 
-# Tolerances. The plain network computes what the official one computes, up to rounding (recorded: equal
-# to 4e-9 on the recording CPU); another CPU's kernels round differently, hence 1e-4 relative. The
-# production form (batch norms folded into the convolutions, channels-last) rounds differently by design:
-# measured 7.6e-5 relative on box rows (boxes up to 1656 px here) and 2.8e-5 on probabilities, hence 5e-4
-# and 1e-4. Image-pixel boxes after the letterbox mapping: measured 8.4e-3 px, tolerance 1e-4 relative
-# plus 2e-2 px. Any real change (letterbox, decoding, NMS, mapping) moves boxes by pixels.
-PLAIN = {"rtol": 1e-4, "xywh_atol": 1e-4, "probability_atol": 1e-5}
-FOLDED = {"rtol": 5e-4, "xywh_atol": 5e-3, "probability_atol": 1e-4}
-BOX_RTOL, BOX_ATOL = 1e-4, 2e-2
-SCORE_ATOL = 1e-4
+# The official letterbox resamples with OpenCV's bicubic filter (detector/yolo/preprocess.py). Other CPUs'
+# kernels round a pixel to the neighbouring grey level now and then; a wrong filter, scale or offset
+# changes most pixels, by many levels.
+RESAMPLING = cv2.INTER_CUBIC
+LETTERBOX_MAX_LEVELS = 1
+LETTERBOX_MAX_FRACTION = 0.1  # of the pasted pixel values that may differ by one level (4.5 % seen)
+# Post-processing on the official predictions: the same float32 arithmetic on the same values.
+BOX_ATOL, SCORE_ATOL = 1e-3, 0.0
 
 
 @pytest.fixture(scope="module")
@@ -47,49 +59,108 @@ def photo() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
 
 
-def assert_rows_close(ours: torch.Tensor, official: np.ndarray, tolerance: dict[str, float]) -> None:
+def official_input(golden: dict[str, np.ndarray], name: str) -> torch.Tensor:
+    """The recorded official network input as the float32 batch our network takes."""
+    return network_input(torch.from_numpy(golden[name]).permute(2, 0, 1)[None])
+
+
+def assert_rows_close(ours: torch.Tensor, official: np.ndarray, golden: dict, size: int) -> None:
+    """Box columns and probability columns, each within the tolerance of the fixture's condition."""
     ours_np = ours.float().cpu().numpy()
-    np.testing.assert_allclose(
-        ours_np[:, :4], official[:, :4], rtol=tolerance["rtol"], atol=tolerance["xywh_atol"]
+    xywh = conditioning.tolerance(golden[f"condition_{size}_xywh"], np.abs(official[:, :4]).max())
+    probability = conditioning.tolerance(golden[f"condition_{size}_probability"], 1.0)
+    np.testing.assert_allclose(ours_np[:, :4], official[:, :4], rtol=0, atol=xywh)
+    np.testing.assert_allclose(ours_np[:, 4:], official[:, 4:], rtol=0, atol=probability)
+
+
+@pytest.mark.parametrize("size", [RAW_SIZE, DETECT_SIZE])
+@pytest.mark.parametrize("shape", GEOMETRY_SHAPES, ids=[f"{w}x{h}" for w, h in GEOMETRY_SHAPES])
+def test_letterbox_places_the_image_where_the_official_does(
+    shape: tuple[int, int], size: int, golden: dict[str, np.ndarray]
+) -> None:
+    black = np.zeros((shape[1], shape[0], 3), np.uint8)
+    canvas = letterbox(black, size)[0].permute(1, 2, 0).numpy()
+    rows, columns = np.nonzero(canvas[:, :, 0] != CANVAS_VALUE)
+    placed = [rows.min(), columns.min(), np.ptp(rows) + 1, np.ptp(columns) + 1]
+    assert (
+        placed
+        == golden["paste_boxes"][GEOMETRY_SHAPES.index(shape), [RAW_SIZE, DETECT_SIZE].index(size)].tolist()
     )
-    np.testing.assert_allclose(ours_np[:, 4:], official[:, 4:], rtol=0, atol=tolerance["probability_atol"])
+    outside = np.ones(canvas.shape[:2], bool)
+    outside[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1] = False
+    assert (canvas[outside] == CANVAS_VALUE).all()
 
 
-def test_letterbox_is_the_official_network_input(photo: np.ndarray, golden: dict[str, np.ndarray]) -> None:
-    small, _ = letterbox(photo, RAW_SIZE)
-    np.testing.assert_array_equal(small.permute(1, 2, 0).numpy(), golden["letterbox_160"])
-    big, _ = letterbox(photo, DETECT_SIZE)
-    digest = hashlib.sha256(network_input(big[None]).numpy().tobytes()).hexdigest()
-    assert digest == str(golden["input_608_sha256"])
-
-
-def test_raw_predictions_match_the_official_network(
-    weights: Path, photo: np.ndarray, golden: dict[str, np.ndarray]
+@pytest.mark.parametrize(
+    ("name", "size", "band"),
+    [
+        ("letterbox_160", RAW_SIZE, False),
+        ("letterbox_608", DETECT_SIZE, False),
+        ("letterbox_band_160", RAW_SIZE, True),
+    ],
+)
+def test_letterbox_pixels_are_the_official_resampling(
+    name: str, size: int, band: bool, photo: np.ndarray, golden: dict[str, np.ndarray]
 ) -> None:
+    image = np.ascontiguousarray(photo[BAND[0] : BAND[1]]) if band else photo
+    ours = letterbox(image, size)[0].permute(1, 2, 0).numpy()
+    # this machine's OpenCV with the official geometry and filter: the very same pixels
+    top, left, height, width = golden["paste_boxes"][
+        GEOMETRY_SHAPES.index(image.shape[1::-1]), [RAW_SIZE, DETECT_SIZE].index(size)
+    ]
+    resized = cv2.resize(image, (int(width), int(height)), interpolation=RESAMPLING)
+    np.testing.assert_array_equal(ours[top : top + height, left : left + width], resized)
+    # the official pixels, resampled on the recording CPU: within that resampling's rounding
+    difference = np.abs(ours.astype(np.int16) - golden[name].astype(np.int16))
+    assert difference.max() <= LETTERBOX_MAX_LEVELS
+    assert np.count_nonzero(difference) <= LETTERBOX_MAX_FRACTION * resized.size
+
+
+def test_raw_predictions_match_the_official_network(weights: Path, golden: dict[str, np.ndarray]) -> None:
     model = load_detector(weights, RAW_SIZE)
-    small, _ = letterbox(photo, RAW_SIZE)
     with torch.inference_mode():
-        raw = model(network_input(small[None]))[0]
+        raw = model(official_input(golden, "letterbox_160"))[0]
     assert raw.shape == golden["raw_160"].shape
-    assert_rows_close(raw, golden["raw_160"], PLAIN)
+    assert_rows_close(raw, golden["raw_160"], golden, RAW_SIZE)
 
 
-def test_detection_path_matches_the_official_detector(
-    weights: Path, photo: np.ndarray, golden: dict[str, np.ndarray]
-) -> None:
+def test_detection_path_matches_the_official_detector(weights: Path, golden: dict[str, np.ndarray]) -> None:
     """The detector as the pipeline builds it (folded batch norms, channels-last) at the official 608."""
     model = load_detector(weights, DETECT_SIZE, fold_batch_norm=True).to(memory_format=torch.channels_last)
-    big, placement = letterbox(photo, DETECT_SIZE)
     with torch.inference_mode():
-        raw = model(network_input(big[None]))[0]
+        raw = model(official_input(golden, "letterbox_608"))[0]
     rows = torch.nonzero(raw[:, 4] > CONFIDENCE)[:, 0]
     np.testing.assert_array_equal(rows.numpy(), golden["candidate_rows_608"])
-    assert_rows_close(raw[rows], golden["candidates_608"], FOLDED)
+    assert_rows_close(raw[rows], golden["candidates_608"], golden, DETECT_SIZE)
 
-    # What PersonDetector does after the forward (one 608 forward per test run is enough).
     boxes, scores = select_persons(raw, CONFIDENCE, NMS_THRESHOLD)
-    boxes = placement.to_image(boxes)
-    assert len(golden["boxes"]) < len(rows), "the fixture should exercise NMS suppression"
+    boxes = photo_placement().to_image(boxes)
     assert boxes.shape == golden["boxes"].shape  # same persons kept, in the official order
-    np.testing.assert_allclose(boxes.numpy(), golden["boxes"], rtol=BOX_RTOL, atol=BOX_ATOL)
+    box_atol = conditioning.tolerance(
+        golden["condition_608_xywh"], np.abs(golden["candidates_608"][:, :4]).max()
+    )
+    np.testing.assert_allclose(boxes.numpy(), golden["boxes"], rtol=0, atol=box_atol)
+    score_atol = conditioning.tolerance(golden["condition_608_probability"], 1.0)
+    np.testing.assert_allclose(scores.numpy(), golden["scores"], rtol=0, atol=score_atol)
+
+
+def test_post_processing_of_the_official_predictions_gives_the_official_boxes(
+    golden: dict[str, np.ndarray],
+) -> None:
+    """Threshold, person filter, order, NMS with suppression and the mapping, on the official raw rows
+    (every row above the threshold: the rows below it cannot reach the result)."""
+    boxes, scores = select_persons(torch.from_numpy(golden["candidates_608"]), CONFIDENCE, NMS_THRESHOLD)
+    assert len(golden["boxes"]) < len(golden["candidates_608"]), "the fixture should exercise NMS suppression"
+    assert boxes.shape == golden["boxes"].shape
+    np.testing.assert_allclose(
+        photo_placement().to_image(boxes).numpy(), golden["boxes"], rtol=0, atol=BOX_ATOL
+    )
     np.testing.assert_allclose(scores.numpy(), golden["scores"], rtol=0, atol=SCORE_ATOL)
+
+
+def photo_placement() -> Letterbox:
+    """Where the 512x512 photo sits in the 608 input (the official geometry, tested above)."""
+    height, width = cv2.imread(str(PHOTO)).shape[:2]
+    return Letterbox(
+        size=DETECT_SIZE, scale=min(DETECT_SIZE / width, DETECT_SIZE / height), width=width, height=height
+    )
