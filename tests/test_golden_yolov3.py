@@ -124,24 +124,17 @@ def test_raw_predictions_match_the_official_network(weights: Path, golden: dict[
     assert_rows_close(raw, golden["raw_160"], golden, RAW_SIZE)
 
 
-def test_detection_path_matches_the_official_detector(weights: Path, golden: dict[str, np.ndarray]) -> None:
-    """The detector as the pipeline builds it (folded batch norms, channels-last) at the official 608."""
+def test_detection_network_matches_the_official_one(weights: Path, golden: dict[str, np.ndarray]) -> None:
+    """The detector as the pipeline builds it (folded batch norms, channels-last) at the official 608, on
+    every row that passed the threshold in the official run. (Which rows pass is the post-processing's,
+    tested below on the official rows: an objectness within the network tolerance of the threshold may
+    go either way on another CPU.)"""
     model = load_detector(weights, DETECT_SIZE, fold_batch_norm=True).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         raw = model(official_input(golden, "letterbox_608"))[0]
-    rows = torch.nonzero(raw[:, 4] > CONFIDENCE)[:, 0]
-    np.testing.assert_array_equal(rows.numpy(), golden["candidate_rows_608"])
-    assert_rows_close(raw[rows], golden["candidates_608"], golden, DETECT_SIZE)
-
-    boxes, scores = select_persons(raw, CONFIDENCE, NMS_THRESHOLD)
-    boxes = photo_placement().to_image(boxes)
-    assert boxes.shape == golden["boxes"].shape  # same persons kept, in the official order
-    box_atol = conditioning.tolerance(
-        golden["condition_608_xywh"], np.abs(golden["candidates_608"][:, :4]).max()
-    )
-    np.testing.assert_allclose(boxes.numpy(), golden["boxes"], rtol=0, atol=box_atol)
-    score_atol = conditioning.tolerance(golden["condition_608_probability"], 1.0)
-    np.testing.assert_allclose(scores.numpy(), golden["scores"], rtol=0, atol=score_atol)
+    assert_rows_close(raw[golden["candidate_rows_608"]], golden["candidates_608"], golden, DETECT_SIZE)
+    others = np.delete(raw[:, 4].numpy(), golden["candidate_rows_608"])
+    assert others.max() <= CONFIDENCE + conditioning.tolerance(golden["condition_608_probability"], 1.0)
 
 
 def test_post_processing_of_the_official_predictions_gives_the_official_boxes(

@@ -4,25 +4,35 @@ Runs the official YOLOX network (detector/yolox/yolox/models) and AlphaPose's of
 (detector/yolox_api.py ``YOLOXDetector``: ``image_preprocess`` -> ``preproc``, the network,
 ``dynamic_write_results`` -> ``postprocess``, and the mapping back to image pixels of ``images_detection``)
 on seeded synthetic weights and views of a real photo (the project's public-domain test photo
-tests/data/astronaut.jpg: whole, cropped to other aspect ratios, resized so that it is reduced). The
-weights are official-format release files written by our own
-:func:`tools.synthetic_weights.write_synthetic_yolox` (``boxes="many"``, calibrated on the case's own
-views), so the tests rebuild exactly the same files and run our code on them. This path needs no
-compiled extension, so nothing is stubbed.
+tests/data/astronaut.jpg: whole, cropped to other aspect ratios, enlarged by repeating pixels so that the
+network input reduces it; every view is exact integer arithmetic, the same on every CPU). The weights are
+official-format release files written by our own :func:`tools.synthetic_weights.write_synthetic_yolox`
+(``boxes="many"``, calibrated on the official network inputs of the case's views, which the fixture
+holds), so the tests rebuild exactly the same files and run our code on them. This path needs no compiled
+extension, so nothing is stubbed.
 
 Files written (all under ``out``):
 
 * ``yolox_cases.json``: what the tests need to rebuild each case (variant, seed, views) and the
-  official outputs that are small: per photo the network input's SHA-256 and shape, the resize factor,
-  and the final detections (boxes xyxy in image pixels, objectness handed on as the score, class score).
+  official outputs that are small: per photo the network input's shape, the resize factor, the final
+  detections (boxes xyxy in image pixels, objectness handed on as the score, class score) and the
+  condition of the draw (tests/golden/conditioning.py: float32 against float64 of the official network,
+  box columns and probability columns); ``paste_boxes``: where ``preproc`` puts images of the sizes
+  ``GEOMETRY_SHAPES`` (height, width of the pasted part, read off its output for a black image).
+* ``yolox_inputs.npz``: per view the official network input (3, 640, 640) as uint8 BGR: the tests feed
+  it to our network and calibrate the weights on it, so that a resize which rounds differently on
+  another CPU fails only the letterbox test.
 * ``yolox_<variant>_raw.npz``: per photo the official raw predictions (N, 8400, 85) at fixed sampled
-  rows (``rows``), and the float64 sum of every column over all 8,400 rows.
+  rows (``rows``), the float64 sum of every column over all 8,400 rows, and every row that can pass the
+  confidence threshold (``<view>_candidates``, indices ``<view>_candidate_rows``: objectness x best class
+  score of at least half the threshold), which the post-processing test starts from.
 * ``yolox_state_dict.json``: the official state_dict keys and shapes of yolox-s in order, a SHA-256 of
   the key/shape list of every variant, and the official batch-norm eps and momentum.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
@@ -33,18 +43,21 @@ import cv2
 import numpy as np
 import torch
 
-from alphapose.detection.yolox import INPUT_SIZE, letterbox
+from alphapose.detection.yolox import INPUT_SIZE
+from tests.golden.conditioning import accept, condition
 from tools.synthetic_weights import write_synthetic_yolox
 
 # The project's public-domain test photo (tests/data/README.md), 512x512.
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "astronaut.jpg"
-# name -> (crop (x0, y0, x1, y1) or None, size (w, h) to resize the crop to or None): other aspect ratios
-# from the one photo, enlarged and reduced into the 640x640 input
-VIEWS: dict[str, tuple[tuple[int, int, int, int] | None, tuple[int, int] | None]] = {
-    "square": (None, None),  # 512x512: enlarged by 1.25
-    "wide": ((0, 96, 512, 384), (1280, 720)),  # a 16:9 band, resized to 1280x720: reduced by 2
-    "portrait": ((128, 0, 384, 512), None),  # 256x512: height decides, enlarged by 1.25
+# name -> (crop (x0, y0, x1, y1) or None, how many times each pixel is repeated along both axes): other
+# aspect ratios from the one photo, enlarged and reduced into the 640x640 input
+VIEWS: dict[str, tuple[tuple[int, int, int, int] | None, int]] = {
+    "square": (None, 1),  # 512x512: enlarged by 1.25
+    "wide": ((0, 96, 512, 384), 3),  # a 16:9 band, repeated to 1536x864: reduced by 2.4
+    "portrait": ((128, 0, 384, 512), 1),  # 256x512: height decides, enlarged by 1.25
 }
+# (width, height) of the black images whose placement in the input is recorded
+GEOMETRY_SHAPES = ((512, 512), (1536, 864), (256, 512), (1280, 720), (333, 517), (700, 7))
 # variant -> (seed, views)
 CASES = {
     "yolox-s": (11, ("square", "wide", "portrait")),
@@ -57,23 +70,22 @@ KEY_VARIANTS = ("yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x")
 
 
 def load_view(name: str) -> np.ndarray:
-    """A view of the photo as ``cv2.imread`` gives it (BGR), cropped and resized (bicubic) as it says."""
-    crop, size = VIEWS[name]
+    """A view of the photo as ``cv2.imread`` gives it (BGR), cropped and enlarged as it says."""
+    crop, repeat = VIEWS[name]
     image = cv2.imread(str(PHOTO))
     if image is None:
         raise FileNotFoundError(PHOTO)
     if crop is not None:
         x0, y0, x1, y1 = crop
         image = image[y0:y1, x0:x1]
-    if size is not None:
-        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    image = np.repeat(np.repeat(image, repeat, axis=0), repeat, axis=1)
     return np.ascontiguousarray(image)
 
 
-def calibration_inputs(images_bgr: list[np.ndarray]) -> torch.Tensor:
-    """The network inputs the case's synthetic weights are calibrated on: our letterbox of its photos."""
-    rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in images_bgr]
-    return torch.stack([letterbox(image)[0] for image in rgb]).float()
+def calibration_inputs(official_inputs: list[np.ndarray]) -> torch.Tensor:
+    """The network inputs the case's synthetic weights are calibrated on: the official inputs of its views
+    (uint8 (3, 640, 640)), recorded in the fixture so that every machine rebuilds the same weights."""
+    return torch.stack([torch.from_numpy(pixels) for pixels in official_inputs]).float()
 
 
 def sampled_rows(count: int = SAMPLED_ROWS, total: int = 8400) -> np.ndarray:
@@ -109,11 +121,16 @@ def generate(official: Path, out: Path) -> list[Path]:
     written: list[Path] = []
     yolox_detector, get_exp, preproc, postprocess = _import_official(official)
 
+    official_inputs = {view: preproc(load_view(view), (INPUT_SIZE, INPUT_SIZE))[0] for view in VIEWS}
+    assert all((pixels == pixels.round()).all() for pixels in official_inputs.values())
+    official_inputs = {view: pixels.astype(np.uint8) for view, pixels in official_inputs.items()}
+    np.savez_compressed(out / "yolox_inputs.npz", **official_inputs)
+    written.append(out / "yolox_inputs.npz")
     cases = {}
     for variant, (seed, views) in CASES.items():
         images = [load_view(view) for view in views]
         weights = out / f".{variant}.pth"  # scratch file, deleted below
-        calibration = calibration_inputs(images)
+        calibration = calibration_inputs([official_inputs[view] for view in views])
         write_synthetic_yolox(weights, variant, boxes="many", seed=seed, calibration=calibration)
         detector = yolox_detector(
             {
@@ -127,6 +144,7 @@ def generate(official: Path, out: Path) -> list[Path]:
         )
         detector.load_model()
         weights.unlink()
+        double = copy.deepcopy(detector.model).double()
         predictions: list[torch.Tensor] = []  # the network's output inside images_detection
         detector.model.register_forward_hook(_recorder(predictions))
         rows = sampled_rows()
@@ -134,21 +152,31 @@ def generate(official: Path, out: Path) -> list[Path]:
         photos = {}
         for view, image in zip(views, images, strict=True):
             network_input = detector.image_preprocess(image)  # prep_frame: the BGR frame as OpenCV reads it
+            assert np.array_equal(network_input[0].numpy(), official_inputs[view])
             _, ratio = preproc(image, detector.img_size)
             dims = torch.FloatTensor([(image.shape[1], image.shape[0])]).repeat(1, 2)
             dets = detector.images_detection(network_input, dims)
             prediction = predictions.pop()
+            with torch.no_grad():
+                prediction64 = double(network_input.double())
             dets = np.zeros((0, 8), np.float32) if isinstance(dets, int) else dets.numpy()
             raw[f"{view}_rows"] = prediction[0, rows].numpy()
             raw[f"{view}_column_sums"] = prediction[0].double().sum(dim=0).numpy()
-            pixels = network_input[0].numpy()
+            ranking = prediction[0, :, 4] * prediction[0, :, 5:].max(dim=1).values
+            candidates = torch.nonzero(ranking >= 0.05)[:, 0]
+            raw[f"{view}_candidate_rows"] = candidates.numpy()
+            raw[f"{view}_candidates"] = prediction[0, candidates].numpy()
+            ours32, ours64 = prediction[0].numpy(), prediction64[0].numpy()
             photos[view] = {
-                "input_sha256": hashlib.sha256(pixels.astype(np.uint8).tobytes()).hexdigest(),
-                "input_shape": list(pixels.shape),
+                "input_shape": list(network_input[0].shape),
                 "ratio": ratio,
                 "boxes": dets[:, 1:5].tolist(),
                 "scores": dets[:, 5].tolist(),
                 "class_scores": dets[:, 6].tolist(),
+                "condition_xywh": accept(condition(ours32[:, :4], ours64[:, :4]), f"{variant} {view} boxes"),
+                "condition_probability": accept(
+                    condition(ours32[:, 4:], ours64[:, 4:]), f"{variant} {view} probabilities"
+                ),
             }
         np.savez_compressed(out / f"yolox_{variant[len('yolox-') :]}_raw.npz", **raw)
         written.append(out / f"yolox_{variant[len('yolox-') :]}_raw.npz")
@@ -175,8 +203,12 @@ def generate(official: Path, out: Path) -> list[Path]:
         "confidence": 0.1,
         "nms_threshold": 0.6,
         "photo": "tests/data/astronaut.jpg",
-        "views": {name: {"crop_xyxy": crop, "resized_to": size} for name, (crop, size) in VIEWS.items()},
-        "weights": "write_synthetic_yolox(path, variant, 'many', seed=seed, calibration=letterboxed views)",
+        "views": {name: {"crop_xyxy": crop, "repeat": repeat} for name, (crop, repeat) in VIEWS.items()},
+        "paste_boxes": {
+            f"{w}x{h}": _paste_box(preproc(np.zeros((h, w, 3), np.uint8), (INPUT_SIZE, INPUT_SIZE))[0])
+            for w, h in GEOMETRY_SHAPES
+        },
+        "weights": "write_synthetic_yolox(path, variant, 'many', seed=seed, calibration=official inputs)",
         "cases": cases,
     }
     (out / "yolox_cases.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -194,6 +226,13 @@ def generate(official: Path, out: Path) -> list[Path]:
     (out / "yolox_state_dict.json").write_text(json.dumps(keys, indent=0) + "\n")
     written.append(out / "yolox_state_dict.json")
     return written
+
+
+def _paste_box(network_input: np.ndarray) -> list[int]:
+    """(height, width) of the image in an official input made from a black image (pasted top-left)."""
+    rows, columns = np.nonzero(network_input[0] != 114)
+    assert rows.min() == 0 and columns.min() == 0
+    return [int(rows.max()) + 1, int(columns.max()) + 1]
 
 
 def _recorder(outputs: list[torch.Tensor]):
