@@ -20,7 +20,8 @@ Stubs, and why:
   overlapping views, which current PyTorch computes by propagating the first column; the runner calls
   it with ``shift=False`` and applies that same one-column shift from a copy.
 
-Output: one npz with the network outputs, the decoded keypoints and scores handed to pose NMS, and the
+Output: one npz with the network outputs (and those of the same network in float64, for the condition
+of the draw: tests/golden/conditioning.py), the decoded keypoints and scores handed to pose NMS, and the
 persons pose NMS kept (pick ids, merged keypoints and scores, proposal scores). With ``--keys``, instead:
 the state_dict key and shape digest of the official network of each config given.
 """
@@ -28,6 +29,7 @@ the state_dict key and shape digest of the official network of each config given
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import importlib
 import json
@@ -163,18 +165,24 @@ def run(official: Path, config: Path, checkpoint: Path, image: Path, boxes: np.n
         cropped_boxes[i] = torch.FloatTensor(cropped_box)
 
     record: dict[str, np.ndarray] = {"crop_boxes": cropped_boxes.numpy()}
+    pose_model64 = copy.deepcopy(pose_model).double()
     for flipped in (False, True):
         tag = "flip" if flipped else "plain"
         official_nms = writer_module.pose_nms
         with torch.no_grad():
-            inps_j = torch.cat((inps, flip(inps))) if flipped else inps
-            hm = pose_model(inps_j)
-            if flipped:
-                hm_flip = flip_heatmap(hm[n:], joint_pairs, shift=False)
-                shifted = hm_flip.clone()
-                shifted[..., 1:] = hm_flip[..., :-1]
-                hm = (hm[:n] + shifted) / 2
-        record[f"{tag}_outputs"] = hm.numpy()
+            for model, inputs, key in (
+                (pose_model, inps, "outputs"),
+                (pose_model64, inps.double(), "outputs64"),
+            ):
+                inps_j = torch.cat((inputs, flip(inputs))) if flipped else inputs
+                hm = model(inps_j)
+                if flipped:
+                    hm_flip = flip_heatmap(hm[n:], joint_pairs, shift=False)
+                    shifted = hm_flip.clone()
+                    shifted[..., 1:] = hm_flip[..., :-1]
+                    hm = (hm[:n] + shifted) / 2
+                record[f"{tag}_{key}"] = hm.numpy()
+        hm = torch.from_numpy(record[f"{tag}_outputs"])
 
         captured: dict[str, object] = {}
         writer_module.pose_nms = _recording_nms(official_nms, captured)

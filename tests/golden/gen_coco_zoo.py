@@ -201,7 +201,10 @@ def _check_key_list(model: nn.Module, key_file: str) -> None:
 
 
 def generate(official: Path, out: Path) -> list[Path]:
-    """Run the official networks on the seeded checkpoints; write ``out/coco_zoo.npz``."""
+    """Run the official networks on the seeded checkpoints; write ``out/coco_zoo.npz`` (the float64
+    heatmaps, and the condition of each draw: tests/golden/conditioning.py)."""
+    from tests.golden.conditioning import accept, condition
+
     out.mkdir(parents=True, exist_ok=True)
     crops = golden_crops()
     arrays: dict[str, np.ndarray] = {"crops": crops.half().numpy()}
@@ -211,7 +214,10 @@ def generate(official: Path, out: Path) -> list[Path]:
             _check_key_list(model, key_file)
             model.load_state_dict(seeded_state_dict(preset_name), strict=True)
             with torch.no_grad():
-                arrays[preset_name] = model.double()(crops.double()).float().numpy()
+                float32 = model.float()(crops.float()).numpy()
+                float64 = model.double()(crops.double()).numpy()
+            arrays[preset_name] = float64.astype(np.float32)
+            arrays[f"{preset_name}_condition"] = np.array(accept(condition(float32, float64), preset_name))
     path = out / OUTPUT
     np.savez_compressed(path, **arrays)
     return [path]

@@ -120,6 +120,10 @@ def check_deform_conv_stub() -> None:
 
 
 def run_official_part(official: Path, work: Path) -> None:
+    import copy
+
+    from tests.golden.conditioning import accept, condition
+
     torch.set_grad_enabled(False)
     check_deform_conv_stub()
     batch = official_input(np.load(work / "pixels.npy"))
@@ -127,6 +131,8 @@ def run_official_part(official: Path, work: Path) -> None:
     for preset, (_, key_file) in PRESET_CONFIGS.items():
         model = official_pose_model(official, preset, work / f"{preset}.pth")
         arrays[preset] = model(batch).numpy().astype(np.float32)
+        heatmaps64 = copy.deepcopy(model).double()(batch.double()).numpy()
+        arrays[f"{preset}_condition"] = np.array(accept(condition(arrays[preset], heatmaps64), preset))
         lines = [f"{key}\t{tuple(value.shape)}\t{value.dtype}" for key, value in model.state_dict().items()]
         (work / key_file).write_text("\n".join(lines) + "\n")
     np.savez_compressed(work / FIXTURE, **arrays)

@@ -12,6 +12,7 @@ shifts in place between overlapping views, which current PyTorch computes incons
 (crop-box rounding on many boxes), ``crop_pixels`` (N, 256, 192, 3) uint8 (the official normalised crops
 are exactly ``pixels / 255 - mean``: checked here), ``crop_boxes`` (N, 4); per run ``<run>`` in
 ``plain``/``flip``: ``<run>_keypoints`` (N, K, 2) and ``<run>_scores`` (N, K) before NMS,
+``<run>_condition``: float32 against float64 heatmaps of the official network (tests/golden/conditioning.py),
 ``<run>_peak_gap`` and ``<run>_offset_gap`` (N, K): how far the heatmap maximum is from the runner-up and
 the quarter-offset differences from zero (a joint whose gaps are within float noise of zero may
 legitimately decode differently), and the NMS output ``<run>_picks``, ``<run>_merged_keypoints``,
@@ -188,6 +189,7 @@ def run_official_part(official: Path, work: Path) -> None:
 
 
 def record_photo(official: Path, work: Path) -> None:
+    import copy
     from types import SimpleNamespace
 
     import cv2
@@ -195,6 +197,7 @@ def record_photo(official: Path, work: Path) -> None:
     from alphapose.utils.pPose_nms import pose_nms
     from alphapose.utils.presets import SimpleTransform
     from alphapose.utils.transforms import flip, flip_heatmap, heatmap_to_coord_simple
+    from tests.golden.conditioning import accept, condition
     from tests.golden.gen_pose_nets import official_pose_model
 
     model = official_pose_model(official, PRESET, work / "pose.pth")
@@ -225,11 +228,19 @@ def record_photo(official: Path, work: Path) -> None:
         "geometry_boxes": geometry,
         "geometry_crop_boxes": torch.FloatTensor(geometry_crop_boxes).numpy(),
     }
-    heatmaps = model(crops)
-    flipped = flip_heatmap(model(flip(crops)), COCO_PAIRS, shift=False)
-    shifted = flipped.clone()
-    shifted[..., 1:] = flipped[..., :-1].clone()  # the official shift=True, from a copy
-    for run, hm in (("plain", heatmaps), ("flip", (heatmaps + shifted) / 2)):
+    runs = {}
+    for precision, network, inputs in (
+        ("", model, crops),
+        ("64", copy.deepcopy(model).double(), crops.double()),
+    ):
+        heatmaps = network(inputs)
+        flipped = flip_heatmap(network(flip(inputs)), COCO_PAIRS, shift=False)
+        shifted = flipped.clone()
+        shifted[..., 1:] = flipped[..., :-1].clone()  # the official shift=True, from a copy
+        runs[f"plain{precision}"], runs[f"flip{precision}"] = heatmaps, (heatmaps + shifted) / 2
+    for run in ("plain", "flip"):
+        hm = runs[run]
+        arrays[f"{run}_condition"] = np.array(accept(condition(hm.numpy(), runs[f"{run}64"].numpy()), run))
         keypoints, scores = [], []
         for i in range(len(boxes)):  # DataWriter.update
             coords, maxvals = heatmap_to_coord_simple(hm[i], crop_boxes[i].tolist())
@@ -238,7 +249,7 @@ def record_photo(official: Path, work: Path) -> None:
         preds, pose_scores = torch.cat(keypoints), torch.cat(scores)
         arrays[f"{run}_keypoints"] = preds.numpy().astype(np.float32)
         arrays[f"{run}_scores"] = pose_scores[..., 0].numpy().astype(np.float32)
-        arrays[f"{run}_peak_gap"], arrays[f"{run}_offset_gap"] = _decoding_margins(hm.numpy())
+        arrays[f"{run}_peak_gap"], arrays[f"{run}_offset_gap"] = decoding_margins(hm.numpy())
         result = pose_nms(
             boxes.clone(), torch.from_numpy(BOX_SCORES)[:, None], torch.zeros(len(boxes), 1),
             preds.clone(), pose_scores.clone(), 0,
@@ -259,7 +270,7 @@ def record_photo(official: Path, work: Path) -> None:
     np.savez_compressed(work / FIXTURE, **arrays)
 
 
-def _decoding_margins(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decoding_margins(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per joint: maximum minus runner-up, and the smaller |difference| the quarter offset takes the sign of
     (infinite where no offset applies)."""
     n, k, h, w = heatmaps.shape

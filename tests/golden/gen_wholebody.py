@@ -54,12 +54,19 @@ def fixture_path(out: Path, preset: str) -> Path:
 
 
 def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
-    """The preset's checkpoint with the fixture's seeded weights, in the official format."""
+    """The preset's checkpoint with the fixture's seeded weights, in the official format: the synthetic
+    writer's, with the deformable convolutions' offsets scaled as in ``seeded.write_pose_checkpoint``
+    (the writer's own offsets make the network chaotic: tests/golden/conditioning.py)."""
     from alphapose.presets import get_preset
+    from tests.golden.seeded import DCN_OFFSET_SCALE
     from tools.synthetic_weights import synthetic_pose_model
 
     path = directory / get_preset(preset).checkpoint.name
-    torch.save(synthetic_pose_model(preset, torch.Generator().manual_seed(SEED)).state_dict(), path)
+    state = synthetic_pose_model(preset, torch.Generator().manual_seed(SEED)).state_dict()
+    for key in state:
+        if ".conv2_offset." in key:
+            state[key] = state[key] * DCN_OFFSET_SCALE
+    torch.save(state, path)
     return path
 
 
@@ -85,7 +92,7 @@ def generate(official: Path, out: Path) -> list[Path]:
                 ],
                 check=True, cwd=tmp, env=env,
             )  # fmt: skip
-            written.append(_reduce(raw, fixture_path(out, preset)))
+            written.append(_reduce(raw, fixture_path(out, preset), get_preset(preset).regression_joints))
         configs = sorted({p.official_config for p in PRESETS_TABLE.values() if p.official_config})
         subprocess.run(
             [sys.executable, str(runner), "--keys", str(official), str(out / KEYS_FILE), *configs],
@@ -95,11 +102,29 @@ def generate(official: Path, out: Path) -> list[Path]:
     return written
 
 
-def _reduce(raw: Path, path: Path) -> Path:
-    """Everything the runner recorded but the full network outputs, of which a few maps are kept."""
+def _reduce(raw: Path, path: Path, regression_joints: int) -> Path:
+    """Everything the runner recorded but the full network outputs, of which a few maps are kept; and
+    what the tests derive their tolerances from: the condition of the draw (float32 against float64
+    outputs, refused above the limit) and, for the heatmap joints, the decoding margins."""
+    from alphapose.transforms import decode_outputs
+    from tests.golden.conditioning import accept, condition
+    from tests.golden.gen_pose_stage import decoding_margins
+
     data = dict(np.load(raw))
     for tag in ("plain", "flip"):
-        data[f"{tag}_outputs"] = data[f"{tag}_outputs"][0, list(OUTPUT_JOINTS)].astype(np.float32)
+        outputs, outputs64 = data[f"{tag}_outputs"], data.pop(f"{tag}_outputs64")
+        data[f"{tag}_condition"] = np.array(accept(condition(outputs, outputs64), f"{path.name} {tag}"))
+        if regression_joints:  # how far that rounding moves the decoded regression joints, in pixels
+            ours = [decode_outputs(o, data["crop_boxes"], regression_joints)[0] for o in (outputs, outputs64)]
+            moved = np.abs(ours[0] - ours[1])[:, -regression_joints:].max()
+            data[f"{tag}_regression_keypoint_condition"] = np.array(moved, np.float64)
+        heatmap_joints = outputs.shape[1] - regression_joints
+        gaps = np.full(outputs.shape[:2], np.inf, np.float32), np.full(outputs.shape[:2], np.inf, np.float32)
+        if heatmap_joints:  # regression joints decide nothing: no margin
+            for gap, margin in zip(gaps, decoding_margins(outputs[:, :heatmap_joints]), strict=True):
+                gap[:, :heatmap_joints] = margin
+        data[f"{tag}_peak_gap"], data[f"{tag}_offset_gap"] = gaps
+        data[f"{tag}_outputs"] = outputs[0, list(OUTPUT_JOINTS)].astype(np.float32)
     data["boxes"] = np.array(BOXES, dtype=np.float32)
     np.savez_compressed(path, **data)
     return path
