@@ -24,6 +24,16 @@ BASE_PRESETS ?= fastpose_res50_coco fastpose_res50_halpe26 fastpose_res50_wholeb
 # The detector of the GPU function files (`all`: every detector of the table).
 BASE_DETECTORS ?= yolox-x
 
+# The tests that compare numbers with the official code or with a reference path, which CI runs again as
+# other CPUs compute: `make test-isa`.
+PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
+	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py
+# An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
+# OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2.
+AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+	OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX,AVX512-COMMON,AVX512-CLX,AVX512-CNL,AVX512-ICL OPENCV_IPP=disabled \
+	NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
+
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio
 NETWORK ?= cvat_cvat
@@ -50,7 +60,7 @@ check_buildx = @$(DOCKER) buildx version >/dev/null 2>&1 || { echo "error: Docke
 NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test test-slow lint weights yaml base-image stage deploy-local deploy-kube bench clean
+.PHONY: help setup serve test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench clean
 
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -73,6 +83,13 @@ test: $(STAMP) ## Run the test suite except the slow cases (no network, no GPU, 
 
 test-slow: $(STAMP) ## Run the slow end-to-end and golden cases (pytest -m slow; CI runs them after make test)
 	$(PY) -m pytest -q -m slow
+
+test-isa: $(STAMP) ## Run PARITY_TESTS (slow cases too) as an AVX2-only CPU computes, then with PyTorch's plain kernels
+	env $(AVX2_CAPS) $(PY) -m pytest -q -m 'slow or not slow' $(PARITY_TESTS)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m 'slow or not slow' $(PARITY_TESTS)
+
+test-avx2: $(STAMP) ## Run the whole default suite as an AVX2-only CPU computes (what make test does on one)
+	env $(AVX2_CAPS) $(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
 	$(PY) -m ruff check .

@@ -15,10 +15,10 @@ import torch
 
 from alphapose.build import load_pose_model
 from alphapose.presets import get_preset
+from tests.golden import conditioning
 from tests.golden.gen_coco_zoo import MODELS, OUTPUT, seeded_state_dict
 
 GOLDEN = Path(__file__).parent / "golden" / "data" / OUTPUT
-TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,11 @@ def golden() -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def relative_error(actual: torch.Tensor, expected: np.ndarray) -> float:
-    """Largest absolute difference over the range of the expected heatmaps."""
+def error(actual: torch.Tensor, expected: np.ndarray) -> float:
+    """Largest absolute difference from the expected heatmaps."""
     reference = torch.from_numpy(expected)
     assert actual.shape == reference.shape
-    return float((actual - reference).abs().max() / (reference.max() - reference.min()))
+    return float((actual - reference).abs().max())
 
 
 @pytest.mark.parametrize("preset_name", list(MODELS))
@@ -46,6 +46,8 @@ def test_heatmaps_match_the_official_network(
     fast.to(memory_format=torch.channels_last)
     crops = torch.from_numpy(golden["crops"]).float()
     expected = golden[preset_name]
+    # the official float64 heatmaps: a float32 network differs by about the recorded condition
+    tolerance = conditioning.tolerance(golden[f"{preset_name}_condition"], np.abs(expected).max())
     with torch.inference_mode():
-        assert relative_error(plain(crops), expected) < TOLERANCE
-        assert relative_error(fast(crops.contiguous(memory_format=torch.channels_last)), expected) < TOLERANCE
+        assert error(plain(crops), expected) < tolerance
+        assert error(fast(crops.contiguous(memory_format=torch.channels_last)), expected) < tolerance
