@@ -122,10 +122,11 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
 		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
 
-bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers) and update the README's figures
+bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers, bench.video) and update the README's figures
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.report --readme README.md
 	$(PY) -m bench.answers
+	$(PY) -m bench.video
 
 clean: ## Remove build output and caches (keeps .venv and the weights)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

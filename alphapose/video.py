@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # AlphaPose's video writer's frame rate (alphapose/utils/writer.py), for frames that come without one.
 DEFAULT_FPS = 25.0
-# Frames per detector forward by device type. On the CPU one frame at a time is as fast as a batch
-# (bench/README.md, "Videos"); a GPU runs a batch of frames in about the time of one.
+# Frames per detector forward by device type. On the CPU a batch of frames costs what the frames cost
+# one by one (bench/README.md, "Videos"), so frames go one at a time; on a GPU one 640x640 frame leaves
+# most of the device idle and a batch shares each forward's fixed costs (not yet measured: bench.video
+# --device cuda measures it).
 FRAME_BATCH = {"cpu": 1, "cuda": 8}
 
 

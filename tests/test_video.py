@@ -162,6 +162,12 @@ def test_predict_directory_of_frames_to_stdout(
     # a threshold above every box score: nothing written, an empty list
     assert predict(str(tmp_path), "--no-progress", "--threshold", "1.01", weights=weights_dir) == 0
     assert json.loads(capsys.readouterr().out) == []
+    # a frame that cannot be decoded part-way: an error naming it, and no results file
+    (tmp_path / "b_3.png").write_bytes(b"not a png")
+    out = tmp_path / "out" / "results.json"
+    assert predict(str(tmp_path), "--no-progress", "--out", str(out), weights=weights_dir) == 1
+    assert f"error: cannot read frame {tmp_path / 'b_3.png'}" in capsys.readouterr().err
+    assert not out.exists() and not list(out.parent.iterdir())
 
 
 def test_predict_video_errors(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
