@@ -1,14 +1,14 @@
 """Videos: frames per second through the whole path, and the tracker's cost per person.
 
-``python -m bench.video [--frames N] [--device cpu] [--out FILE]`` (``make bench`` runs it), writing
-``bench/results/video-<device>.json`` unless ``--out`` says otherwise.
+``python -m bench.video [--frames N] [--repeats N] [--threads N] [--device cpu] [--out FILE]``
+(``make bench`` runs it), writing ``bench/results/video-<device>.json`` unless ``--out`` says otherwise.
 
 * **Frames per second**: a 640x480 video (photo-like synthetic frames, MPEG-4 part 2 as AlphaPose's demo
   writes) read, detected, posed and tracked by :func:`alphapose.tracking.track_video`, in the fast CPU
   configuration of the CPU function files (``fastpose_res50_coco``, YOLOX-s at 640, fp32), with one
-  frame per detector forward and with four. Synthetic weights find one person per frame. Also reported:
-  decoding alone, and the detector alone at one and four frames per forward, which says whether
-  batching frames pays on this device.
+  frame per detector forward and with four, the two in turns. Synthetic weights find one person per
+  frame. Also reported: decoding alone, and the detector alone on four frames at one and at four frames
+  per forward (medians of runs in turns), which says whether batching frames pays on this device.
 * **Tracker**: :meth:`alphapose.tracking.PoseTracker.update` on synthetic walkers (COCO-17, OKS on),
   5 and 20 persons a frame, as microseconds per frame and per person.
 """
@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from alphapose.runtime import configure_cpu_threads
 from alphapose.skeletons import COCO17, oks_sigmas
 from alphapose.tracking import PoseTracker, track_video
 from alphapose.video import FrameSource
-from bench.measure import device_label, environment
+from bench.measure import device_label, environment, measure_interleaved
 from bench.report import RESULTS
 from bench.workloads import synthetic_photo
 
@@ -59,25 +60,33 @@ def per_second(count: int, seconds: float) -> float:
     return round(count / seconds, 2)
 
 
-def video_rates(pipeline: PosePipeline, clip: Path, frames: int) -> dict[str, Any]:
-    """Frames per second of decoding, of the detector by frames per forward, and of the whole path."""
+def video_rates(pipeline: PosePipeline, clip: Path, frames: int, repeats: int) -> dict[str, Any]:
+    """Frames per second of decoding, of the detector by frames per forward, and of the whole path; the
+    alternatives run in turns, so a busy spell of a shared machine hits them alike."""
     images = list(FrameSource(clip).images())
     rates: dict[str, Any] = {}
     start = time.perf_counter()
     decoded = sum(1 for _ in FrameSource(clip))
     rates["decode_fps"] = per_second(decoded, time.perf_counter() - start)
+    group = images[: max(FRAME_BATCHES)]
     detector = pipeline.detector
-    with pipeline.precision.autocast():
-        detector.detect_batch(images[:1])  # first-call costs
-        for batch in FRAME_BATCHES:
-            start = time.perf_counter()
-            for k in range(0, frames, batch):
-                detector.detect_batch(images[k : k + batch])
-            rates[f"detector_fps_batch_{batch}"] = per_second(frames, time.perf_counter() - start)
-    for batch in FRAME_BATCHES:
-        start = time.perf_counter()
-        done = sum(1 for _ in track_video(pipeline, FrameSource(clip).images(), PoseTracker(), batch))
-        rates[f"end_to_end_fps_batch_{batch}"] = per_second(done, time.perf_counter() - start)
+
+    def detect(batch: int) -> None:
+        with pipeline.precision.autocast():
+            for k in range(0, len(group), batch):
+                detector.detect_batch(group[k : k + batch])
+
+    def whole(batch: int) -> None:
+        for _ in track_video(pipeline, FrameSource(clip).images(), PoseTracker(), batch):
+            pass
+
+    device = pipeline.device
+    detector_times = measure_interleaved({b: partial(detect, b) for b in FRAME_BATCHES}, repeats, 1, device)
+    for batch, timing in detector_times.items():
+        rates[f"detector_fps_batch_{batch}"] = per_second(len(group), timing.median_ms / 1000)
+    whole_times = measure_interleaved({b: partial(whole, b) for b in FRAME_BATCHES}, 1, 0, device)
+    for batch, timing in whole_times.items():
+        rates[f"end_to_end_fps_batch_{batch}"] = per_second(frames, timing.median_ms / 1000)
     return rates
 
 
@@ -123,7 +132,8 @@ def tracker_cost(persons: int) -> dict[str, Any]:
 def render(results: dict[str, Any]) -> str:
     rates = results["video"]
     lines = [
-        f"Videos on {results['device']} ({results['frames']} frames of {SIZE[0]}x{SIZE[1]}, "
+        f"Videos on {results['device']}, {results['environment']['torch_threads']} thread(s) "
+        f"({results['frames']} frames of {SIZE[0]}x{SIZE[1]}, "
         f"{PRESET} + {DETECTOR}; load average {results['load_average_start']} at the start)",
         "",
         "| what | frames/s |",
@@ -145,13 +155,19 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=24, help="length of the clip (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=12, help="length of the clip (default: %(default)s)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed detector runs per batch size (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
     parser.add_argument("--out", type=Path, help="results JSON (default: bench/results/video-<device>.json)")
     args = parser.parse_args(argv)
     from tools.synthetic_weights import write_synthetic_weights
 
     configure_cpu_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
@@ -162,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         clip = write_clip(Path(directory) / "clip.mp4", args.frames)
         print("[bench.video] frames per second", file=sys.stderr, flush=True)
-        rates = video_rates(pipeline, clip, args.frames)
+        rates = video_rates(pipeline, clip, args.frames, args.repeats)
     print("[bench.video] tracker", file=sys.stderr, flush=True)
     results = {
         "device": device_label(device),
