@@ -9,7 +9,8 @@ What AlphaPose ships, and what was chosen here:
   results in memory, writes the feature matches of each frame pair to files, and has no motion model:
   a person hidden for a few frames is found again only where it was last seen.
 * Its ReID tracker (``--pose_track``, ``trackers/tracker_api.py``, JDE-style) adds a Kalman filter and
-  appearance embeddings from a separate ReID network, whose weights must be downloaded.
+  appearance embeddings from a separate ReID network (OSNet), whose weights must be downloaded, and
+  waits 240 frames for a lost person.
 * ByteTrack associates detector boxes with Kalman-predicted track boxes by IoU and an optimal assignment
   (``lap``), in two rounds: confident detections first, then the low-score ones to the tracks still
   unmatched, so a person half hidden (and so scored low) keeps its track; a lost track waits 30 frames

@@ -18,6 +18,7 @@ from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
 from alphapose.video import DEFAULT_FPS, FrameSource, frame_poses
 from tools.cli import main
+from tools.render import draw_labels
 
 MODEL_OPTIONS = ["--detector", "yolox-s", "--detector-size", "160", "--device", "cpu"]
 WIDTH, HEIGHT, FRAMES, FPS = 64, 96, 5, 12.0
@@ -86,6 +87,15 @@ def test_unreadable_inputs_are_errors_naming_the_file(tmp_path: Path) -> None:
     (empty / "0.png").write_bytes(b"not a png")
     with pytest.raises(VideoError, match=r"cannot read frame .*0\.png"):
         list(FrameSource(empty))
+
+
+def test_track_labels_are_white_on_a_dark_patch_at_the_box_corner() -> None:
+    image = grey(128)
+    drawn = draw_labels(image, [("7", (10.0, 20.0))])
+    assert (image == 128).all()  # the input is not modified
+    patch = drawn[20:36, 10:23]
+    assert (patch == 0).any() and patch.min(axis=-1).max() > 200  # the dark patch and the white digit
+    assert (drawn[:20] == 128).all() and (drawn[:, :10] == 128).all()  # nothing above or left of it
 
 
 # --- poses and tracks ------------------------------------------------------------------------------
