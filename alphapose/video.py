@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from alphapose.pipeline import Pose, PosePipeline
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Names that say "video file" to the command line (FrameSource itself opens whatever FFmpeg reads).
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"
+)  # fmt: skip
 # AlphaPose's video writer's frame rate (alphapose/utils/writer.py), for frames that come without one.
 DEFAULT_FPS = 25.0
 # Frames per detector forward by device type. On the CPU a batch of frames costs what the frames cost

@@ -32,7 +32,7 @@ from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
+RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--render",
         type=Path,
         help="draw the skeletons: an image file (one input) or a directory; for a video, a video file "
-        f"({', '.join(VIDEO_SUFFIXES)})",
+        f"({', '.join(RENDER_SUFFIXES)})",
     )
     predict.add_argument(
         "--format",
@@ -163,8 +163,11 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _video_input(paths: Sequence[Path]) -> Path | None:
-    """The video (file or frame directory) among the inputs, or None for image files."""
-    videos = [p for p in paths if p.is_dir() or p.suffix.lower() not in IMAGE_SUFFIXES]
+    """The video (a file named as one, or a directory of frames) among the inputs, or None: anything
+    else is read as an image, and refused as one when it is not."""
+    from alphapose.video import VIDEO_SUFFIXES
+
+    videos = [p for p in paths if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
     if not videos:
         return None
     if len(paths) > 1:
@@ -248,9 +251,9 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     if args.format == "cvat":
         print("error: --format cvat is for images; a video gives AlphaPose's results (coco)", file=sys.stderr)
         return 2
-    if args.render and args.render.suffix.lower() not in VIDEO_SUFFIXES:
+    if args.render and args.render.suffix.lower() not in RENDER_SUFFIXES:
         print(
-            f"error: --render {args.render}: for a video, name a video file ({', '.join(VIDEO_SUFFIXES)})",
+            f"error: --render {args.render}: for a video, name a video file ({', '.join(RENDER_SUFFIXES)})",
             file=sys.stderr,
         )
         return 2

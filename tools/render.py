@@ -74,7 +74,7 @@ def draw_labels(image: np.ndarray, labels: Sequence[tuple[str, tuple[float, floa
 
 class VideoWriter:
     """RGB frames into a video file: MPEG-4 part 2 (``mp4v``), the codec AlphaPose's demo writes, which
-    OpenCV's bundled FFmpeg encodes in any of the containers of :data:`tools.cli.VIDEO_SUFFIXES`."""
+    OpenCV's bundled FFmpeg encodes in any of the containers of :data:`tools.cli.RENDER_SUFFIXES`."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path, self.size = Path(path), size
