@@ -65,7 +65,7 @@ NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (http
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -139,10 +139,11 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
 		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
 
-bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers) and update the README's figures
+bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers, bench.video) and update the README's figures
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.report --readme README.md
 	$(PY) -m bench.answers
+	$(PY) -m bench.video
 
 clean: ## Remove build output and caches (keeps .venv and the weights)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

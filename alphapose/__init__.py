@@ -23,6 +23,12 @@ _EXPORTS = {
     "DetectorSpec": "alphapose.detectors",
     "get_detector": "alphapose.detectors",
     "configure_cpu_threads": "alphapose.runtime",
+    "oks_sigmas": "alphapose.skeletons",
+    "FrameSource": "alphapose.video",
+    "frame_poses": "alphapose.video",
+    "PoseTracker": "alphapose.tracking",
+    "TrackerOptions": "alphapose.tracking",
+    "track_video": "alphapose.tracking",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -47,3 +47,7 @@ class PrecisionError(OptionError):
 
     def __init__(self, value: object, problem: str) -> None:
         super().__init__("precision", value, problem)
+
+
+class VideoError(AlphaPoseError, ValueError):
+    """A video file or a directory of frames that cannot be read; the message names the file."""

@@ -255,3 +255,45 @@ HALPE68 = Skeleton(
 )
 
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, HALPE26, HALPE136, COCO_WHOLEBODY133, HALPE68)}
+
+# OKS sigmas per keypoint (the spread of human labelling, relative to the object's size), in each set's
+# order, as AlphaPose's oks_iou chooses them by keypoint count (alphapose/utils/pPose_nms.py): COCO's 17,
+# Halpe's body and feet (which write them x10), 0.025 for every Halpe face and hand point, and
+# COCO-WholeBody's own table. AlphaPose gives none for the 68-point set: it has no entry here.
+# fmt: off
+_COCO_SIGMAS = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
+    0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+)
+_HALPE26_SIGMAS = (*_COCO_SIGMAS, 0.08, 0.08, 0.08, 0.089, 0.089, 0.089, 0.089, 0.089, 0.089)
+_WHOLEBODY_FEET_SIGMAS = (0.068, 0.066, 0.066, 0.092, 0.094, 0.094)
+_WHOLEBODY_FACE_SIGMAS = (
+    0.042, 0.043, 0.044, 0.043, 0.040, 0.035, 0.031, 0.025, 0.020, 0.023, 0.029, 0.032, 0.037, 0.038,
+    0.043, 0.041, 0.045, 0.013, 0.012, 0.011, 0.011, 0.012, 0.012, 0.011, 0.011, 0.013, 0.015, 0.009,
+    0.007, 0.007, 0.007, 0.012, 0.009, 0.008, 0.016, 0.010, 0.017, 0.011, 0.009, 0.011, 0.009, 0.007,
+    0.013, 0.008, 0.011, 0.012, 0.010, 0.034, 0.008, 0.008, 0.009, 0.008, 0.008, 0.007, 0.010, 0.008,
+    0.009, 0.009, 0.009, 0.007, 0.007, 0.008, 0.011, 0.008, 0.008, 0.008, 0.010, 0.008,
+)
+_WHOLEBODY_HAND_SIGMAS = (
+    0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026, 0.017,
+    0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031,
+)
+# fmt: on
+
+OKS_SIGMAS: dict[str, tuple[float, ...]] = {
+    COCO17.name: _COCO_SIGMAS,
+    HALPE26.name: _HALPE26_SIGMAS,
+    HALPE136.name: (*_HALPE26_SIGMAS, *(0.025,) * (HALPE136.num_keypoints - HALPE26.num_keypoints)),
+    COCO_WHOLEBODY133.name: (
+        *_COCO_SIGMAS,
+        *_WHOLEBODY_FEET_SIGMAS,
+        *_WHOLEBODY_FACE_SIGMAS,
+        *_WHOLEBODY_HAND_SIGMAS,
+        *_WHOLEBODY_HAND_SIGMAS,
+    ),
+}
+
+
+def oks_sigmas(skeleton: Skeleton) -> tuple[float, ...] | None:
+    """The OKS sigmas of a keypoint set, or None where AlphaPose defines none (the 68-point set)."""
+    return OKS_SIGMAS.get(skeleton.name)

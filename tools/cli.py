@@ -1,11 +1,14 @@
 """``python -m tools``: run the function's model locally, call a deployed function, or serve it.
 
     python -m tools predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
+    python -m tools predict VIDEO|FRAMES_DIR [--out results.json] [--render out.mp4] [tracker flags]
     python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
     python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
 
 ``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
-with the same formats; ``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local
+with the same formats; given a video file or a directory of frames, it tracks the persons through it
+and writes AlphaPose's results with each person's track in ``idx``, as AlphaPose's demo does with
+tracking on; ``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local
 stand-in for Nuclio's HTTP trigger. ``python -m alphapose.weights`` downloads the official weights.
 """
 
@@ -14,19 +17,22 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
-from alphapose.errors import WeightsError
+from alphapose.errors import OptionError, VideoError, WeightsError
 from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,20 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    predict = commands.add_parser("predict", help="run the model on image files")
-    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict = commands.add_parser(
+        "predict", help="run the model on image files, or track persons through a video"
+    )
+    predict.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files, or one video file or one directory of frames (read in name order)",
+    )
     predict.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     predict.add_argument(
-        "--render", type=Path, help="draw the skeletons: an image file (one input) or a directory"
+        "--render",
+        type=Path,
+        help="draw the skeletons: an image file (one input) or a directory; for a video, a video file "
+        f"({', '.join(RENDER_SUFFIXES)})",
     )
     predict.add_argument(
         "--format",
         choices=OUTPUT_FORMATS,
-        default="cvat",
-        help="cvat: {image path: [skeletons]}; coco: AlphaPose's results list (default: %(default)s)",
+        help="cvat: {image path: [skeletons]}; coco: AlphaPose's results list (default: cvat for "
+        "images; a video always gives coco, with the track in idx)",
     )
     predict.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
     _add_model_options(predict)
+    _add_video_options(predict)
     predict.set_defaults(command=_predict)
 
     call = commands.add_parser("call", help="post an image to a deployed function as CVAT does")
@@ -109,22 +127,72 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Flags of `predict` for a video: the tracker's options (alphapose.tracking.TrackerOptions).
+_TRACKER_FLAGS = {
+    "iou_weight": "--iou-weight",
+    "min_similarity": "--min-similarity",
+    "max_age": "--max-age",
+    "min_hits": "--min-hits",
+    "keypoint_threshold": "--track-keypoint-threshold",
+    "velocity_smoothing": "--velocity-smoothing",
+}
+
+
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("videos", "for a video file or a directory of frames")
+    group.add_argument(
+        "--frame-batch",
+        type=int,
+        help="frames per detector forward (default: 1 on a CPU, where batching gains nothing; 8 on CUDA)",
+    )
+    group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    group.add_argument(
+        "--iou-weight", type=float, help="share of box IoU in the similarity, the rest OKS (0.5)"
+    )
+    group.add_argument(
+        "--min-similarity", type=float, help="pairs less similar are never the same person (0.2)"
+    )
+    group.add_argument("--max-age", type=int, help="frames a lost person is waited for (30)")
+    group.add_argument("--min-hits", type=int, help="frames in a row before a track is kept through gaps (3)")
+    group.add_argument(
+        "--track-keypoint-threshold", type=float, help="keypoints below it are left out of OKS (0.05)"
+    )
+    group.add_argument(
+        "--velocity-smoothing", type=float, help="weight of the newest velocity estimate (0.5)"
+    )
+
+
+def _video_input(paths: Sequence[Path]) -> Path | None:
+    """The video (a file named as one, or a directory of frames) among the inputs, or None: anything
+    else is read as an image, and refused as one when it is not."""
+    from alphapose.video import VIDEO_SUFFIXES
+
+    videos = [p for p in paths if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
+    if not videos:
+        return None
+    if len(paths) > 1:
+        raise ValueError(f"{videos[0]} is a video or a directory of frames: give it as the only input")
+    return videos[0]
+
+
 def _predict(args: argparse.Namespace) -> int:
     from alphapose.cvat.formats import coco_results, cvat_skeletons
-    from alphapose.runtime import configure_cpu_threads
 
+    try:
+        video = _video_input(args.images)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if video is not None:
+        return _predict_video(args, video)
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
         print(
             f"error: --render {args.render} names one file but there are {len(args.images)} images",
             file=sys.stderr,
         )
         return 2
-    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
     try:
-        config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
-        configure_cpu_threads()
-        allow_large_images(config.max_pixels)
-        pipeline = config.load_pipeline()
+        config, pipeline = _load(args)
     except (ConfigError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -151,8 +219,163 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{path}: {len(skeletons)} person(s)", file=sys.stderr)
         if args.render:
             _render(image, skeletons, _render_path(args.render, path))
-    _write_json(cvat_answers if args.format == "cvat" else coco_answers, args.out)
+    _write_json(coco_answers if args.format == "coco" else cvat_answers, args.out)
     return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Any]:
+    """The settings and the pipeline of ``predict``'s flags (ConfigError, WeightsError)."""
+    from alphapose.runtime import configure_cpu_threads
+
+    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
+    config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
+    configure_cpu_threads()
+    allow_large_images(config.max_pixels)
+    return config, config.load_pipeline()
+
+
+def _predict_video(args: argparse.Namespace, path: Path) -> int:
+    """Track the persons of a video (or a directory of frames) and write AlphaPose's results, frame by
+    frame, with each person's track id in ``idx``; nothing is kept in memory but the current frames.
+
+    The tracker sees every person the pipeline finds (a person scored low while half hidden keeps its
+    track); ``--threshold`` filters what is written and drawn.
+    """
+    from tqdm import tqdm
+
+    from alphapose.cvat.formats import coco_results
+    from alphapose.skeletons import oks_sigmas
+    from alphapose.tracking import PoseTracker, TrackerOptions, track_video
+    from alphapose.video import FrameSource
+
+    if args.format == "cvat":
+        print("error: --format cvat is for images; a video gives AlphaPose's results (coco)", file=sys.stderr)
+        return 2
+    if args.render and args.render.suffix.lower() not in RENDER_SUFFIXES:
+        print(
+            f"error: --render {args.render}: for a video, name a video file ({', '.join(RENDER_SUFFIXES)})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.frame_batch is not None and args.frame_batch < 1:
+        print(f"error: invalid --frame-batch {args.frame_batch}: must be at least 1", file=sys.stderr)
+        return 2
+    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in _TRACKER_FLAGS.items()}
+    try:
+        options = TrackerOptions(**{name: value for name, value in given.items() if value is not None})
+    except OptionError as exc:
+        print(f"error: invalid {_TRACKER_FLAGS[exc.option]} {exc.value!r}: {exc.problem}", file=sys.stderr)
+        return 2
+    try:
+        source = FrameSource(path)
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        config, pipeline = _load(args)
+    except (ConfigError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tracker = PoseTracker(options, oks_sigmas(pipeline.skeleton))
+    keypoint_threshold = config.keypoint_thresholds(pipeline.preset)
+    pending: deque[Any] = deque()  # the frames read but not yet answered: at most one batch
+
+    def images() -> Iterator[Any]:
+        for frame in source:
+            pending.append(frame)
+            yield frame.image
+
+    frames = persons = 0
+    tracks: set[int] = set()
+    progress = tqdm(
+        total=source.frame_count, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress
+    )
+    try:
+        with _JsonList(args.out) as results, _VideoRender(args.render, source.fps) as render:
+            for _, tracked in track_video(pipeline, images(), tracker, args.frame_batch):
+                frame = pending.popleft()
+                kept = [(track_id, pose) for track_id, pose in tracked if pose.box_score >= args.threshold]
+                entries = coco_results(
+                    [pose for _, pose in kept], threshold=args.threshold, image_id=frame.name
+                )
+                for entry, (track_id, _) in zip(entries, kept, strict=True):
+                    entry["idx"] = track_id
+                    results.write(entry)
+                render.write(frame.image, kept, pipeline.skeleton, keypoint_threshold)
+                frames, persons = frames + 1, persons + len(kept)
+                tracks.update(track_id for track_id, _ in kept)
+                progress.update()
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+    print(f"{path}: {frames} frame(s), {persons} person(s) in {len(tracks)} track(s)", file=sys.stderr)
+    if args.render:
+        print(f"rendered {args.render}", file=sys.stderr)
+    return 0
+
+
+class _JsonList:
+    """AlphaPose's results list written one entry at a time: to stdout, or to a file that appears only
+    when complete (a failure part-way leaves no truncated results behind)."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.out = out
+        self.partial = None if out is None else out.with_name(out.name + ".partial")
+        self.stream: IO[str] = sys.stdout
+        self.count = 0
+
+    def __enter__(self) -> _JsonList:
+        if self.out is not None and self.partial is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.stream = self.partial.open("w")
+        self.stream.write("[")
+        return self
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.stream.write(("," if self.count else "") + "\n  " + json.dumps(entry))
+        self.count += 1
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is None:
+            self.stream.write("\n]\n" if self.count else "]\n")
+        if self.out is None or self.partial is None:
+            return
+        self.stream.close()
+        if kind is None:
+            os.replace(self.partial, self.out)
+        else:
+            self.partial.unlink()
+
+
+class _VideoRender:
+    """The rendered video of ``--render``: skeletons and track ids drawn on each frame."""
+
+    def __init__(self, path: Path | None, fps: float) -> None:
+        self.path, self.fps = path, fps
+        self.writer: Any = None
+
+    def __enter__(self) -> _VideoRender:
+        return self
+
+    def write(self, image: Any, tracked: Sequence[tuple[int, Any]], skeleton: Any, threshold: Any) -> None:
+        if self.path is None:
+            return
+        from alphapose.cvat.formats import cvat_skeletons
+        from tools.render import VideoWriter, draw_labels, draw_skeletons
+
+        if self.writer is None:
+            self.writer = VideoWriter(self.path, self.fps, (image.shape[1], image.shape[0]))
+        drawn, labels = [], []
+        for track_id, pose in tracked:
+            drawn += cvat_skeletons([pose], skeleton, threshold=0.0, keypoint_threshold=threshold)
+            labels.append((str(track_id), (float(pose.box[0]), float(pose.box[1]))))
+        self.writer.write(draw_labels(draw_skeletons(image, drawn), labels))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.release()
 
 
 def _call(args: argparse.Namespace) -> int:

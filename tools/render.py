@@ -49,6 +49,50 @@ def draw_skeletons(image: np.ndarray, annotations: Sequence[dict[str, Any]]) -> 
     return canvas
 
 
+def draw_labels(image: np.ndarray, labels: Sequence[tuple[str, tuple[float, float]]]) -> np.ndarray:
+    """A copy of an RGB image with each text written just inside its (x, y) point (a track's id at the
+    top-left corner of its person's box), white on a dark patch so it reads on any background."""
+    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    scale = max(0.4, min(canvas.shape[:2]) / 800)
+    thickness = max(1, round(scale * 2))
+    for text, (x, y) in labels:
+        (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        left, top = max(0, round(x)), max(0, round(y))
+        cv2.rectangle(canvas, (left, top), (left + width + 4, top + height + baseline + 4), (0, 0, 0), -1)
+        cv2.putText(
+            canvas,
+            text,
+            (left + 2, top + height + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return canvas
+
+
+class VideoWriter:
+    """RGB frames into a video file: MPEG-4 part 2 (``mp4v``), the codec AlphaPose's demo writes, which
+    OpenCV's bundled FFmpeg encodes in any of the containers of :data:`tools.cli.RENDER_SUFFIXES`."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
+        self.path, self.size = Path(path), size
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self._writer.isOpened():
+            raise OSError(f"could not open {self.path} for writing a video (unsupported extension?)")
+
+    def write(self, image: np.ndarray) -> None:
+        """Append a frame; one of another size than the first is scaled to it."""
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+    def release(self) -> None:
+        self._writer.release()
+
+
 def save_rgb(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB image; the format follows the file extension."""
     path = Path(path)

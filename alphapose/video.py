@@ -1,0 +1,152 @@
+"""Frames of a video file or of a directory of images, read one at a time, and poses for each.
+
+The decoder is OpenCV's ``VideoCapture`` with its FFmpeg back end: OpenCV is already a run-time
+requirement and its wheels bundle FFmpeg, so every container and codec FFmpeg reads is read without
+another package, and frames are decoded strictly in order, which is all a tracker needs (PyAV's extra
+wheel would buy exact seeking and timestamps, which nothing here uses). The frame count OpenCV reports
+is read from the container and may be an estimate; it serves only progress display.
+
+Nothing is read ahead beyond the frames of one batch, so memory stays flat in the video's length.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+
+from alphapose.errors import VideoError
+
+if TYPE_CHECKING:
+    from alphapose.pipeline import Pose, PosePipeline
+
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Names that say "video file" to the command line (FrameSource itself opens whatever FFmpeg reads).
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"
+)  # fmt: skip
+# AlphaPose's video writer's frame rate (alphapose/utils/writer.py), for frames that come without one.
+DEFAULT_FPS = 25.0
+# Frames per detector forward by device type. On the CPU a batch of frames costs what the frames cost
+# one by one (bench/README.md, "Videos"), so frames go one at a time; on a GPU one 640x640 frame leaves
+# most of the device idle and a batch shares each forward's fixed costs (not yet measured: bench.video
+# --device cuda measures it).
+FRAME_BATCH = {"cpu": 1, "cuda": 8}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its position, its name in results (AlphaPose's demo names a video's frames
+    ``0.jpg``, ``1.jpg``, ...; a directory's keep their file names) and the RGB uint8 pixels."""
+
+    index: int
+    name: str
+    image: np.ndarray
+
+
+class FrameSource:
+    """A video file or a directory of image files, checked when opened and read as an iterable.
+
+    ``fps`` is the video's frame rate (:data:`DEFAULT_FPS` for a directory); ``frame_count`` the
+    container's count (exact for a directory), or None when the container does not say.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._files: list[Path] | None = None
+        if self.path.is_dir():
+            self._files = sorted(
+                (p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+                key=_natural_key,
+            )
+            if not self._files:
+                raise VideoError(
+                    f"{self.path} holds no image files ({', '.join(FRAME_SUFFIXES)}) to read as frames"
+                )
+            self.fps, self.frame_count = DEFAULT_FPS, len(self._files)
+            return
+        if not self.path.is_file():
+            raise VideoError(f"{self.path} does not exist: name a video file or a directory of frames")
+        capture = self._open()
+        try:
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            capture.release()
+        self.fps = fps if fps > 0 else DEFAULT_FPS
+        self.frame_count = count if count > 0 else None
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._files is not None:
+            for index, file in enumerate(self._files):
+                yield Frame(index, file.name, self._read_image(file))
+            return
+        capture = self._open()
+        try:
+            for index in itertools.count():
+                ok, bgr = capture.read()
+                if not ok:
+                    if index == 0:
+                        raise VideoError(
+                            f"cannot read {self.path}: no frame could be decoded (a broken file, or a "
+                            "codec OpenCV's FFmpeg lacks)"
+                        )
+                    return
+                yield Frame(index, f"{index}.jpg", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+
+    def images(self) -> Iterator[np.ndarray]:
+        """The frames' pixels alone."""
+        return (frame.image for frame in self)
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise VideoError(
+                f"cannot read {self.path} as a video: FFmpeg (through OpenCV) does not recognise it; "
+                "check that it is a video file (mp4, avi, mkv, ...) and not truncated"
+            )
+        return capture
+
+    @staticmethod
+    def _read_image(file: Path) -> np.ndarray:
+        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise VideoError(f"cannot read frame {file}: not an image OpenCV can decode")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """``frame_2`` before ``frame_10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def default_frame_batch(device: torch.device) -> int:
+    """Frames per detector forward on ``device`` (:data:`FRAME_BATCH`)."""
+    return FRAME_BATCH.get(device.type, 1)
+
+
+def frame_poses(
+    pipeline: PosePipeline, frames: Iterable[np.ndarray], frame_batch: int | None = None
+) -> Iterator[list[Pose]]:
+    """The poses of each RGB frame, in order: the detector runs on ``frame_batch`` frames per forward
+    (default: :func:`default_frame_batch`), the pose stage on each frame's persons; a frame's poses
+    equal ``pipeline(frame)``'s."""
+    size = default_frame_batch(pipeline.device) if frame_batch is None else frame_batch
+    if size < 1:
+        raise ValueError(f"frame_batch must be at least 1, got {size}")
+    iterator = iter(frames)
+    while chunk := list(itertools.islice(iterator, size)):
+        with pipeline.precision.autocast():
+            detections = pipeline.detector.detect_batch(chunk)
+        for image, (boxes, scores) in zip(chunk, detections, strict=True):
+            yield pipeline.estimate(image, boxes, scores)

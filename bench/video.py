@@ -1,0 +1,200 @@
+"""Videos: frames per second through the whole path, and the tracker's cost per person.
+
+``python -m bench.video [--frames N] [--repeats N] [--threads N] [--device cpu] [--out FILE]``
+(``make bench`` runs it), writing ``bench/results/video-<device>.json`` unless ``--out`` says otherwise.
+
+* **Frames per second**: a 640x480 video (photo-like synthetic frames, MPEG-4 part 2 as AlphaPose's demo
+  writes) read, detected, posed and tracked by :func:`alphapose.tracking.track_video`, in the fast CPU
+  configuration of the CPU function files (``fastpose_res50_coco``, YOLOX-s at 640, fp32), with one
+  frame per detector forward and with four, the two in turns. Synthetic weights find one person per
+  frame. Also reported: decoding alone, and the detector alone on four frames at one and at four frames
+  per forward (medians of runs in turns), which says whether batching frames pays on this device.
+* **Tracker**: :meth:`alphapose.tracking.PoseTracker.update` on synthetic walkers (COCO-17, OKS on),
+  5 and 20 persons a frame, as microseconds per frame and per person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from alphapose.pipeline import Pose, PosePipeline
+from alphapose.runtime import configure_cpu_threads
+from alphapose.skeletons import COCO17, oks_sigmas
+from alphapose.tracking import PoseTracker, track_video
+from alphapose.video import FrameSource
+from bench.measure import device_label, environment, measure_interleaved
+from bench.report import RESULTS
+from bench.workloads import synthetic_photo
+
+PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
+SIZE = (640, 480)
+FRAME_BATCHES = (1, 4)
+TRACKER_PERSONS = (5, 20)
+TRACKER_FRAMES = 300
+
+
+def write_clip(path: Path, frames: int) -> Path:
+    """A 640x480 clip: a photo-like frame panning a few pixels a frame, so every frame differs."""
+    width, height = SIZE
+    scene = synthetic_photo(width + 4 * frames, height, seed=5)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, SIZE)
+    for k in range(frames):
+        writer.write(cv2.cvtColor(np.ascontiguousarray(scene[:, 4 * k : 4 * k + width]), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def per_second(count: int, seconds: float) -> float:
+    return round(count / seconds, 2)
+
+
+def video_rates(pipeline: PosePipeline, clip: Path, frames: int, repeats: int) -> dict[str, Any]:
+    """Frames per second of decoding, of the detector by frames per forward, and of the whole path; the
+    alternatives run in turns, so a busy spell of a shared machine hits them alike."""
+    images = list(FrameSource(clip).images())
+    rates: dict[str, Any] = {}
+    start = time.perf_counter()
+    decoded = sum(1 for _ in FrameSource(clip))
+    rates["decode_fps"] = per_second(decoded, time.perf_counter() - start)
+    group = images[: max(FRAME_BATCHES)]
+    detector = pipeline.detector
+
+    def detect(batch: int) -> None:
+        with pipeline.precision.autocast():
+            for k in range(0, len(group), batch):
+                detector.detect_batch(group[k : k + batch])
+
+    def whole(batch: int) -> None:
+        for _ in track_video(pipeline, FrameSource(clip).images(), PoseTracker(), batch):
+            pass
+
+    device = pipeline.device
+    detector_times = measure_interleaved({b: partial(detect, b) for b in FRAME_BATCHES}, repeats, 1, device)
+    for batch, timing in detector_times.items():
+        rates[f"detector_fps_batch_{batch}"] = per_second(len(group), timing.median_ms / 1000)
+    whole_times = measure_interleaved({b: partial(whole, b) for b in FRAME_BATCHES}, 1, 0, device)
+    for batch, timing in whole_times.items():
+        rates[f"end_to_end_fps_batch_{batch}"] = per_second(frames, timing.median_ms / 1000)
+    return rates
+
+
+def walkers(persons: int, frames: int, seed: int = 0) -> list[list[Pose]]:
+    """``persons`` COCO-17 skeletons walking at random, some crossing, for ``frames`` frames."""
+    rng = np.random.default_rng(seed)
+    layout = np.array(COCO17.layout) / 100.0
+    start = rng.uniform(0, 1800, (persons, 2))
+    velocity = rng.normal(0, 4, (persons, 2))
+    size = np.array([60.0, 150.0])
+    result = []
+    for t in range(frames):
+        corners = start + velocity * t
+        result.append(
+            [
+                Pose(
+                    np.array([*corner, *(corner + size)], np.float32),
+                    0.9,
+                    (corner + layout * size + rng.normal(0, 1.5, layout.shape)).astype(np.float32),
+                    rng.uniform(0.3, 1.0, len(layout)).astype(np.float32),
+                    3.0,
+                )
+                for corner in corners
+            ]
+        )
+    return result
+
+
+def tracker_cost(persons: int) -> dict[str, Any]:
+    frames = walkers(persons, TRACKER_FRAMES)
+    tracker = PoseTracker(sigmas=oks_sigmas(COCO17))
+    start = time.perf_counter()
+    for poses in frames:
+        tracker.update(poses)
+    per_frame_us = (time.perf_counter() - start) / TRACKER_FRAMES * 1e6
+    return {
+        "persons": persons,
+        "us_per_frame": round(per_frame_us, 1),
+        "us_per_person": round(per_frame_us / persons, 1),
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    rates = results["video"]
+    lines = [
+        f"Videos on {results['device']}, {results['environment']['torch_threads']} thread(s) "
+        f"({results['frames']} frames of {SIZE[0]}x{SIZE[1]}, "
+        f"{PRESET} + {DETECTOR}; load average {results['load_average_start']} at the start)",
+        "",
+        "| what | frames/s |",
+        "|---|---|",
+        f"| decode (OpenCV, FFmpeg) | {rates['decode_fps']} |",
+    ]
+    lines += [
+        f"| detector, {b} frame(s) per forward | {rates[f'detector_fps_batch_{b}']} |" for b in FRAME_BATCHES
+    ]
+    lines += [
+        f"| whole path (decode, detect, pose, track), {b} frame(s) per forward | "
+        f"{rates[f'end_to_end_fps_batch_{b}']} |"
+        for b in FRAME_BATCHES
+    ]
+    lines += ["", "| persons a frame | tracker µs/frame | tracker µs/person |", "|---|---|---|"]
+    lines += [f"| {r['persons']} | {r['us_per_frame']} | {r['us_per_person']} |" for r in results["tracker"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=12, help="length of the clip (default: %(default)s)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed detector runs per batch size (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
+    parser.add_argument("--out", type=Path, help="results JSON (default: bench/results/video-<device>.json)")
+    args = parser.parse_args(argv)
+    from tools.synthetic_weights import write_synthetic_weights
+
+    configure_cpu_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load = [round(v, 2) for v in os.getloadavg()]
+    with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
+        print("[bench.video] synthetic weights and clip", file=sys.stderr, flush=True)
+        weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
+        pipeline = PosePipeline.from_weights_dir(
+            weights, preset=PRESET, detector=DETECTOR, device=args.device
+        )
+        clip = write_clip(Path(directory) / "clip.mp4", args.frames)
+        print("[bench.video] frames per second", file=sys.stderr, flush=True)
+        rates = video_rates(pipeline, clip, args.frames, args.repeats)
+    print("[bench.video] tracker", file=sys.stderr, flush=True)
+    results = {
+        "device": device_label(device),
+        "environment": environment(device),
+        "frames": args.frames,
+        "load_average_start": load,
+        "video": rates,
+        "tracker": [tracker_cost(n) for n in TRACKER_PERSONS],
+        "load_average_end": [round(v, 2) for v in os.getloadavg()],
+    }
+    print(render(results))
+    out = args.out or RESULTS / f"video-{results['device']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"[bench.video] wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

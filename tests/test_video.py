@@ -1,0 +1,205 @@
+"""Videos: the frame reader, the batched poses, streaming, and ``python -m tools predict`` on a video
+file and on a directory of frames (synthetic weights: the detector finds one person covering each
+frame, so every frame holds one person and the tracker must give it one identity throughout)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from alphapose.errors import VideoError
+from alphapose.pipeline import PosePipeline
+from alphapose.tracking import PoseTracker, track_video
+from alphapose.video import DEFAULT_FPS, FrameSource, frame_poses
+from tools.cli import main
+from tools.render import draw_labels
+
+MODEL_OPTIONS = ["--detector", "yolox-s", "--detector-size", "160", "--device", "cpu"]
+WIDTH, HEIGHT, FRAMES, FPS = 64, 96, 5, 12.0
+# AlphaPose's results entry, in the official writer's order (alphapose/utils/pPose_nms.py write_json).
+RESULT_FIELDS = ["image_id", "category_id", "keypoints", "score", "box", "idx"]
+
+
+def grey(level: int) -> np.ndarray:
+    return np.full((HEIGHT, WIDTH, 3), level, dtype=np.uint8)
+
+
+def write_video(path: Path, frames: int = FRAMES) -> Path:
+    """A video of flat grey frames getting lighter, written as AlphaPose's demo writes (mp4v)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    for k in range(frames):
+        writer.write(grey(20 + 40 * k))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(weights_dir: Path) -> PosePipeline:
+    return PosePipeline.from_weights_dir(weights_dir, device="cpu", detector="yolox-s", detector_size=160)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def test_video_file_frames_in_order_with_alphapose_names(tmp_path: Path) -> None:
+    source = FrameSource(write_video(tmp_path / "clip.mp4"))
+    assert (source.fps, source.frame_count) == (FPS, FRAMES)
+    frames = list(source)
+    assert [f.name for f in frames] == [f"{k}.jpg" for k in range(FRAMES)]
+    assert [f.index for f in frames] == list(range(FRAMES))
+    for k, frame in enumerate(frames):
+        assert frame.image.shape == (HEIGHT, WIDTH, 3) and frame.image.dtype == np.uint8
+        assert abs(float(frame.image.mean()) - (20 + 40 * k)) < 8  # lossy codec, flat frames
+
+
+def test_directory_frames_in_natural_order(tmp_path: Path) -> None:
+    for k in (10, 2, 1):
+        rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        rgb[..., 0] = 10 * k  # red: the reader must hand back RGB
+        cv2.imwrite(str(tmp_path / f"frame_{k}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (tmp_path / "notes.txt").write_text("not a frame")
+    source = FrameSource(tmp_path)
+    assert (source.fps, source.frame_count) == (DEFAULT_FPS, 3)
+    frames = list(source)
+    assert [f.name for f in frames] == ["frame_1.png", "frame_2.png", "frame_10.png"]
+    assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 100]
+    assert all(int(f.image[0, 0, 2]) == 0 for f in frames)
+
+
+def test_unreadable_inputs_are_errors_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x01not a video" * 200)
+    with pytest.raises(VideoError, match=r"cannot read .*broken\.mp4 as a video"):
+        FrameSource(broken)
+    with pytest.raises(VideoError, match=r"missing\.mp4 does not exist"):
+        FrameSource(tmp_path / "missing.mp4")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match=r"empty holds no image files"):
+        FrameSource(empty)
+    (empty / "0.png").write_bytes(b"not a png")
+    with pytest.raises(VideoError, match=r"cannot read frame .*0\.png"):
+        list(FrameSource(empty))
+
+
+def test_track_labels_are_white_on_a_dark_patch_at_the_box_corner() -> None:
+    image = grey(128)
+    drawn = draw_labels(image, [("7", (10.0, 20.0))])
+    assert (image == 128).all()  # the input is not modified
+    patch = drawn[20:36, 10:23]
+    assert (patch == 0).any() and patch.min(axis=-1).max() > 200  # the dark patch and the white digit
+    assert (drawn[:20] == 128).all() and (drawn[:, :10] == 128).all()  # nothing above or left of it
+
+
+# --- poses and tracks ------------------------------------------------------------------------------
+
+
+def test_batched_frames_give_each_frame_s_own_poses(pipeline: PosePipeline) -> None:
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (HEIGHT + 16 * k, WIDTH, 3), dtype=np.uint8) for k in range(2)]
+    batched = list(frame_poses(pipeline, frames, frame_batch=2))
+    assert len(batched) == 2
+    for frame, poses in zip(frames, batched, strict=True):
+        alone = pipeline(frame)
+        assert len(poses) == len(alone) == 1
+        np.testing.assert_allclose(poses[0].box, alone[0].box, atol=1e-3)
+        np.testing.assert_allclose(poses[0].keypoints, alone[0].keypoints, atol=1e-2)
+    with pytest.raises(ValueError, match="frame_batch must be at least 1"):
+        next(frame_poses(pipeline, frames, frame_batch=0))
+
+
+def test_track_video_streams(pipeline: PosePipeline) -> None:
+    """An endless stream: results come while frames are still arriving, reading at most a batch ahead."""
+    read = 0
+
+    def endless() -> Iterator[np.ndarray]:
+        nonlocal read
+        while True:
+            read += 1
+            yield grey(100)
+
+    results = list(itertools.islice(track_video(pipeline, endless(), PoseTracker(), frame_batch=2), 3))
+    assert [index for index, _ in results] == [0, 1, 2]
+    assert [[track_id for track_id, _ in tracked] for _, tracked in results] == [[1], [1], [1]]
+    assert read <= 4
+
+
+# --- python -m tools predict -----------------------------------------------------------------------
+
+
+def predict(*argv: str, weights: Path) -> int:
+    return main(["predict", *argv, "--weights-dir", str(weights), *MODEL_OPTIONS])
+
+
+def test_predict_video_writes_tracked_results_and_a_rendered_video(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = write_video(tmp_path / "clip.mp4")
+    out, render = tmp_path / "out" / "results.json", tmp_path / "drawn.mp4"
+    assert predict(str(video), "--out", str(out), "--render", str(render), weights=weights_dir) == 0
+    err = capsys.readouterr().err
+    assert "frame/s" in err and f"{FRAMES}/{FRAMES}" in err  # the progress bar
+    assert f"{FRAMES} frame(s), {FRAMES} person(s) in 1 track(s)" in err
+    results = json.loads(out.read_text())
+    assert [r["image_id"] for r in results] == [f"{k}.jpg" for k in range(FRAMES)]
+    assert all(list(r) == RESULT_FIELDS for r in results)
+    assert [r["idx"] for r in results] == [1] * FRAMES
+    assert results[0]["box"] == pytest.approx([0, 0, WIDTH, HEIGHT])
+    assert not list(out.parent.glob("*.partial"))
+    drawn = FrameSource(render)
+    assert drawn.frame_count == FRAMES and drawn.fps == FPS
+    assert next(iter(drawn)).image.shape == (HEIGHT, WIDTH, 3)
+
+
+@pytest.mark.slow
+def test_predict_directory_of_frames_to_stdout(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("b_2.png", "b_1.png"):
+        cv2.imwrite(str(tmp_path / name), grey(90))
+    assert predict(str(tmp_path), "--no-progress", "--max-age", "0", weights=weights_dir) == 0
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert [(r["image_id"], r["idx"]) for r in results] == [("b_1.png", 1), ("b_2.png", 1)]
+    assert "frame/s" not in captured.err
+    # a threshold above every box score: nothing written, an empty list
+    assert predict(str(tmp_path), "--no-progress", "--threshold", "1.01", weights=weights_dir) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    # a frame that cannot be decoded part-way: an error naming it, and no results file
+    (tmp_path / "b_3.png").write_bytes(b"not a png")
+    out = tmp_path / "out" / "results.json"
+    assert predict(str(tmp_path), "--no-progress", "--out", str(out), weights=weights_dir) == 1
+    assert f"error: cannot read frame {tmp_path / 'b_3.png'}" in capsys.readouterr().err
+    assert not out.exists() and not list(out.parent.iterdir())
+
+
+def test_predict_video_errors(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"RIFF" + b"\x00" * 500)
+    out = tmp_path / "results.json"
+    assert predict(str(broken), "--out", str(out), weights=weights_dir) == 1
+    assert f"error: cannot read {broken} as a video" in capsys.readouterr().err
+    assert not out.exists()
+    video = write_video(tmp_path / "clip.mp4", frames=1)
+    cases = [
+        (["--format", "cvat"], "error: --format cvat is for images"),
+        (["--render", str(tmp_path / "x.png")], "for a video, name a video file"),
+        (["--max-age", "-1"], "error: invalid --max-age -1: must be at least 0"),
+        (["--iou-weight", "2"], "error: invalid --iou-weight 2.0: must be in [0, 1]"),
+        (["--frame-batch", "0"], "error: invalid --frame-batch 0: must be at least 1"),
+    ]
+    for flags, message in cases:
+        assert predict(str(video), *flags, weights=weights_dir) == 2
+        assert message in capsys.readouterr().err
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), grey(90))
+    assert predict(str(image), str(video), weights=weights_dir) == 2
+    err = capsys.readouterr().err
+    assert "clip.mp4 is a video or a directory of frames: give it as the only input" in err
