@@ -109,7 +109,7 @@ def one_track(
 def walking(frame: int) -> np.ndarray:
     """A person walking right at 3 px per frame, feet and hands swinging (period 24 frames)."""
     swing = 12 * np.sin(2 * np.pi * frame / 24)
-    points = OFFSETS + [100 + 3 * frame, 200 + 2 * np.sin(2 * np.pi * frame / 12)]
+    points = OFFSETS + np.array([100 + 3 * frame, 200 + 2 * np.sin(2 * np.pi * frame / 12)])
     points[3:, 0] += [swing, -swing]
     points[1:3, 1] += [swing / 3, -swing / 3]
     return points
@@ -119,7 +119,7 @@ def corner(frame: int) -> np.ndarray:
     """Right at 4 px per frame until frame 30, then down at 4 px per frame."""
     x = 100 + 4 * min(frame, 30)
     y = 100 + 4 * max(frame - 30, 0)
-    return OFFSETS + [x, y]
+    return OFFSETS + np.array([x, y])
 
 
 @pytest.mark.parametrize(("tolerance", "at_most"), [(0.5, 60), (2.0, 30), (5.0, 15)])
@@ -147,7 +147,7 @@ def test_a_corner_is_a_keyframe_and_straight_lines_are_not() -> None:
 
 def circling(frame: int) -> np.ndarray:
     """Round a circle of 60 px, a tenth of a radian per frame: no three frames in a line."""
-    return OFFSETS + [300 + 60 * np.cos(frame / 10), 300 + 60 * np.sin(frame / 10)]
+    return OFFSETS + np.array([300 + 60 * np.cos(frame / 10), 300 + 60 * np.sin(frame / 10)])
 
 
 def test_zero_tolerance_keeps_every_frame_of_a_curve() -> None:
@@ -313,5 +313,5 @@ def test_video_xml_meta_and_layout() -> None:
 def test_video_xml_refuses_a_frame_outside_the_task() -> None:
     track, _ = one_track(corner, range(5), 0.5)
     task = TaskFrames(9, "walk", 3, start_frame=0, stop_frame=2, frame_filter="", width=640, height=480)
-    with pytest.raises(ValueError, match="frame 4 is outside task 9's frames 0..2"):
+    with pytest.raises(ValueError, match=r"frame 4 is outside task 9's frames 0\.\.2"):
         video_xml([track], NAMES, task)
