@@ -144,6 +144,7 @@ bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers
 	$(PY) -m bench.report --readme README.md
 	$(PY) -m bench.answers
 	$(PY) -m bench.video
+	$(PY) -m bench.tracks
 
 clean: ## Remove build output and caches (keeps .venv and the weights)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -1,9 +1,11 @@
-"""A stub of the CVAT server endpoints used by ``cvat-cli task auto-annotate`` and ``function create-native``.
+"""A stub of the CVAT server endpoints used by ``cvat-cli task auto-annotate``, ``function create-native``
+and ``python -m tools annotate-task``.
 
 It answers what the SDK reads (server version, the task, its labels, its data metadata, its one chunk
-of original images) with the fields the SDK's response models require, and records the annotations the
-SDK uploads and the functions cvat-cli registers. Anything else is answered 404 and recorded, so a test
-sees an unexpected request.
+of original images, or single frames of a task made from a video) with the fields the SDK's response
+models require, and records the annotations the SDK uploads (added, or put in place of the task's),
+the frames it fetches and the functions cvat-cli registers. Anything else is answered 404 and recorded,
+so a test sees an unexpected request.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ class ImageTask:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     functions: list[dict[str, Any]] = field(default_factory=list)  # registered by ``function create-native``
     unexpected: list[str] = field(default_factory=list)
+    # A task made from a video has one original chunk of video, which the SDK does not cut: it fetches
+    # single frames (``type=frame``), decoded by the server. Its frames are the video's from
+    # ``start_frame`` every ``step=N`` of ``frame_filter``; ``deleted_frames`` are task frame numbers.
+    original_chunk_type: str = "imageset"
+    start_frame: int = 0
+    frame_filter: str = ""
+    deleted_frames: list[int] = field(default_factory=list)
+    validation_mode: str | None = None
+    replaced: list[dict[str, Any]] = field(default_factory=list)  # PUT: the task's annotations replaced
+    fetched_frames: list[int] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        return int(self.frame_filter.removeprefix("step=")) if self.frame_filter else 1
 
     def task(self) -> dict[str, Any]:
         base = f"/api/tasks/{self.task_id}"
@@ -44,7 +60,7 @@ class ImageTask:
             "mode": "annotation",
             "dimension": "2d",
             "data_chunk_size": len(self.images),
-            "data_original_chunk_type": "imageset",
+            "data_original_chunk_type": self.original_chunk_type,
             "data_compressed_chunk_type": "imageset",
             "status": "annotation",
             "created_date": TIMESTAMP,
@@ -57,6 +73,7 @@ class ImageTask:
             "assignee": None,
             "source_storage": None,
             "target_storage": None,
+            "validation_mode": self.validation_mode,
             "url": base,
         }
 
@@ -66,13 +83,14 @@ class ImageTask:
             "chunk_size": len(self.images),
             "size": len(self.images),
             "image_quality": 70,
-            "start_frame": 0,
-            "stop_frame": len(self.images) - 1,
-            "deleted_frames": [],
+            "start_frame": self.start_frame,
+            "stop_frame": self.start_frame + (len(self.images) - 1) * self.step,
+            "frame_filter": self.frame_filter,
+            "deleted_frames": self.deleted_frames,
             "frames": [
                 {"name": name, "width": width, "height": height, "related_files": 0}
                 for (name, _), (width, height) in zip(self.images, self.sizes, strict=True)
-            ],
+            ][: None if self.original_chunk_type == "imageset" else 1],  # a video: one entry
         }
 
     def chunk(self) -> bytes:
@@ -100,10 +118,25 @@ class ImageTask:
             return 200, {"count": len(self.labels), "next": None, "previous": None, "results": self.labels}
         if method == "GET" and path == f"{task}/data/meta":
             return 200, self.data_meta()
-        if method == "GET" and path == f"{task}/data" and query.get("type") == ["chunk"]:
+        if (
+            method == "GET"
+            and path == f"{task}/data"
+            and query.get("type") == ["chunk"]
+            and self.original_chunk_type == "imageset"
+        ):
             return 200, self.chunk()
+        if method == "GET" and path == f"{task}/data" and query.get("type") == ["frame"]:
+            number = int(query["number"][0])
+            if query.get("quality") != ["original"] or not 0 <= number < len(self.images):
+                self.unexpected.append(f"{method} {path} {query}")
+                return 400, {"detail": "bad frame request"}
+            self.fetched_frames.append(number)
+            return 200, self.images[number][1]
         if method == "PATCH" and path == f"{task}/annotations" and query.get("action") == ["create"]:
             self.uploads.append(json.loads(body))
+            return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
+        if method == "PUT" and path == f"{task}/annotations":
+            self.replaced.append(json.loads(body))
             return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
         if method == "POST" and path == "/api/functions":
             self.functions.append(json.loads(body))
@@ -163,6 +196,9 @@ def serve(task: ImageTask) -> Iterator[str]:
             self._respond()
 
         def do_PATCH(self) -> None:
+            self._respond()
+
+        def do_PUT(self) -> None:
             self._respond()
 
         def log_message(self, format: str, *args: Any) -> None:  # the test reads ``unexpected`` instead

@@ -4,6 +4,7 @@
     python -m tools predict VIDEO|FRAMES_DIR [--out results.json] [--render out.mp4] [tracker flags]
     python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
     python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
+    python -m tools annotate-task TASK_ID [--server-host URL] [--tolerance PX] [--xml FILE]
 
 ``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
 with the same formats; given a video file or a directory of frames, it tracks the persons through it
@@ -28,6 +29,7 @@ from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
 from alphapose.errors import OptionError, VideoError, WeightsError
+from tools import annotate_task
 from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve main.handler over HTTP like a Nuclio HTTP trigger")
     http.add_arguments(serve)
     serve.set_defaults(command=_serve)
+
+    annotate_task.add_parser(commands, _add_model_options)
     return parser
 
 

@@ -1,0 +1,268 @@
+"""Tracked poses to CVAT skeleton tracks with thinned keyframes, and what CVAT shows between them.
+
+Input: per frame, the tracked persons, ``(frame, [(track_id, pose), ...])`` in increasing frame order
+(frames are the task's frame numbers, 0 to size - 1; a frame missing from the input, such as a deleted
+one, is neither checked nor used). Output: one :class:`SkeletonTrack` per track id, whose keyframes
+store every point of the skeleton, so that an annotator who corrects a keyframe corrects the whole
+person there.
+
+CVAT's rules this module relies on, and where they are (cvat-ai/cvat):
+
+* Between two keyframes a point moves linearly with the frame number, and takes ``outside`` and
+  ``occluded`` from the left keyframe: server ``cvat/apps/dataset_manager/annotation.py``,
+  ``TrackManager.get_interpolated_shapes`` (``simple_interpolation``, reached through
+  ``points_interpolation`` for a one-point ``points`` shape); browser
+  ``cvat-core/src/annotations-objects/points-track.ts``, ``PointsTrack.interpolatePosition``.
+* After a track's last keyframe the shape stays where it is until the end of the task unless that
+  keyframe is ``outside`` (``get_interpolated_shapes``, ``propagate``; ``Track.getPosition`` in
+  ``cvat-core/src/annotations-objects/track.ts``), and after an ``outside`` keyframe nothing is shown
+  until the next keyframe. So a person who leaves gets an ``outside`` keyframe on the first frame it is
+  gone, and a point that drops below the keypoint threshold gets one on the first frame it is below.
+  Before its first keyframe a track is not shown (``Track.getPosition``: only a right keyframe means
+  outside).
+* A skeleton track's elements are tracks of their own, interpolated as above; the skeleton is shown on
+  a frame where its own shapes say it is inside (``TrackManager.to_shapes``, elements with
+  ``include_outside=True``) and, in the browser, the skeleton is outside where every element is
+  (``SkeletonTrack.get`` in ``cvat-core/src/annotations-objects/skeleton-track.ts``). Both the
+  skeleton's shapes and every element's shapes are therefore written, with the same keyframes.
+* A track starts at its first shape's frame, and its elements at the skeleton's first frame
+  (``JobAnnotation._sync_frames`` in ``cvat/apps/dataset_manager/task.py``): every element has a
+  keyframe on the skeleton's first frame.
+
+Keyframe thinning keeps a frame only where the linear interpolation between the kept keyframes would
+put a visible point more than ``tolerance`` pixels from where the model put it. A frame where a
+point's visibility changes is always a keyframe; within a stretch of constant visibility the frames
+are kept greedily: from a keyframe, the next one is the last frame up to which every frame in between
+is within the tolerance. An ``outside`` point keeps its last visible position (where it has not been
+visible yet, where the model put it on the track's first frame), so that interpolating towards a
+point that disappears is the same as holding it. Keypoint visibility follows the function's rule
+(:mod:`alphapose.cvat.formats`): a finite point scoring at least its keypoint threshold; a person
+with no visible point on a frame is absent from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from alphapose.pipeline import Pose
+
+TrackedFrame = tuple[int, Sequence[tuple[int, "Pose"]]]
+
+DEFAULT_TOLERANCE = 2.0  # pixels
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One keyframe of a skeleton track: every point's position and ``outside`` flag on ``frame``.
+
+    ``outside`` is the skeleton's own flag: true on the first frame after the person left, where every
+    point is outside as well.
+    """
+
+    frame: int
+    outside: bool
+    points: tuple[tuple[float, float], ...]
+    points_outside: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class SkeletonTrack:
+    """One person's track: the tracker's id and the keyframes in frame order (the first is inside)."""
+
+    track_id: int
+    keyframes: tuple[Keyframe, ...]
+
+    @property
+    def frame(self) -> int:
+        """The track's first frame, as CVAT wants it on the track and on each element track."""
+        return self.keyframes[0].frame
+
+
+@dataclass
+class _Observed:
+    """A track's frames where the person is present, with every point as stored and seen."""
+
+    frames: list[int]
+    points: list[np.ndarray]  # (K, 2) float64 per frame: visible points as seen, others held
+    visible: list[np.ndarray]  # (K,) bool per frame
+
+
+def build_tracks(
+    frames: Iterable[TrackedFrame],
+    num_keypoints: int,
+    *,
+    keypoint_threshold: float | Sequence[float],
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> list[SkeletonTrack]:
+    """The CVAT skeleton tracks of tracked poses, ordered by first frame then track id.
+
+    ``keypoint_threshold`` is one value or one per keypoint (as :func:`alphapose.cvat.formats.
+    cvat_skeletons` takes it); ``tolerance`` is in pixels, 0 keeps every frame where a point moves.
+    """
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise ValueError(f"the keyframe tolerance must be a finite number of pixels >= 0, not {tolerance}")
+    thresholds = _thresholds(keypoint_threshold, num_keypoints)
+    processed: list[int] = []
+    observed: dict[int, _Observed] = {}
+    for frame, persons in frames:
+        if processed and frame <= processed[-1]:
+            raise ValueError(f"frames must come in increasing order: {frame} after {processed[-1]}")
+        processed.append(frame)
+        seen: set[int] = set()
+        for track_id, pose in persons:
+            if track_id in seen:
+                raise ValueError(f"track id {track_id} is given twice on frame {frame}")
+            seen.add(track_id)
+            _observe(observed, track_id, frame, pose, thresholds)
+    following = {frame: after for frame, after in itertools.pairwise(processed)}
+    tracks = [
+        SkeletonTrack(track_id, tuple(_keyframes(track, following, tolerance)))
+        for track_id, track in observed.items()
+    ]
+    return sorted(tracks, key=lambda track: (track.frame, track.track_id))
+
+
+def _thresholds(keypoint_threshold: float | Sequence[float], num_keypoints: int) -> np.ndarray:
+    if isinstance(keypoint_threshold, int | float):
+        return np.full(num_keypoints, float(keypoint_threshold))
+    thresholds = np.asarray([float(t) for t in keypoint_threshold])
+    if len(thresholds) != num_keypoints:
+        raise ValueError(f"{len(thresholds)} keypoint thresholds for {num_keypoints} keypoints")
+    return thresholds
+
+
+def _observe(
+    observed: dict[int, _Observed], track_id: int, frame: int, pose: Pose, thresholds: np.ndarray
+) -> None:
+    """Record one person on one frame, unless no point of it is visible there."""
+    points = np.asarray(pose.keypoints, dtype=np.float64)
+    scores = np.asarray(pose.keypoint_scores, dtype=np.float64)
+    if points.shape != (len(thresholds), 2) or scores.shape != (len(thresholds),):
+        raise ValueError(
+            f"track {track_id}, frame {frame}: a pose has {len(points)} keypoints, expected {len(thresholds)}"
+        )
+    finite = np.isfinite(points).all(axis=1) & np.isfinite(scores)
+    visible = finite & (scores >= thresholds)
+    if not visible.any():
+        return
+    track = observed.get(track_id)
+    if track is None:
+        # A point never visible so far in the track is stored where the model put it (the box centre
+        # where that is not finite, as the function's answer does).
+        x1, y1, x2, y2 = (float(v) for v in pose.box)
+        stored = np.where(finite[:, None], points, [(x1 + x2) / 2, (y1 + y2) / 2])
+        observed[track_id] = _Observed([frame], [stored], [visible])
+        return
+    stored = np.where(visible[:, None], points, track.points[-1])
+    track.frames.append(frame)
+    track.points.append(stored)
+    track.visible.append(visible)
+
+
+def _keyframes(track: _Observed, following: dict[int, int], tolerance: float) -> list[Keyframe]:
+    """Keyframes of one track: each stretch of frames with the same visible points, thinned; an
+    ``outside`` keyframe on the first processed frame after each stretch of presence."""
+    keyframes: list[Keyframe] = []
+    count = len(track.frames)
+    start = 0
+    while start < count:
+        # a stretch: consecutive processed frames where the person is present, with the same points visible
+        stop = start + 1
+        while (
+            stop < count
+            and following.get(track.frames[stop - 1]) == track.frames[stop]
+            and np.array_equal(track.visible[stop], track.visible[start])
+        ):
+            stop += 1
+        frames = track.frames[start:stop]
+        points = np.stack(track.points[start:stop])
+        visible = track.visible[start]
+        anchor: tuple[int, np.ndarray] | None = None
+        if stop < count and following.get(frames[-1]) == track.frames[stop]:
+            anchor = (track.frames[stop], track.points[stop])
+        elif frames[-1] in following:
+            anchor = (following[frames[-1]], points[-1])
+        kept = _thin(frames, points, visible, anchor, tolerance)
+        keyframes += [_keyframe(frames[i], points[i], visible) for i in kept]
+        if anchor is not None and not (stop < count and track.frames[stop] == anchor[0]):
+            keyframes.append(_keyframe(anchor[0], anchor[1], np.zeros_like(visible), outside=True))
+        start = stop
+    return keyframes
+
+
+def _thin(
+    frames: Sequence[int],
+    points: np.ndarray,
+    visible: np.ndarray,
+    anchor: tuple[int, np.ndarray] | None,
+    tolerance: float,
+) -> list[int]:
+    """Indexes of the frames of one stretch to keep (the first always; the last where nothing follows).
+
+    ``anchor`` is the next keyframe after the stretch (its frame and stored points), which the last
+    kept frame interpolates towards; None at the end of the task, where CVAT holds the last keyframe.
+    """
+    times = np.asarray(frames, dtype=np.float64)
+    values = points[:, visible]  # (n, V, 2): only visible points are checked
+    end = len(frames) - 1
+    if anchor is not None:
+        times = np.append(times, float(anchor[0]))
+        values = np.concatenate([values, anchor[1][None, visible]])
+        end = len(frames)
+    limit = tolerance * tolerance
+    kept = [0]
+    left = 0
+    while left < end:
+        right = left + 1
+        while right < end and _within(times, values, left, right + 1, limit):
+            right += 1
+        kept.append(right)
+        left = right
+    return [i for i in kept if i < len(frames)]
+
+
+def _within(times: np.ndarray, values: np.ndarray, left: int, right: int, limit: float) -> bool:
+    """Whether interpolating from keyframe ``left`` to keyframe ``right`` stays within the tolerance
+    (squared, ``limit``) at every frame in between."""
+    inner = slice(left + 1, right)
+    offset = (times[inner] - times[left]) / (times[right] - times[left])
+    guess = values[left] + (values[right] - values[left]) * offset[:, None, None]
+    return bool((((guess - values[inner]) ** 2).sum(axis=-1) <= limit).all())
+
+
+def _keyframe(frame: int, points: np.ndarray, visible: np.ndarray, outside: bool = False) -> Keyframe:
+    return Keyframe(
+        frame=int(frame),
+        outside=outside,
+        points=tuple((float(x), float(y)) for x, y in points),
+        points_outside=tuple(not v for v in visible.tolist()),
+    )
+
+
+def cvat_view(track: SkeletonTrack, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """What CVAT shows of ``track`` on ``frame``: ``(points (K, 2), visible (K,))``, or None where the
+    skeleton is not shown. It follows the rules in the module docstring: the skeleton from its own
+    keyframes, each point interpolated between its keyframes with the left keyframe's ``outside``."""
+    frames = [keyframe.frame for keyframe in track.keyframes]
+    index = int(np.searchsorted(frames, frame, side="right")) - 1
+    if index < 0:
+        return None  # before the first keyframe
+    left = track.keyframes[index]
+    if left.outside:
+        return None  # after an outside keyframe, up to the next keyframe
+    points = np.asarray(left.points, dtype=np.float64)
+    visible = ~np.asarray(left.points_outside, dtype=bool)
+    if frame != left.frame and index + 1 < len(track.keyframes):
+        right = track.keyframes[index + 1]
+        offset = (frame - left.frame) / (right.frame - left.frame)
+        points = points + (np.asarray(right.points, dtype=np.float64) - points) * offset
+    if not visible.any():
+        return None  # the server drops a skeleton whose elements are all outside
+    return points, visible

@@ -1,0 +1,328 @@
+"""``python -m tools annotate-task``: a CVAT task's frames through the SDK to uploaded skeleton tracks.
+
+The task lives on the stub CVAT server (tests/cvat_server_stub.py); the SDK reads its frames and sends
+the tracks as its own request models. The pipeline and tracker are stand-ins (a scene of walking
+persons whose identity each pose carries; each frame's image encodes its number), except in the slow
+case, which runs the real pipeline on synthetic weights. What the server receives is checked through
+what CVAT would show of it on every frame (tests/cvat_track_view.py).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cvat_sdk import Client, Config
+from cvat_server_stub import ImageTask, cvat_labels, serve
+from cvat_track_view import load_video_xml, shown
+from PIL import Image
+
+import tools.annotate_task as annotate_task
+from alphapose.cvat.spec import label_spec
+from alphapose.pipeline import Pose
+from alphapose.presets import get_preset
+from alphapose.skeletons import Skeleton
+from tools.annotate_task import TaskError, annotate, open_task
+from tools.cli import main
+
+SKELETON = get_preset("fastpose_res50_coco").skeleton
+K = SKELETON.num_keypoints
+TASK = 5
+TOLERANCE = 1.0
+RNG = np.random.default_rng(0)
+TEMPLATE = RNG.uniform(-30, 30, (K, 2))  # a person's points around its centre
+
+
+def frame_image(number: int) -> bytes:
+    """A frame whose pixels say its number (lossless PNG), so the stand-in pipeline knows the frame."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (number, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def person_points(track_id: int, frame: int) -> np.ndarray:
+    """Person 1 walks right and stops at frame 6; person 2 walks down and left, swinging."""
+    if track_id == 1:
+        return TEMPLATE + np.array([100 + 5 * min(frame, 6), 200])
+    return TEMPLATE + np.array([400 - 2 * frame, 100 + 3 * frame + 4 * np.sin(frame / 2)])
+
+
+def present(track_id: int, frame: int) -> bool:
+    return frame < 8 if track_id == 1 else frame >= 3
+
+
+def scores(track_id: int, frame: int) -> np.ndarray:
+    """Person 2's first point drops below the threshold on frames 5 and 6."""
+    values = np.full(K, 0.9)
+    if track_id == 2 and frame in (5, 6):
+        values[0] = 0.1
+    return values
+
+
+class ScenePipeline:
+    """The pipeline's interface over the scene: the frame number from the pixels, the persons there."""
+
+    skeleton: Skeleton = SKELETON
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.frames: list[int] = []
+
+    def __call__(self, image: np.ndarray) -> list[Pose]:
+        frame = int(image[0, 0, 0])
+        self.frames.append(frame)
+        if frame == self.fail_on:
+            raise RuntimeError(f"the model failed on frame {frame}")
+        poses = []
+        for track_id in (1, 2):
+            if present(track_id, frame):
+                points = person_points(track_id, frame).astype(np.float32)
+                poses.append(
+                    Pose(
+                        box=np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32),
+                        box_score=0.9,
+                        keypoints=points,
+                        keypoint_scores=scores(track_id, frame).astype(np.float32),
+                        score=float(track_id),  # the stand-in tracker reads the identity here
+                    )
+                )
+        return poses
+
+
+class IdentityTracker:
+    """The tracker's interface: each pose's id is the person it was made for."""
+
+    def update(self, poses: Sequence[Pose]) -> list[int]:
+        return [int(pose.score) for pose in poses]
+
+
+def coco_labels() -> list[dict[str, Any]]:
+    return cvat_labels(label_spec(SKELETON), TASK)
+
+
+def make_task(frames: int, labels: list[dict[str, Any]] | None = None, **options: Any) -> ImageTask:
+    images = [(f"frame_{i:06d}.png", frame_image(i)) for i in range(frames)]
+    return ImageTask(
+        TASK, coco_labels() if labels is None else labels, images, [(64, 48)] * frames, **options
+    )
+
+
+def client(url: str, tmp_path: Path) -> Client:
+    return Client(url, config=Config(cache_dir=tmp_path / "cache"))
+
+
+def run(task: ImageTask, tmp_path: Path, **options: Any) -> list:
+    with serve(task) as url:
+        opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
+        return annotate(
+            opened,
+            ScenePipeline(),
+            IdentityTracker(),
+            keypoint_threshold=0.4,
+            tolerance=TOLERANCE,
+            **options,
+        )
+
+
+def check_uploaded(tracks: list[dict[str, Any]], task: ImageTask, frames: Sequence[int]) -> None:
+    """The tracks as the server receives them: labels, frames in the task's range, one element track
+    per point with the skeleton's keyframes; and CVAT shows each person right on every frame."""
+    (person,) = task.labels
+    sublabels = [s["id"] for s in person["sublabels"]]
+    assert len(tracks) == 2
+    for track_id, track in zip((1, 2), tracks, strict=True):
+        assert (track["label_id"], track["source"], track["group"]) == (person["id"], "auto", 0)
+        keyframes = [s["frame"] for s in track["shapes"]]
+        assert track["frame"] == keyframes[0] == min(keyframes)
+        assert set(keyframes) <= set(frames)
+        assert all(s["type"] == "skeleton" and s["points"] == [] for s in track["shapes"])
+        assert [e["label_id"] for e in track["elements"]] == sublabels
+        for element in track["elements"]:
+            assert element["frame"] == track["frame"]
+            assert [s["frame"] for s in element["shapes"]] == keyframes
+            assert all(s["type"] == "points" and len(s["points"]) == 2 for s in element["shapes"])
+        view = shown(track, len(task.images))
+        for frame in frames:
+            if not present(track_id, frame):
+                assert frame not in view, f"person {track_id} shown on frame {frame}"
+                continue
+            points, visible = view[frame]
+            np.testing.assert_array_equal(visible, scores(track_id, frame) >= 0.4)
+            error = np.linalg.norm(points - person_points(track_id, frame), axis=1)[visible].max()
+            assert error <= TOLERANCE + 1e-3, f"person {track_id}, frame {frame}: {error:.2f} px off"
+
+
+def test_tracks_are_appended_to_an_image_task(tmp_path: Path) -> None:
+    task = make_task(12)
+    tracks = run(task, tmp_path)
+    assert task.unexpected == [] and task.replaced == []
+    (upload,) = task.uploads
+    assert upload.get("shapes", []) == [] and upload.get("tags", []) == []
+    check_uploaded(upload["tracks"], task, range(12))
+    first = upload["tracks"][0]
+    assert first["shapes"][-1]["frame"] == 8 and first["shapes"][-1]["outside"]  # person 1 left at 8
+    assert all(e["shapes"][-1]["outside"] for e in first["elements"])
+    assert len(first["shapes"]) < 8  # it stood still from frame 6: thinned
+    assert [t.track_id for t in tracks] == [1, 2]
+
+
+def test_a_video_task_is_replaced_frame_by_frame_and_written_as_xml(tmp_path: Path) -> None:
+    """A task made from a video, frames 100, 105, ... of it, frame 4 deleted: the SDK fetches single
+    frames, never the deleted one; ``clear_existing`` puts the tracks in place of the task's
+    annotations; the XML has the same tracks on the video's frame numbers."""
+    task = make_task(
+        12, original_chunk_type="video", start_frame=100, frame_filter="step=5", deleted_frames=[4]
+    )
+    xml = tmp_path / "tracks.xml"
+    run(task, tmp_path, clear_existing=True, xml=xml)
+    assert task.unexpected == [] and task.uploads == []
+    active = [f for f in range(12) if f != 4]
+    assert task.fetched_frames == active
+    (replaced,) = task.replaced
+    assert replaced["tags"] == [] and replaced["shapes"] == []
+    check_uploaded(replaced["tracks"], task, active)
+    loaded = load_video_xml(xml.read_bytes(), start_frame=100, step=5)
+    assert len(loaded) == len(replaced["tracks"])
+    for got, sent in zip(loaded, replaced["tracks"], strict=True):
+        assert [(s["frame"], s["outside"]) for s in got["shapes"]] == [
+            (s["frame"], s["outside"]) for s in sent["shapes"]
+        ]
+        assert [e["label"] for e in got["elements"]] == list(SKELETON.keypoints)
+        for element, sent_element in zip(got["elements"], sent["elements"], strict=True):
+            assert [(s["frame"], s["outside"]) for s in element["shapes"]] == [
+                (s["frame"], s["outside"]) for s in sent_element["shapes"]
+            ]
+            np.testing.assert_allclose(
+                [s["points"] for s in element["shapes"]],
+                [s["points"] for s in sent_element["shapes"]],
+                atol=0.005,
+            )
+
+
+def test_no_upload_writes_only_the_xml(tmp_path: Path) -> None:
+    task = make_task(6)
+    run(task, tmp_path, upload=False, xml=tmp_path / "tracks.xml")
+    assert task.uploads == [] and task.replaced == []
+    assert len(load_video_xml((tmp_path / "tracks.xml").read_bytes(), 0, 1)) == 2
+
+
+def test_a_failure_on_a_frame_uploads_nothing(tmp_path: Path) -> None:
+    task = make_task(10)
+    with serve(task) as url:
+        opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
+        pipeline = ScenePipeline(fail_on=7)
+        with pytest.raises(RuntimeError, match="frame 7"):
+            annotate(opened, pipeline, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
+    assert pipeline.frames == list(range(8))
+    assert task.uploads == [] and task.replaced == []
+    assert not (tmp_path / "x.xml").exists()
+
+
+def without_point(name: str) -> list[dict[str, Any]]:
+    labels = coco_labels()
+    labels[0]["sublabels"] = [s for s in labels[0]["sublabels"] if s["name"] != name]
+    return labels
+
+
+def with_extra_point() -> list[dict[str, Any]]:
+    labels = coco_labels()
+    labels[0]["sublabels"].append(
+        {"id": 999, "name": "tail", "type": "points", "attributes": [], "color": "#fff"}
+    )
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (
+            make_task(3, [{**coco_labels()[0], "name": "car", "type": "rectangle", "sublabels": []}]),
+            r"task 5 has no 'person' skeleton label \(its labels: car \(rectangle\)\)",
+        ),
+        (
+            make_task(3, without_point("left_ankle")),
+            r"task 5's 'person' skeleton lacks the preset's points left_ankle",
+        ),
+        (
+            make_task(3, with_extra_point()),
+            r"task 5's 'person' skeleton has points the preset does not have: tail",
+        ),
+        (make_task(0), r"task 5 has no frames: upload its video or images first"),
+        (make_task(3, deleted_frames=[0, 1, 2]), r"task 5 has no frames left: all 3 are deleted"),
+        (make_task(3, validation_mode="gt_pool"), r"task 5 validates with a ground-truth pool"),
+    ],
+    ids=["no person skeleton", "missing point", "extra point", "no frames", "all deleted", "gt pool"],
+)
+def test_a_task_that_cannot_take_the_tracks_is_refused_before_any_frame(
+    task: ImageTask, message: str, tmp_path: Path
+) -> None:
+    with serve(task) as url, pytest.raises(TaskError, match=message):
+        open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
+    assert task.uploads == [] and task.replaced == [] and task.fetched_frames == []
+
+
+def test_command_line_errors_name_the_flag_or_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CVAT_ACCESS_TOKEN", raising=False)
+    for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_KEYPOINT_THRESHOLD"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["annotate-task", "5", "--no-upload"]) == 2
+    assert "--no-upload writes nothing without --xml FILE" in capsys.readouterr().err
+    assert main(["annotate-task", "5", "--tolerance", "-1"]) == 2
+    assert "--tolerance -1.0: must be a number of pixels >= 0" in capsys.readouterr().err
+    assert main(["annotate-task", "5", "--server-host", "http://127.0.0.1:9"]) == 2
+    assert "no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    task = make_task(3, without_point("nose"))
+    with serve(task) as url:
+        assert main(["annotate-task", "5", "--server-host", url]) == 2
+        assert "task 5's 'person' skeleton lacks the preset's points nose" in capsys.readouterr().err
+        assert main(["annotate-task", "6", "--server-host", url]) == 1
+        assert f"error: task 6 on {url}: HTTP 404" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_command_end_to_end_on_synthetic_weights(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real pipeline (the synthetic detector finds one person covering the frame) and the real tracker
+    over three frames of a photo: one track of 17 points uploaded, the XML written."""
+    photo = (Path(__file__).parent / "data" / "astronaut.jpg").read_bytes()
+    with Image.open(io.BytesIO(photo)) as image:
+        size = image.size
+    task = ImageTask(TASK, coco_labels(), [("a.jpg", photo)] * 3, [size] * 3)
+    make_client = annotate_task._client
+
+    def cached_client(host: str, auth: str | None) -> Client:
+        made = make_client(host, auth)
+        made.config.cache_dir = tmp_path / "cache"
+        return made
+
+    monkeypatch.setattr(annotate_task, "_client", cached_client)
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_KEYPOINT_THRESHOLD", "ALPHAPOSE_DETECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    arguments = ["--weights-dir", str(weights_dir), "--detector-size", "160", "--device", "cpu"]
+    with serve(task) as url:
+        status = main(
+            ["annotate-task", "5", "--server-host", url, "--xml", str(tmp_path / "t.xml"), *arguments]
+        )
+    assert status == 0, capsys.readouterr().err
+    assert task.unexpected == []
+    (upload,) = task.uploads
+    (track,) = upload["tracks"]
+    assert len(track["elements"]) == K and track["frame"] == 0
+    assert "1 track(s)" in capsys.readouterr().err
+    assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
+
+
+def test_persons_below_the_person_threshold_are_not_tracked(tmp_path: Path) -> None:
+    task = make_task(4)
+    assert run(task, tmp_path, threshold=0.95) == []  # the scene's boxes score 0.9
+    (upload,) = task.uploads
+    assert upload["tracks"] == []
