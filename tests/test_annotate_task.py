@@ -275,6 +275,8 @@ def test_command_line_errors_name_the_flag_or_the_task(
     assert "--no-upload writes nothing without --xml FILE" in capsys.readouterr().err
     assert main(["annotate-task", "5", "--tolerance", "-1"]) == 2
     assert "--tolerance -1.0: must be a number of pixels >= 0" in capsys.readouterr().err
+    assert main(["annotate-task", "5", "--max-age", "-1"]) == 2
+    assert "invalid --max-age -1: " in capsys.readouterr().err
     assert main(["annotate-task", "5", "--server-host", "http://127.0.0.1:9"]) == 2
     assert "no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
@@ -303,11 +305,28 @@ def test_command_end_to_end_on_synthetic_weights(
         made.config.cache_dir = tmp_path / "cache"
         return made
 
+    trackers = []
+    make_tracker = annotate_task._tracker
+
+    def recorded_tracker(skeleton: Any, options: Any) -> Any:
+        trackers.append(options)
+        return make_tracker(skeleton, options)
+
     monkeypatch.setattr(annotate_task, "_client", cached_client)
+    monkeypatch.setattr(annotate_task, "_tracker", recorded_tracker)
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
     for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_KEYPOINT_THRESHOLD", "ALPHAPOSE_DETECTOR"):
         monkeypatch.delenv(name, raising=False)
-    arguments = ["--weights-dir", str(weights_dir), "--detector-size", "160", "--device", "cpu"]
+    arguments = [
+        "--weights-dir",
+        str(weights_dir),
+        "--detector-size",
+        "160",
+        "--device",
+        "cpu",
+        "--max-age",
+        "7",
+    ]
     with serve(task) as url:
         status = main(
             ["annotate-task", "5", "--server-host", url, "--xml", str(tmp_path / "t.xml"), *arguments]
@@ -318,6 +337,7 @@ def test_command_end_to_end_on_synthetic_weights(
     (track,) = upload["tracks"]
     assert len(track["elements"]) == K and track["frame"] == 0
     assert "1 track(s)" in capsys.readouterr().err
+    assert [options.max_age for options in trackers] == [7]  # the tracker flags reach the tracker
     assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from alphapose.pipeline import Pose
     from alphapose.skeletons import Skeleton
+    from alphapose.tracking import TrackerOptions
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines
 
@@ -286,6 +287,9 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
     parser.add_argument("--xml", type=Path, help="also write the tracks as a CVAT for video 1.1 file")
     parser.add_argument("--no-upload", action="store_true", help="only write --xml, upload nothing")
     add_model_options(parser)
+    from tools.cli import add_tracker_options
+
+    add_tracker_options(parser.add_argument_group("tracker", "how persons are followed from frame to frame"))
     parser.set_defaults(command=run)
 
 
@@ -296,13 +300,18 @@ def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.errors import WeightsError
     from alphapose.runtime import configure_cpu_threads
-    from tools.cli import _SETTING_FLAGS
+    from tools.cli import _SETTING_FLAGS, tracker_options
 
     if args.no_upload and args.xml is None:
         print("error: --no-upload writes nothing without --xml FILE", file=sys.stderr)
         return 2
     if not (args.tolerance >= 0 and args.tolerance < float("inf")):
         print(f"error: --tolerance {args.tolerance}: must be a number of pixels >= 0", file=sys.stderr)
+        return 2
+    try:
+        options = tracker_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
     try:
@@ -315,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
         tracks = annotate(
             opened,
             pipeline,
-            _tracker(skeleton),
+            _tracker(skeleton, options),
             keypoint_threshold=config.keypoint_thresholds(pipeline.preset),
             tolerance=args.tolerance,
             threshold=args.threshold,
@@ -357,11 +366,11 @@ def _client(host: str, auth: str | None) -> Client:
     return make_client(host, access_token=token)
 
 
-def _tracker(skeleton: Skeleton) -> Tracker:
+def _tracker(skeleton: Skeleton, options: TrackerOptions) -> Tracker:
     from alphapose.skeletons import oks_sigmas
-    from alphapose.tracking import PoseTracker, TrackerOptions
+    from alphapose.tracking import PoseTracker
 
-    return PoseTracker(TrackerOptions(), sigmas=oks_sigmas(skeleton))
+    return PoseTracker(options, sigmas=oks_sigmas(skeleton))
 
 
 def _log(message: str) -> None:

@@ -150,6 +150,11 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
         help="frames per detector forward (default: 1 on a CPU, where batching gains nothing; 8 on CUDA)",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_tracker_options(group)
+
+
+def add_tracker_options(group: Any) -> None:
+    """The tracker's flags (``_TRACKER_FLAGS``), for ``predict`` and ``annotate-task``."""
     group.add_argument(
         "--iou-weight", type=float, help="share of box IoU in the similarity, the rest OKS (0.5)"
     )
@@ -164,6 +169,18 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--velocity-smoothing", type=float, help="weight of the newest velocity estimate (0.5)"
     )
+
+
+def tracker_options(args: argparse.Namespace) -> Any:
+    """The :class:`alphapose.tracking.TrackerOptions` the tracker flags give; a bad value is a
+    ``ValueError`` whose message names the flag typed."""
+    from alphapose.tracking import TrackerOptions
+
+    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in _TRACKER_FLAGS.items()}
+    try:
+        return TrackerOptions(**{name: value for name, value in given.items() if value is not None})
+    except OptionError as exc:
+        raise ValueError(f"invalid {_TRACKER_FLAGS[exc.option]} {exc.value!r}: {exc.problem}") from None
 
 
 def _video_input(paths: Sequence[Path]) -> Path | None:
@@ -249,7 +266,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
 
     from alphapose.cvat.formats import coco_results
     from alphapose.skeletons import oks_sigmas
-    from alphapose.tracking import PoseTracker, TrackerOptions, track_video
+    from alphapose.tracking import PoseTracker, track_video
     from alphapose.video import FrameSource
 
     if args.format == "cvat":
@@ -264,11 +281,10 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     if args.frame_batch is not None and args.frame_batch < 1:
         print(f"error: invalid --frame-batch {args.frame_batch}: must be at least 1", file=sys.stderr)
         return 2
-    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in _TRACKER_FLAGS.items()}
     try:
-        options = TrackerOptions(**{name: value for name, value in given.items() if value is not None})
-    except OptionError as exc:
-        print(f"error: invalid {_TRACKER_FLAGS[exc.option]} {exc.value!r}: {exc.problem}", file=sys.stderr)
+        options = tracker_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         source = FrameSource(path)
