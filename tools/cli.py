@@ -3,6 +3,7 @@
     python -m tools predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
     python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
     python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
+    python -m tools evaluate --annotations FILE --images DIR [--detections FILE | --gt-boxes]
 
 ``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
 with the same formats; ``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local
@@ -72,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve main.handler over HTTP like a Nuclio HTTP trigger")
     http.add_arguments(serve)
     serve.set_defaults(command=_serve)
+
+    from tools import evaluate
+
+    evaluate.add_parser(commands)
     return parser
 
 
