@@ -14,7 +14,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,18 +300,6 @@ def oks(truth: Sequence[float], predicted: np.ndarray, area: float, sigmas: Sequ
     return float(np.exp(-e[labelled]).mean())
 
 
-def for_evaluation(results: Iterable[Mapping[str, Any]], num_keypoints: int) -> list[dict[str, Any]]:
-    """Results with the first ``num_keypoints`` keypoints: a preset whose keypoints begin with the
-    annotation file's (Halpe's and the whole-body sets begin with COCO's 17) is scored on those."""
-    selected = []
-    for result in results:
-        keypoints = list(result["keypoints"])
-        if len(keypoints) < 3 * num_keypoints:
-            raise ValueError(f"a result has {len(keypoints) // 3} keypoints, the annotations {num_keypoints}")
-        selected.append({**result, "keypoints": keypoints[: 3 * num_keypoints]})
-    return selected
-
-
 def coco_eval(
     truth: GroundTruth,
     results: Sequence[Mapping[str, Any]],
@@ -326,7 +314,12 @@ def coco_eval(
     part = keypoints or range(truth.num_keypoints)
     sigmas = np.asarray(truth.sigmas, dtype=np.float64)[list(part)]
     dataset = {**truth.dataset, "annotations": [_part(ann, part) for ann in truth.dataset["annotations"]]}
-    detections = [_part(result, part) for result in for_evaluation(results, truth.num_keypoints)]
+    for result in results:  # a preset whose keypoints begin with the file's (Halpe's with COCO's 17) is
+        if len(result["keypoints"]) < 3 * truth.num_keypoints:  # scored on those
+            raise ValueError(
+                f"a result has {len(result['keypoints']) // 3} keypoints, {truth.path} {truth.num_keypoints}"
+            )
+    detections = [_part(result, part) for result in results]
     if keypoints is not None:  # xtcocotools leaves out a part prediction with no keypoint score
         detections = [d for d in detections if any(s > 0 for s in d["keypoints"][2::3])]
     with contextlib.redirect_stdout(io.StringIO()):

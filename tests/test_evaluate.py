@@ -31,7 +31,7 @@ from alphapose.evaluation import (
     load_ground_truth,
     oks,
 )
-from alphapose.pipeline import Pose
+from alphapose.pipeline import Pose, PosePipeline
 from alphapose.skeletons import COCO17, COCO_WHOLEBODY133
 from tools.cli import main
 from tools.evaluate import Boxes, partial_file, predict, write_results
@@ -340,6 +340,22 @@ def test_keypoint_displacement_pairs_the_closest_persons() -> None:
     by_image = {entry["image_id"]: entry for entry in keypoint_displacement(first, second)}
     assert by_image[1] == {"image_id": 1, "persons": [2, 2], "pairs": 2, "mean_px": 2.0, "max_px": 3.0}
     assert by_image[2] == {"image_id": 2, "persons": [1, 0], "pairs": 0, "mean_px": None, "max_px": None}
+
+
+def test_estimate_without_pose_nms_gives_one_pose_per_box_in_order(weights_dir: Path) -> None:
+    pipeline = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160)
+    image = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    boxes = np.array([[20, 15, 480, 497], [20, 15, 480, 497], [300, 300, 360, 420]], dtype=np.float32)
+    scores = np.array([1.0, 0.8, 0.6], dtype=np.float32)
+    merged = pipeline.estimate(image, boxes, scores)
+    each = pipeline.estimate(image, boxes, scores, nms=False)
+    assert len(merged) < len(each) == 3  # pose NMS merges the two poses of the same box
+    np.testing.assert_array_equal([p.box for p in each], boxes)
+    assert [p.box_score for p in each] == pytest.approx([1.0, 0.8, 0.6])
+    np.testing.assert_array_equal(each[0].keypoints, each[1].keypoints)
+    lone = next(p for p in merged if p.box_score == pytest.approx(0.6))
+    np.testing.assert_allclose(each[2].keypoints, lone.keypoints, atol=1e-4)
+    np.testing.assert_allclose(each[2].keypoint_scores, lone.keypoint_scores, atol=1e-6)
 
 
 # --- resuming -------------------------------------------------------------------------------------------
