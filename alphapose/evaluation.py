@@ -365,6 +365,12 @@ def _part(annotation: Mapping[str, Any], part: range) -> dict[str, Any]:
     return out
 
 
+def check_evaluator(name: str) -> None:
+    """Refuse an evaluator that is not installed before anything runs (an :class:`ImportError` saying
+    what to install), rather than after hours of inference."""
+    _evaluator(name)
+
+
 def _evaluator(name: str) -> tuple[Any, Any]:
     try:
         if name == "pycocotools":

@@ -3,9 +3,11 @@ the suite's photo and its mirror image with hand-made annotations, scored throug
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,9 @@ from alphapose.evaluation import (
     oks,
 )
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.skeletons import COCO17, COCO_WHOLEBODY133
+from alphapose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26
 from tools.cli import main
-from tools.evaluate import Boxes, partial_file, predict, write_results
+from tools.evaluate import Boxes, _check_keypoints, partial_file, predict, write_results
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 WIDTH = HEIGHT = 512
@@ -451,6 +453,38 @@ def test_cli_refuses_a_missing_image_naming_it_and_the_flag(
     assert f"--images {tmp_path / 'nowhere'}: no such directory" in capsys.readouterr().err
     assert main([*argv, "--compare", "speed=fast"]) == 2
     assert "invalid --compare 'speed=fast': expected SETTING=VALUE" in capsys.readouterr().err
+    (tmp_path / "images" / "000000000002.png").write_bytes(b"")
+    assert main([*argv, "--detections", str(tmp_path / "none.json")]) == 2
+    assert f"cannot read detections file {tmp_path / 'none.json'}" in capsys.readouterr().err
+
+
+def test_cli_names_a_missing_evaluator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # as if not installed
+    argv = ["evaluate", "--annotations", str(tmp_path / "a.json"), "--images", str(tmp_path)]
+    assert main([*argv, "--evaluator", "faster-coco-eval"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: --evaluator faster-coco-eval: the faster-coco-eval evaluator is not installed"
+    )
+    assert "pip install 'alphapose[eval]'" in err
+
+
+def test_a_preset_of_another_keypoint_set_is_refused(tmp_path: Path) -> None:
+    data = json.loads(write_set(tmp_path).read_text())
+    data["categories"][0]["keypoints"] = [f"point_{i}" for i in range(26)]
+    for ann in data["annotations"]:
+        if "keypoints" in ann:
+            ann["keypoints"] += [0.0] * 27
+    (tmp_path / "halpe.json").write_text(json.dumps(data))
+    args = argparse.Namespace(preset=None, annotations=tmp_path / "halpe.json")
+    with pytest.raises(
+        AnnotationError, match=r"--preset default gives 17 keypoints \(coco17\) that .*halpe.json"
+    ):
+        _check_keypoints(COCO17, load_ground_truth(tmp_path / "halpe.json"), args)
+    _check_keypoints(HALPE26, load_ground_truth(tmp_path / "halpe.json"), args)
+    _check_keypoints(HALPE26, load_ground_truth(tmp_path / "person_keypoints.json"), args)  # COCO's 17 first
 
 
 def test_cli_refuses_an_image_of_another_size_than_annotated(
@@ -519,3 +553,23 @@ def test_cli_gt_boxes_and_compare_on_synthetic_weights(
     first, second = json.loads(out.read_text()), json.loads((tmp_path / "results-compare.json").read_text())
     assert len(first) == len(second) == 2 and len(first[0]["keypoints"]) == 78  # Halpe's 26, scored on 17
     assert first[0]["keypoints"] != second[0]["keypoints"]
+
+
+@pytest.mark.slow
+def test_cli_with_a_detections_file_on_synthetic_weights(weights_dir: Path, tmp_path: Path) -> None:
+    annotations = write_set(tmp_path)
+    detections = tmp_path / "test_det_yolo.json"
+    detections.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": BOX, "score": 0.8}]))
+    out = tmp_path / "results.json"
+    argv = [
+        "evaluate",
+        "--annotations",
+        str(annotations),
+        "--images",
+        str(tmp_path / "images"),
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--detections", str(detections), "--weights-dir", str(weights_dir), *MODEL]) == 0
+    (result,) = json.loads(out.read_text())  # the file's one box; nobody on the image without boxes
+    assert result["image_id"] == 1 and result["box"] == pytest.approx(BOX)

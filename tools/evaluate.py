@@ -36,6 +36,7 @@ from alphapose.evaluation import (
     GroundTruth,
     PartialResults,
     ResumeError,
+    check_evaluator,
     evaluate,
     keypoint_displacement,
     load_detections,
@@ -119,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--limit {args.limit}: must be at least 1")
     flags = {flag: value for flag in _SETTING_FLAGS if (value := getattr(args, flag[2:].replace("-", "_")))}
     try:
+        check_evaluator(args.evaluator)
+    except ImportError as exc:
+        return _fail(f"--evaluator {args.evaluator}: {exc}")
+    try:
         second = {**flags, **_compare_flags(args.compare)} if args.compare else None
         truth = load_ground_truth(args.annotations)
         boxes = _boxes(args, truth)
@@ -146,10 +151,7 @@ def run(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         write_results(results, out)
         print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
-        try:
-            reports.append(evaluate(truth, results, evaluator=args.evaluator))
-        except ImportError as exc:
-            return _fail(str(exc))
+        reports.append(evaluate(truth, results, evaluator=args.evaluator))
         runs.append(results)
     labels = ["this run"] + (["--compare " + " ".join(args.compare)] if second else [])
     print(format_report(reports, labels))
