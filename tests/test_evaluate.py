@@ -3,7 +3,6 @@ the suite's photo and its mirror image with hand-made annotations, scored throug
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -34,7 +33,8 @@ from alphapose.evaluation import (
     oks,
 )
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26
+from alphapose.presets import PRESETS
+from alphapose.skeletons import COCO17, COCO_WHOLEBODY133
 from tools.cli import main
 from tools.evaluate import Boxes, _check_keypoints, partial_file, predict, write_results
 
@@ -478,13 +478,12 @@ def test_a_preset_of_another_keypoint_set_is_refused(tmp_path: Path) -> None:
         if "keypoints" in ann:
             ann["keypoints"] += [0.0] * 27
     (tmp_path / "halpe.json").write_text(json.dumps(data))
-    args = argparse.Namespace(preset=None, annotations=tmp_path / "halpe.json")
-    with pytest.raises(
-        AnnotationError, match=r"--preset default gives 17 keypoints \(coco17\) that .*halpe.json"
-    ):
-        _check_keypoints(COCO17, load_ground_truth(tmp_path / "halpe.json"), args)
-    _check_keypoints(HALPE26, load_ground_truth(tmp_path / "halpe.json"), args)
-    _check_keypoints(HALPE26, load_ground_truth(tmp_path / "person_keypoints.json"), args)  # COCO's 17 first
+    coco, halpe = PRESETS["fastpose_res50_coco"], PRESETS["fastpose_res50_halpe26"]
+    refused = r"preset fastpose_res50_coco gives 17 keypoints \(coco17\), which .*halpe.json \(26 keypoints\)"
+    with pytest.raises(AnnotationError, match=refused):
+        _check_keypoints(coco, load_ground_truth(tmp_path / "halpe.json"))
+    _check_keypoints(halpe, load_ground_truth(tmp_path / "halpe.json"))
+    _check_keypoints(halpe, load_ground_truth(tmp_path / "person_keypoints.json"))  # COCO's 17 come first
 
 
 def test_cli_refuses_an_image_of_another_size_than_annotated(

@@ -43,6 +43,7 @@ from alphapose.evaluation import (
     load_ground_truth,
 )
 from alphapose.pipeline import Pose
+from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
 from tools.cli import _SETTING_FLAGS, _add_model_options
 
@@ -124,28 +125,34 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail(f"--evaluator {args.evaluator}: {exc}")
     try:
-        second = {**flags, **_compare_flags(args.compare)} if args.compare else None
         truth = load_ground_truth(args.annotations)
+    except AnnotationError as exc:
+        return _fail(f"--annotations: {exc}")
+    try:
         boxes = _boxes(args, truth)
-        images = truth.images[: args.limit]
+    except AnnotationError as exc:
+        return _fail(f"--detections: {exc}")
+    images = truth.images[: args.limit]
+    # Everything that can be wrong is found before the first image runs: a run can take hours.
+    try:
+        second = {**flags, **_compare_flags(args.compare)} if args.compare else None
         paths = _image_paths(truth, images, args.images)
         configs = [Config.from_env(flags=flags)] + ([Config.from_env(flags=second)] if second else [])
-    except (AnnotationError, ConfigError) as exc:
+        for config in configs:
+            _check_keypoints(config.options.pose_preset, truth)
+        pipelines = []
+        for config in configs:
+            allow_large_images(config.max_pixels)
+            pipelines.append(config.load_pipeline())
+    except (AnnotationError, ConfigError, WeightsError) as exc:
         return _fail(str(exc))
     outs = [args.out] + ([_compare_path(args.out)] if second else [])
     reports, runs = [], []
-    for config, out in zip(configs, outs, strict=True):
-        try:
-            allow_large_images(config.max_pixels)
-            pipeline = config.load_pipeline()
-            _check_keypoints(pipeline.skeleton, truth, args)
-        except (ConfigError, WeightsError, AnnotationError) as exc:
-            return _fail(str(exc))
-        settings = _settings(config, boxes, truth, args)
+    for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
         try:
             results = predict(
-                pipeline, truth, images, paths, boxes, out, settings, threshold=args.threshold,
-                restart=args.restart, max_pixels=config.max_pixels, progress=True,
+                pipeline, truth, images, paths, boxes, out, _settings(config, boxes, truth, args),
+                threshold=args.threshold, restart=args.restart, max_pixels=config.max_pixels, progress=True,
             )  # fmt: skip
         except (ResumeError, AnnotationError) as exc:
             return _fail(str(exc))
@@ -275,9 +282,10 @@ def _image_paths(truth: GroundTruth, images: Sequence[dict[str, Any]], directory
     missing = [(image, path) for image, path in zip(images, paths, strict=True) if not path.is_file()]
     if missing:
         image, path = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise AnnotationError(
-            f"missing image {path} (file_name of image id {image['id']} in {truth.path}) and "
-            f"{len(missing) - 1} more; --images must name the directory holding the annotated images"
+            f"missing image {path} (file_name of image id {image['id']} in {truth.path}){more}; "
+            "--images must name the directory holding the annotated images"
         )
     return paths
 
@@ -298,16 +306,16 @@ def _read(path: Path, image: dict[str, Any], truth: GroundTruth, max_pixels: int
     return pixels
 
 
-def _check_keypoints(skeleton: Skeleton, truth: GroundTruth, args: argparse.Namespace) -> None:
+def _check_keypoints(preset: PosePreset, truth: GroundTruth) -> None:
     """The preset's keypoints must be the annotations' or begin with them (Halpe on COCO's 17)."""
-    count = truth.num_keypoints
+    skeleton, count = preset.skeleton, truth.num_keypoints
     if count == 17 and skeleton.keypoints[:17] == _coco_names(truth):
         return
     if count != 17 and skeleton.num_keypoints == count:
         return
     raise AnnotationError(
-        f"--preset {args.preset or 'default'} gives {skeleton.num_keypoints} keypoints ({skeleton.name}) "
-        f"that {args.annotations} ({count} keypoints) cannot score; choose a preset of that keypoint set"
+        f"preset {preset.name} gives {skeleton.num_keypoints} keypoints ({skeleton.name}), which "
+        f"{truth.path} ({count} keypoints) cannot score; choose a preset of that keypoint set (--preset)"
     )
 
 
