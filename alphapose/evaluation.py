@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,11 @@ class GroundTruth:
     def person_boxes(self, image_id: int) -> np.ndarray:
         """The ground-truth person boxes (N, 4) xyxy that the official validation crops on this image:
         not crowds, with a labelled keypoint and a non-empty box once clipped to the image."""
-        image = self._image(image_id)
+        image = self._by_id[image_id]
         width, height = image["width"], image["height"]
         boxes = []
-        for ann in self.dataset["annotations"]:
-            if ann["image_id"] != image_id or ann.get("iscrowd", 0) or ann["num_keypoints"] == 0:
+        for ann in self._persons.get(image_id, ()):
+            if ann.get("iscrowd", 0) or ann["num_keypoints"] == 0:
                 continue
             if ann["area"] <= 0 or max(ann["keypoints"]) == 0:
                 continue
@@ -125,11 +126,16 @@ class GroundTruth:
                 boxes.append((x1, y1, x2, y2))
         return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
-    def _image(self, image_id: int) -> dict[str, Any]:
-        for image in self.dataset["images"]:
-            if image["id"] == image_id:
-                return image
-        raise KeyError(image_id)
+    @cached_property
+    def _by_id(self) -> dict[int, dict[str, Any]]:
+        return {image["id"]: image for image in self.dataset["images"]}
+
+    @cached_property
+    def _persons(self) -> dict[int, list[dict[str, Any]]]:
+        persons: dict[int, list[dict[str, Any]]] = {}
+        for ann in self.dataset["annotations"]:
+            persons.setdefault(ann["image_id"], []).append(ann)
+        return persons
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:
