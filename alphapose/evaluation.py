@@ -326,14 +326,23 @@ def coco_eval(
                 f"a result has {len(result['keypoints']) // 3} keypoints, {truth.path} {truth.num_keypoints}"
             )
     detections = [_part(result, part) for result in results]
-    if keypoints is not None:  # xtcocotools leaves out a part prediction with no keypoint score
-        detections = [d for d in detections if any(s > 0 for s in d["keypoints"][2::3])]
+    if keypoints is not None:
+        # As xtcocotools: a part prediction with no keypoint score is left out, and every part of a
+        # pose has the size of its body keypoints' box (what decides APm, APl for unmatched poses).
+        detections = [
+            {**d, "body_area": _box_area(r["keypoints"][:51])}
+            for d, r in zip(detections, results, strict=True)
+            if any(s > 0 for s in d["keypoints"][2::3])
+        ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = coco_class()
         gt.dataset = dataset
         gt.createIndex()
         if detections:
             dt = gt.loadRes(detections)
+            if keypoints is not None:  # loadRes sizes each pose by the keypoints it is given
+                for ann in dt.anns.values():
+                    ann["area"] = ann["body_area"]
         else:  # loadRes needs one result at least; no result at all scores 0
             dt = coco_class()
             dt.dataset = {**dataset, "annotations": []}
@@ -360,6 +369,11 @@ def evaluate(
         stats = coco_eval(truth, results, keypoints=part, evaluator=evaluator).stats
         report[name] = {stat: float(value) for stat, value in zip(STAT_NAMES, stats, strict=False)}
     return report
+
+
+def _box_area(keypoints: Sequence[float]) -> float:
+    xs, ys = keypoints[0::3], keypoints[1::3]
+    return (max(xs) - min(xs)) * (max(ys) - min(ys))
 
 
 def _part(annotation: Mapping[str, Any], part: range) -> dict[str, Any]:

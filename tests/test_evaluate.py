@@ -20,6 +20,7 @@ from alphapose.evaluation import (
     COCO17_SIGMAS,
     HALPE26_SIGMAS,
     HALPE136_SIGMAS,
+    STAT_NAMES,
     WHOLEBODY133_SIGMAS,
     WHOLEBODY_PARTS,
     AnnotationError,
@@ -35,6 +36,8 @@ from alphapose.evaluation import (
 from alphapose.pipeline import Pose, PosePipeline
 from alphapose.presets import PRESETS
 from alphapose.skeletons import COCO17, COCO_WHOLEBODY133
+from tests.golden.wholebody_eval_set import flat as flat_pose
+from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main
 from tools.evaluate import Boxes, _check_keypoints, partial_file, predict, write_results
 
@@ -274,6 +277,24 @@ def test_wholebody_parts_are_scored_with_their_own_sigmas(tmp_path: Path) -> Non
         assert report[part]["AP"] == pytest.approx(sum(by_hand >= t for t in THRESHOLDS) / 10), part
     assert report["face"]["AP"] < report["body"]["AP"]  # the face's sigmas are the small ones
     assert report["foot"]["AP"] == report["righthand"]["AP"] == -1.0  # nobody labelled there
+
+
+@pytest.mark.parametrize("evaluator", ["pycocotools", "faster-coco-eval"])
+def test_wholebody_figures_are_xtcocotools(tmp_path: Path, evaluator: str) -> None:
+    """The part-by-part figures of a synthetic COCO-WholeBody set as xtcocotools 1.14.3 computed them
+    (tests/golden/gen_xtcocotools.py): crowds, unlabelled parts, missed persons, false poses and poses
+    whose hands all score 0 included."""
+    recorded = json.loads(
+        (Path(__file__).parent / "golden" / "data" / "xtcocotools_wholebody.json").read_text()
+    )
+    dataset, poses = make_set()
+    (tmp_path / "wholebody.json").write_text(json.dumps(dataset))
+    report = evaluate(
+        load_ground_truth(tmp_path / "wholebody.json"), [flat_pose(p) for p in poses], evaluator=evaluator
+    )
+    assert list(report) == list(recorded["stats"])
+    for part, stats in recorded["stats"].items():
+        assert [report[part][name] for name in STAT_NAMES] == pytest.approx(stats, abs=1e-12), part
 
 
 # --- results JSON and boxes -----------------------------------------------------------------------------
