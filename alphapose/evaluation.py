@@ -320,10 +320,12 @@ def coco_eval(
     part = keypoints or range(truth.num_keypoints)
     sigmas = np.asarray(truth.sigmas, dtype=np.float64)[list(part)]
     dataset = {**truth.dataset, "annotations": [_part(ann, part) for ann in truth.dataset["annotations"]]}
-    for result in results:  # a preset whose keypoints begin with the file's (Halpe's with COCO's 17) is
-        if len(result["keypoints"]) < 3 * truth.num_keypoints:  # scored on those
+    # A preset whose keypoints begin with the file's (Halpe's with COCO's 17) is scored on those.
+    for result in results:
+        if len(result["keypoints"]) < 3 * truth.num_keypoints:
             raise ValueError(
-                f"a result has {len(result['keypoints']) // 3} keypoints, {truth.path} {truth.num_keypoints}"
+                f"a result has {len(result['keypoints']) // 3} keypoints; the persons of {truth.path} "
+                f"have {truth.num_keypoints}"
             )
     detections = [_part(result, part) for result in results]
     if keypoints is not None:
