@@ -147,9 +147,18 @@ class PosePipeline:
         return self.estimate(image, boxes, scores)
 
     def estimate(
-        self, image: np.ndarray, boxes_xyxy: np.ndarray | torch.Tensor, box_scores: np.ndarray | torch.Tensor
+        self,
+        image: np.ndarray,
+        boxes_xyxy: np.ndarray | torch.Tensor,
+        box_scores: np.ndarray | torch.Tensor,
+        *,
+        nms: bool = True,
     ) -> list[Pose]:
-        """The pose stage alone, on given boxes (N, 4) xyxy with scores (N,)."""
+        """The pose stage alone, on given boxes (N, 4) xyxy with scores (N,).
+
+        ``nms=False`` skips pose NMS and answers one pose per box, in the boxes' order: the official
+        validation on ground-truth boxes merges nothing, since each box is a different person.
+        """
         _check_image(image)
         boxes = torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4))
         scores = torch.as_tensor(np.asarray(box_scores, dtype=np.float32).reshape(-1))
@@ -160,6 +169,11 @@ class PosePipeline:
         batch, crop_boxes = self.crops(image, boxes.numpy())
         outputs = self.heatmaps(batch)
         keypoints, keypoint_scores = decode_outputs(outputs, crop_boxes, self.preset.regression_joints)
+        if not nms:
+            return [
+                self._pose(boxes[i], float(scores[i]), torch.from_numpy(keypoints[i]), torch.from_numpy(k))
+                for i, k in enumerate(keypoint_scores)
+            ]
         merged = pose_nms(
             boxes, torch.from_numpy(keypoints), torch.from_numpy(keypoint_scores), params=self.preset.nms
         )

@@ -5,6 +5,7 @@
     python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
     python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
     python -m tools annotate-task TASK_ID [--server-host URL] [--tolerance PX] [--xml FILE]
+    python -m tools evaluate --annotations FILE --images DIR [--detections FILE | --gt-boxes]
 
 ``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
 with the same formats; given a video file or a directory of frames, it tracks the persons through it
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=_serve)
 
     annotate_task.add_parser(commands, _add_model_options)
+    from tools import evaluate
+
+    evaluate.add_parser(commands)
     return parser
 
 

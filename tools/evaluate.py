@@ -1,0 +1,348 @@
+"""``python -m tools evaluate``: COCO keypoint AP of the pipeline on an annotated image set.
+
+    python -m tools evaluate --annotations person_keypoints_val2017.json --images val2017
+        [--detections test_det_yolo.json | --gt-boxes] [--out results.json] [--limit N]
+        [--evaluator pycocotools|faster-coco-eval] [--compare SETTING=VALUE ...] [--restart]
+        [pipeline options: --preset, --detector, --precision, --flip, ...]
+
+Person boxes come from the pipeline's detector (default), from a detections file in AlphaPose's
+``test_det_yolo.json`` format (pose NMS as after the detector), or from the annotations (``--gt-boxes``:
+the pose network alone, one pose per labelled person and no pose NMS, as the official validation).
+Results are written per image to ``OUT.partial`` and a rerun of the same command goes on from there;
+the finished ``OUT`` is AlphaPose's results JSON. ``--compare precision=bf16`` runs a second
+configuration on the same images and reports the AP difference and how far the keypoints moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError, RequestError
+from alphapose.cvat.formats import coco_results
+from alphapose.cvat.request import allow_large_images, decode_image
+from alphapose.errors import WeightsError
+from alphapose.evaluation import (
+    EVALUATORS,
+    AnnotationError,
+    GroundTruth,
+    PartialResults,
+    ResumeError,
+    check_evaluator,
+    evaluate,
+    keypoint_displacement,
+    load_detections,
+    load_ground_truth,
+)
+from alphapose.pipeline import Pose
+from alphapose.presets import PosePreset
+from alphapose.skeletons import Skeleton
+from tools.cli import _SETTING_FLAGS, _add_model_options
+
+PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+
+
+class Estimator(Protocol):
+    """What an evaluation runs: the pipeline (:class:`alphapose.PosePipeline`) or a stand-in."""
+
+    skeleton: Skeleton
+
+    def __call__(self, image: np.ndarray) -> list[Pose]: ...
+
+    def estimate(self, image: np.ndarray, boxes: Any, scores: Any, *, nms: bool = True) -> list[Pose]: ...
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Where the person boxes come from: ``detector``, ``detections`` (with the file's boxes) or ``gt``."""
+
+    source: str
+    detections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+    detections_file: str | None = None
+
+    def poses(self, pipeline: Estimator, image: np.ndarray, image_id: int, truth: GroundTruth) -> list[Pose]:
+        if self.source == "detector":
+            return pipeline(image)
+        if self.source == "gt":
+            boxes = truth.person_boxes(image_id)
+            return pipeline.estimate(image, boxes, np.ones(len(boxes), dtype=np.float32), nms=False)
+        assert self.detections is not None
+        boxes, scores = self.detections.get(image_id, (np.zeros((0, 4)), np.zeros(0)))
+        return pipeline.estimate(image, boxes, scores)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="COCO keypoint AP of the pipeline on an annotated image set"
+    )
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        required=True,
+        help="COCO keypoint annotation file (COCO, Halpe, WholeBody)",
+    )
+    parser.add_argument(
+        "--images", type=Path, required=True, help="directory of the annotation file's images"
+    )
+    boxes = parser.add_mutually_exclusive_group()
+    boxes.add_argument(
+        "--detections", type=Path, help="person boxes from this file (AlphaPose's test_det_yolo.json format)"
+    )
+    boxes.add_argument(
+        "--gt-boxes", action="store_true", help="person boxes from the annotations: the pose network alone"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("alphapose-results.json"), help="results JSON (default: %(default)s)"
+    )
+    parser.add_argument("--limit", type=int, help="only the first N images (by image id)")
+    parser.add_argument("--evaluator", choices=EVALUATORS, default="pycocotools", help="default: %(default)s")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="SETTING=VALUE",
+        help="also run with this setting changed (repeatable), e.g. precision=bf16 or detector=yolox-s",
+    )
+    parser.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
+    parser.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
+    _add_model_options(parser)
+    parser.set_defaults(command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        return _fail(f"--limit {args.limit}: must be at least 1")
+    flags = {flag: value for flag in _SETTING_FLAGS if (value := getattr(args, flag[2:].replace("-", "_")))}
+    try:
+        check_evaluator(args.evaluator)
+    except ImportError as exc:
+        return _fail(f"--evaluator {args.evaluator}: {exc}")
+    try:
+        truth = load_ground_truth(args.annotations)
+    except AnnotationError as exc:
+        return _fail(f"--annotations: {exc}")
+    try:
+        boxes = _boxes(args, truth)
+    except AnnotationError as exc:
+        return _fail(f"--detections: {exc}")
+    images = truth.images[: args.limit]
+    # Everything that can be wrong is found before the first image runs: a run can take hours.
+    try:
+        second = {**flags, **_compare_flags(args.compare)} if args.compare else None
+        paths = _image_paths(truth, images, args.images)
+        configs = [Config.from_env(flags=flags)] + ([Config.from_env(flags=second)] if second else [])
+        for config in configs:
+            _check_keypoints(config.options.pose_preset, truth)
+        pipelines = []
+        for config in configs:
+            allow_large_images(config.max_pixels)
+            pipelines.append(config.load_pipeline())
+    except (AnnotationError, ConfigError, WeightsError) as exc:
+        return _fail(str(exc))
+    outs = [args.out] + ([_compare_path(args.out)] if second else [])
+    reports, runs = [], []
+    for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
+        try:
+            results = predict(
+                pipeline, truth, images, paths, boxes, out, _settings(config, boxes, truth, args),
+                threshold=args.threshold, restart=args.restart, max_pixels=config.max_pixels, progress=True,
+            )  # fmt: skip
+        except (ResumeError, AnnotationError) as exc:
+            return _fail(str(exc))
+        write_results(results, out)
+        print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
+        reports.append(evaluate(truth, results, evaluator=args.evaluator))
+        runs.append(results)
+    labels = ["this run"] + (["--compare " + " ".join(args.compare)] if second else [])
+    print(format_report(reports, labels))
+    if second:
+        print(format_displacement(keypoint_displacement(*runs)))
+    return 0
+
+
+def predict(
+    pipeline: Estimator,
+    truth: GroundTruth,
+    images: Sequence[dict[str, Any]],
+    paths: Sequence[Path],
+    boxes: Boxes,
+    out: Path,
+    settings: dict[str, Any],
+    *,
+    threshold: float = 0.0,
+    restart: bool = False,
+    max_pixels: int = sys.maxsize,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The pipeline's results on ``images`` (AlphaPose's results entries, integer image ids), in the
+    images' order, resuming from ``OUT.partial`` when it holds a run of the same ``settings``."""
+    partial_path = partial_file(out)
+    if restart:
+        partial_path.unlink(missing_ok=True)
+    partial = PartialResults(partial_path, settings)
+    try:
+        todo = [
+            (image, path)
+            for image, path in zip(images, paths, strict=True)
+            if image["id"] not in partial.done
+        ]
+        if len(todo) < len(images):
+            print(f"resuming {partial_path}: {len(images) - len(todo)} images done", file=sys.stderr)
+        for image, path in _progress(todo, progress):
+            pixels = _read(path, image, truth, max_pixels)
+            poses = boxes.poses(pipeline, pixels, image["id"], truth)
+            partial.add(image["id"], coco_results(poses, threshold=threshold, image_id=image["id"]))
+    finally:
+        partial.close()
+    return [result for image in images for result in partial.done[image["id"]]]
+
+
+def write_results(results: list[dict[str, Any]], out: Path) -> None:
+    """The finished results JSON; the partial file goes once it is written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    temporary.write_text(json.dumps(results) + "\n")
+    temporary.replace(out)
+    partial_file(out).unlink(missing_ok=True)
+
+
+def partial_file(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def format_report(reports: Sequence[dict[str, dict[str, float]]], labels: Sequence[str]) -> str:
+    """The printed table: one row per run and part, and with two runs their difference."""
+    width = max(len(label) for label in [*labels, "difference"]) + 2
+    lines = ["run".ljust(width) + "part".ljust(11) + "".join(f"{name:>8}" for name in PRINTED_STATS)]
+    for label, report in zip(labels, reports, strict=True):
+        for part, stats in report.items():
+            lines.append(
+                label.ljust(width) + part.ljust(11) + "".join(f"{stats[n]:8.3f}" for n in PRINTED_STATS)
+            )
+    if len(reports) == 2:
+        for part in reports[0]:
+            first, second = reports[0][part], reports[1][part]
+            row = "".join(f"{second[n] - first[n]:+8.3f}" for n in PRINTED_STATS)
+            lines.append("difference".ljust(width) + part.ljust(11) + row)
+    return "\n".join(lines)
+
+
+def format_displacement(per_image: Sequence[dict[str, Any]]) -> str:
+    """How far the second run's keypoints lie from the first's: over the paired persons of every image,
+    the mean, the median of the per-image means and the largest, and the persons left unpaired."""
+    means = [entry["mean_px"] for entry in per_image if entry["mean_px"] is not None]
+    largest = max((entry["max_px"] for entry in per_image if entry["max_px"] is not None), default=None)
+    unpaired = sum(sum(entry["persons"]) - 2 * entry["pairs"] for entry in per_image)
+    if not means:
+        return f"keypoint displacement: no person paired on {len(per_image)} images ({unpaired} unpaired)"
+    return (
+        f"keypoint displacement over {len(means)} images, px: mean of per-image means {np.mean(means):.3f}, "
+        f"median {np.median(means):.3f}, largest {largest:.3f}; {unpaired} persons unpaired"
+    )
+
+
+def _compare_flags(items: Sequence[str]) -> dict[str, str]:
+    allowed = {flag[2:]: flag for flag in _SETTING_FLAGS}
+    flags = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip().removeprefix("--").replace("_", "-")
+        if name not in allowed or not value.strip():
+            raise ConfigError(
+                f"invalid --compare {item!r}: expected SETTING=VALUE with SETTING one of {', '.join(allowed)}"
+            )
+        flags[allowed[name]] = value.strip()
+    return flags
+
+
+def _compare_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}-compare{out.suffix or '.json'}")
+
+
+def _boxes(args: argparse.Namespace, truth: GroundTruth) -> Boxes:
+    if args.gt_boxes:
+        return Boxes("gt")
+    if args.detections:
+        return Boxes("detections", load_detections(args.detections, truth), str(args.detections))
+    return Boxes("detector")
+
+
+def _image_paths(truth: GroundTruth, images: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
+    """Every image's file, all checked before anything runs: a long run should not stop at image 4000."""
+    if not directory.is_dir():
+        raise AnnotationError(f"--images {directory}: no such directory")
+    paths = [directory / Path(image["file_name"]).name for image in images]
+    missing = [(image, path) for image, path in zip(images, paths, strict=True) if not path.is_file()]
+    if missing:
+        image, path = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise AnnotationError(
+            f"missing image {path} (file_name of image id {image['id']} in {truth.path}){more}; "
+            "--images must name the directory holding the annotated images"
+        )
+    return paths
+
+
+def _read(path: Path, image: dict[str, Any], truth: GroundTruth, max_pixels: int) -> np.ndarray:
+    try:
+        pixels = decode_image(path.read_bytes(), max_pixels=max_pixels)
+    except OSError as exc:
+        raise AnnotationError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except RequestError as exc:
+        raise AnnotationError(f"cannot use {path} as an image: {exc.detail}") from None
+    height, width = pixels.shape[:2]
+    if (width, height) != (image["width"], image["height"]):
+        raise AnnotationError(
+            f"{path} is {width}x{height} but {truth.path} says {image['width']}x{image['height']} "
+            f"(image id {image['id']}): not the annotated image"
+        )
+    return pixels
+
+
+def _check_keypoints(preset: PosePreset, truth: GroundTruth) -> None:
+    """The preset's keypoints must be the annotations' or begin with them (Halpe on COCO's 17)."""
+    skeleton, count = preset.skeleton, truth.num_keypoints
+    if count == 17 and skeleton.keypoints[:17] == _coco_names(truth):
+        return
+    if count != 17 and skeleton.num_keypoints == count:
+        return
+    raise AnnotationError(
+        f"preset {preset.name} gives {skeleton.num_keypoints} keypoints ({skeleton.name}), which "
+        f"{truth.path} ({count} keypoints) cannot score; choose a preset of that keypoint set (--preset)"
+    )
+
+
+def _coco_names(truth: GroundTruth) -> tuple[str, ...]:
+    return tuple(truth.dataset["categories"][0]["keypoints"])
+
+
+def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.Namespace) -> dict[str, Any]:
+    """What a partial results file must have been produced with to be continued."""
+    return {
+        "annotations": str(truth.path.resolve()),
+        "boxes": boxes.source,
+        "detections": boxes.detections_file,
+        "threshold": args.threshold,
+        "weights_dir": str(config.weights_dir.resolve()),
+        **{key: str(value) for key, value in asdict(config.options).items()},
+    }
+
+
+def _progress(items: list[Any], enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, unit="image", file=sys.stderr, disable=None)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
