@@ -71,19 +71,24 @@ def exported(
     path = cache_path(weights, key)
     if path.is_file():
         return path, f"cached export {path}"
-    try:
-        path.parent.mkdir(exist_ok=True)
-        writable = os.access(path.parent, os.W_OK)
-    except OSError:
-        writable = False
-    where = path.parent if writable else Path(tempfile.mkdtemp(prefix="alphapose-onnx-"))
+    beside = writable(path.parent)
+    where = path.parent if beside else Path(tempfile.mkdtemp(prefix="alphapose-onnx-"))
     start = time.perf_counter()
     target = where / path.name
     export_onnx(model, input_shape, target)
     seconds = time.perf_counter() - start
-    if writable:
+    if beside:
         return target, f"exported to {target} in {seconds:.1f} s"
     return target, f"{path.parent} is not writable: exported to {target} for this process, in {seconds:.1f} s"
+
+
+def writable(directory: Path) -> bool:
+    """Whether exports can be cached in ``directory`` (made here when missing)."""
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
