@@ -55,7 +55,8 @@ NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (http
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-onnxruntime.txt \
+		requirements-openvino.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -124,6 +125,7 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 
 bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers) and update the README's figures
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.engines $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 	$(PY) -m bench.report --readme README.md
 	$(PY) -m bench.answers
 

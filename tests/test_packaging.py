@@ -66,13 +66,13 @@ def test_wheel_holds_the_library_and_its_data_only(wheel: Path) -> None:
     assert "alphapose/cvat/request.py" in names and "alphapose/models/darknet.py" in names
 
 
-def test_wheel_requires_the_run_time_pins_and_offers_the_weights_and_cvat_extras(wheel: Path) -> None:
+def test_wheel_requires_the_run_time_pins_and_offers_the_weights_cvat_and_engine_extras(wheel: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
     requires = re.findall(r"^Requires-Dist: (.+)$", archive.read(metadata).decode(), re.MULTILINE)
     plain = sorted(r for r in requires if "extra ==" not in r)
     assert plain == sorted(requirement_lines("requirements.txt"))
-    for extra in ("weights", "cvat"):
+    for extra in ("weights", "cvat", "onnxruntime", "openvino"):
         extras = sorted(r.split(";")[0].strip() for r in requires if f'extra == "{extra}"' in r)
         assert extras == sorted(requirement_lines(f"requirements-{extra}.txt"))
 

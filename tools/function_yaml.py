@@ -28,6 +28,7 @@ import yaml
 
 from alphapose.cvat.spec import label_spec_json
 from alphapose.detectors import DEFAULT_DETECTOR, get_detector
+from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
 from alphapose.presets import get_preset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +61,16 @@ class FunctionVariant:
     name: str  # metadata.name: the function id in Nuclio and CVAT
     title: str  # metadata.annotations.name: the model name shown in CVAT
     detector: str = DEFAULT_DETECTOR
+    engine: str = DEFAULT_ENGINE  # ALPHAPOSE_ENGINE; a CPU image installs the runtime(s) it names
 
 
 # CPU files run YOLOX-s (a fifth of YOLOv3-SPP's operations; the detector is most of a CPU request), GPU
 # files YOLOX-x, AlphaPose's own YOLOX default (see the README's detector table).
 _CPU_DETECTOR = "yolox-s"
 _GPU_DETECTOR = "yolox-x"
+# CPU files run the engine measured fastest for both networks on an AVX2 and an AVX-512 CPU
+# (bench/README.md, Engines); GPU files stay in PyTorch (the runtimes here run on the CPU only).
+_CPU_ENGINE = "CPU_ENGINE_PLACEHOLDER"
 
 FUNCTION_FILES: dict[str, FunctionVariant] = {
     "function.yaml": FunctionVariant(
@@ -74,6 +79,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose",
         "AlphaPose FastPose (COCO 17 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-gpu.yaml": FunctionVariant(
         "fastpose_res50_coco",
@@ -88,6 +94,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose-halpe26",
         "AlphaPose FastPose (Halpe 26 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-halpe26-gpu.yaml": FunctionVariant(
         "fastpose_res50_halpe26",
@@ -105,6 +112,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose-wholebody136",
         "AlphaPose FastPose whole body (136 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-wholebody136-gpu.yaml": FunctionVariant(
         "fastpose_res50_wholebody136",
@@ -152,6 +160,12 @@ def read_requirements(paths: Sequence[Path] = REQUIREMENTS) -> list[str]:
     return pins
 
 
+def engine_requirements(engine: str) -> list[Path]:
+    """The requirements files of the runtime(s) ``engine`` names (none for torch alone)."""
+    extras = sorted({ENGINES[name].extra for name in parse_engines(engine).values() if name != "torch"})
+    return [REPO_ROOT / f"requirements-{extra}.txt" for extra in extras]
+
+
 def cpu_pins(pins: Sequence[str]) -> list[str]:
     """The pins with torch and torchvision switched to their CPU-only builds (``+cpu``)."""
     return [f"{pin}+cpu" if pin.split("==")[0].lower() in TORCH_PACKAGES else pin for pin in pins]
@@ -168,6 +182,15 @@ def weights_command(preset: str, detector: str, staged: bool = False) -> str:
     return (
         f"cd {HANDLER_DIR} && python -m alphapose.weights{verify} --preset {preset} --detector {detector} "
         f"--dir {directory}"
+    )
+
+
+def export_command(variant: FunctionVariant, staged: bool = False) -> str:
+    """Export the networks the engine runs into the cache beside the weights, once, in the image."""
+    directory = STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR
+    return (
+        f"cd {HANDLER_DIR} && python -m alphapose.engines --engine {variant.engine} --preset {variant.preset} "
+        f"--detector {variant.detector} --dir {directory}"
     )
 
 
@@ -188,17 +211,19 @@ def build_section(variant: FunctionVariant, pins: Sequence[str], staged: bool = 
             "noBaseImagesPull": True,
             "directives": {"postCopy": [_run(weights_command(variant.preset, variant.detector))]},
         }
+    runtime_pins = [pin for pin in read_requirements(engine_requirements(variant.engine)) if pin not in pins]
     install = (
         "python -m pip install --no-cache-dir --root-user-action=ignore "
-        f"--extra-index-url {TORCH_CPU_INDEX} {' '.join(cpu_pins(pins))}"
+        f"--extra-index-url {TORCH_CPU_INDEX} {' '.join(cpu_pins([*pins, *runtime_pins]))}"
     )
     download = [] if staged else [_run(download_command(variant.preset, variant.detector))]
+    export = [] if variant.engine == DEFAULT_ENGINE else [_run(export_command(variant, staged))]
     return {
         "image": f"{image}:latest",
         "baseImage": CPU_BASE_IMAGE,
         "directives": {
             "preCopy": [_run(install), *download],
-            "postCopy": [_run(weights_command(variant.preset, variant.detector, staged))],
+            "postCopy": [_run(weights_command(variant.preset, variant.detector, staged)), *export],
         },
     }
 
@@ -222,6 +247,7 @@ def function_config(
             {"name": "ALPHAPOSE_WEIGHTS_DIR", "value": STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR},
             {"name": "ALPHAPOSE_DEVICE", "value": _DEVICE[variant.gpu]},
             *([] if variant.gpu else [{"name": "ALPHAPOSE_PRECISION", "value": "auto"}]),
+            *([] if variant.gpu else [{"name": "ALPHAPOSE_ENGINE", "value": variant.engine}]),
         ],
         "build": build_section(variant, pins, staged),
         "triggers": {
