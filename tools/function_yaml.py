@@ -70,7 +70,7 @@ _CPU_DETECTOR = "yolox-s"
 _GPU_DETECTOR = "yolox-x"
 # CPU files run the engine measured fastest for both networks on an AVX2 and an AVX-512 CPU
 # (bench/README.md, Engines); GPU files stay in PyTorch (the runtimes here run on the CPU only).
-_CPU_ENGINE = "CPU_ENGINE_PLACEHOLDER"
+_CPU_ENGINE = "onnxruntime"
 
 FUNCTION_FILES: dict[str, FunctionVariant] = {
     "function.yaml": FunctionVariant(
@@ -144,6 +144,12 @@ _PRECISION_COMMENT = (
     "# avx512_bf16 in /proc/cpuinfo) set bf16 to run both networks faster with results close to fp32\n"
     "# (README, Precision). The function refuses bf16 on a CPU without them, where it would be slower.\n"
 )
+# The CPU files name their engine, and say what changing it takes.
+_ENGINE_COMMENT = (
+    "# ALPHAPOSE_ENGINE: the runtime this image installs and exported the networks for while it was\n"
+    "# built (README, Engines). onnxruntime computes in fp32 only: for bf16 set openvino (install the\n"
+    "# openvino extra in the build) or torch; torch needs nothing more.\n"
+)
 
 
 def read_requirements(paths: Sequence[Path] = REQUIREMENTS) -> list[str]:
@@ -189,8 +195,8 @@ def export_command(variant: FunctionVariant, staged: bool = False) -> str:
     """Export the networks the engine runs into the cache beside the weights, once, in the image."""
     directory = STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR
     return (
-        f"cd {HANDLER_DIR} && python -m alphapose.engines --engine {variant.engine} --preset {variant.preset} "
-        f"--detector {variant.detector} --dir {directory}"
+        f"cd {HANDLER_DIR} && python -m alphapose.engines --engine {variant.engine} "
+        f"--preset {variant.preset} --detector {variant.detector} --dir {directory}"
     )
 
 
@@ -299,9 +305,11 @@ def render(variant: FunctionVariant, pins: Sequence[str] | None = None, staged: 
         width=4096,
         allow_unicode=True,
     )
-    entry = "  - name: ALPHAPOSE_PRECISION\n"
-    indented = "".join(f"  {line}\n" for line in _PRECISION_COMMENT.splitlines())
-    return HEADER + body.replace(entry, indented + entry)
+    for comment, name in ((_PRECISION_COMMENT, "ALPHAPOSE_PRECISION"), (_ENGINE_COMMENT, "ALPHAPOSE_ENGINE")):
+        entry = f"  - name: {name}\n"
+        indented = "".join(f"  {line}\n" for line in comment.splitlines())
+        body = body.replace(entry, indented + entry)
+    return HEADER + body
 
 
 def stale_files(directory: Path = REPO_ROOT) -> list[str]:
