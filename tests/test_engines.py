@@ -345,3 +345,15 @@ def test_library_version_is_the_package_version() -> None:
 
     pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert alphapose.__version__ == pyproject["project"]["version"]
+
+
+def test_export_command_names_the_flag_of_a_bad_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from alphapose.engines.__main__ import main
+
+    args = ["--preset", "fastpose_res50_coco", "--detector", "yolox-s", "--dir", str(tmp_path)]
+    assert main(["--engine", "tensorrt", *args]) == 2
+    assert "error: --engine 'tensorrt': unknown engine" in capsys.readouterr().err
+    assert main(["--engine", "onnxruntime", *args]) == 2  # no weights there
+    assert "--dir selects the directory" in capsys.readouterr().err
