@@ -3,7 +3,8 @@
 One run starts one worker process per engine holding the pipeline of the CPU function files (their
 preset and detector), as a function worker holds one engine (runtimes sharing a process slow each other:
 one's idle threads still spin while the next runs), and times the workers in turns (torch, onnxruntime,
-openvino, torch, ...), so a busy spell of a shared machine hits every engine alike: each network alone
+openvino, torch, ...), each after a pause that lets the previous one's threads stop spinning, so a
+busy spell of a shared machine hits every engine alike: each network alone
 (the detector on its input, the pose network on 1 and 8 crops) and whole requests as the function
 answers them (decode the JPEG, detect, pose stage on a fixed number of person boxes, CVAT JSON) at
 640x480 with 1 and 5 persons and 1280x720 with 5. When the fastest engine of the detector is not that of
@@ -73,6 +74,9 @@ CAPPED_BY = {
     "onnxruntime": None,  # no setting: its AVX2 figures are its native (AVX-512) code
     "openvino": "ONEDNN_MAX_CPU_ISA",
 }
+# Idle time before each timed run: thread pools spin for a while after their work (OpenMP's wait policy,
+# OpenVINO's TBB workers), and the next engine in turn must not run against the last one's spinning.
+SETTLE_SECONDS = 0.3
 FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vnni", "avx512_vnni")
 
 
@@ -141,6 +145,7 @@ class Worker:
 
     def time(self, label: str) -> float:
         assert self.process.stdin is not None
+        time.sleep(SETTLE_SECONDS)
         self.process.stdin.write(label + "\n")
         self.process.stdin.flush()
         return float(self._line())

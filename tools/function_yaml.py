@@ -68,9 +68,10 @@ class FunctionVariant:
 # files YOLOX-x, AlphaPose's own YOLOX default (see the README's detector table).
 _CPU_DETECTOR = "yolox-s"
 _GPU_DETECTOR = "yolox-x"
-# CPU files run the engine measured fastest for both networks on an AVX2 and an AVX-512 CPU
-# (bench/README.md, Engines); GPU files stay in PyTorch (the runtimes here run on the CPU only).
-_CPU_ENGINE = "onnxruntime"
+# CPU files run each network in the engine measured fastest for it on an AVX2 and an AVX-512 CPU (README,
+# Engines): the detector in ONNX Runtime, the pose network in OpenVINO. GPU files stay in PyTorch (the
+# runtimes here run on the CPU only).
+_CPU_ENGINE = "detector=onnxruntime,pose=openvino"
 
 FUNCTION_FILES: dict[str, FunctionVariant] = {
     "function.yaml": FunctionVariant(
@@ -146,9 +147,9 @@ _PRECISION_COMMENT = (
 )
 # The CPU files name their engine, and say what changing it takes.
 _ENGINE_COMMENT = (
-    "# ALPHAPOSE_ENGINE: the runtime this image installs and exported the networks for while it was\n"
-    "# built (README, Engines). onnxruntime computes in fp32 only: for bf16 set openvino (install the\n"
-    "# openvino extra in the build) or torch; torch needs nothing more.\n"
+    "# ALPHAPOSE_ENGINE: what runs each network; this image installs both runtimes and exported the\n"
+    "# networks for this value while it was built (README, Engines). onnxruntime computes in fp32 only:\n"
+    "# with ALPHAPOSE_PRECISION=bf16 set openvino (its detector export is then made at start-up) or torch.\n"
 )
 
 
@@ -217,7 +218,9 @@ def build_section(variant: FunctionVariant, pins: Sequence[str], staged: bool = 
             "noBaseImagesPull": True,
             "directives": {"postCopy": [_run(weights_command(variant.preset, variant.detector))]},
         }
-    runtime_pins = [pin for pin in read_requirements(engine_requirements(variant.engine)) if pin not in pins]
+    # each pin once: both engines' files pin the exporter's onnx
+    runtime_pins = list(dict.fromkeys(read_requirements(engine_requirements(variant.engine))))
+    runtime_pins = [pin for pin in runtime_pins if pin not in pins]
     install = (
         "python -m pip install --no-cache-dir --root-user-action=ignore "
         f"--extra-index-url {TORCH_CPU_INDEX} {' '.join(cpu_pins([*pins, *runtime_pins]))}"
