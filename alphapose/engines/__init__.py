@@ -16,13 +16,14 @@ only; each is a separate, optional package (the ``onnxruntime`` and ``openvino``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,7 +118,9 @@ class RuntimeNetwork(nn.Module):
     nothing in PyTorch; ``input_size`` is the detector input size the export was made for.
     """
 
-    def __init__(self, run: object, description: str, input_size: int | None = None) -> None:
+    def __init__(
+        self, run: Callable[[np.ndarray], np.ndarray], description: str, input_size: int | None = None
+    ) -> None:
         super().__init__()
         self._run = run
         self.description = description
@@ -126,7 +129,7 @@ class RuntimeNetwork(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         array = inputs.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self._run(array))  # type: ignore[operator]
+        return torch.from_numpy(self._run(array))
 
 
 @dataclass(frozen=True)
