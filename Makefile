@@ -27,7 +27,7 @@ BASE_DETECTORS ?= yolox-x
 # The tests that compare numbers with the official code or with a reference path, which CI runs again as
 # other CPUs compute: `make test-isa`.
 PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
-	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py
+	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
 # OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2.
 AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
@@ -66,7 +66,7 @@ help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-eval.txt \
-		requirements-dev.txt
+		requirements-onnxruntime.txt requirements-openvino.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -142,6 +142,7 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 
 bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.answers, bench.video) and update the README's figures
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.engines $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 	$(PY) -m bench.report --readme README.md
 	$(PY) -m bench.answers
 	$(PY) -m bench.video

@@ -48,6 +48,7 @@ def init_context(context: Any) -> None:
         flip=info["flip"],
         device=info["device"],
         precision=info["precision"],
+        engine=info["engine"],
         seconds=round(time.perf_counter() - start, 3),
     )
     synthetic = [path for path, state in info["weights"].items() if state == "synthetic"]

@@ -15,6 +15,7 @@ import torch
 from alphapose.cvat.config import Config
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.request import PoseRequest
+from alphapose.engines import describe as describe_engines
 from alphapose.sources import read_checksums
 from alphapose.weights import VerifiedFile, identify_file
 
@@ -52,6 +53,7 @@ class ModelHandler:
             "keypoints": list(self.pipeline.skeleton.keypoints),
             "device": str(self.pipeline.device),
             "precision": self.pipeline.precision.describe(),
+            "engine": describe_engines(self.pipeline.engines),
             "weights": {str(f.path): f.state for f in self.weights},
             "detector_size": options.detector_input_size,
             "flip": options.flip,

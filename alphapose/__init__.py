@@ -8,6 +8,8 @@ importing the networks. Importing the library changes no process-wide setting.
 from importlib import import_module
 from typing import Any
 
+__version__ = "0.2.0"  # equal to pyproject.toml's (tests/test_packaging.py); names cached exports
+
 _EXPORTS = {
     "load_pose_model": "alphapose.build",
     "load_detector": "alphapose.build",

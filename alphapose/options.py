@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
+from alphapose.engines import DEFAULT_ENGINE, parse_engines
 from alphapose.errors import OptionError
 from alphapose.precision import PRECISIONS
 from alphapose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
@@ -35,6 +36,8 @@ class PipelineOptions:
     detector_confidence: float = 0.1
     detector_nms: float = 0.6
     precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on a CPU), fp32, bf16 or fp16 (precision.py)
+    # torch, onnxruntime or openvino for both networks, or detector=NAME,pose=NAME (alphapose/engines)
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
         """Refuse a bad value now, naming the option, rather than when the networks load."""
@@ -57,6 +60,7 @@ class PipelineOptions:
         for name, problem in problems.items():
             if problem:
                 raise OptionError(name, getattr(self, name), problem)
+        parse_engines(self.engine)  # the name only: whether the runtime is installed is checked on load
 
     @property
     def pose_preset(self) -> PosePreset:

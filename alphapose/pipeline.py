@@ -15,6 +15,7 @@ from torch import nn
 
 from alphapose.build import load_detector, load_pose_model
 from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.engines import NETWORKS, NetworkEngine, check_engines, prepare_network
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
@@ -69,6 +70,7 @@ class PosePipeline:
         flip: bool = False,
         max_batch: int = PipelineOptions.max_batch,
         precision: Precision | None = None,
+        engines: dict[str, NetworkEngine] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -79,6 +81,11 @@ class PosePipeline:
         self.flip = flip
         self.max_batch = max_batch
         self.precision = precision or resolve_precision("auto", device)
+        # What runs each network (alphapose.engines); given networks are taken to be PyTorch modules.
+        self.engines = engines or {
+            network: NetworkEngine(network, "torch", "torch", f"torch {self.precision.describe()}")
+            for network in NETWORKS
+        }
         # The GPU's crop path, chosen by the device; tests switch it on for the CPU to run that code there.
         self.batched_crops = device.type != "cpu"
 
@@ -100,6 +107,9 @@ class PosePipeline:
         (:mod:`alphapose.precision`; on a CPU, bf16 and fp16 convert the weights, on any CPU). Nothing
         process-wide is changed: capping the CPU threads is
         :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
+        ``options.engine`` other than ``torch`` runs a network's ONNX export in that runtime instead
+        (:mod:`alphapose.engines`: exported once, cached beside the weights); :attr:`engines` says what
+        runs each network.
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
@@ -113,18 +123,34 @@ class PosePipeline:
                 + download_hint(directory, preset.name, detector_spec.name)
             )
         precision = resolve_precision(options.precision, device)
-        detector_model = load_detector(
-            directory / detector_spec.weights.name, options.detector_input_size, device, fold_batch_norm=True
+        chosen = check_engines(options.engine, device, precision)  # refused before anything loads
+        detector_weights, size = directory / detector_spec.weights.name, options.detector_input_size
+        detector_model = load_detector(detector_weights, size, device, fold_batch_norm=True)
+        detector_model, detector_engine = prepare_network(
+            "detector",
+            chosen["detector"],
+            detector_model.to(memory_format=torch.channels_last),
+            precision,
+            detector_weights,
+            (3, size, size),
         )
         detector = PersonDetector(
-            precision.prepare(detector_model.to(memory_format=torch.channels_last)),
+            detector_model,
             FAMILIES[detector_spec.family],
             options.detector_input_size,
             confidence=options.detector_confidence,
             nms_threshold=options.detector_nms,
         )
-        pose_model = load_pose_model(preset, directory / preset.checkpoint.name, device, fold_batch_norm=True)
-        pose_model = precision.prepare(pose_model.to(memory_format=torch.channels_last))
+        pose_weights = directory / preset.checkpoint.name
+        pose_model = load_pose_model(preset, pose_weights, device, fold_batch_norm=True)
+        pose_model, pose_engine = prepare_network(
+            "pose",
+            chosen["pose"],
+            pose_model.to(memory_format=torch.channels_last),
+            precision,
+            pose_weights,
+            (3, *preset.input_size),
+        )
         return cls(
             detector,
             pose_model,
@@ -133,6 +159,7 @@ class PosePipeline:
             flip=options.flip,
             max_batch=options.max_batch,
             precision=precision,
+            engines={"detector": detector_engine, "pose": pose_engine},
         )
 
     def __call__(self, image: np.ndarray) -> list[Pose]:

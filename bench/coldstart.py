@@ -27,8 +27,18 @@ from typing import Any  # noqa: E402
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-def measure_cold_start(weights: Path, preset: str, device: str, detector_size: int | None) -> dict[str, Any]:
-    """Run the child with the function's environment; its report with times from process start."""
+def measure_cold_start(
+    weights: Path,
+    preset: str,
+    device: str,
+    detector_size: int | None,
+    detector: str = "",
+    engine: str = "",
+) -> dict[str, Any]:
+    """Run the child with the function's environment; its report with times from process start.
+
+    ``detector`` and ``engine`` empty: the function's defaults.
+    """
     environ = {key: value for key, value in os.environ.items() if not key.startswith("ALPHAPOSE_")}
     environ.update(
         {
@@ -36,6 +46,8 @@ def measure_cold_start(weights: Path, preset: str, device: str, detector_size: i
             "ALPHAPOSE_PRESET": preset,
             "ALPHAPOSE_DEVICE": device,
             "ALPHAPOSE_DETECTOR_SIZE": str(detector_size or ""),
+            "ALPHAPOSE_DETECTOR": detector,
+            "ALPHAPOSE_ENGINE": engine,
         }
     )
     started = time.time()
@@ -131,6 +143,7 @@ def _worker() -> dict[str, Any]:
         "memory_after_init_mb": memory_after_init,
         "memory_at_end_mb": _memory_now_mb(),
         "torch_threads": torch.get_num_threads(),
+        "engines": {network: str(engine) for network, engine in pipeline.engines.items()},
     }
     if pipeline.device.type == "cuda":
         report["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

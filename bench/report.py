@@ -291,9 +291,85 @@ def _setup(results: dict[str, Any]) -> str:
     )
 
 
-def readme_section(runs: list[tuple[str, dict[str, Any]]]) -> str:
+def _engine_table(figures: dict[str, Any], uncapped: set[str]) -> list[str]:
+    """Median ms per engine (and the ratio to PyTorch) for each network and request of one measurement."""
+    rows = [*figures["networks"], *figures["requests"]]
+    names = list(rows[-1]["ms"])
+    header = ["work", *(f"{n} (not capped)" if n in uncapped else n for n in names)]
+    cells = []
+    for row in rows:
+        ms, ratio = row["ms"], row["vs_torch"]
+        cells.append(
+            [
+                row["work"],
+                *(
+                    "" if n not in ms else (_ms(ms[n]) if n == "torch" else f"{_ms(ms[n])} ({ratio[n]:.2f}x)")
+                    for n in names
+                ),
+            ]
+        )
+    return _table(header, cells)
+
+
+def render_engines(results: dict[str, Any]) -> list[str]:
+    """The engines side by side (bench/engines.py): natively, under the AVX2 caps, and cold starts."""
+    env = results["environment"]
+    versions = ", ".join(f"{n} {v}" for n, v in results["versions"].items())
+    features = ", ".join(results["cpu_features"]) or "none listed"
+    lines = [
+        f"**Engines side by side: {env['cpu']} ({env['torch_threads']} threads; {features}), {versions}, "
+        f"preset `{results['preset']}`, detector `{results['detector']}`, fp32, synthetic weights, measured "
+        f"{env['date'][:10]}** (bench/engines.py; medians in ms, engines in turns; ratio to torch):",
+        "",
+    ]
+    uncapped = {n for n, variable in results["capped_by"].items() if variable is None}
+    measurements = (
+        ("native", "native instruction set"),
+        ("avx2_caps", "under the AVX2 caps"),
+        ("one_thread", "one thread per worker, native instruction set"),
+    )
+    for key, title in measurements:
+        figures = results.get(key)
+        if figures is None:
+            continue
+        load = f"load average {figures['load_average_start'][0]} -> {figures['load_average_end'][0]}"
+        lines += [
+            f"*{title}* ({load}):",
+            "",
+            *_engine_table(figures, uncapped if key == "avx2_caps" else set()),
+            "",
+        ]
+    if uncapped:
+        lines += [
+            f"{', '.join(sorted(uncapped))}: no setting lowers its instruction set, so its column under the "
+            "caps is its native code.",
+            "",
+        ]
+    if results.get("cold_start"):
+        rows = [
+            [
+                name,
+                f"{row['init_context_done_s']:.1f}",
+                f"{row['first_answer_s']:.1f}",
+                f"{row['peak_rss_mb']:,.0f}",
+            ]
+            for name, row in results["cold_start"].items()
+        ]
+        lines += [
+            "*cold start* (a fresh worker; seconds from process start):",
+            "",
+            *_table(["engine", "ready", "first answer", "peak RSS (MB)"], rows),
+            "",
+        ]
+    return lines
+
+
+def readme_section(
+    runs: list[tuple[str, dict[str, Any]]], engine_runs: list[dict[str, Any]] | tuple[()] = ()
+) -> str:
     """The README's performance block for ``(results path, results JSON)`` pairs: per run, the setup,
-    end to end with the two networks and decoding broken out, and the summary figures."""
+    end to end with the two networks and decoding broken out, and the summary figures; then the
+    engines side by side (``engine_runs``: bench/engines.py results)."""
     lines = [README_BEGIN]
     for path, results in runs:
         lines += [
@@ -316,16 +392,22 @@ def readme_section(runs: list[tuple[str, dict[str, Any]]]) -> str:
                 ]
             )
         lines += [*_table(header, rows), "", *_summary(results), *_precision(results)]
+    for results in engine_runs:
+        lines += ["", *render_engines(results)[:-1]]
     return "\n".join([*lines, "", README_END])
 
 
-def update_readme(readme: Path, runs: list[tuple[str, dict[str, Any]]]) -> bool:
+def update_readme(
+    readme: Path,
+    runs: list[tuple[str, dict[str, Any]]],
+    engine_runs: list[dict[str, Any]] | tuple[()] = (),
+) -> bool:
     """Replace the generated block of ``readme``; True when its text changed."""
     text = readme.read_text()
     start, end = text.find(README_BEGIN), text.find(README_END)
     if start < 0 or end < start:
         raise SystemExit(f"{readme} has no generated block ({README_BEGIN} ... {README_END})")
-    updated = text[:start] + readme_section(runs) + text[end + len(README_END) :]
+    updated = text[:start] + readme_section(runs, engine_runs) + text[end + len(README_END) :]
     readme.write_text(updated)
     return updated != text
 
@@ -351,6 +433,12 @@ def committed_runs(directory: Path = RESULTS) -> list[tuple[str, dict[str, Any]]
     return runs
 
 
+def committed_engine_runs(directory: Path = RESULTS) -> list[dict[str, Any]]:
+    """The full (not ``--quick``) bench/engines.py results in ``directory``."""
+    runs = [json.loads(p.read_text()) for p in sorted(directory.glob("engines-*.json"))]
+    return [r for r in runs if not r["quick"]]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
@@ -365,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.readme:
         runs = [(p.as_posix(), json.loads(p.read_text())) for p in args.results] or committed_runs()
-        changed = update_readme(args.readme, runs)
+        changed = update_readme(args.readme, runs, committed_engine_runs())
         print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
         return
     if not args.results:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from alphapose.cvat.spec import label_spec
+from alphapose.engines import parse_engines
 from alphapose.presets import PRESETS
 from alphapose.weights import required_files
 from tools import function_yaml
@@ -126,6 +127,10 @@ def test_function_yaml_is_what_nuclio_and_cvat_expect(name: str) -> None:
     assert env["ALPHAPOSE_DEVICE"] == ("cuda" if gpu else "cpu")
     # The CPU files name the precision with its default (no silent change) and say when to set bf16.
     assert env.get("ALPHAPOSE_PRECISION") == (None if gpu else "auto")
+    # The CPU files name their engine; GPU files run PyTorch (the runtimes run on the CPU only).
+    assert (env.get("ALPHAPOSE_ENGINE") is None) is gpu
+    if not gpu:
+        parse_engines(env["ALPHAPOSE_ENGINE"])
     text = (ROOT / name).read_text()
     assert ("amx_bf16 or\n  # avx512_bf16 in /proc/cpuinfo" in text) is not gpu
     if gpu:
@@ -173,7 +178,20 @@ def test_cpu_image_installs_the_pinned_requirements_with_cpu_torch() -> None:
         assert ":latest" not in build["baseImage"]
         install, download = (d["value"] for d in build["directives"]["preCopy"])
         installed = [word for word in shlex.split(install) if "==" in word]
-        assert installed == [p + "+cpu" if p.split("==")[0] in ("torch", "torchvision") else p for p in pins]
+        # and the pins of the runtime(s) its ALPHAPOSE_ENGINE names, once each
+        engine = env_of(load(name))["ALPHAPOSE_ENGINE"]
+        runtimes = {e for e in parse_engines(engine).values() if e != "torch"}
+        runtime_pins = [
+            line
+            for runtime in sorted(runtimes)
+            for line in (ROOT / f"requirements-{runtime}.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+        runtime_pins = [p for i, p in enumerate(runtime_pins) if p not in runtime_pins[:i] and p not in pins]
+        expected = [*pins, *runtime_pins]
+        assert installed == [
+            p + "+cpu" if p.split("==")[0] in ("torch", "torchvision") else p for p in expected
+        ]
         assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
         # the preCopy download fetches exactly the preset's files, under their official names
         assert re.findall(r"-O (\S+)", download) == [f.name for f in required_files([preset], [detector])]
@@ -186,9 +204,20 @@ def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
         weights_dir = env_of(doc)["ALPHAPOSE_WEIGHTS_DIR"]
         detector = env_of(doc)["ALPHAPOSE_DETECTOR"]
         assert detector == EXPECTED_DETECTORS[name]
+        engine = env_of(doc).get("ALPHAPOSE_ENGINE", "torch")
+        # a CPU image whose engine is a runtime exports the networks once, after the weights are verified
+        export = (
+            []
+            if engine == "torch"
+            else [
+                f"cd /opt/nuclio && python -m alphapose.engines --engine {engine} --preset {preset} "
+                f"--detector {detector} --dir {weights_dir}"
+            ]
+        )
         assert post_copy == [
             f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --detector {detector} "
-            f"--dir {weights_dir}"
+            f"--dir {weights_dir}",
+            *export,
         ]
 
 
@@ -333,9 +362,19 @@ def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
     )
     doc = yaml.safe_load((tmp_path / "staged" / "function.yaml").read_text())
     directives = doc["spec"]["build"]["directives"]
+    engine = env_of(doc)["ALPHAPOSE_ENGINE"]
+    export = (
+        []
+        if engine == "torch"
+        else [
+            f"cd /opt/nuclio && python -m alphapose.engines --engine {engine} --preset fastpose_res50_coco "
+            "--detector yolox-s --dir /opt/nuclio/weights"
+        ]
+    )
     assert [d["value"] for d in directives["postCopy"]] == [
         "cd /opt/nuclio && python -m alphapose.weights --verify --preset fastpose_res50_coco "
-        "--detector yolox-s --dir /opt/nuclio/weights"
+        "--detector yolox-s --dir /opt/nuclio/weights",
+        *export,
     ]
     assert len(directives["preCopy"]) == 1 and "https://" not in str(directives).replace(
         "https://download.pytorch.org", ""

@@ -111,6 +111,7 @@ _SETTING_FLAGS = (
     "--flip",
     "--keypoint-threshold",
     "--precision",
+    "--engine",
 )
 
 
@@ -132,6 +133,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--precision",
         help="auto, fp32, bf16 or fp16; bf16 is refused on a CPU without AMX or AVX512-BF16 "
         "(ALPHAPOSE_PRECISION)",
+    )
+    parser.add_argument(
+        "--engine",
+        help="torch, onnxruntime or openvino (CPU), or detector=NAME,pose=NAME (ALPHAPOSE_ENGINE)",
     )
 
 

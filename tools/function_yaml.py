@@ -28,6 +28,7 @@ import yaml
 
 from alphapose.cvat.spec import label_spec_json
 from alphapose.detectors import DEFAULT_DETECTOR, get_detector
+from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
 from alphapose.presets import get_preset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +61,17 @@ class FunctionVariant:
     name: str  # metadata.name: the function id in Nuclio and CVAT
     title: str  # metadata.annotations.name: the model name shown in CVAT
     detector: str = DEFAULT_DETECTOR
+    engine: str = DEFAULT_ENGINE  # ALPHAPOSE_ENGINE; a CPU image installs the runtime(s) it names
 
 
 # CPU files run YOLOX-s (a fifth of YOLOv3-SPP's operations; the detector is most of a CPU request), GPU
 # files YOLOX-x, AlphaPose's own YOLOX default (see the README's detector table).
 _CPU_DETECTOR = "yolox-s"
 _GPU_DETECTOR = "yolox-x"
+# CPU files run each network in the engine measured fastest for it on an AVX2 and an AVX-512 CPU (README,
+# Engines): the detector in ONNX Runtime, the pose network in OpenVINO. GPU files stay in PyTorch (the
+# runtimes here run on the CPU only).
+_CPU_ENGINE = "detector=onnxruntime,pose=openvino"
 
 FUNCTION_FILES: dict[str, FunctionVariant] = {
     "function.yaml": FunctionVariant(
@@ -74,6 +80,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose",
         "AlphaPose FastPose (COCO 17 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-gpu.yaml": FunctionVariant(
         "fastpose_res50_coco",
@@ -88,6 +95,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose-halpe26",
         "AlphaPose FastPose (Halpe 26 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-halpe26-gpu.yaml": FunctionVariant(
         "fastpose_res50_halpe26",
@@ -105,6 +113,7 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
         "pth-alphapose-fastpose-wholebody136",
         "AlphaPose FastPose whole body (136 keypoints)",
         _CPU_DETECTOR,
+        _CPU_ENGINE,
     ),
     "function-wholebody136-gpu.yaml": FunctionVariant(
         "fastpose_res50_wholebody136",
@@ -136,6 +145,12 @@ _PRECISION_COMMENT = (
     "# avx512_bf16 in /proc/cpuinfo) set bf16 to run both networks faster with results close to fp32\n"
     "# (README, Precision). The function refuses bf16 on a CPU without them, where it would be slower.\n"
 )
+# The CPU files name their engine, and say what changing it takes.
+_ENGINE_COMMENT = (
+    "# ALPHAPOSE_ENGINE: what runs each network; this image installs both runtimes and exported the\n"
+    "# networks for this value while it was built (README, Engines). onnxruntime computes in fp32 only:\n"
+    "# with ALPHAPOSE_PRECISION=bf16 set openvino (its detector export is then made at start-up) or torch.\n"
+)
 
 
 def read_requirements(paths: Sequence[Path] = REQUIREMENTS) -> list[str]:
@@ -150,6 +165,12 @@ def read_requirements(paths: Sequence[Path] = REQUIREMENTS) -> list[str]:
                 raise ValueError(f"{path}: {line!r} is not an exact pin (name==version)")
             pins.append(line)
     return pins
+
+
+def engine_requirements(engine: str) -> list[Path]:
+    """The requirements files of the runtime(s) ``engine`` names (none for torch alone)."""
+    extras = sorted({ENGINES[name].extra for name in parse_engines(engine).values() if name != "torch"})
+    return [REPO_ROOT / f"requirements-{extra}.txt" for extra in extras]
 
 
 def cpu_pins(pins: Sequence[str]) -> list[str]:
@@ -171,6 +192,15 @@ def weights_command(preset: str, detector: str, staged: bool = False) -> str:
     )
 
 
+def export_command(variant: FunctionVariant, staged: bool = False) -> str:
+    """Export the networks the engine runs into the cache beside the weights, once, in the image."""
+    directory = STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR
+    return (
+        f"cd {HANDLER_DIR} && python -m alphapose.engines --engine {variant.engine} "
+        f"--preset {variant.preset} --detector {variant.detector} --dir {directory}"
+    )
+
+
 def download_command(preset: str, detector: str) -> str:
     """A plain gdown download of the preset's files (gdown fetches other URLs than Google Drive's too);
     a layer that code changes leave cached."""
@@ -188,17 +218,21 @@ def build_section(variant: FunctionVariant, pins: Sequence[str], staged: bool = 
             "noBaseImagesPull": True,
             "directives": {"postCopy": [_run(weights_command(variant.preset, variant.detector))]},
         }
+    # each pin once: both engines' files pin the exporter's onnx
+    runtime_pins = list(dict.fromkeys(read_requirements(engine_requirements(variant.engine))))
+    runtime_pins = [pin for pin in runtime_pins if pin not in pins]
     install = (
         "python -m pip install --no-cache-dir --root-user-action=ignore "
-        f"--extra-index-url {TORCH_CPU_INDEX} {' '.join(cpu_pins(pins))}"
+        f"--extra-index-url {TORCH_CPU_INDEX} {' '.join(cpu_pins([*pins, *runtime_pins]))}"
     )
     download = [] if staged else [_run(download_command(variant.preset, variant.detector))]
+    export = [] if variant.engine == DEFAULT_ENGINE else [_run(export_command(variant, staged))]
     return {
         "image": f"{image}:latest",
         "baseImage": CPU_BASE_IMAGE,
         "directives": {
             "preCopy": [_run(install), *download],
-            "postCopy": [_run(weights_command(variant.preset, variant.detector, staged))],
+            "postCopy": [_run(weights_command(variant.preset, variant.detector, staged)), *export],
         },
     }
 
@@ -222,6 +256,7 @@ def function_config(
             {"name": "ALPHAPOSE_WEIGHTS_DIR", "value": STAGED_WEIGHTS_DIR if staged else WEIGHTS_DIR},
             {"name": "ALPHAPOSE_DEVICE", "value": _DEVICE[variant.gpu]},
             *([] if variant.gpu else [{"name": "ALPHAPOSE_PRECISION", "value": "auto"}]),
+            *([] if variant.gpu else [{"name": "ALPHAPOSE_ENGINE", "value": variant.engine}]),
         ],
         "build": build_section(variant, pins, staged),
         "triggers": {
@@ -273,9 +308,11 @@ def render(variant: FunctionVariant, pins: Sequence[str] | None = None, staged: 
         width=4096,
         allow_unicode=True,
     )
-    entry = "  - name: ALPHAPOSE_PRECISION\n"
-    indented = "".join(f"  {line}\n" for line in _PRECISION_COMMENT.splitlines())
-    return HEADER + body.replace(entry, indented + entry)
+    for comment, name in ((_PRECISION_COMMENT, "ALPHAPOSE_PRECISION"), (_ENGINE_COMMENT, "ALPHAPOSE_ENGINE")):
+        entry = f"  - name: {name}\n"
+        indented = "".join(f"  {line}\n" for line in comment.splitlines())
+        body = body.replace(entry, indented + entry)
+    return HEADER + body
 
 
 def stale_files(directory: Path = REPO_ROOT) -> list[str]:

@@ -21,6 +21,10 @@ ALPHAPOSE_DETECTOR_NMS          0.6                      detector NMS IoU thresh
 ALPHAPOSE_PRECISION             auto                     auto (fp16 autocast on CUDA, fp32 on a CPU),
                                                          fp32, bf16 or fp16; a CPU without units for
                                                          bf16/fp16 is refused at start-up
+ALPHAPOSE_ENGINE                torch                    what runs the networks: torch, onnxruntime or
+                                                         openvino (their ONNX exports, CPU only), or
+                                                         detector=NAME,pose=NAME; a runtime that is
+                                                         not installed is refused at start-up
 =============================== ======================== ==============================================
 
 An empty variable counts as unset. The pipeline's defaults and checks are those of
@@ -89,6 +93,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "detector_confidence": _number,
     "detector_nms": _number,
     "precision": _word,
+    "engine": _word,
 }
 _OPTION_FIELDS = frozenset(f.name for f in fields(PipelineOptions))
 

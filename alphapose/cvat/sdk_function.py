@@ -38,6 +38,7 @@ PARAMETERS: dict[str, type] = {
     "detector": str,
     "device": str,
     "precision": str,
+    "engine": str,
     "keypoint_threshold": float,
 }
 

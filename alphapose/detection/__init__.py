@@ -54,7 +54,9 @@ class PersonDetector:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """The network's device; the CPU for a network run by another engine (it holds no parameters)."""
+        parameter = next(self.model.parameters(), None)
+        return torch.device("cpu") if parameter is None else parameter.device
 
     def __call__(self, image: np.ndarray) -> tuple[Tensor, Tensor]:
         """Boxes (M, 4) xyxy float32 in image pixels and their scores (M,), on the CPU, best first."""

@@ -1,0 +1,186 @@
+"""Which runtime runs each network: PyTorch itself, or an ONNX export of it in ONNX Runtime or OpenVINO.
+
+The networks are always built by this library, from the official checkpoints, strictly loaded and with
+their batch norms folded (:mod:`alphapose.build`); an engine other than ``torch`` exports that module
+once to ONNX (:mod:`alphapose.engines.export`, cached beside the weights) and runs the export. Pre- and
+post-processing (letterbox, crops, box selection, heatmap decoding, pose NMS) stay the library's for
+every engine, so only the two forward passes change hands.
+
+``engine`` is one name for both networks (``onnxruntime``) or one per network
+(``detector=onnxruntime,pose=openvino``; a network not named runs in ``torch``). A runtime that cannot
+run a layer of a network (OpenVINO has no ONNX ``DeformConv``) leaves that network in PyTorch and says
+so in :attr:`NetworkEngine.note`, which the function's start-up log shows. The runtimes run on the CPU
+only; each is a separate, optional package (the ``onnxruntime`` and ``openvino`` extras).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
+
+from alphapose.errors import OptionError
+from alphapose.precision import Precision
+
+LOGGER = logging.getLogger(__name__)
+NETWORKS = ("detector", "pose")
+DEFAULT_ENGINE = "torch"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One row of the engine table: the package it needs and the module of ours that drives it."""
+
+    name: str
+    package: str | None  # the import name of the runtime; None: PyTorch itself
+    module: str | None  # our module with ``version``, ``cannot_run``, ``check_precision``, ``compile_export``
+    extra: str | None  # the package extra that installs it
+
+    def install_hint(self) -> str:
+        return (
+            f"install it with `pip install 'alphapose[{self.extra}]'` (or -r requirements-{self.extra}.txt "
+            "in a checkout)"
+        )
+
+    def driver(self) -> ModuleType:
+        """Our module for this runtime; an :class:`OptionError` on ``engine`` when the runtime is missing."""
+        if self.package is None or self.module is None:
+            raise ValueError(f"the {self.name} engine runs the PyTorch module itself")
+        if find_spec(self.package) is None:
+            raise OptionError(
+                "engine", self.name, f"the {self.package} package is not installed; " + self.install_hint()
+            )
+        return import_module(self.module)
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "torch": EngineSpec("torch", None, None, None),
+    "onnxruntime": EngineSpec(
+        "onnxruntime", "onnxruntime", "alphapose.engines.onnxruntime_engine", "onnxruntime"
+    ),
+    "openvino": EngineSpec("openvino", "openvino", "alphapose.engines.openvino_engine", "openvino"),
+}
+
+
+def parse_engines(value: str) -> dict[str, str]:
+    """``value`` as network -> engine name: ``NAME`` for both networks, or ``detector=NAME,pose=NAME``.
+
+    An :class:`OptionError` on ``engine`` names what is wrong and what is accepted.
+    """
+    text = str(value).strip().lower()
+    choices = ", ".join(ENGINES)
+    if "=" not in text and "," not in text:
+        if text not in ENGINES:
+            raise OptionError(
+                "engine", value, f"unknown engine; choose one of: {choices} (or detector=NAME,pose=NAME)"
+            )
+        return dict.fromkeys(NETWORKS, text)
+    chosen = dict.fromkeys(NETWORKS, DEFAULT_ENGINE)
+    for part in text.split(","):
+        network, _, name = (piece.strip() for piece in part.partition("="))
+        if network not in NETWORKS or name not in ENGINES:
+            raise OptionError(
+                "engine",
+                value,
+                f"expected NAME or detector=NAME,pose=NAME with NAME one of "
+                f"{choices}; {part.strip()!r} is not",
+            )
+        chosen[network] = name
+    return chosen
+
+
+def check_engines(value: str, device: torch.device, precision: Precision) -> dict[str, str]:
+    """:func:`parse_engines`, with a runtime's refusals: not on CUDA, not installed, not in this precision."""
+    chosen = parse_engines(value)
+    for name in sorted(set(chosen.values()) - {"torch"}):
+        if device.type != "cpu":
+            raise OptionError(
+                "engine", value, f"{name} runs the networks on the CPU only; use engine torch on {device}"
+            )
+        problem = ENGINES[name].driver().check_precision(precision)
+        if problem:
+            raise OptionError("engine", value, problem)
+    return chosen
+
+
+class RuntimeNetwork(nn.Module):
+    """A compiled export behind the PyTorch module's interface: float32 NCHW tensor in, float32 out.
+
+    It holds no parameters (so callers that ask a network for its device get the CPU) and computes
+    nothing in PyTorch; ``input_size`` is the detector input size the export was made for.
+    """
+
+    def __init__(
+        self, run: Callable[[np.ndarray], np.ndarray], description: str, input_size: int | None = None
+    ) -> None:
+        super().__init__()
+        self._run = run
+        self.description = description
+        if input_size is not None:
+            self.input_size = input_size
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        array = inputs.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self._run(array))
+
+
+@dataclass(frozen=True)
+class NetworkEngine:
+    """What one network ended up running on, for the start-up log."""
+
+    network: str
+    requested: str
+    engine: str  # what runs it: torch, or the runtime
+    description: str  # e.g. "onnxruntime 1.31.1 fp32" or "torch bf16 weights"
+    note: str = ""  # why it runs elsewhere than requested; where its export lives
+
+    def __str__(self) -> str:
+        return self.description + (f" ({self.note})" if self.note else "")
+
+
+def prepare_network(
+    network: str,
+    engine: str,
+    model: nn.Module,
+    precision: Precision,
+    weights: Path,
+    input_shape: tuple[int, int, int],
+) -> tuple[nn.Module, NetworkEngine]:
+    """``model`` (folded, channels-last, float32) ready to run in ``engine``, and what runs it.
+
+    ``torch``: the model put into ``precision``. A runtime: the model exported once (cached by the
+    weights file's sha256 and the versions, see :mod:`alphapose.engines.export`) and compiled; when the
+    runtime cannot run one of its layers, the model stays in PyTorch, and the note says why.
+    """
+    if engine == "torch":
+        return precision.prepare(model), NetworkEngine(
+            network, engine, "torch", f"torch {precision.describe()}"
+        )
+    from alphapose.engines.export import exported
+
+    driver = ENGINES[engine].driver()
+    unsupported = driver.cannot_run(model)
+    if unsupported:
+        note = f"{engine} cannot run {unsupported}: this network runs in PyTorch"
+        LOGGER.warning("%s network: %s", network, note)
+        return precision.prepare(model), NetworkEngine(
+            network, engine, "torch", f"torch {precision.describe()}", note
+        )
+    onnx_path, note = exported(model, weights, input_shape, engine, driver.version())
+    run = driver.compile_export(onnx_path, precision, torch.get_num_threads())
+    description = f"{engine} {driver.version()} {precision.name}"
+    size = input_shape[1] if network == "detector" else None
+    return RuntimeNetwork(run, description, size), NetworkEngine(network, engine, engine, description, note)
+
+
+def describe(engines: Mapping[str, NetworkEngine]) -> str:
+    """``detector: onnxruntime 1.31.1 fp32; pose: torch fp32 (...)``: one line for the log."""
+    return "; ".join(f"{network}: {engine}" for network, engine in engines.items())

@@ -1,0 +1,321 @@
+"""Every engine side by side on the CPU: ``python -m bench.engines [--quick]`` (``make bench`` runs it).
+
+One run starts one worker process per engine holding the pipeline of the CPU function files (their
+preset and detector), as a function worker holds one engine (runtimes sharing a process slow each other:
+one's idle threads still spin while the next runs), and times the workers in turns (torch, onnxruntime,
+openvino, torch, ...), each after a pause that lets the previous one's threads stop spinning, so a
+busy spell of a shared machine hits every engine alike: each network alone
+(the detector on its input, the pose network on 1 and 8 crops) and whole requests as the function
+answers them (decode the JPEG, detect, pose stage on a fixed number of person boxes, CVAT JSON) at
+640x480 with 1 and 5 persons and 1280x720 with 5. When the fastest engine of the detector is not that of
+the pose network, that mix runs end to end too.
+
+The same measurement runs a second time with workers under the AVX2 caps (:data:`AVX2_CAPS`), to
+stand in for an AVX2-only CPU. What each runtime makes of the caps is recorded with the figures
+(:data:`CAPPED_BY`): PyTorch and OpenVINO (whose oneDNN reads ``ONEDNN_MAX_CPU_ISA``; the compiled
+graph's primitive types say ``avx2`` instead of ``avx512`` under it) honour them; ONNX Runtime's kernels
+(MLAS) pick their instruction set from the CPU itself and have no setting or variable to lower it, so its
+AVX2 column is its AVX-512 code and is marked so.
+
+A third measurement gives each worker one thread (``OMP_NUM_THREADS=1``; the runtimes take PyTorch's
+count): on a machine busy with other work, a two-thread PyTorch worker loses far more than the runtimes
+(its OpenMP threads wait for each other at every layer, and a descheduled one stalls the other), while
+one thread per worker compares the engines' arithmetic alone; the load average is recorded with each.
+
+Cold start (:mod:`bench.coldstart`, a fresh function worker) is measured per runtime without a cached
+export (the worker exports, as a first start outside the images does) and with one (as in the function
+images, which export while they are built), beside PyTorch's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alphapose.engines import ENGINES
+from alphapose.engines.export import CACHE_DIRECTORY
+from alphapose.pipeline import PosePipeline
+from alphapose.precision import cpu_flags
+from alphapose.runtime import configure_cpu_threads
+from bench.coldstart import measure_cold_start
+from bench.measure import cpu_model, environment, slug
+from bench.stages import answer
+from bench.workloads import person_boxes, request_image, synthetic_photo
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+RESULTS = REPOSITORY / "bench" / "results"
+# The CPU function files' networks (tools/function_yaml.py).
+PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
+REQUESTS = (((640, 480), 1), ((640, 480), 5), ((1280, 720), 5))
+POSE_CROPS = (1, 8)
+AVX2_CAPS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OPENCV_CPU_DISABLE": "AVX512_SKX,AVX512_COMMON",
+    "OPENCV_IPP": "disabled",
+}
+CAPPED_BY = {
+    "torch": "ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS",
+    "onnxruntime": None,  # no setting: its AVX2 figures are its native (AVX-512) code
+    "openvino": "ONEDNN_MAX_CPU_ISA",
+}
+# Idle time before each timed run: thread pools spin for a while after their work (OpenMP's wait policy,
+# OpenVINO's TBB workers), and the next engine in turn must not run against the last one's spinning.
+SETTLE_SECONDS = 0.3
+FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vnni", "avx512_vnni")
+
+
+def available_engines() -> list[str]:
+    return [name for name, spec in ENGINES.items() if spec.package is None or find_spec(spec.package)]
+
+
+def works(pipeline: PosePipeline) -> dict[str, Callable[[], object]]:
+    """The pieces of work timed, by label: each network alone and whole requests."""
+    cpu = torch.device("cpu")
+    image = synthetic_photo(1280, 720)
+    squares = pipeline.detector.family.prepare([image], pipeline.detector.input_size, cpu)[0]
+    table: dict[str, Callable[[], object]] = {
+        f"detector {DETECTOR} forward at {pipeline.detector.input_size}": partial(
+            pipeline.detector.model, squares
+        )
+    }
+    for count in POSE_CROPS:
+        crops = pipeline.crops(image, person_boxes(1280, 720, count)[0])[0]
+        table[f"pose network, {count} crop(s)"] = partial(pipeline.heatmaps, crops)
+    for (width, height), persons in REQUESTS:
+        payload = request_image(synthetic_photo(width, height, seed=persons))
+        boxes, scores = person_boxes(width, height, persons, seed=persons)
+        table[f"request {width}x{height}, {persons} person(s)"] = partial(
+            answer, pipeline, payload, boxes, scores
+        )
+    return table
+
+
+def worker(weights: Path, engine: str) -> None:
+    """One engine's pipeline in its own process, as a function worker holds it: reads a work label per
+    line on stdin, runs it once, answers its time in ms on stdout."""
+    configure_cpu_threads()
+    pipeline = PosePipeline.from_weights_dir(
+        weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine
+    )
+    table = works(pipeline)
+    print(json.dumps({network: str(e) for network, e in pipeline.engines.items()}), flush=True)
+    with torch.inference_mode():
+        for line in sys.stdin:
+            start = time.perf_counter()
+            table[line.strip()]()
+            print(round((time.perf_counter() - start) * 1000, 3), flush=True)
+
+
+class Worker:
+    """The parent's handle on a :func:`worker` process."""
+
+    def __init__(self, weights: Path, engine: str, environ: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.engines", "--worker", str(weights), "--engine", engine],
+            cwd=REPOSITORY,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.engines = json.loads(self._line())
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the benchmark worker stopped (exit status {self.process.wait()})")
+        return line
+
+    def time(self, label: str) -> float:
+        assert self.process.stdin is not None
+        time.sleep(SETTLE_SECONDS)
+        self.process.stdin.write(label + "\n")
+        self.process.stdin.flush()
+        return float(self._line())
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def side_by_side(
+    weights: Path, repeats: int, warmup: int, environ: dict[str, str], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Each network and each request in every engine, one worker process per engine (a function worker
+    holds one engine; idle runtimes' threads in one process would slow the others), timed in turns."""
+    workers: dict[str, Worker] = {}
+    try:
+        for name in available_engines():
+            log(f"starting the {name} worker (exports on first use)")
+            workers[name] = Worker(weights, name, environ)
+
+        def timed(label: str, chosen: dict[str, Worker], runs: int) -> dict[str, Any]:
+            log(label)
+            for handle in chosen.values():
+                for _ in range(warmup):
+                    handle.time(label)
+            times: dict[str, list[float]] = {n: [] for n in chosen}
+            for _ in range(runs):
+                for name, handle in chosen.items():
+                    times[name].append(handle.time(label))
+            medians = {n: statistics.median(t) for n, t in times.items()}
+            return {
+                "work": label,
+                "ms": {n: round(m, 1) for n, m in medians.items()},
+                "spread_ms": {n: [round(min(t), 1), round(max(t), 1)] for n, t in times.items()},
+                "vs_torch": {n: round(m / medians["torch"], 3) for n, m in medians.items()},
+            }
+
+        labels = network_labels()
+        networks = [timed(label, workers, repeats) for label in labels]
+        best_detector = min(networks[0]["ms"], key=networks[0]["ms"].get)
+        best_pose = min(networks[-1]["ms"], key=networks[-1]["ms"].get)
+        if best_detector != best_pose:
+            mix = f"detector={best_detector},pose={best_pose}"
+            log(f"starting the {mix} worker")
+            workers[mix] = Worker(weights, mix, environ)
+        requests = [timed(label, workers, max(3, repeats - 2)) for label in request_labels()]
+        return {
+            "engines": {n: w.engines for n, w in workers.items()},
+            "networks": networks,
+            "requests": requests,
+        }
+    finally:
+        for handle in workers.values():
+            handle.close()
+
+
+def network_labels() -> list[str]:
+    return [
+        f"detector {DETECTOR} forward at 640",
+        *(f"pose network, {count} crop(s)" for count in POSE_CROPS),
+    ]
+
+
+def request_labels() -> list[str]:
+    return [f"request {w}x{h}, {persons} person(s)" for (w, h), persons in REQUESTS]
+
+
+def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """A fresh worker per engine: without a cached export (it exports) and with one."""
+    rows: dict[str, Any] = {}
+    for name in available_engines():
+        runs = {"": None} if name == "torch" else {"without cached export": True, "with cached export": False}
+        for label, clear in runs.items():
+            if clear:
+                shutil.rmtree(weights / CACHE_DIRECTORY, ignore_errors=True)
+            log(f"cold start, {name} {label}".rstrip())
+            report = measure_cold_start(weights, PRESET, "cpu", None, detector=DETECTOR, engine=name)
+            rows[f"{name} {label}".strip()] = {
+                "init_context_done_s": report["seconds_from_process_start"]["init_context_done"],
+                "first_answer_s": report["seconds_from_process_start"]["first_answer"],
+                "peak_rss_mb": report["peak_rss_mb"]["after_20_persons"],
+                "engines": report["engines"],
+            }
+    return rows
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def measure(
+    weights: Path, quick: bool, environ: dict[str, str], log: Callable[[str], None]
+) -> dict[str, Any]:
+    started = load_average()
+    figures = side_by_side(weights, 3 if quick else 5, 1, environ, log)
+    return {
+        "caps": {k: environ[k] for k in (*AVX2_CAPS, "OMP_NUM_THREADS") if k in environ},
+        "load_average_start": started,
+        "load_average_end": load_average(),
+        **figures,
+    }
+
+
+def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str, Any]:
+    """Both measurements (this process, and a child under the AVX2 caps) and the cold starts."""
+    from tools.synthetic_weights import write_synthetic_weights
+
+    env = environment(torch.device("cpu"))
+    flags = cpu_flags()
+    with tempfile.TemporaryDirectory(prefix="alphapose-bench-engines-") as directory:
+        weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
+        native = measure(weights, quick, dict(os.environ), log)
+        log("again under the AVX2 caps")
+        capped = measure(weights, quick, {**os.environ, **AVX2_CAPS}, log)
+        log("again with one thread per worker")
+        single = measure(weights, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
+        cold = cold_starts(weights, log) if cold else None
+    return {
+        "schema": 1,
+        "name": f"engines-cpu-{slug(cpu_model())}-{env['torch_threads']}threads"
+        + ("-quick" if quick else ""),
+        "quick": quick,
+        "preset": PRESET,
+        "detector": DETECTOR,
+        "environment": env,
+        "cpu_features": [f for f in FEATURES if f in flags],
+        "versions": {name: _version(name) for name in available_engines()},
+        "capped_by": CAPPED_BY,
+        "native": native,
+        "avx2_caps": capped,
+        "one_thread": single,
+        "cold_start": cold,
+    }
+
+
+def _version(engine: str) -> str:
+    if engine == "torch":
+        return torch.__version__
+    return ENGINES[engine].driver().version()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
+    )
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"[bench.engines] {message}", file=sys.stderr, flush=True)
+
+    if args.worker:
+        worker(args.worker, args.engine)
+        return
+    from bench.report import render_engines
+
+    results = run(args.quick, log, cold=not args.no_cold_start)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{results['name']}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    text = "\n".join(render_engines(results))
+    path.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

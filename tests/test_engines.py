@@ -1,0 +1,364 @@
+"""The engines (alphapose/engines): each runtime against our PyTorch network and the official recordings.
+
+Parity uses the golden fixtures' inputs and seeded weights (tests/golden): the pose network on the
+fixture's two crops (pose_nets.npz), YOLOX-s on the official network inputs of the recorded views
+(yolox_inputs.npz), both exported once per module and run by each runtime. Tolerances come from the
+fixtures' recorded conditions (tests/golden/conditioning.py), the same as the golden tests': another
+float32 implementation of the same network, against the official outputs and against our PyTorch
+network. The same comparisons must fail on a wrong input layout and on crops without the mean subtracted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from alphapose import engines
+from alphapose.build import load_pose_model
+from alphapose.cvat.config import Config
+from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.sdk_function import PARAMETERS
+from alphapose.engines import ENGINES, RuntimeNetwork, check_engines, parse_engines, prepare_network
+from alphapose.engines import export as export_module
+from alphapose.engines.export import cache_path, export_onnx, exported
+from alphapose.errors import OptionError
+from alphapose.models.resnet import DeformConv2d
+from alphapose.options import PipelineOptions
+from alphapose.precision import resolve_precision
+from alphapose.transforms import normalize_crop
+from tests.golden import conditioning, seeded
+from tests.golden.gen_pose_nets import FIXTURE
+from tests.test_golden_yolox import (
+    DATA,
+    MANIFEST,
+    Tolerance,
+    assert_predictions_match,
+    network,
+    network_tolerance,
+    official_input,
+)
+
+RUNTIMES = [name for name in ENGINES if name != "torch"]
+POSE_PRESET = "fastpose_res50_coco"
+FP32 = resolve_precision("fp32", "cpu")
+GOLDEN = Path(__file__).parent / "golden" / "data"
+
+
+@cache
+def compiled(engine: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The export compiled by the runtime, once per test session."""
+    return ENGINES[engine].driver().compile_export(path, FP32, torch.get_num_threads())
+
+
+@pytest.fixture(scope="module")
+def pose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The seeded COCO FastPose as the pipeline loads it, its ONNX export and the fixture's crops."""
+    directory = tmp_path_factory.mktemp("engine_pose")
+    model = load_pose_model(
+        POSE_PRESET, seeded.write_pose_checkpoint(POSE_PRESET, directory), fold_batch_norm=True
+    )
+    model = model.to(memory_format=torch.channels_last)
+    with np.load(GOLDEN / FIXTURE) as data:
+        pixels, official = data["pixels"], data[POSE_PRESET]
+        tolerance = conditioning.tolerance(data[f"{POSE_PRESET}_condition"], np.abs(official).max())
+    batch = np.stack([normalize_crop(p) for p in pixels])
+    with torch.inference_mode():
+        ours = model(torch.from_numpy(batch)).numpy()
+    onnx = export_onnx(model, batch.shape[1:], directory / "pose.onnx")
+    return {
+        "batch": batch,
+        "pixels": pixels,
+        "official": official,
+        "ours": ours,
+        "onnx": onnx,
+        "tolerance": tolerance,
+    }
+
+
+def assert_heatmaps_match(heatmaps: np.ndarray, pose: dict[str, object]) -> None:
+    ours, official = pose["ours"], pose["official"]
+    assert heatmaps.shape == ours.shape and heatmaps.dtype == np.float32
+    np.testing.assert_allclose(heatmaps, ours, rtol=0, atol=pose["tolerance"])
+    np.testing.assert_allclose(heatmaps, official, rtol=0, atol=pose["tolerance"])
+
+
+@pytest.mark.parametrize("engine", RUNTIMES)
+def test_pose_network_matches_pytorch_and_the_official(engine: str, pose: dict[str, object]) -> None:
+    runtime = RuntimeNetwork(compiled(engine, pose["onnx"]), engine)
+    batch = torch.from_numpy(pose["batch"])
+    assert_heatmaps_match(runtime(batch).numpy(), pose)
+    # a channels-last tensor, one crop at a time (the batch dimension is dynamic): the same maps
+    channels_last = batch.to(memory_format=torch.channels_last)
+    assert_heatmaps_match(np.concatenate([runtime(channels_last[i : i + 1]).numpy() for i in range(2)]), pose)
+
+
+@pytest.mark.parametrize("engine", RUNTIMES)
+def test_pose_comparison_fails_on_a_wrong_layout_or_a_missing_mean(
+    engine: str, pose: dict[str, object]
+) -> None:
+    run = compiled(engine, pose["onnx"])
+    pixels = pose["pixels"]
+    # HWC bytes read as CHW: the crop's values in the wrong places
+    wrong_layout = np.stack([normalize_crop(p).transpose(1, 2, 0).reshape(3, 256, 192) for p in pixels])
+    no_mean = (pixels.astype(np.float32) / 255).transpose(0, 3, 1, 2).copy()
+    for bad in (wrong_layout, no_mean):
+        with pytest.raises(AssertionError):
+            assert_heatmaps_match(run(np.ascontiguousarray(bad)), pose)
+
+
+@pytest.fixture(scope="module")
+def yolox(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The seeded YOLOX-s of the golden fixture (folded, channels-last), its ONNX export and its raw
+    predictions on each view."""
+    tmp = tmp_path_factory.mktemp("engine_yolox")
+    model = network("yolox-s", tmp, True)
+    size = MANIFEST["input_size"]
+    references = {view: predict(model, view).numpy() for view in MANIFEST["cases"]["yolox-s"]["views"]}
+    return {"references": references, "onnx": export_onnx(model, (3, size, size), tmp / "yolox.onnx")}
+
+
+def predict(model: nn.Module, view: str) -> torch.Tensor:
+    """Raw predictions on the view's official network input (tests/golden: rule 1)."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(official_input(view))[None].float())
+
+
+def view_tolerance(view: str) -> Tolerance:
+    raw = np.load(DATA / "yolox_s_raw.npz")
+    return network_tolerance("yolox-s", view, np.abs(raw[f"{view}_rows"][:, :4]).max())
+
+
+# The detector's weights take seconds to calibrate and each view a second per runtime: slow cases.
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", RUNTIMES)
+def test_yolox_matches_pytorch_and_the_official(engine: str, yolox: dict[str, object]) -> None:
+    runtime = RuntimeNetwork(compiled(engine, yolox["onnx"]), engine, MANIFEST["input_size"])
+    for view in MANIFEST["cases"]["yolox-s"]["views"]:
+        predictions, tolerance = predict(runtime, view), view_tolerance(view)
+        ours, theirs = predictions.numpy(), yolox["references"][view]
+        np.testing.assert_allclose(ours[..., :4], theirs[..., :4], rtol=0, atol=tolerance.box_atol)
+        np.testing.assert_allclose(ours[..., 4:], theirs[..., 4:], rtol=0, atol=tolerance.probability)
+        assert_predictions_match(predictions, "yolox-s", view, tolerance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", RUNTIMES)
+def test_yolox_comparison_fails_on_channels_in_rgb_order(engine: str, yolox: dict[str, object]) -> None:
+    """The detector's input convention is BGR 0..255: RGB input must fail the official comparison."""
+    runtime = RuntimeNetwork(compiled(engine, yolox["onnx"]), engine, MANIFEST["input_size"])
+    view = MANIFEST["cases"]["yolox-s"]["views"][0]
+    hook = runtime.register_forward_pre_hook(lambda module, args: (args[0].flip(1),))
+    try:
+        predictions = predict(runtime, view)
+    finally:
+        hook.remove()
+    with pytest.raises(AssertionError):
+        assert_predictions_match(predictions, "yolox-s", view, view_tolerance(view))
+
+
+@pytest.mark.slow
+def test_deformable_pose_network_runs_in_onnxruntime(tmp_path: Path) -> None:
+    """ONNX Runtime has DeformConv (opset 19): the DCN preset's export against ours and the official."""
+    preset = "fastpose_dcn_res50_coco"
+    model = load_pose_model(preset, seeded.write_pose_checkpoint(preset, tmp_path), fold_batch_norm=True)
+    with np.load(GOLDEN / FIXTURE) as data:
+        pixels, official = data["pixels"], data[preset]
+        atol = conditioning.tolerance(data[f"{preset}_condition"], np.abs(official).max())
+    batch = np.stack([normalize_crop(p) for p in pixels])
+    with torch.inference_mode():
+        ours = model(torch.from_numpy(batch)).numpy()
+    heatmaps = compiled("onnxruntime", export_onnx(model, batch.shape[1:], tmp_path / "dcn.onnx"))(batch)
+    np.testing.assert_allclose(heatmaps, ours, rtol=0, atol=atol)
+    np.testing.assert_allclose(heatmaps, official, rtol=0, atol=atol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", RUNTIMES)
+def test_pipeline_on_an_engine_finds_the_poses_of_pytorch(
+    engine: str, weights_dir: Path, tmp_path: Path
+) -> None:
+    """The whole pipeline (YOLOv3-SPP and FastPose exported) against the PyTorch one on a photo."""
+    from alphapose.pipeline import PosePipeline
+    from bench.workloads import synthetic_photo
+
+    for path in weights_dir.iterdir():
+        if path.is_file():
+            (tmp_path / path.name).symlink_to(path)
+    image = synthetic_photo(640, 480)
+    reference = PosePipeline.from_weights_dir(tmp_path, device="cpu")(image)
+    pipeline = PosePipeline.from_weights_dir(tmp_path, device="cpu", engine=engine)
+    assert {e.engine for e in pipeline.engines.values()} == {engine}
+    poses = pipeline(image)
+    assert len(poses) == len(reference) > 0
+    for ours, theirs in zip(poses, reference, strict=True):
+        np.testing.assert_allclose(ours.box, theirs.box, atol=1e-2)
+        np.testing.assert_allclose(ours.keypoints, theirs.keypoints, atol=1e-2)
+        np.testing.assert_allclose(ours.keypoint_scores, theirs.keypoint_scores, atol=1e-4)
+
+
+class _Tiny(nn.Module):
+    """A network small enough to export in a fraction of a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu()
+
+
+def test_export_is_cached_by_the_weights_file_and_the_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = tmp_path / "net.pth"
+    weights.write_bytes(b"first")
+    model, shape = _Tiny().eval(), (3, 8, 8)
+    path, note = exported(model, weights, shape, "onnxruntime", "1.0")
+    assert note.startswith("exported to") and path.is_file() and path.parent == tmp_path / "onnx"
+    assert exported(model, weights, shape, "onnxruntime", "1.0") == (path, f"cached export {path}")
+    weights.write_bytes(b"second")  # another weights file under the same name
+    changed, note = exported(model, weights, shape, "onnxruntime", "1.0")
+    assert changed != path and note.startswith("exported to")
+    assert exported(model, weights, shape, "onnxruntime", "1.1")[0] != changed  # runtime upgrade
+    assert exported(model, weights, (3, 16, 16), "onnxruntime", "1.0")[0] != changed  # other input size
+    monkeypatch.setattr(export_module, "__version__", "99.0")
+    assert exported(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    assert exported(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 6  # and no partial files left behind
+    assert not list((tmp_path / "onnx").glob(".*"))
+
+
+def test_export_beside_read_only_weights_goes_to_a_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = tmp_path / "net.pth"
+    weights.write_bytes(b"weights")
+    # a read-only directory (tests may run as root, whom permissions do not stop)
+    monkeypatch.setattr(export_module, "writable", lambda directory: False)
+    path, note = exported(_Tiny().eval(), weights, (3, 8, 8), "openvino", "1.0")
+    assert path.is_file() and path.parent != tmp_path / "onnx"
+    assert "is not writable" in note and str(path) in note
+    assert path.name == cache_path(weights, path.stem.split("-")[-1]).name
+
+
+def test_runtime_runs_the_cached_export_like_pytorch(tmp_path: Path) -> None:
+    weights = tmp_path / "net.pth"
+    weights.write_bytes(b"weights")
+    model = _Tiny().eval()
+    inputs = torch.randn(2, 3, 8, 8)
+    for engine in RUNTIMES:
+        runtime, chosen = prepare_network("pose", engine, model, FP32, weights, (3, 8, 8))
+        assert chosen.engine == engine and chosen.description.startswith(engine)
+        with torch.inference_mode():
+            np.testing.assert_allclose(runtime(inputs), model(inputs), atol=1e-5)
+
+
+class _Deformable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = nn.Conv2d(3, 18, 3, padding=1)
+        self.conv = DeformConv2d(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.offset(x))
+
+
+def test_a_network_openvino_cannot_run_stays_in_pytorch_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _Deformable().eval()
+    with caplog.at_level(logging.WARNING, logger="alphapose.engines"):
+        kept, chosen = prepare_network("pose", "openvino", model, FP32, tmp_path / "none.pth", (3, 8, 8))
+    assert kept is model and chosen.engine == "torch" and chosen.requested == "openvino"
+    assert "openvino cannot run deformable convolutions" in str(chosen)
+    assert "runs in PyTorch" in caplog.text and "pose network" in caplog.text
+    assert not (tmp_path / "onnx").exists()  # nothing exported
+    assert engines.describe({"pose": chosen}).startswith("pose: torch fp32 (openvino cannot run")
+
+
+def test_engine_names_one_for_both_networks_or_one_each() -> None:
+    assert parse_engines("onnxruntime") == {"detector": "onnxruntime", "pose": "onnxruntime"}
+    assert parse_engines(" OpenVINO ") == {"detector": "openvino", "pose": "openvino"}
+    assert parse_engines("pose=openvino") == {"detector": "torch", "pose": "openvino"}
+    assert parse_engines("detector=onnxruntime, pose=openvino") == {
+        "detector": "onnxruntime",
+        "pose": "openvino",
+    }
+    assert PipelineOptions().engine == "torch"
+
+
+@pytest.mark.parametrize("value", ["tensorrt", "detector=tensorrt", "head=torch", "onnx runtime"])
+def test_a_bad_engine_is_refused_naming_the_option_the_variable_the_flag_and_the_parameter(
+    value: str,
+) -> None:
+    with pytest.raises(OptionError) as caught:
+        PipelineOptions(engine=value)
+    assert caught.value.option == "engine" and "onnxruntime" in caught.value.problem
+    with pytest.raises(ConfigError, match=f"ALPHAPOSE_ENGINE={value.lower()!r}"):
+        Config.from_env({"ALPHAPOSE_ENGINE": value})
+    with pytest.raises(ConfigError, match="--engine"):
+        Config.from_env({}, flags={"--engine": value})
+    assert "engine" in PARAMETERS
+    with pytest.raises(ConfigError, match="parameter engine"):
+        Config.from_env({}, parameters={"engine": value})
+
+
+def test_a_runtime_that_is_not_installed_is_refused_with_the_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = engines.find_spec
+    monkeypatch.setattr(engines, "find_spec", lambda name: None if name == "openvino" else real(name))
+    with pytest.raises(OptionError, match=r"openvino package is not installed.*alphapose\[openvino\]"):
+        check_engines("pose=openvino", torch.device("cpu"), FP32)
+    check_engines("onnxruntime", torch.device("cpu"), FP32)  # the other runtime is unaffected
+    options = PipelineOptions(detector="yolox-s")
+    for name in (options.detector_spec.weights.name, options.pose_preset.checkpoint.name):
+        (tmp_path / name).write_bytes(b"")  # refused before anything is read
+    config = Config.from_env(
+        {
+            "ALPHAPOSE_ENGINE": "openvino",
+            "ALPHAPOSE_WEIGHTS_DIR": str(tmp_path),
+            "ALPHAPOSE_DETECTOR": "yolox-s",
+            "ALPHAPOSE_DEVICE": "cpu",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"ALPHAPOSE_ENGINE='openvino'.*requirements-openvino.txt"):
+        config.load_pipeline()
+
+
+def test_onnxruntime_refuses_reduced_precision_and_openvino_takes_it() -> None:
+    bf16 = resolve_precision("bf16", "cpu")
+    with pytest.raises(OptionError, match="float32 only"):
+        check_engines("onnxruntime", torch.device("cpu"), bf16)
+    assert check_engines("openvino", torch.device("cpu"), bf16)["pose"] == "openvino"
+    with pytest.raises(OptionError, match="CPU only"):
+        check_engines("openvino", torch.device("cuda"), FP32)
+
+
+def test_library_version_is_the_package_version() -> None:
+    import tomllib
+
+    import alphapose
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert alphapose.__version__ == pyproject["project"]["version"]
+
+
+def test_export_command_names_the_flag_of_a_bad_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from alphapose.engines.__main__ import main
+
+    args = ["--preset", "fastpose_res50_coco", "--detector", "yolox-s", "--dir", str(tmp_path)]
+    assert main(["--engine", "tensorrt", *args]) == 2
+    assert "error: --engine 'tensorrt': unknown engine" in capsys.readouterr().err
+    assert main(["--engine", "onnxruntime", *args]) == 2  # no weights there
+    assert "--dir selects the directory" in capsys.readouterr().err
