@@ -138,6 +138,16 @@ class GroundTruth:
         return persons
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path``; an :class:`AnnotationError` naming the file (``what``) otherwise."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise AnnotationError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"{what} {path} is not JSON: {exc}") from None
+
+
 def load_ground_truth(path: str | Path) -> GroundTruth:
     """Read and check a COCO keypoint annotation file (COCO, Halpe or COCO-WholeBody).
 
@@ -146,12 +156,7 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
     file does not define or of an image it does not list, keypoints of the wrong length, a bad box.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise AnnotationError(f"cannot read annotation file {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"annotation file {path} is not JSON: {exc}") from None
+    data = _read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise AnnotationError(f"annotation file {path} holds a {type(data).__name__}, not a COCO object")
     for key in ("images", "annotations", "categories"):
@@ -233,12 +238,7 @@ def load_detections(path: str | Path, truth: GroundTruth) -> dict[int, tuple[np.
     are entries for images it does not list. Answers image id -> (boxes (N, 4) xyxy, scores (N,)).
     """
     path = Path(path)
-    try:
-        entries = json.loads(path.read_text())
-    except OSError as exc:
-        raise AnnotationError(f"cannot read detections file {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"detections file {path} is not JSON: {exc}") from None
+    entries = _read_json(path, "detections file")
     if not isinstance(entries, list):
         raise AnnotationError(f"detections file {path} must hold a list of detections")
     ids = {image["id"] for image in truth.dataset["images"]}
