@@ -22,41 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from alphapose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE136, OKS_SIGMAS
+
 EVALUATORS = ("pycocotools", "faster-coco-eval")
 # COCOeval.stats order for keypoints (pycocotools' summarize()).
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 INSTALL_HINT = "install the evaluation extra: pip install 'alphapose[eval]' (or -r requirements-eval.txt)"
 
-# OKS sigmas by the annotation file's keypoint count.
-# 17: COCO person_keypoints (pycocotools cocoeval.py, Params.setKpParams).
-COCO17_SIGMAS = (
-    .026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089,
-)  # fmt: skip
-# 26 and 136: Halpe (AlphaPose alphapose/utils/pPose_nms.py, oks_iou): COCO's 17, head, neck and hip
-# 0.08, the six foot points 0.089; face and hands 0.025.
-HALPE26_SIGMAS = (*COCO17_SIGMAS, 0.08, 0.08, 0.08, 0.089, 0.089, 0.089, 0.089, 0.089, 0.089)
-HALPE136_SIGMAS = (*HALPE26_SIGMAS, *(0.025,) * 110)
-# 133: COCO-WholeBody (the same oks_iou): body, 6 foot, 68 face, 2 x 21 hand points.
-_HAND_SIGMAS = (
-    .029, .022, .035, .037, .047, .026, .025, .024, .035, .018, .024, .022, .026, .017, .021, .021, .032,
-    .02, .019, .022, .031,
-)  # fmt: skip
-WHOLEBODY133_SIGMAS = (
-    *COCO17_SIGMAS,
-    .068, .066, .066, .092, .094, .094,
-    .042, .043, .044, .043, .040, .035, .031, .025, .020, .023, .029, .032, .037, .038, .043, .041, .045,
-    .013, .012, .011, .011, .012, .012, .011, .011, .013, .015, .009, .007, .007, .007, .012, .009, .008,
-    .016, .010, .017, .011, .009, .011, .009, .007, .013, .008, .011, .012, .010, .034, .008, .008, .009,
-    .008, .008, .007, .010, .008, .009, .009, .009, .007, .007, .008, .011, .008, .008, .008, .01, .008,
-    *_HAND_SIGMAS,
-    *_HAND_SIGMAS,
-)  # fmt: skip
-SIGMAS: Mapping[int, tuple[float, ...]] = {
-    17: COCO17_SIGMAS,
-    26: HALPE26_SIGMAS,
-    133: WHOLEBODY133_SIGMAS,
-    136: HALPE136_SIGMAS,
-}
+# OKS sigmas by the annotation file's keypoint count: the skeletons' one table (alphapose/skeletons.py,
+# COCO's from pycocotools' Params.setKpParams, Halpe's and COCO-WholeBody's from AlphaPose's oks_iou).
+COCO17_SIGMAS = OKS_SIGMAS[COCO17.name]
+HALPE26_SIGMAS = OKS_SIGMAS[HALPE26.name]
+HALPE136_SIGMAS = OKS_SIGMAS[HALPE136.name]
+WHOLEBODY133_SIGMAS = OKS_SIGMAS[COCO_WHOLEBODY133.name]
+SIGMAS: Mapping[int, tuple[float, ...]] = {len(sigmas): sigmas for sigmas in OKS_SIGMAS.values()}
 # COCO-WholeBody's annotation fields, in the order of its 133 keypoints, with their lengths.
 WHOLEBODY_FIELDS = (
     ("keypoints", 17),
