@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.errors import WeightsError
     from alphapose.runtime import configure_cpu_threads
-    from tools.cli import _SETTING_FLAGS, tracker_options
+    from tools.cli import setting_flags, tracker_options
 
     if args.no_upload and args.xml is None:
         print("error: --no-upload writes nothing without --xml FILE", file=sys.stderr)
@@ -313,9 +313,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
     try:
-        config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
+        config = Config.from_env(flags=setting_flags(args))
         client = _client(args.server_host, args.auth)
         skeleton = config.options.pose_preset.skeleton
         opened = open_task(client, args.task_id, skeleton.keypoints)

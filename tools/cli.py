@@ -115,6 +115,12 @@ _SETTING_FLAGS = (
 )
 
 
+def setting_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The setting flags given on the command line, as :meth:`Config.from_env` takes them."""
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
+    return {flag: value for flag, value in given.items() if value}
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", help="directory of the weights files (ALPHAPOSE_WEIGHTS_DIR)")
     parser.add_argument("--preset", help="pose model, e.g. fastpose_res50_halpe26 (ALPHAPOSE_PRESET)")
@@ -257,8 +263,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Any]:
     """The settings and the pipeline of ``predict``'s flags (ConfigError, WeightsError)."""
     from alphapose.runtime import configure_cpu_threads
 
-    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
-    config = Config.from_env(flags={flag: value for flag, value in flags.items() if value})
+    config = Config.from_env(flags=setting_flags(args))
     configure_cpu_threads()
     allow_large_images(config.max_pixels)
     return config, config.load_pipeline()

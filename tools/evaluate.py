@@ -45,7 +45,7 @@ from alphapose.evaluation import (
 from alphapose.pipeline import Pose
 from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
-from tools.cli import _SETTING_FLAGS, _add_model_options
+from tools.cli import _SETTING_FLAGS, _add_model_options, setting_flags
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -119,7 +119,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit {args.limit}: must be at least 1")
-    flags = {flag: value for flag in _SETTING_FLAGS if (value := getattr(args, flag[2:].replace("-", "_")))}
+    flags = setting_flags(args)
     try:
         check_evaluator(args.evaluator)
     except ImportError as exc:
