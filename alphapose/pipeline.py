@@ -83,8 +83,7 @@ class PosePipeline:
         self.precision = precision or resolve_precision("auto", device)
         # What runs each network (alphapose.engines); given networks are taken to be PyTorch modules.
         self.engines = engines or {
-            network: NetworkEngine(network, "torch", "torch", f"torch {self.precision.describe()}")
-            for network in NETWORKS
+            network: NetworkEngine.torch(network, "torch", self.precision) for network in NETWORKS
         }
         # The GPU's crop path, chosen by the device; tests switch it on for the CPU to run that code there.
         self.batched_crops = device.type != "cpu"

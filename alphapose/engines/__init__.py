@@ -145,6 +145,11 @@ class NetworkEngine:
     def __str__(self) -> str:
         return self.description + (f" ({self.note})" if self.note else "")
 
+    @classmethod
+    def torch(cls, network: str, requested: str, precision: Precision, note: str = "") -> NetworkEngine:
+        """A network PyTorch runs, in ``precision``."""
+        return cls(network, requested, "torch", f"torch {precision.describe()}", note)
+
 
 def prepare_network(
     network: str,
@@ -161,9 +166,7 @@ def prepare_network(
     runtime cannot run one of its layers, the model stays in PyTorch, and the note says why.
     """
     if engine == "torch":
-        return precision.prepare(model), NetworkEngine(
-            network, engine, "torch", f"torch {precision.describe()}"
-        )
+        return precision.prepare(model), NetworkEngine.torch(network, engine, precision)
     from alphapose.engines.export import exported
 
     driver = ENGINES[engine].driver()
@@ -171,9 +174,7 @@ def prepare_network(
     if unsupported:
         note = f"{engine} cannot run {unsupported}: this network runs in PyTorch"
         LOGGER.warning("%s network: %s", network, note)
-        return precision.prepare(model), NetworkEngine(
-            network, engine, "torch", f"torch {precision.describe()}", note
-        )
+        return precision.prepare(model), NetworkEngine.torch(network, engine, precision, note)
     onnx_path, note = exported(model, weights, input_shape, engine, driver.version())
     run = driver.compile_export(onnx_path, precision, torch.get_num_threads())
     description = f"{engine} {driver.version()} {precision.name}"
