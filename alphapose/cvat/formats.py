@@ -39,15 +39,7 @@ def cvat_skeletons(
     ``keypoint_threshold`` is one value for every keypoint or one per keypoint (a whole-body preset's
     defaults: its regression keypoints score on another scale than its heatmap ones).
     """
-    if isinstance(keypoint_threshold, int | float):
-        thresholds = [float(keypoint_threshold)] * skeleton.num_keypoints
-    else:
-        thresholds = [float(t) for t in keypoint_threshold]
-        if len(thresholds) != skeleton.num_keypoints:
-            raise ValueError(
-                f"{len(thresholds)} keypoint thresholds for skeleton {skeleton.name} of "
-                f"{skeleton.num_keypoints} keypoints"
-            )
+    thresholds = per_keypoint(keypoint_threshold, skeleton.num_keypoints, f"skeleton {skeleton.name} of ")
     results = []
     for pose in poses:
         if not pose.box_score >= threshold:
@@ -65,6 +57,17 @@ def cvat_skeletons(
             }
         )
     return results
+
+
+def per_keypoint(keypoint_threshold: float | Sequence[float], count: int, owner: str = "") -> list[float]:
+    """One threshold per keypoint from one value or one per keypoint; a ``ValueError`` for a list of
+    another length (``owner`` says whose keypoints, e.g. ``"skeleton coco17 of "``)."""
+    if isinstance(keypoint_threshold, int | float):
+        return [float(keypoint_threshold)] * count
+    thresholds = [float(t) for t in keypoint_threshold]
+    if len(thresholds) != count:
+        raise ValueError(f"{len(thresholds)} keypoint thresholds for {owner}{count} keypoints")
+    return thresholds
 
 
 def coco_results(poses: Sequence[Pose], *, threshold: float, image_id: int | str) -> list[dict[str, Any]]:

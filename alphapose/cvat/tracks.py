@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alphapose.cvat.formats import per_keypoint
+
 if TYPE_CHECKING:
     from alphapose.pipeline import Pose
 
@@ -108,7 +110,7 @@ def build_tracks(
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"the keyframe tolerance must be a finite number of pixels >= 0, not {tolerance}")
-    thresholds = _thresholds(keypoint_threshold, num_keypoints)
+    thresholds = np.asarray(per_keypoint(keypoint_threshold, num_keypoints))
     processed: list[int] = []
     observed: dict[int, _Observed] = {}
     for frame, persons in frames:
@@ -127,15 +129,6 @@ def build_tracks(
         for track_id, track in observed.items()
     ]
     return sorted(tracks, key=lambda track: (track.frame, track.track_id))
-
-
-def _thresholds(keypoint_threshold: float | Sequence[float], num_keypoints: int) -> np.ndarray:
-    if isinstance(keypoint_threshold, int | float):
-        return np.full(num_keypoints, float(keypoint_threshold))
-    thresholds = np.asarray([float(t) for t in keypoint_threshold])
-    if len(thresholds) != num_keypoints:
-        raise ValueError(f"{len(thresholds)} keypoint thresholds for {num_keypoints} keypoints")
-    return thresholds
 
 
 def _observe(
