@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torchvision
 
+from tests.golden.conditioning import accept, condition
 from tests.golden.official import run_official
 
 DATA = Path(__file__).parent / "data"
@@ -73,8 +74,6 @@ def run_official_part(official: Path, work: Path) -> None:
     from detector.yolo.preprocess import prep_frame
     from detector.yolo_api import YOLODetector
 
-    from tests.golden.conditioning import accept, condition
-
     torch.set_grad_enabled(False)
     options = SimpleNamespace(gpus=[-1], device="cpu", tracking=False)
     image_bgr = cv2.imread(str(work / "photo.jpg"))
@@ -91,12 +90,12 @@ def run_official_part(official: Path, work: Path) -> None:
     letterbox_160 = _as_pixels(small)
     band, _, _ = prep_frame(np.ascontiguousarray(image_bgr[BAND[0] : BAND[1]]), RAW_SIZE)
     raw_160 = model(small, options)[0].numpy()
-    conditions = _conditions(model, small, raw_160, options, RAW_SIZE, condition, accept)
+    conditions = _conditions(model, small, raw_160, options, RAW_SIZE)
 
     model.net_info["height"] = DETECT_SIZE
     big, _, dims = prep_frame(image_bgr, DETECT_SIZE)
     raw_608 = model(big, options)[0]
-    conditions |= _conditions(model, big, raw_608.numpy(), options, DETECT_SIZE, condition, accept)
+    conditions |= _conditions(model, big, raw_608.numpy(), options, DETECT_SIZE)
     candidate_rows = torch.nonzero(raw_608[:, 4] > CONFIDENCE)[:, 0]
     objectness = np.sort(raw_608[candidate_rows, 4].numpy())
     assert np.diff(objectness).min() > 1e-5, "tied objectness: choose another seed"
@@ -154,8 +153,9 @@ def _paste_box(shape: tuple[int, int], size: int) -> list[int]:
     return [int(rows.min()), int(columns.min()), int(np.ptp(rows)) + 1, int(np.ptp(columns)) + 1]
 
 
-def _conditions(model, network_input, raw, options, size, condition, accept) -> dict[str, np.ndarray]:
-    """Float32 against float64 of the official network on ``network_input``, per column group."""
+def _conditions(model, network_input, raw, options, size) -> dict[str, np.ndarray]:
+    """Float32 against float64 of the official network on ``network_input``, per column group (a copy
+    of the network as it is now: it carries the input size)."""
     double = copy.deepcopy(model).double()
     raw64 = double(network_input.double(), options)[0].numpy()
     return {
