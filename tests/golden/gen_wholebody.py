@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 SEED = 13
 """Seed of the synthetic weights; the tests rebuild the same files from it."""
@@ -54,20 +53,12 @@ def fixture_path(out: Path, preset: str) -> Path:
 
 
 def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
-    """The preset's checkpoint with the fixture's seeded weights, in the official format: the synthetic
-    writer's, with the deformable convolutions' offsets scaled as in ``seeded.write_pose_checkpoint``
-    (the writer's own offsets make the network chaotic: tests/golden/conditioning.py)."""
-    from alphapose.presets import get_preset
-    from tests.golden.seeded import DCN_OFFSET_SCALE
-    from tools.synthetic_weights import synthetic_pose_model
+    """The preset's checkpoint with the fixture's seeded weights (:data:`SEED`), in the official format:
+    ``seeded.write_pose_checkpoint``'s, whose deformable offsets are scaled so that the network is not
+    chaotic (tests/golden/conditioning.py)."""
+    from tests.golden import seeded
 
-    path = directory / get_preset(preset).checkpoint.name
-    state = synthetic_pose_model(preset, torch.Generator().manual_seed(SEED)).state_dict()
-    for key in state:
-        if ".conv2_offset." in key:
-            state[key] = state[key] * DCN_OFFSET_SCALE
-    torch.save(state, path)
-    return path
+    return seeded.write_pose_checkpoint(preset, directory, seed=SEED)
 
 
 def generate(official: Path, out: Path) -> list[Path]:
