@@ -522,20 +522,17 @@ def test_cli_refuses_an_image_of_another_size_than_annotated(
 MODEL = ["--detector-size", "160", "--device", "cpu"]
 
 
+def evaluate_argv(annotations: Path, images: Path, out: Path) -> list[str]:
+    """``python -m tools evaluate`` on a set ``write_set`` made."""
+    return ["evaluate", "--annotations", str(annotations), "--images", str(images), "--out", str(out)]
+
+
 def test_cli_end_to_end_on_synthetic_weights(
     weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     annotations = write_set(tmp_path)
     out = tmp_path / "out" / "results.json"
-    argv = [
-        "evaluate",
-        "--annotations",
-        str(annotations),
-        "--images",
-        str(tmp_path / "images"),
-        "--out",
-        str(out),
-    ]
+    argv = evaluate_argv(annotations, tmp_path / "images", out)
     assert main([*argv, "--weights-dir", str(weights_dir), *MODEL]) == 0
     printed = capsys.readouterr()
     header, row = printed.out.splitlines()[:2]
@@ -553,15 +550,7 @@ def test_cli_gt_boxes_and_compare_on_synthetic_weights(
 ) -> None:
     annotations = write_set(tmp_path)
     out = tmp_path / "results.json"
-    argv = [
-        "evaluate",
-        "--annotations",
-        str(annotations),
-        "--images",
-        str(tmp_path / "images"),
-        "--out",
-        str(out),
-    ]
+    argv = evaluate_argv(annotations, tmp_path / "images", out)
     extra = ["--weights-dir", str(weights_dir), "--gt-boxes", "--preset", "fastpose_res50_halpe26", *MODEL]
     assert main([*argv, *extra, "--compare", "flip=1"]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -581,15 +570,7 @@ def test_cli_with_a_detections_file_on_synthetic_weights(weights_dir: Path, tmp_
     detections = tmp_path / "test_det_yolo.json"
     detections.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": BOX, "score": 0.8}]))
     out = tmp_path / "results.json"
-    argv = [
-        "evaluate",
-        "--annotations",
-        str(annotations),
-        "--images",
-        str(tmp_path / "images"),
-        "--out",
-        str(out),
-    ]
+    argv = evaluate_argv(annotations, tmp_path / "images", out)
     assert main([*argv, "--detections", str(detections), "--weights-dir", str(weights_dir), *MODEL]) == 0
     (result,) = json.loads(out.read_text())  # the file's one box; nobody on the image without boxes
     assert result["image_id"] == 1 and result["box"] == pytest.approx(BOX)
