@@ -57,21 +57,19 @@ def compiled(engine: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return ENGINES[engine].driver().compile_export(path, FP32, torch.get_num_threads())
 
 
-@pytest.fixture(scope="module")
-def pose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The seeded COCO FastPose as the pipeline loads it, its ONNX export and the fixture's crops."""
-    directory = tmp_path_factory.mktemp("engine_pose")
-    model = load_pose_model(
-        POSE_PRESET, seeded.write_pose_checkpoint(POSE_PRESET, directory), fold_batch_norm=True
-    )
-    model = model.to(memory_format=torch.channels_last)
+def pose_case(preset: str, directory: Path, channels_last: bool = True) -> dict[str, object]:
+    """A seeded pose network of the golden fixture as the pipeline loads it, its ONNX export, the
+    fixture's crops, the official heatmaps and our PyTorch ones, and the fixture's tolerance."""
+    model = load_pose_model(preset, seeded.write_pose_checkpoint(preset, directory), fold_batch_norm=True)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     with np.load(GOLDEN / FIXTURE) as data:
-        pixels, official = data["pixels"], data[POSE_PRESET]
-        tolerance = conditioning.tolerance(data[f"{POSE_PRESET}_condition"], np.abs(official).max())
+        pixels, official = data["pixels"], data[preset]
+        tolerance = conditioning.tolerance(data[f"{preset}_condition"], np.abs(official).max())
     batch = np.stack([normalize_crop(p) for p in pixels])
     with torch.inference_mode():
         ours = model(torch.from_numpy(batch)).numpy()
-    onnx = export_onnx(model, batch.shape[1:], directory / "pose.onnx")
+    onnx = export_onnx(model, batch.shape[1:], directory / f"{preset}.onnx")
     return {
         "batch": batch,
         "pixels": pixels,
@@ -80,6 +78,12 @@ def pose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "onnx": onnx,
         "tolerance": tolerance,
     }
+
+
+@pytest.fixture(scope="module")
+def pose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The seeded COCO FastPose (folded, channels-last) and what its engine tests compare with."""
+    return pose_case(POSE_PRESET, tmp_path_factory.mktemp("engine_pose"))
 
 
 def assert_heatmaps_match(heatmaps: np.ndarray, pose: dict[str, object]) -> None:
@@ -166,17 +170,8 @@ def test_yolox_comparison_fails_on_channels_in_rgb_order(engine: str, yolox: dic
 @pytest.mark.slow
 def test_deformable_pose_network_runs_in_onnxruntime(tmp_path: Path) -> None:
     """ONNX Runtime has DeformConv (opset 19): the DCN preset's export against ours and the official."""
-    preset = "fastpose_dcn_res50_coco"
-    model = load_pose_model(preset, seeded.write_pose_checkpoint(preset, tmp_path), fold_batch_norm=True)
-    with np.load(GOLDEN / FIXTURE) as data:
-        pixels, official = data["pixels"], data[preset]
-        atol = conditioning.tolerance(data[f"{preset}_condition"], np.abs(official).max())
-    batch = np.stack([normalize_crop(p) for p in pixels])
-    with torch.inference_mode():
-        ours = model(torch.from_numpy(batch)).numpy()
-    heatmaps = compiled("onnxruntime", export_onnx(model, batch.shape[1:], tmp_path / "dcn.onnx"))(batch)
-    np.testing.assert_allclose(heatmaps, ours, rtol=0, atol=atol)
-    np.testing.assert_allclose(heatmaps, official, rtol=0, atol=atol)
+    case = pose_case("fastpose_dcn_res50_coco", tmp_path, channels_last=False)
+    assert_heatmaps_match(compiled("onnxruntime", case["onnx"])(case["batch"]), case)
 
 
 @pytest.mark.slow
