@@ -29,10 +29,9 @@ BASE_DETECTORS ?= yolox-x
 PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
 	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
-# OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2.
-AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-	OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX,AVX512-COMMON,AVX512-CLX,AVX512-CNL,AVX512-ICL OPENCV_IPP=disabled \
-	NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
+# OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2 (the table in tools/isa.py; expanded
+# when a recipe runs, after .venv exists).
+AVX2_CAPS = $(shell $(PY) -m tools.isa)
 
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio

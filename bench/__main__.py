@@ -26,7 +26,7 @@ from alphapose.presets import DEFAULT_PRESET, PRESETS
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.detectors import detector_rows
-from bench.measure import device_label, environment, peak_rss_mb
+from bench.measure import device_label, environment, load_average, peak_rss_mb
 from bench.precision import compare
 from bench.presets import preset_speeds
 from bench.report import RESULTS, render_markdown, write_report
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
         precision = None if args.no_precision else compare(pipeline, plan, log)
         detectors = None if args.no_detectors else detector_rows(weights, args.preset, args.device, plan, log)
-    env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    env["load_average_end"] = load_average()
     name = device_label(device) + ("-quick" if args.quick else "")
     results: dict[str, Any] = {
         "schema": 1,

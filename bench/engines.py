@@ -10,7 +10,7 @@ answers them (decode the JPEG, detect, pose stage on a fixed number of person bo
 640x480 with 1 and 5 persons and 1280x720 with 5. When the fastest engine of the detector is not that of
 the pose network, that mix runs end to end too.
 
-The same measurement runs a second time with workers under the AVX2 caps (:data:`AVX2_CAPS`), to
+The same measurement runs a second time with workers under the AVX2 caps (:data:`tools.isa.AVX2_CAPS`), to
 stand in for an AVX2-only CPU. What each runtime makes of the caps is recorded with the figures
 (:data:`CAPPED_BY`): PyTorch and OpenVINO (whose oneDNN reads ``ONEDNN_MAX_CPU_ISA``; the compiled
 graph's primitive types say ``avx2`` instead of ``avx512`` under it) honour them; ONNX Runtime's kernels
@@ -52,9 +52,10 @@ from alphapose.pipeline import PosePipeline
 from alphapose.precision import cpu_flags
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
-from bench.measure import cpu_model, environment, slug
+from bench.measure import cpu_model, environment, load_average, slug
 from bench.stages import answer
 from bench.workloads import person_boxes, request_image, synthetic_photo
+from tools.isa import AVX2_CAPS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
@@ -62,13 +63,6 @@ RESULTS = REPOSITORY / "bench" / "results"
 PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
 REQUESTS = (((640, 480), 1), ((640, 480), 5), ((1280, 720), 5))
 POSE_CROPS = (1, 8)
-AVX2_CAPS = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "OPENCV_CPU_DISABLE": "AVX512_SKX,AVX512_COMMON",
-    "OPENCV_IPP": "disabled",
-}
 CAPPED_BY = {
     "torch": "ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS",
     "onnxruntime": None,  # no setting: its AVX2 figures are its native (AVX-512) code
@@ -231,10 +225,6 @@ def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
                 "engines": report["engines"],
             }
     return rows
-
-
-def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def measure(

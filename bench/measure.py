@@ -141,12 +141,17 @@ def environment(device: torch.device) -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "load_average": load_average(),
     }
     if device.type == "cuda":
         facts["cuda"] = torch.version.cuda
         facts["cudnn"] = torch.backends.cudnn.version()
     return facts
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded: how busy the machine was around a figure."""
+    return [round(v, 2) for v in os.getloadavg()]
 
 
 def peak_rss_mb() -> float:

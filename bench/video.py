@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from alphapose.runtime import configure_cpu_threads
 from alphapose.skeletons import COCO17, oks_sigmas
 from alphapose.tracking import PoseTracker, track_video
 from alphapose.video import FrameSource
-from bench.measure import device_label, environment, measure_interleaved
+from bench.measure import device_label, environment, load_average, measure_interleaved
 from bench.report import RESULTS
 from bench.workloads import synthetic_photo
 
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    load = [round(v, 2) for v in os.getloadavg()]
+    load = load_average()
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
         print("[bench.video] synthetic weights and clip", file=sys.stderr, flush=True)
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_start": load,
         "video": rates,
         "tracker": [tracker_cost(n) for n in TRACKER_PERSONS],
-        "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        "load_average_end": load_average(),
     }
     print(render(results))
     out = args.out or RESULTS / f"video-{results['device']}.json"
