@@ -11,6 +11,7 @@ network. The same comparisons must fail on a wrong input layout and on crops wit
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -215,33 +216,50 @@ def test_export_is_cached_by_the_weights_file_and_the_versions(
     weights = tmp_path / "net.pth"
     weights.write_bytes(b"first")
     model, shape = _Tiny().eval(), (3, 8, 8)
-    path, note = exported(model, weights, shape, "onnxruntime", "1.0")
+    path, note = _export(model, weights, shape, "onnxruntime", "1.0")
     assert note.startswith("exported to") and path.is_file() and path.parent == tmp_path / "onnx"
-    assert exported(model, weights, shape, "onnxruntime", "1.0") == (path, f"cached export {path}")
+    assert _export(model, weights, shape, "onnxruntime", "1.0") == (path, f"cached export {path}")
     weights.write_bytes(b"second")  # another weights file under the same name
-    changed, note = exported(model, weights, shape, "onnxruntime", "1.0")
+    changed, note = _export(model, weights, shape, "onnxruntime", "1.0")
     assert changed != path and note.startswith("exported to")
-    assert exported(model, weights, shape, "onnxruntime", "1.1")[0] != changed  # runtime upgrade
-    assert exported(model, weights, (3, 16, 16), "onnxruntime", "1.0")[0] != changed  # other input size
+    assert _export(model, weights, shape, "onnxruntime", "1.1")[0] != changed  # runtime upgrade
+    assert _export(model, weights, (3, 16, 16), "onnxruntime", "1.0")[0] != changed  # other input size
     monkeypatch.setattr(export_module, "__version__", "99.0")
-    assert exported(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
+    assert _export(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
     monkeypatch.setattr(torch, "__version__", "0.0.1")
-    assert exported(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
+    assert _export(model, weights, shape, "onnxruntime", "1.0")[1].startswith("exported to")
     assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 6  # and no partial files left behind
     assert not list((tmp_path / "onnx").glob(".*"))
 
 
-def test_export_beside_read_only_weights_goes_to_a_temporary_directory(
+def _export(*args: object) -> tuple[Path, str]:
+    """What :func:`exported` yields for a cache that outlives the block."""
+    with exported(*args) as (path, note):  # type: ignore[arg-type]
+        return path, note
+
+
+def test_export_beside_read_only_weights_is_compiled_from_a_temporary_file_then_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     weights = tmp_path / "net.pth"
     weights.write_bytes(b"weights")
     # a read-only directory (tests may run as root, whom permissions do not stop)
     monkeypatch.setattr(export_module, "writable", lambda directory: False)
-    path, note = exported(_Tiny().eval(), weights, (3, 8, 8), "openvino", "1.0")
-    assert path.is_file() and path.parent != tmp_path / "onnx"
-    assert "is not writable" in note and str(path) in note
-    assert path.name == cache_path(weights, path.stem.split("-")[-1]).name
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with exported(_Tiny().eval(), weights, (3, 8, 8), "openvino", "1.0") as (path, note):
+        assert path.is_file() and path.parent.parent == scratch
+        assert "is not writable" in note and "exports again" in note
+        assert path.name == cache_path(weights, path.stem.split("-")[-1]).name
+    assert not path.exists() and not list(scratch.iterdir())
+    model, inputs = _Tiny().eval(), torch.randn(2, 3, 8, 8)
+    for engine in RUNTIMES:  # each runtime keeps what it compiled once the file is gone
+        runtime, chosen = prepare_network("pose", engine, model, FP32, weights, (3, 8, 8))
+        assert "is not writable" in chosen.note and not list(scratch.iterdir())
+        with torch.inference_mode():
+            np.testing.assert_allclose(runtime(inputs), model(inputs), atol=1e-5)
+    assert not (tmp_path / "onnx").exists()
 
 
 def test_runtime_runs_the_cached_export_like_pytorch(tmp_path: Path) -> None:

@@ -175,8 +175,8 @@ def prepare_network(
         note = f"{engine} cannot run {unsupported}: this network runs in PyTorch"
         LOGGER.warning("%s network: %s", network, note)
         return precision.prepare(model), NetworkEngine.torch(network, engine, precision, note)
-    onnx_path, note = exported(model, weights, input_shape, engine, driver.version())
-    run = driver.compile_export(onnx_path, precision, torch.get_num_threads())
+    with exported(model, weights, input_shape, engine, driver.version()) as (onnx_path, note):
+        run = driver.compile_export(onnx_path, precision, torch.get_num_threads())
     description = f"{engine} {driver.version()} {precision.name}"
     size = input_shape[1] if network == "detector" else None
     return RuntimeNetwork(run, description, size), NetworkEngine(network, engine, engine, description, note)

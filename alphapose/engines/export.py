@@ -6,7 +6,8 @@ is valid for exactly one weights file and one set of versions: its name carries 
 file's sha256, the PyTorch, runtime and library versions, the network's class, its input shape and the
 ONNX opset, so a changed file or an upgrade exports again instead of running a stale graph. The cache lives
 in ``onnx/`` next to the weights (the function images fill it while they are built); where that directory
-cannot be written, the export goes to a temporary directory for this process and the note says so.
+cannot be written, the export is made in a temporary directory, compiled and removed, and the note says
+so.
 """
 
 from __future__ import annotations
@@ -63,23 +64,40 @@ def cache_path(weights: Path, key: str) -> Path:
     return weights.parent / CACHE_DIRECTORY / f"{weights.stem}-{key[:16]}.onnx"
 
 
+@contextlib.contextmanager
 def exported(
     model: nn.Module, weights: Path, input_shape: tuple[int, int, int], runtime: str, runtime_version: str
-) -> tuple[Path, str]:
-    """The cached export of ``model`` (made now if missing) and a note saying which it was."""
+) -> Iterator[tuple[Path, str]]:
+    """The cached export of ``model`` (made now if missing) and a note saying which it was, for the block.
+
+    Where the cache cannot be written, the export is made in a temporary directory that is removed when
+    the block ends: compile it inside the block (both runtimes compile into memory).
+    """
     key = cache_key(sha256_of(weights), model, input_shape, runtime, runtime_version)
     path = cache_path(weights, key)
     if path.is_file():
-        return path, f"cached export {path}"
-    beside = writable(path.parent)
-    where = path.parent if beside else Path(tempfile.mkdtemp(prefix="alphapose-onnx-"))
+        yield path, f"cached export {path}"
+        return
+    if writable(path.parent):
+        seconds = _timed_export(model, input_shape, path)
+        yield path, f"exported to {path} in {seconds:.1f} s"
+        return
+    with tempfile.TemporaryDirectory(prefix="alphapose-onnx-") as directory:
+        target = Path(directory) / path.name
+        seconds = _timed_export(model, input_shape, target)
+        yield (
+            target,
+            (
+                f"{path.parent} is not writable: exported for this process in {seconds:.1f} s "
+                "(each start exports again)"
+            ),
+        )
+
+
+def _timed_export(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> float:
     start = time.perf_counter()
-    target = where / path.name
-    export_onnx(model, input_shape, target)
-    seconds = time.perf_counter() - start
-    if beside:
-        return target, f"exported to {target} in {seconds:.1f} s"
-    return target, f"{path.parent} is not writable: exported to {target} for this process, in {seconds:.1f} s"
+    export_onnx(model, input_shape, path)
+    return time.perf_counter() - start
 
 
 def writable(directory: Path) -> bool:
