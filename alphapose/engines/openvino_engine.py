@@ -4,9 +4,10 @@ The compiled model gets its own settings (``INFERENCE_NUM_THREADS``: PyTorch's t
 latency hint, one request at a time), on its own ``openvino.Core``: nothing process-wide changes.
 
 Precision follows ``ALPHAPOSE_PRECISION`` through ``INFERENCE_PRECISION_HINT``: ``f32`` for fp32 (set
-explicitly, since the plugin's default on a CPU with AMX is bf16), ``bf16`` and ``f16`` for bf16 and fp16,
-which the plugin runs on AVX512-BF16 / AMX (AVX512-FP16 / AMX-FP16) units; the function refuses them on
-CPUs without those units, as for PyTorch (:func:`alphapose.precision.require_cpu_units`).
+explicitly, since the plugin's default on a CPU with AMX or AVX512-BF16 is bf16), ``bf16`` and ``f16``
+for bf16 and fp16, which the plugin runs on AVX512-BF16 / AMX (AVX512-FP16 / AMX-FP16) units; the
+function refuses them on CPUs without those units, as for PyTorch
+(:func:`alphapose.precision.require_cpu_units`).
 
 OpenVINO's ONNX reader has no conversion for ``DeformConv``, so networks with deformable convolutions
 stay in PyTorch.
