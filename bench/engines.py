@@ -22,6 +22,12 @@ count): on a machine busy with other work, a two-thread PyTorch worker loses far
 (its OpenMP threads wait for each other at every layer, and a descheduled one stalls the other), while
 one thread per worker compares the engines' arithmetic alone; the load average is recorded with each.
 
+Each network row also gets its arithmetic rate (GFLOP/s: the PyTorch module's FLOPs, counted once, over
+each engine's time, the same arithmetic for every engine), next to each runtime's own rate on a dense
+product (:class:`DenseProduct`, a 2048x2048 float32 matrix product exported and run as the networks
+are): a runtime cannot run convolutions much faster than its best dense kernel, so the two rates say how
+much any fp32 engine could still gain on this CPU.
+
 Cold start (:mod:`bench.coldstart`, a fresh function worker) is measured per runtime without a cached
 export (the worker exports, as a first start outside the images does) and with one (as in the function
 images, which export while they are built), beside PyTorch's.
@@ -45,14 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from alphapose.engines import ENGINES
-from alphapose.engines.export import CACHE_DIRECTORY
+from alphapose.engines.export import CACHE_DIRECTORY, export_onnx
 from alphapose.pipeline import PosePipeline
-from alphapose.precision import cpu_flags
+from alphapose.precision import cpu_flags, resolve_precision
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
-from bench.measure import cpu_model, environment, load_average, slug
+from bench.measure import count_flops, cpu_model, environment, load_average, slug
 from bench.stages import answer
 from bench.workloads import person_boxes, request_image, synthetic_photo
 from tools.isa import AVX2_CAPS
@@ -72,6 +79,58 @@ CAPPED_BY = {
 # OpenVINO's TBB workers), and the next engine in turn must not run against the last one's spinning.
 SETTLE_SECONDS = 0.3
 FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vnni", "avx512_vnni")
+
+
+# Runtimes whose dense product the caps do not reach: both run it with MLAS (OpenVINO's compiled graph
+# names its MatMul ``gemm_mlas_f32``, under ONEDNN_MAX_CPU_ISA too), which picks its code from the CPU.
+DENSE_NOT_CAPPED = ("onnxruntime", "openvino")
+DENSE_SIZE = 2048
+DENSE_LABEL = f"fp32 matrix product {DENSE_SIZE}x{DENSE_SIZE}"
+
+
+class DenseProduct(nn.Module):
+    """``x @ W`` for a square ``W``: the reference each engine runs to give its dense fp32 rate."""
+
+    def __init__(self, size: int = DENSE_SIZE) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(size, size, generator=generator), requires_grad=False)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs @ self.weight
+
+    def flops(self) -> int:
+        size = self.weight.shape[0]
+        return 2 * size**3
+
+
+def dense_product(engine: str, directory: Path) -> Callable[[], object]:
+    """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime)."""
+    module = DenseProduct().eval()
+    inputs = torch.randn(1, 1, DENSE_SIZE, DENSE_SIZE, generator=torch.Generator().manual_seed(1))
+    if engine == "torch":
+        return partial(module, inputs)
+    path = export_onnx(module, (1, DENSE_SIZE, DENSE_SIZE), directory / f"dense-{engine}.onnx")
+    run = (
+        ENGINES[engine]
+        .driver()
+        .compile_export(path, resolve_precision("fp32", "cpu"), torch.get_num_threads())
+    )
+    return partial(run, inputs.numpy())
+
+
+def network_flops(weights: Path) -> dict[str, int]:
+    """FLOPs of one piece of each network row's work, counted on the PyTorch modules."""
+    pipeline = PosePipeline.from_weights_dir(weights, preset=PRESET, detector=DETECTOR, device="cpu")
+    size = pipeline.detector.input_size
+    height, width = pipeline.preset.input_size
+    labels = network_labels()
+    per_crop = count_flops(pipeline.pose_model, torch.zeros(1, 3, height, width))
+    return {
+        labels[0]: count_flops(pipeline.detector.model, torch.zeros(1, 3, size, size)),
+        **{label: count * per_crop for label, count in zip(labels[1:], POSE_CROPS, strict=True)},
+        DENSE_LABEL: DenseProduct().flops(),
+    }
 
 
 def available_engines() -> list[str]:
@@ -108,6 +167,9 @@ def worker(weights: Path, engine: str) -> None:
         weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine
     )
     table = works(pipeline)
+    if engine in ENGINES:
+        with tempfile.TemporaryDirectory(prefix="alphapose-bench-dense-") as directory:
+            table[DENSE_LABEL] = dense_product(engine, Path(directory))
     print(json.dumps({network: str(e) for network, e in pipeline.engines.items()}), flush=True)
     with torch.inference_mode():
         for line in sys.stdin:
@@ -180,6 +242,7 @@ def side_by_side(
 
         labels = network_labels()
         networks = [timed(label, workers, repeats) for label in labels]
+        dense = timed(DENSE_LABEL, workers, repeats)
         best_detector = min(networks[0]["ms"], key=networks[0]["ms"].get)
         best_pose = min(networks[-1]["ms"], key=networks[-1]["ms"].get)
         if best_detector != best_pose:
@@ -190,6 +253,7 @@ def side_by_side(
         return {
             "engines": {n: w.engines for n, w in workers.items()},
             "networks": networks,
+            "dense": dense,
             "requests": requests,
         }
     finally:
@@ -232,6 +296,10 @@ def measure(
 ) -> dict[str, Any]:
     started = load_average()
     figures = side_by_side(weights, 3 if quick else 5, 1, environ, log)
+    flops = network_flops(weights)
+    for row in (*figures["networks"], figures["dense"]):
+        row["gflop"] = round(flops[row["work"]] / 1e9, 2)
+        row["gflop_per_s"] = {n: round(flops[row["work"]] / ms / 1e6, 1) for n, ms in row["ms"].items()}
     return {
         "caps": {k: environ[k] for k in (*AVX2_CAPS, "OMP_NUM_THREADS") if k in environ},
         "load_average_start": started,
@@ -265,6 +333,7 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         "cpu_features": [f for f in FEATURES if f in flags],
         "versions": {name: _version(name) for name in available_engines()},
         "capped_by": CAPPED_BY,
+        "dense_not_capped": list(DENSE_NOT_CAPPED),
         "native": native,
         "avx2_caps": capped,
         "one_thread": single,

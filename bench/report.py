@@ -311,6 +311,20 @@ def _engine_table(figures: dict[str, Any], uncapped: set[str]) -> list[str]:
     return _table(header, cells)
 
 
+def _rate_table(figures: dict[str, Any], uncapped: set[str]) -> list[str]:
+    """GFLOP/s per engine for each network and for each runtime's dense matrix product (``uncapped``:
+    engines whose figure in that row ignores the caps)."""
+    rows = [*figures["networks"], figures["dense"]]
+    names = list(rows[0]["gflop_per_s"])
+    if uncapped:
+        rows[-1] = {**rows[-1], "work": f"{rows[-1]['work']} ({', '.join(sorted(uncapped))}: not capped)"}
+    cells = [
+        [row["work"], f"{row['gflop']:.1f}", *(f"{row['gflop_per_s'][n]:,.0f}" for n in names)]
+        for row in rows
+    ]
+    return _table(["work", "GFLOP", *(f"{n} GFLOP/s" for n in names)], cells)
+
+
 def render_engines(results: dict[str, Any]) -> list[str]:
     """The engines side by side (bench/engines.py): natively, under the AVX2 caps, and cold starts."""
     env = results["environment"]
@@ -339,6 +353,8 @@ def render_engines(results: dict[str, Any]) -> list[str]:
             *_engine_table(figures, uncapped if key == "avx2_caps" else set()),
             "",
         ]
+        dense_uncapped = set(results["dense_not_capped"]) if key == "avx2_caps" else set()
+        lines += ["Arithmetic rates:", "", *_rate_table(figures, dense_uncapped), ""]
     if uncapped:
         lines += [
             f"{', '.join(sorted(uncapped))}: no setting lowers its instruction set, so its column under the "
