@@ -104,13 +104,18 @@ class DenseProduct(nn.Module):
         return 2 * size**3
 
 
+def dense_inputs() -> torch.Tensor:
+    """The dense product's left operand: one sample of one ``DENSE_SIZE`` square matrix, seeded."""
+    return torch.randn(1, 1, DENSE_SIZE, DENSE_SIZE, generator=torch.Generator().manual_seed(1))
+
+
 def dense_product(engine: str, directory: Path) -> Callable[[], object]:
     """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime)."""
     module = DenseProduct().eval()
-    inputs = torch.randn(1, 1, DENSE_SIZE, DENSE_SIZE, generator=torch.Generator().manual_seed(1))
+    inputs = dense_inputs()
     if engine == "torch":
         return partial(module, inputs)
-    path = export_onnx(module, (1, DENSE_SIZE, DENSE_SIZE), directory / f"dense-{engine}.onnx")
+    path = export_onnx(module, tuple(inputs.shape[1:]), directory / f"dense-{engine}.onnx")
     run = (
         ENGINES[engine]
         .driver()
