@@ -313,16 +313,27 @@ def _engine_table(figures: dict[str, Any], uncapped: set[str]) -> list[str]:
 
 def _rate_table(figures: dict[str, Any], uncapped: set[str]) -> list[str]:
     """GFLOP/s per engine for each network and for each runtime's dense matrix product (``uncapped``:
-    engines whose figure in that row ignores the caps)."""
+    engines whose figure in that row ignores the caps).
+
+    Where every dense figure ran under the same instruction set as the networks, a last column gives
+    each network's time at the best dense rate, against PyTorch's: about the most any fp32 engine could
+    gain on it."""
     rows = [*figures["networks"], figures["dense"]]
     names = list(rows[0]["gflop_per_s"])
+    best = max(figures["dense"]["gflop_per_s"].values())
+    header = ["work", "GFLOP", *(f"{n} GFLOP/s" for n in names)]
     if uncapped:
         rows[-1] = {**rows[-1], "work": f"{rows[-1]['work']} ({', '.join(sorted(uncapped))}: not capped)"}
-    cells = [
-        [row["work"], f"{row['gflop']:.1f}", *(f"{row['gflop_per_s'][n]:,.0f}" for n in names)]
-        for row in rows
-    ]
-    return _table(["work", "GFLOP", *(f"{n} GFLOP/s" for n in names)], cells)
+    else:
+        header.append(f"ms at {best:,.0f} GFLOP/s")
+    cells = []
+    for row in rows:
+        cell = [row["work"], f"{row['gflop']:.1f}", *(f"{row['gflop_per_s'][n]:,.0f}" for n in names)]
+        if not uncapped:
+            bound = row["gflop"] / best * 1000
+            cell.append("" if row is rows[-1] else f"{_ms(bound)} ({bound / row['ms']['torch']:.2f}x)")
+        cells.append(cell)
+    return _table(header, cells)
 
 
 def render_engines(results: dict[str, Any]) -> list[str]:

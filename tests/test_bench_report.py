@@ -13,6 +13,7 @@ from bench.report import (
     committed_engine_runs,
     committed_runs,
     readme_section,
+    render_engines,
     render_markdown,
     update_readme,
 )
@@ -173,3 +174,27 @@ def test_full_report_has_a_row_per_measured_detector() -> None:
     report = render_markdown(results)
     assert "| end to end 640x480, 1 p. | end to end 1920x1080, 20 p. |" in report
     assert "| yolox-s | 640 | 26.7 | 140.0 | 130.0 | 205 | 230.0 | 1,630.0 |" in report
+
+
+def _block(lines: list[str], title: str) -> list[str]:
+    """The lines of one measurement of the engines report: from its title to the next title."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"*{title}*"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("*")), len(lines))
+    return lines[start:end]
+
+
+def test_engine_rates_bound_each_network_by_the_best_dense_rate_where_it_ran_under_the_same_caps() -> None:
+    results = copy.deepcopy(committed_engine_runs()[0])
+    native = results["native"]
+    native["dense"]["gflop_per_s"] = {"torch": 100.0, "onnxruntime": 200.0, "openvino": 50.0}
+    detector = native["networks"][0]
+    detector.update(gflop=20.0, ms={**detector["ms"], "torch": 200.0})
+    lines = render_engines(results)
+    native_block = _block(lines, "native instruction set")
+    assert any(line.endswith("| ms at 200 GFLOP/s |") for line in native_block)
+    row = next(line for line in native_block if line.startswith(f"| {detector['work']} | 20.0 |"))
+    assert row.endswith("| 100.0 (0.50x) |")
+    capped_block = _block(lines, "under the AVX2 caps")
+    assert not any("ms at" in line for line in capped_block)
+    dense = results["avx2_caps"]["dense"]["work"]
+    assert any(line.startswith(f"| {dense} (onnxruntime, openvino: not capped) |") for line in capped_block)
