@@ -24,9 +24,13 @@ one thread per worker compares the engines' arithmetic alone; the load average i
 
 Each network row also gets its arithmetic rate (GFLOP/s: the PyTorch module's FLOPs, counted once, over
 each engine's time, the same arithmetic for every engine), next to each runtime's own rate on a dense
-product (:class:`DenseProduct`, a 2048x2048 float32 matrix product exported and run as the networks
-are): a runtime cannot run convolutions much faster than its best dense kernel, so the two rates say how
-much any fp32 engine could still gain on this CPU.
+product (:class:`DenseProduct`, a 2048x2048 matrix product in the worker's precision, exported and run
+as the networks are): a runtime cannot run convolutions much faster than its best dense kernel, so the
+two rates say how much any engine could still gain in that precision on this CPU.
+
+On a CPU with bf16 units a fourth measurement runs each engine that takes bf16 (PyTorch with converted
+weights, OpenVINO through its precision hint; ONNX Runtime refuses it) beside PyTorch in fp32, the
+baseline of every ratio; its dense product runs in bf16 too.
 
 Cold start (:mod:`bench.coldstart`, a fresh function worker) is measured per runtime without a cached
 export (the worker exports, as a first start outside the images does) and with one (as in the function
@@ -56,10 +60,11 @@ from torch import nn
 from alphapose.engines import ENGINES
 from alphapose.engines.export import CACHE_DIRECTORY, export_onnx
 from alphapose.pipeline import PosePipeline
-from alphapose.precision import cpu_flags, resolve_precision
+from alphapose.precision import DTYPES, cpu_flags, resolve_precision
 from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.measure import count_flops, cpu_model, environment, load_average, slug
+from bench.precision import skip_reason
 from bench.stages import answer
 from bench.workloads import person_boxes, request_image, synthetic_photo
 from tools.isa import AVX2_CAPS
@@ -85,11 +90,13 @@ FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vn
 # names its MatMul ``gemm_mlas_f32``, under ONEDNN_MAX_CPU_ISA too), which picks its code from the CPU.
 DENSE_NOT_CAPPED = ("onnxruntime", "openvino")
 DENSE_SIZE = 2048
-DENSE_LABEL = f"fp32 matrix product {DENSE_SIZE}x{DENSE_SIZE}"
+DENSE_LABEL = f"matrix product {DENSE_SIZE}x{DENSE_SIZE}"
+# The reduced precision measured beside fp32 where the CPU has its units.
+REDUCED = "bf16"
 
 
 class DenseProduct(nn.Module):
-    """``x @ W`` for a square ``W``: the reference each engine runs to give its dense fp32 rate."""
+    """``x @ W`` for a square ``W``: the reference each engine runs to give its dense rate."""
 
     def __init__(self, size: int = DENSE_SIZE) -> None:
         super().__init__()
@@ -109,17 +116,19 @@ def dense_inputs() -> torch.Tensor:
     return torch.randn(1, 1, DENSE_SIZE, DENSE_SIZE, generator=torch.Generator().manual_seed(1))
 
 
-def dense_product(engine: str, directory: Path) -> Callable[[], object]:
-    """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime)."""
+def dense_product(engine: str, directory: Path, precision: str = "fp32") -> Callable[[], object]:
+    """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime), computed
+    in ``precision``."""
     module = DenseProduct().eval()
     inputs = dense_inputs()
     if engine == "torch":
-        return partial(module, inputs)
+        dtype = DTYPES[precision]
+        return partial(module.to(dtype), inputs.to(dtype))
     path = export_onnx(module, tuple(inputs.shape[1:]), directory / f"dense-{engine}.onnx")
     run = (
         ENGINES[engine]
         .driver()
-        .compile_export(path, resolve_precision("fp32", "cpu"), torch.get_num_threads())
+        .compile_export(path, resolve_precision(precision, "cpu"), torch.get_num_threads())
     )
     return partial(run, inputs.numpy())
 
@@ -140,6 +149,20 @@ def network_flops(weights: Path) -> dict[str, int]:
 
 def available_engines() -> list[str]:
     return [name for name, spec in ENGINES.items() if spec.package is None or find_spec(spec.package)]
+
+
+def columns(precision: str) -> dict[str, tuple[str, str]]:
+    """The workers of one measurement, column label -> (engine, precision): every engine in fp32, or
+    PyTorch in fp32 (the baseline) beside every engine that takes ``precision``."""
+    if precision == "fp32":
+        return {name: (name, "fp32") for name in available_engines()}
+    reduced = resolve_precision(precision, "cpu")
+    takes = [
+        name
+        for name in available_engines()
+        if name == "torch" or ENGINES[name].driver().check_precision(reduced) is None
+    ]
+    return {"torch": ("torch", "fp32"), **{f"{name} {precision}": (name, precision) for name in takes}}
 
 
 def works(pipeline: PosePipeline) -> dict[str, Callable[[], object]]:
@@ -164,17 +187,17 @@ def works(pipeline: PosePipeline) -> dict[str, Callable[[], object]]:
     return table
 
 
-def worker(weights: Path, engine: str) -> None:
+def worker(weights: Path, engine: str, precision: str) -> None:
     """One engine's pipeline in its own process, as a function worker holds it: reads a work label per
     line on stdin, runs it once, answers its time in ms on stdout."""
     configure_cpu_threads()
     pipeline = PosePipeline.from_weights_dir(
-        weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine
+        weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine, precision=precision
     )
     table = works(pipeline)
     if engine in ENGINES:
         with tempfile.TemporaryDirectory(prefix="alphapose-bench-dense-") as directory:
-            table[DENSE_LABEL] = dense_product(engine, Path(directory))
+            table[DENSE_LABEL] = dense_product(engine, Path(directory), precision)
     print(json.dumps({network: str(e) for network, e in pipeline.engines.items()}), flush=True)
     with torch.inference_mode():
         for line in sys.stdin:
@@ -186,9 +209,14 @@ def worker(weights: Path, engine: str) -> None:
 class Worker:
     """The parent's handle on a :func:`worker` process."""
 
-    def __init__(self, weights: Path, engine: str, environ: dict[str, str]) -> None:
+    def __init__(self, weights: Path, engine: str, precision: str, environ: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.engines", "--worker", str(weights), "--engine", engine],
+            [
+                sys.executable,
+                "-m",
+                "bench.engines",
+                *("--worker", str(weights), "--engine", engine, "--precision", precision),
+            ],
             cwd=REPOSITORY,
             env=environ,
             stdin=subprocess.PIPE,
@@ -218,15 +246,22 @@ class Worker:
 
 
 def side_by_side(
-    weights: Path, repeats: int, warmup: int, environ: dict[str, str], log: Callable[[str], None]
+    weights: Path,
+    precision: str,
+    repeats: int,
+    warmup: int,
+    environ: dict[str, str],
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Each network and each request in every engine, one worker process per engine (a function worker
-    holds one engine; idle runtimes' threads in one process would slow the others), timed in turns."""
+    """Each network and each request in every engine of :func:`columns`, one worker process per engine
+    (a function worker holds one engine; idle runtimes' threads in one process would slow the others),
+    timed in turns."""
     workers: dict[str, Worker] = {}
     try:
-        for name in available_engines():
-            log(f"starting the {name} worker (exports on first use)")
-            workers[name] = Worker(weights, name, environ)
+        lineup = columns(precision)
+        for label, (name, worker_precision) in lineup.items():
+            log(f"starting the {label} worker (exports on first use)")
+            workers[label] = Worker(weights, name, worker_precision, environ)
 
         def timed(label: str, chosen: dict[str, Worker], runs: int) -> dict[str, Any]:
             log(label)
@@ -248,13 +283,15 @@ def side_by_side(
         labels = network_labels()
         networks = [timed(label, workers, repeats) for label in labels]
         dense = timed(DENSE_LABEL, workers, repeats)
-        best_detector = min(networks[0]["ms"], key=networks[0]["ms"].get)
-        best_pose = min(networks[-1]["ms"], key=networks[-1]["ms"].get)
+        candidates = [label for label, (_, p) in lineup.items() if p == precision]
+        best_detector = min(candidates, key=networks[0]["ms"].get)
+        best_pose = min(candidates, key=networks[-1]["ms"].get)
         if best_detector != best_pose:
-            mix = f"detector={best_detector},pose={best_pose}"
-            log(f"starting the {mix} worker")
-            workers[mix] = Worker(weights, mix, environ)
-        requests = [timed(label, workers, max(3, repeats - 2)) for label in request_labels()]
+            mix = f"detector={lineup[best_detector][0]},pose={lineup[best_pose][0]}"
+            label = mix if precision == "fp32" else f"{mix} {precision}"
+            log(f"starting the {label} worker")
+            workers[label] = Worker(weights, mix, precision, environ)
+        requests = [timed(label, workers, repeats) for label in request_labels()]
         return {
             "engines": {n: w.engines for n, w in workers.items()},
             "networks": networks,
@@ -297,15 +334,20 @@ def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def measure(
-    weights: Path, quick: bool, environ: dict[str, str], log: Callable[[str], None]
+    weights: Path,
+    quick: bool,
+    environ: dict[str, str],
+    log: Callable[[str], None],
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     started = load_average()
-    figures = side_by_side(weights, 3 if quick else 5, 1, environ, log)
+    figures = side_by_side(weights, precision, 3 if quick else 7, 1, environ, log)
     flops = network_flops(weights)
     for row in (*figures["networks"], figures["dense"]):
         row["gflop"] = round(flops[row["work"]] / 1e9, 2)
         row["gflop_per_s"] = {n: round(flops[row["work"]] / ms / 1e6, 1) for n, ms in row["ms"].items()}
     return {
+        "precision": precision,
         "caps": {k: environ[k] for k in (*AVX2_CAPS, "OMP_NUM_THREADS") if k in environ},
         "load_average_start": started,
         "load_average_end": load_average(),
@@ -314,7 +356,8 @@ def measure(
 
 
 def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str, Any]:
-    """Both measurements (this process, and a child under the AVX2 caps) and the cold starts."""
+    """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units) and
+    the cold starts."""
     from tools.synthetic_weights import write_synthetic_weights
 
     env = environment(torch.device("cpu"))
@@ -326,6 +369,10 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         capped = measure(weights, quick, {**os.environ, **AVX2_CAPS}, log)
         log("again with one thread per worker")
         single = measure(weights, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
+        skipped = skip_reason(resolve_precision(REDUCED, "cpu"))
+        if skipped is None:
+            log(f"again in {REDUCED}")
+        reduced = {"skipped": skipped} if skipped else measure(weights, quick, dict(os.environ), log, REDUCED)
         cold = cold_starts(weights, log) if cold else None
     return {
         "schema": 1,
@@ -342,6 +389,7 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         "native": native,
         "avx2_caps": capped,
         "one_thread": single,
+        REDUCED: reduced,
         "cold_start": cold,
     }
 
@@ -358,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
     parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )
@@ -367,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[bench.engines] {message}", file=sys.stderr, flush=True)
 
     if args.worker:
-        worker(args.worker, args.engine)
+        worker(args.worker, args.engine, args.precision)
         return
     from bench.report import render_engines
 

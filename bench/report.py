@@ -343,8 +343,9 @@ def render_engines(results: dict[str, Any]) -> list[str]:
     features = ", ".join(results["cpu_features"]) or "none listed"
     lines = [
         f"**Engines side by side: {env['cpu']} ({env['torch_threads']} threads; {features}), {versions}, "
-        f"preset `{results['preset']}`, detector `{results['detector']}`, fp32, synthetic weights, measured "
-        f"{env['date'][:10]}** (bench/engines.py; medians in ms, engines in turns; ratio to torch):",
+        f"preset `{results['preset']}`, detector `{results['detector']}`, fp32 unless said, synthetic "
+        f"weights, measured {env['date'][:10]}** (bench/engines.py; medians in ms, engines in turns; ratio "
+        "to torch):",
         "",
     ]
     uncapped = {n for n, variable in results["capped_by"].items() if variable is None}
@@ -352,10 +353,14 @@ def render_engines(results: dict[str, Any]) -> list[str]:
         ("native", "native instruction set"),
         ("avx2_caps", "under the AVX2 caps"),
         ("one_thread", "one thread per worker, native instruction set"),
+        ("bf16", "bf16 beside torch in fp32, native instruction set"),
     )
     for key, title in measurements:
         figures = results.get(key)
         if figures is None:
+            continue
+        if "skipped" in figures:
+            lines += [f"*{title}*: {figures['skipped']}.", ""]
             continue
         load = f"load average {figures['load_average_start'][0]} -> {figures['load_average_end'][0]}"
         lines += [

@@ -198,3 +198,11 @@ def test_engine_rates_bound_each_network_by_the_best_dense_rate_where_it_ran_und
     assert not any("ms at" in line for line in capped_block)
     dense = results["avx2_caps"]["dense"]["work"]
     assert any(line.startswith(f"| {dense} (onnxruntime, openvino: not capped) |") for line in capped_block)
+
+
+def test_a_cpu_without_bf16_units_says_why_the_engines_bf16_measurement_is_missing() -> None:
+    results = copy.deepcopy(committed_engine_runs()[0])
+    reason = "not measured: this CPU has none of amx_bf16, avx512_bf16"
+    results["bf16"] = {"skipped": reason}
+    lines = render_engines(results)
+    assert f"*bf16 beside torch in fp32, native instruction set*: {reason}." in lines
