@@ -220,6 +220,24 @@ def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipel
     assert result["keypoint_px"]["median"] <= KEYPOINT_MEDIAN_BOUND_PX
 
 
+def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
+    weights_dir: Path, fp32_pipeline: PosePipeline
+) -> None:
+    """The fast CPU setting the README names (``openvino`` with ``bf16``), end to end against fp32
+    PyTorch, within the bounds of PyTorch's own bf16 (on a CPU without the units OpenVINO computes in
+    fp32 and agrees closer still)."""
+    reduced = PosePipeline.from_weights_dir(
+        weights_dir, device="cpu", detector_size=160, precision="bf16", engine="openvino"
+    )
+    assert all(e.engine == "openvino" and "bf16" in e.description for e in reduced.engines.values())
+    result = agreement(fp32_pipeline, reduced, image_sizes=((640, 480),), person_counts=(5,), heatmap_crops=4)
+    kept = result["persons_kept"]
+    assert kept["fp32"] == kept["bf16"] == kept["matched"] == 6
+    assert result["box_px"]["max"] <= 1.0
+    assert result["heatmap_relative_difference"] <= HEATMAP_BOUND
+    assert result["keypoint_px"]["median"] <= KEYPOINT_MEDIAN_BOUND_PX
+
+
 # --- the settings: library option, the function's variable, the start-up check -----------------------
 
 
