@@ -347,13 +347,44 @@ def test_a_runtime_that_is_not_installed_is_refused_with_the_install_hint(
         config.load_pipeline()
 
 
-def test_onnxruntime_refuses_reduced_precision_and_openvino_takes_it() -> None:
+def test_onnxruntime_refuses_reduced_precision_and_openvino_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphapose.engines import openvino_engine
+
+    monkeypatch.setattr(openvino_engine, "capabilities", lambda: ["BF16", "WINOGRAD", "FP32"])
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     bf16 = resolve_precision("bf16", "cpu")
     with pytest.raises(OptionError, match="float32 only"):
         check_engines("onnxruntime", torch.device("cpu"), bf16)
     assert check_engines("openvino", torch.device("cpu"), bf16)["pose"] == "openvino"
     with pytest.raises(OptionError, match="CPU only"):
         check_engines("openvino", torch.device("cuda"), FP32)
+
+
+def test_openvino_refuses_a_reduced_precision_its_plugin_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rather than compute in float32 under a bf16 label (a CPU without the units), or fail compiling on
+    a layer without a kernel (oneDNN capped below the precision's instructions)."""
+    from alphapose.engines import openvino_engine
+
+    cpu, bf16, fp16 = torch.device("cpu"), resolve_precision("bf16", "cpu"), resolve_precision("fp16", "cpu")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(openvino_engine, "capabilities", lambda: ["WINOGRAD", "FP32", "INT8"])
+    with pytest.raises(OptionError, match=r"cannot run bf16 on this CPU \(it lists WINOGRAD, FP32, INT8\)"):
+        check_engines("openvino", cpu, bf16)
+    assert check_engines("openvino", cpu, FP32)["detector"] == "openvino"
+    monkeypatch.setattr(openvino_engine, "capabilities", lambda: ["BF16", "WINOGRAD", "FP32"])
+    with pytest.raises(OptionError, match="cannot run fp16 on this CPU"):
+        check_engines("openvino", cpu, fp16)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    with pytest.raises(OptionError, match="ONEDNN_MAX_CPU_ISA=AVX2 leaves openvino's CPU plugin no bf16"):
+        check_engines("detector=openvino", cpu, bf16)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert check_engines("openvino", cpu, bf16)["pose"] == "openvino"
+
+
+def test_openvino_lists_its_capabilities_on_this_cpu() -> None:
+    from alphapose.engines import openvino_engine
+
+    assert "FP32" in openvino_engine.capabilities()
 
 
 def test_library_version_is_the_package_version() -> None:

@@ -5,9 +5,11 @@ latency hint, one request at a time), on its own ``openvino.Core``: nothing proc
 
 Precision follows ``ALPHAPOSE_PRECISION`` through ``INFERENCE_PRECISION_HINT``: ``f32`` for fp32 (set
 explicitly, since the plugin's default on a CPU with AMX or AVX512-BF16 is bf16), ``bf16`` and ``f16``
-for bf16 and fp16, which the plugin runs on AVX512-BF16 / AMX (AVX512-FP16 / AMX-FP16) units; the
-function refuses them on CPUs without those units, as for PyTorch
-(:func:`alphapose.precision.require_cpu_units`).
+for bf16 and fp16. A reduced precision is refused rather than mislabelled where the plugin cannot run
+it: on a CPU whose units it does not list in ``OPTIMIZATION_CAPABILITIES`` (it would quietly compute in
+f32), and under an ``ONEDNN_MAX_CPU_ISA`` cap below that precision's instructions (the plugin chooses
+the precision from the CPU itself, but its kernels follow the cap, so compiling fails on a layer with
+no kernel, e.g. pooling).
 
 OpenVINO's ONNX reader has no conversion for ``DeformConv``, so networks with deformable convolutions
 stay in PyTorch.
@@ -15,6 +17,7 @@ stay in PyTorch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +29,13 @@ from alphapose.models.resnet import DeformConv2d
 from alphapose.precision import Precision
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# The plugin's OPTIMIZATION_CAPABILITIES entry for each reduced precision.
+CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
+# ONEDNN_MAX_CPU_ISA values below the first instruction set with each reduced precision's instructions.
+CAPS_WITHOUT = {
+    "bf16": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"),
+    "fp16": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16"),
+}
 
 
 def version() -> str:
@@ -38,7 +48,26 @@ def cannot_run(model: nn.Module) -> str | None:
     return None
 
 
+def capabilities() -> list[str]:
+    """What the CPU plugin says it can run on this CPU (``BF16``, ``FP16``, ``FP32``, ...)."""
+    return list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def check_precision(precision: Precision) -> str | None:
+    if precision.name == "fp32":
+        return None
+    listed = capabilities()
+    if CAPABILITIES[precision.name] not in listed:
+        return (
+            f"openvino's CPU plugin cannot run {precision.name} on this CPU (it lists "
+            f"{', '.join(listed)}) and would compute in float32; use precision fp32 (or auto)"
+        )
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in CAPS_WITHOUT[precision.name]:
+        return (
+            f"ONEDNN_MAX_CPU_ISA={cap} leaves openvino's CPU plugin no {precision.name} kernels; unset it, "
+            "or use precision fp32 (or auto), or engine torch"
+        )
     return None
 
 
