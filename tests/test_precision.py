@@ -210,16 +210,20 @@ HEATMAP_BOUND = 0.8
 KEYPOINT_MEDIAN_BOUND_PX = 80.0
 
 
-def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipeline) -> None:
-    reduced = with_precision(fp32_pipeline, resolve_precision("bf16", "cpu"))
-    assert reduced.pose_model.conv_out.weight.dtype == torch.bfloat16
-    assert fp32_pipeline.pose_model.conv_out.weight.dtype == torch.float32
+def assert_agrees_as_bf16_does(fp32_pipeline: PosePipeline, reduced: PosePipeline) -> None:
     result = agreement(fp32_pipeline, reduced, image_sizes=((640, 480),), person_counts=(5,), heatmap_crops=4)
     kept = result["persons_kept"]
     assert kept["fp32"] == kept["bf16"] == kept["matched"] == 6
     assert result["box_px"]["max"] <= 1.0
     assert result["heatmap_relative_difference"] <= HEATMAP_BOUND
     assert result["keypoint_px"]["median"] <= KEYPOINT_MEDIAN_BOUND_PX
+
+
+def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipeline) -> None:
+    reduced = with_precision(fp32_pipeline, resolve_precision("bf16", "cpu"))
+    assert reduced.pose_model.conv_out.weight.dtype == torch.bfloat16
+    assert fp32_pipeline.pose_model.conv_out.weight.dtype == torch.float32
+    assert_agrees_as_bf16_does(fp32_pipeline, reduced)
 
 
 def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
@@ -240,12 +244,7 @@ def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
         return
     reduced = build(engine="openvino")
     assert all(e.engine == "openvino" and "bf16" in e.description for e in reduced.engines.values())
-    result = agreement(fp32_pipeline, reduced, image_sizes=((640, 480),), person_counts=(5,), heatmap_crops=4)
-    kept = result["persons_kept"]
-    assert kept["fp32"] == kept["bf16"] == kept["matched"] == 6
-    assert result["box_px"]["max"] <= 1.0
-    assert result["heatmap_relative_difference"] <= HEATMAP_BOUND
-    assert result["keypoint_px"]["median"] <= KEYPOINT_MEDIAN_BOUND_PX
+    assert_agrees_as_bf16_does(fp32_pipeline, reduced)
 
 
 # --- the settings: library option, the function's variable, the start-up check -----------------------
