@@ -335,14 +335,16 @@ def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
 
 def measure(
     weights: Path,
+    flops: dict[str, int],
     quick: bool,
     environ: dict[str, str],
     log: Callable[[str], None],
     precision: str = "fp32",
 ) -> dict[str, Any]:
+    """One measurement side by side, each row with its arithmetic rate from ``flops``
+    (:func:`network_flops`, the same for every measurement)."""
     started = load_average()
     figures = side_by_side(weights, precision, 3 if quick else 7, 1, environ, log)
-    flops = network_flops(weights)
     for row in (*figures["networks"], figures["dense"]):
         row["gflop"] = round(flops[row["work"]] / 1e9, 2)
         row["gflop_per_s"] = {n: round(flops[row["work"]] / ms / 1e6, 1) for n, ms in row["ms"].items()}
@@ -364,15 +366,18 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
     flags = cpu_flags()
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-engines-") as directory:
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
-        native = measure(weights, quick, dict(os.environ), log)
+        flops = network_flops(weights)
+        native = measure(weights, flops, quick, dict(os.environ), log)
         log("again under the AVX2 caps")
-        capped = measure(weights, quick, {**os.environ, **AVX2_CAPS}, log)
+        capped = measure(weights, flops, quick, {**os.environ, **AVX2_CAPS}, log)
         log("again with one thread per worker")
-        single = measure(weights, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
+        single = measure(weights, flops, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
         skipped = skip_reason(resolve_precision(REDUCED, "cpu"))
-        if skipped is None:
+        if skipped:
+            reduced: dict[str, Any] = {"skipped": skipped}
+        else:
             log(f"again in {REDUCED}")
-        reduced = {"skipped": skipped} if skipped else measure(weights, quick, dict(os.environ), log, REDUCED)
+            reduced = measure(weights, flops, quick, dict(os.environ), log, REDUCED)
         cold = cold_starts(weights, log) if cold else None
     return {
         "schema": 1,
