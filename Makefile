@@ -59,7 +59,7 @@ check_buildx = @$(DOCKER) buildx version >/dev/null 2>&1 || { echo "error: Docke
 NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench clean
+.PHONY: help setup serve test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench bench-tracking clean
 
 help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -146,6 +146,10 @@ bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.engines
 	$(PY) -m bench.answers
 	$(PY) -m bench.video
 	$(PY) -m bench.tracks
+
+bench-tracking: $(STAMP) ## Install the peers (ByteTrack, OC-SORT) and evaluators, then compare identities (python -m bench.tracking)
+	$(PY) -m pip install --no-deps -r requirements-bench.txt
+	$(PY) -m bench.tracking $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 
 clean: ## Remove build output and caches (keeps .venv and the weights)
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -1,90 +1,115 @@
 """Pose tracking: one identity per person across the frames of a video, from the poses alone.
 
-What AlphaPose ships, and what was chosen here:
+Written here, not taken from a package: the maintained implementations of ByteTrack and OC-SORT either
+carry a licence this Apache-2.0 library cannot depend on (boxmot: AGPL-3.0) or score pairs by box IoU
+alone behind an interface with no room for keypoints (Roboflow's ``trackers``). The structure is theirs,
+the pose is extra evidence:
 
-* PoseFlow (``trackers/PoseFlow``, its ``--pose_flow``) scores every pair of a person of the previous
-  frames and a person of this frame by box IoU, ORB feature matches inside the boxes and a "pose IoU"
-  (squares of fixed size around the keypoints), weighted, and matches them with the Hungarian method
-  (threshold 0.2), looking back up to 100 frames for persons not seen lately. It keeps every frame's
-  results in memory, writes the feature matches of each frame pair to files, and has no motion model:
-  a person hidden for a few frames is found again only where it was last seen.
-* Its ReID tracker (``--pose_track``, ``trackers/tracker_api.py``, JDE-style) adds a Kalman filter and
-  appearance embeddings from a separate ReID network (OSNet), whose weights must be downloaded, and
-  waits 240 frames for a lost person.
-* ByteTrack associates detector boxes with Kalman-predicted track boxes by IoU and an optimal assignment
-  (``lap``), in two rounds: confident detections first, then the low-score ones to the tracks still
-  unmatched, so a person half hidden (and so scored low) keeps its track; a lost track waits 30 frames
-  (``track_buffer``) and only confident unmatched detections start tracks.
-* OC-SORT keeps that structure but trusts observations over the filter: after a gap it re-anchors on the
-  last observation and has a second round that matches unmatched tracks by their last observed box,
-  which recovers persons whose motion was not linear while hidden.
+* **Motion**: a Kalman filter per track on the box centre, width and height and their velocities
+  (constant velocity; noise proportional to the box height, as ByteTrack's), run for every track at
+  once. Through a gap the prediction is damped: the centre's velocity shrinks by ``motion_damping``
+  each missed frame and the size is held, so a box hidden for 15 frames neither flies off nor shrinks.
+* **Re-anchoring** (OC-SORT): a track found again after a gap restarts from the new observation with
+  the velocity between its last observation and this one, rather than from the drifted prediction.
+* **Two kinds of evidence, one scale**: the similarity of a track and a pose is box IoU, or, where
+  both show keypoints, IoU mixed with OKS (COCO's object keypoint similarity with the preset's sigmas,
+  :func:`alphapose.skeletons.oks_sigmas`) in proportion to the share of keypoints visible in both, so a
+  pair with one shared keypoint is scored almost by IoU and one with every keypoint mostly by the pose.
+  The track's keypoints are its last observed ones carried with the predicted box.
+* **Rounds** (ByteTrack, OC-SORT): poses scoring at least ``high_score`` (the detector's box score)
+  are matched first to the confirmed tracks by the prediction, then to those left by their last
+  observation; the poses scoring between ``low_score`` and ``high_score`` then only continue
+  confirmed tracks that were seen in the previous frame, at a stricter ``low_similarity``; tentative
+  tracks come last. Each round is the optimal assignment
+  (``scipy.optimize.linear_sum_assignment``); pairs less similar than the round's bound never match.
+* **Life of a track**: only a confident unmatched pose starts one. It is tentative until matched
+  ``min_hits`` times and survives ``tentative_misses`` missed frames meanwhile, so a person who
+  flickers in and out still gets one identity; a confirmed track waits ``max_age`` frames.
+* **Output**: a frame is handed back once every tentative track in it is settled: poses of tracks
+  that were confirmed come back with their identity, from their first frame on (CVAT needs the
+  frames before confirmation); poses of tracks that ended tentative, and low-score poses that
+  continued nothing, are dropped. Frames come back in order; :meth:`PoseTracker.finish` hands back
+  the rest at the end of the video.
 
-This tracker takes from each what serves skeletons without extra networks: the similarity is box IoU
-and OKS (COCO's object keypoint similarity with the preset's sigmas; :func:`alphapose.skeletons.oks_sigmas`)
-mixed by ``iou_weight``, since the keypoints tell apart two persons whose boxes coincide, which box
-trackers cannot; the assignment is the optimal one (``scipy.optimize.linear_sum_assignment`` maximising
-the total similarity; pairs below ``min_similarity`` are never matched); the motion model is constant
-velocity on the box corners and on every keypoint, estimated from successive observations and smoothed
-(``velocity_smoothing``), which carries a person through a short occlusion (a Kalman filter's covariance
-adds little to a constant-velocity prediction when only the prediction enters the cost); and, as in
-OC-SORT, a second round matches the tracks left over by their last observation. Every pose starts or
-continues a track, whatever its score, so a person scored low while half hidden is never dropped (the
-ByteTrack insight; filtering by score is left to the output). A track is tentative until it has been
-matched in ``min_hits`` consecutive frames and a tentative track ends at its first miss, so a one-frame
-false detection cannot capture a person later; a confirmed track waits ``max_age`` frames. Identities
-are counted from 1 and never given twice until :meth:`PoseTracker.reset`. Nothing is written to disk
-and the state is the live tracks only, so memory is flat in the video's length.
+Identities are counted from 1 in the order tracks are confirmed, and never given twice until
+:meth:`PoseTracker.reset`. The state is the live tracks and the few frames not yet settled, so memory
+is flat in the video's length.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from alphapose.errors import OptionError
-from alphapose.pipeline import Pose, PosePipeline
-from alphapose.video import frame_poses
+
+if TYPE_CHECKING:
+    from alphapose.pipeline import Pose, PosePipeline
 
 
 @dataclass(frozen=True)
 class TrackerOptions:
     """Every setting of a :class:`PoseTracker`, checked when built.
 
-    ``iou_weight`` is the share of box IoU in the similarity, the rest being OKS (IoU alone without
-    sigmas, or for a pair with no keypoint above ``keypoint_threshold`` in both poses). ``max_age`` and
-    ``min_hits`` count frames. ``velocity_smoothing`` is the weight of the newest velocity estimate.
+    Scores are the detector's box scores (``Pose.box_score``). ``iou_weight`` is the share of box IoU
+    in the similarity of a pair whose keypoints are all visible in both poses (the rest is OKS).
+    ``max_age``, ``min_hits`` and ``tentative_misses`` count frames. ``motion_damping`` is the share
+    of a track's velocity kept for each frame it is not seen.
     """
 
-    iou_weight: float = 0.5
-    min_similarity: float = 0.2
+    high_score: float = 0.4
+    low_score: float = 0.1
+    start_score: float = 0.6
+    iou_weight: float = 0.7
+    min_similarity: float = 0.12
+    low_similarity: float = 0.4
     max_age: int = 30
     min_hits: int = 3
-    keypoint_threshold: float = 0.05
-    velocity_smoothing: float = 0.5
+    tentative_misses: int = 2
+    keypoint_threshold: float = 0.3
+    motion_damping: float = 1.0
 
     def __post_init__(self) -> None:
         """Refuse a bad value now, naming the option."""
-        problems = {
-            "iou_weight": _unit_interval(self.iou_weight),
-            "min_similarity": None if 0.0 < self.min_similarity <= 1.0 else "must be in (0, 1]",
+        problems = {name: _unit_interval(getattr(self, name)) for name in _UNIT_OPTIONS}
+        problems |= {
+            "min_similarity": _bound(self.min_similarity),
+            "low_similarity": _bound(self.low_similarity),
             "max_age": _count(self.max_age, 0),
             "min_hits": _count(self.min_hits, 1),
-            "keypoint_threshold": _unit_interval(self.keypoint_threshold),
-            "velocity_smoothing": _unit_interval(self.velocity_smoothing),
+            "tentative_misses": _count(self.tentative_misses, 0),
         }
+        if not problems["low_score"] and not problems["high_score"] and self.low_score > self.high_score:
+            problems["low_score"] = f"must be at most high_score ({self.high_score})"
         for name, problem in problems.items():
             if problem:
                 raise OptionError(name, getattr(self, name), problem)
 
 
+_UNIT_OPTIONS = (
+    "high_score",
+    "low_score",
+    "start_score",
+    "iou_weight",
+    "keypoint_threshold",
+    "motion_damping",
+)
 TRACKER_OPTION_NAMES = tuple(f.name for f in fields(TrackerOptions))
 
 
 def _unit_interval(value: float) -> str | None:
-    return None if isinstance(value, int | float) and 0.0 <= value <= 1.0 else "must be in [0, 1]"
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    return None if ok else "must be in [0, 1]"
+
+
+def _bound(value: float) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value <= 1.0
+    return None if ok else "must be in (0, 1]"
 
 
 def _count(value: int, least: int) -> str | None:
@@ -93,32 +118,77 @@ def _count(value: int, least: int) -> str | None:
     return None if value >= least else f"must be at least {least}"
 
 
-@dataclass
+class TrackedFrame(NamedTuple):
+    """One settled frame: the handle given with its poses, and its tracked persons in the given order."""
+
+    frame: Any
+    persons: list[tuple[int, Pose]]
+
+    def above(self, threshold: float) -> TrackedFrame:
+        """The frame with the persons whose box score is at least ``threshold``: the one rule for
+        ``--threshold`` on a video, applied after tracking, so a person scored low while half hidden
+        still carries its track through (the tracker sees every pose)."""
+        return TrackedFrame(
+            self.frame, [(i, pose) for i, pose in self.persons if pose.box_score >= threshold]
+        )
+
+
+# The Kalman filter's state is (cx, cy, w, h, vx, vy, vw, vh); it observes (cx, cy, w, h). Noise is in
+# shares of the box height, ByteTrack's choice: the same person far away moves fewer pixels.
+_TRANSITION = np.eye(8) + np.eye(8, k=4)
+_POSITION_NOISE = 1 / 20
+_VELOCITY_NOISE = 1 / 160
+_HISTORY = 10  # observations a track's trend is fitted to
+
+
+def _xyxy_to_state(box: np.ndarray) -> np.ndarray:
+    return np.concatenate([(box[..., :2] + box[..., 2:]) / 2, box[..., 2:] - box[..., :2]], axis=-1)
+
+
+def _state_to_xyxy(state: np.ndarray) -> np.ndarray:
+    half = state[..., 2:4] / 2
+    return np.concatenate([state[..., :2] - half, state[..., :2] + half], axis=-1)
+
+
+def _initial_covariance(heights: np.ndarray) -> np.ndarray:
+    std = np.stack([*(2 * _POSITION_NOISE * heights,) * 4, *(10 * _VELOCITY_NOISE * heights,) * 4], axis=-1)
+    return np.einsum("ni,ij->nij", std**2, np.eye(8))
+
+
 class _Track:
-    """One person's latest observation and velocity (per frame)."""
+    """One person: the filter's state, the last observation and the frames it has poses in."""
 
-    track_id: int
-    box: np.ndarray  # (4,) xyxy
-    keypoints: np.ndarray  # (K, 2)
-    visible: np.ndarray  # (K,) bool: keypoint score at least the threshold
-    last_frame: int
-    hits: int = 1
-    confirmed: bool = False
-    box_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
-    keypoint_velocity: np.ndarray | None = None
+    def __init__(self, box: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, frame: int) -> None:
+        self.track_id = 0  # given when confirmed
+        self.mean = np.concatenate([_xyxy_to_state(box), np.zeros(4)])
+        self.covariance = _initial_covariance(np.array([self.mean[3]]))[0]
+        self.box, self.keypoints, self.visible = box, keypoints, visible
+        self.last_frame = frame
+        self.hits = 1
+        self.ended = False
+        self.history: deque[tuple[int, np.ndarray]] = deque([(frame, self.mean[:2])], maxlen=_HISTORY)
 
-    def predicted(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """Box and keypoints moved on at constant velocity to ``frame``."""
-        gap = frame - self.last_frame
-        keypoint_velocity = 0.0 if self.keypoint_velocity is None else self.keypoint_velocity
-        return self.box + self.box_velocity * gap, self.keypoints + keypoint_velocity * gap
+    def trend(self) -> np.ndarray:
+        """The centre's velocity fitted to the recent observations (least squares), for a prediction
+        through a gap: one noisy last step does not send a hidden person off course."""
+        if len(self.history) < 2:
+            return np.zeros(2)
+        frames = np.array([f for f, _ in self.history], dtype=np.float64)
+        centres = np.stack([c for _, c in self.history])
+        frames -= frames.mean()
+        return frames @ (centres - centres.mean(axis=0)) / (frames @ frames)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
 
 
 class PoseTracker:
     """Frame-to-frame association of poses (see the module docstring for the design).
 
     ``sigmas`` are the preset's OKS sigmas, one per keypoint (:func:`alphapose.skeletons.oks_sigmas`);
-    None tracks by box IoU alone.
+    None tracks by box IoU alone. Feed each frame's poses to :meth:`update` in order and read the
+    frames it hands back; :meth:`finish` hands back the last ones.
     """
 
     def __init__(self, options: TrackerOptions | None = None, sigmas: Sequence[float] | None = None) -> None:
@@ -129,21 +199,47 @@ class PoseTracker:
         self.reset()
 
     def reset(self) -> None:
-        """Forget every track and count identities from 1 again (a new video)."""
+        """Forget every track and unsettled frame and count identities from 1 again (a new video)."""
         self._tracks: list[_Track] = []
         self._frame = -1
         self._next_id = 1
+        # Frames not yet handed back: (handle, poses, the track of each pose or None).
+        self._pending: deque[tuple[Any, list[Pose], list[_Track | None]]] = deque()
 
     @property
     def active_ids(self) -> list[int]:
-        """The identities that may still be continued, oldest first."""
-        return [track.track_id for track in self._tracks]
+        """The identities of the confirmed tracks that may still be continued, oldest first."""
+        return sorted(track.track_id for track in self._tracks if track.confirmed)
 
-    def update(self, poses: Sequence[Pose]) -> list[int]:
-        """The identity of each pose of the next frame, in the order given; call once per frame."""
+    def update(self, poses: Sequence[Pose], frame: Any | None = None) -> list[TrackedFrame]:
+        """Track the next frame's poses; the frames settled by it, oldest first (often just this one,
+        none while a new track is tentative). ``frame`` is handed back with them (default: its index)."""
         self._frame += 1
-        frame, options = self._frame, self.options
+        handle = self._frame if frame is None else frame
+        owners = self._associate(list(poses))
+        self._pending.append((handle, list(poses), owners))
+        return self._settled()
+
+    def finish(self) -> list[TrackedFrame]:
+        """The frames still held at the end of a video, without the tracks that never confirmed."""
+        for track in self._tracks:
+            track.ended = not track.confirmed
+        self._tracks = [t for t in self._tracks if t.confirmed]
+        return self._settled()
+
+    def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]]) -> Iterator[TrackedFrame]:
+        """Every frame of ``(handle, poses)`` pairs, tracked and settled, in order; then :meth:`finish`."""
+        for handle, poses in frames:
+            yield from self.update(poses, handle)
+        yield from self.finish()
+
+    # --- association ---------------------------------------------------------------------------------
+
+    def _associate(self, poses: list[Pose]) -> list[_Track | None]:
+        """The track each pose continues or starts (None: none), after moving every track on a frame."""
+        options, frame = self.options, self._frame
         boxes = np.array([p.box for p in poses], dtype=np.float64).reshape(-1, 4)
+        scores = np.array([p.box_score for p in poses], dtype=np.float64)
         keypoints = [np.asarray(p.keypoints, dtype=np.float64) for p in poses]
         visible = [np.asarray(p.keypoint_scores) >= options.keypoint_threshold for p in poses]
         if self.sigmas is not None:
@@ -152,92 +248,171 @@ class PoseTracker:
                     raise ValueError(
                         f"a pose has {len(kp)} keypoints but there are {len(self.sigmas)} sigmas"
                     )
+        self._predict()
 
-        assigned: dict[int, _Track] = {}
-        waiting = list(range(len(self._tracks)))
-        detections = list(range(len(poses)))
-        for use_motion in (True, False):  # predicted positions, then the last observations (OC-SORT)
-            if not waiting or not detections:
-                break
-            states = [
-                self._tracks[t].predicted(frame)
-                if use_motion
-                else (self._tracks[t].box, self._tracks[t].keypoints)
-                for t in waiting
-            ]
-            similarity = self._similarity(
-                np.array([s[0] for s in states]),
-                [s[1] for s in states],
-                [self._tracks[t].visible for t in waiting],
-                boxes[detections],
-                [keypoints[d] for d in detections],
-                [visible[d] for d in detections],
+        owners: list[_Track | None] = [None] * len(poses)
+        high = [d for d in range(len(poses)) if scores[d] >= options.high_score]
+        low = [d for d in range(len(poses)) if options.low_score <= scores[d] < options.high_score]
+        detections = (boxes, keypoints, visible)
+
+        def assign(
+            tracks: list[_Track], candidates: list[int], predicted: bool, bound: float
+        ) -> list[_Track]:
+            """Match ``tracks`` to the free poses of ``candidates``; the tracks left unmatched."""
+            free = [d for d in candidates if owners[d] is None]
+            matched = self._match(tracks, free, detections, predicted, bound)
+            for track, d in matched.items():
+                owners[d] = track
+            return [t for t in tracks if t not in matched]
+
+        left = assign([t for t in self._tracks if t.confirmed], high, True, options.min_similarity)
+        left = assign(left, high, False, options.min_similarity)  # by the last observation
+        assign([t for t in left if t.last_frame == frame - 1], low, True, options.low_similarity)
+        assign([t for t in self._tracks if not t.confirmed], high, True, options.min_similarity)
+
+        matched = [d for d, track in enumerate(owners) if track is not None]
+        self._correct([owners[d] for d in matched], _xyxy_to_state(boxes[matched]))
+        for d in matched:
+            self._observe(owners[d], boxes[d], keypoints[d], visible[d])
+        for d in high:
+            if owners[d] is None and scores[d] >= options.start_score:
+                owners[d] = self._start(boxes[d], keypoints[d], visible[d])
+        self._retire()
+        return owners
+
+    def _match(
+        self,
+        tracks: list[_Track],
+        candidates: list[int],
+        detections: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]],
+        predicted: bool,
+        bound: float,
+    ) -> dict[_Track, int]:
+        """The optimal assignment of ``tracks`` to the poses ``candidates``, pairs at least ``bound``;
+        the tracks' boxes are predicted, or their last observations."""
+        if not tracks or not candidates:
+            return {}
+        boxes, keypoints, visible = detections
+        if predicted:
+            track_boxes = _state_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
+        else:
+            track_boxes = np.stack([t.box for t in tracks])
+        similarity = box_iou(track_boxes, boxes[candidates])
+        if self.sigmas is not None:
+            oks, shared = pose_similarity(
+                np.stack([t.box for t in tracks]),
+                np.stack([t.keypoints for t in tracks]),
+                np.stack([t.visible for t in tracks]),
+                boxes[candidates],
+                np.stack([keypoints[d] for d in candidates]),
+                np.stack([visible[d] for d in candidates]),
+                self.sigmas,
             )
-            similarity[similarity < options.min_similarity] = 0.0
-            rows, cols = linear_sum_assignment(similarity, maximize=True)
-            matched = [(r, c) for r, c in zip(rows, cols, strict=True) if similarity[r, c] > 0.0]
-            for r, c in matched:
-                assigned[detections[c]] = self._tracks[waiting[r]]
-            matched_rows, matched_cols = {r for r, _ in matched}, {c for _, c in matched}
-            waiting = [t for i, t in enumerate(waiting) if i not in matched_rows]
-            detections = [d for i, d in enumerate(detections) if i not in matched_cols]
+            pose_share = (1 - self.options.iou_weight) * shared / len(self.sigmas)
+            similarity = similarity * (1 - pose_share * (1 - oks))
+        similarity[similarity < bound] = 0.0
+        rows, cols = linear_sum_assignment(similarity, maximize=True)
+        return {tracks[r]: candidates[c] for r, c in zip(rows, cols, strict=True) if similarity[r, c] > 0.0}
 
-        for d, track in assigned.items():
-            self._observe(track, boxes[d], keypoints[d], visible[d])
-        ended = {id(self._tracks[t]) for t in waiting if self._ends(self._tracks[t])}
-        self._tracks = [t for t in self._tracks if id(t) not in ended]
-        for d in detections:
-            track = _Track(self._next_id, boxes[d], keypoints[d], visible[d], frame)
-            track.confirmed = options.min_hits <= 1
-            self._next_id += 1
-            self._tracks.append(track)
-            assigned[d] = track
-        return [assigned[d].track_id for d in range(len(poses))]
+    # --- life of the tracks ----------------------------------------------------------------------------
 
-    def _ends(self, track: _Track) -> bool:
-        """A track left unmatched this frame ends: at once while tentative, else after ``max_age``."""
-        return not track.confirmed or self._frame - track.last_frame > self.options.max_age
+    def _predict(self) -> None:
+        """Move every track on one frame: the filter's prediction for a track seen last frame; for one
+        hidden longer, its last observation moved on by its trend, slowed by ``motion_damping`` each
+        missed frame, at its last observed size."""
+        if not self._tracks:
+            return
+        means = np.stack([t.mean for t in self._tracks])
+        covariances = np.stack([t.covariance for t in self._tracks])
+        heights = means[:, 3]
+        std = np.stack([*(_POSITION_NOISE * heights,) * 4, *(_VELOCITY_NOISE * heights,) * 4], axis=-1)
+        means = means @ _TRANSITION.T
+        means[:, 2:4] = np.maximum(means[:, 2:4], 1.0)
+        covariances = _TRANSITION @ covariances @ _TRANSITION.T + np.einsum("ni,ij->nij", std**2, np.eye(8))
+        damping = self.options.motion_damping
+        for track, mean, covariance in zip(self._tracks, means, covariances, strict=True):
+            gap = self._frame - track.last_frame
+            if gap > 1:
+                kept = damping**gap
+                travelled = gap if damping == 1.0 else (1 - kept) / (1 - damping)
+                trend = track.trend()
+                mean = np.concatenate(
+                    [_xyxy_to_state(track.box) + np.r_[trend * travelled, 0, 0], trend * kept, (0, 0)]
+                )
+            track.mean, track.covariance = mean, covariance
+
+    def _correct(self, tracks: list[_Track], measured: np.ndarray) -> None:
+        """The filter's correction of every track matched this frame by its pose's (cx, cy, w, h) at
+        once; a track found after a gap is re-anchored on the pose instead (OC-SORT)."""
+        steady = []
+        for track, state in zip(tracks, measured, strict=True):
+            track.history.append((self._frame, state[:2]))
+            if self._frame - track.last_frame > 1:
+                track.mean = np.concatenate([state, track.trend(), np.zeros(2)])
+                track.covariance = _initial_covariance(state[3:4])[0]
+            else:
+                steady.append(track)
+        if not steady:
+            return
+        rows = [i for i, t in enumerate(tracks) if t in steady] if len(steady) < len(tracks) else slice(None)
+        means = np.stack([t.mean for t in steady])
+        covariances = np.stack([t.covariance for t in steady])
+        noise = (_POSITION_NOISE * means[:, 3]) ** 2
+        projected = covariances[:, :4, :4] + noise[:, None, None] * np.eye(4)
+        gains = np.linalg.solve(projected, covariances[:, :4]).transpose(0, 2, 1)  # (N, 8, 4)
+        means = means + np.einsum("nij,nj->ni", gains, measured[rows] - means[:, :4])
+        covariances = covariances - gains @ covariances[:, :4]
+        for track, mean, covariance in zip(steady, means, covariances, strict=True):
+            track.mean, track.covariance = mean, covariance
 
     def _observe(self, track: _Track, box: np.ndarray, keypoints: np.ndarray, visible: np.ndarray) -> None:
-        gap = self._frame - track.last_frame
-        weight = self.options.velocity_smoothing if track.hits > 1 else 1.0
-        track.box_velocity = weight * (box - track.box) / gap + (1 - weight) * track.box_velocity
-        step = (keypoints - track.keypoints) / gap
-        both = (visible & track.visible)[:, None]
-        if track.keypoint_velocity is None:
-            track.keypoint_velocity = np.where(both, step, 0.0)
-        else:
-            smoothed = weight * step + (1 - weight) * track.keypoint_velocity
-            track.keypoint_velocity = np.where(both, smoothed, track.keypoint_velocity)
-        track.box, track.keypoints, track.visible = box, keypoints, visible
+        """Take the pose as the track's last observation (after :meth:`_correct`)."""
+        # Keypoints not seen now keep their last position, carried with the box.
+        centre_then, centre_now = (track.box[:2] + track.box[2:]) / 2, (box[:2] + box[2:]) / 2
+        track.keypoints = np.where(visible[:, None], keypoints, track.keypoints - centre_then + centre_now)
+        track.visible = visible | track.visible
+        track.box = box
         track.last_frame = self._frame
         track.hits += 1
-        track.confirmed = track.confirmed or track.hits >= self.options.min_hits
+        if not track.confirmed and track.hits >= self.options.min_hits:
+            self._confirm(track)
 
-    def _similarity(
-        self,
-        track_boxes: np.ndarray,
-        track_keypoints: list[np.ndarray],
-        track_visible: list[np.ndarray],
-        boxes: np.ndarray,
-        keypoints: list[np.ndarray],
-        visible: list[np.ndarray],
-    ) -> np.ndarray:
-        """(tracks, poses) similarity in [0, 1]: IoU, mixed with OKS where both poses show keypoints."""
-        iou = box_iou(track_boxes, boxes)
-        if self.sigmas is None:
-            return iou
-        oks, shown = object_keypoint_similarity(
-            np.stack(track_keypoints),
-            np.stack(track_visible),
-            _areas(track_boxes),
-            np.stack(keypoints),
-            np.stack(visible),
-            _areas(boxes),
-            self.sigmas,
-        )
-        weight = self.options.iou_weight
-        return np.where(shown, weight * iou + (1 - weight) * oks, iou)
+    def _start(self, box: np.ndarray, keypoints: np.ndarray, visible: np.ndarray) -> _Track:
+        track = _Track(box, keypoints, visible, self._frame)
+        self._tracks.append(track)
+        if self.options.min_hits <= 1:
+            self._confirm(track)
+        return track
+
+    def _confirm(self, track: _Track) -> None:
+        track.track_id = self._next_id
+        self._next_id += 1
+
+    def _retire(self) -> None:
+        """End the tracks missed too long: a tentative one after ``tentative_misses`` frames."""
+        kept = []
+        for track in self._tracks:
+            missed = self._frame - track.last_frame
+            track.ended = missed > (
+                self.options.max_age if track.confirmed else self.options.tentative_misses
+            )
+            if not track.ended:
+                kept.append(track)
+        self._tracks = kept
+
+    def _settled(self) -> list[TrackedFrame]:
+        """Hand back the oldest frames whose tracks are all confirmed or ended."""
+        settled = []
+        while self._pending:
+            handle, poses, owners = self._pending[0]
+            if any(t is not None and not t.confirmed and not t.ended for t in owners):
+                break
+            self._pending.popleft()
+            persons = [
+                (t.track_id, p) for t, p in zip(owners, poses, strict=True) if t is not None and t.confirmed
+            ]
+            settled.append(TrackedFrame(handle, persons))
+        return settled
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -260,18 +435,48 @@ def object_keypoint_similarity(
 ) -> tuple[np.ndarray, np.ndarray]:
     """OKS of every pair (A, B): the mean over keypoints visible in both of
     exp(-d² / (2 · s² · (2σ)²)), s² the mean of the two box areas, as AlphaPose's ``oks_iou`` computes
-    it; and whether the pair has any keypoint visible in both (else its OKS is 0)."""
+    it; and how many keypoints each pair has visible in both (its OKS is 0 where none)."""
     squared = ((keypoints_a[:, None] - keypoints_b[None]) ** 2).sum(-1)  # (A, B, K)
     scale = (areas_a[:, None] + areas_b[None]) / 2 + np.spacing(1)
     exponent = squared / ((2 * sigmas) ** 2) / scale[..., None] / 2
     both = visible_a[:, None] & visible_b[None]
-    count = both.sum(-1)
+    shared = both.sum(-1)
     total = (np.exp(-exponent) * both).sum(-1)
-    return np.divide(total, count, out=np.zeros_like(total), where=count > 0), count > 0
+    return np.divide(total, shared, out=np.zeros_like(total), where=shared > 0), shared
+
+
+def pose_similarity(
+    boxes_a: np.ndarray,
+    keypoints_a: np.ndarray,
+    visible_a: np.ndarray,
+    boxes_b: np.ndarray,
+    keypoints_b: np.ndarray,
+    visible_b: np.ndarray,
+    sigmas: Sequence[float] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """OKS of every pair (A, B) once each pose is moved to its box's centre and scaled to unit box
+    height: how alike the two bodies are, whatever the boxes' positions, which IoU already weighs. A
+    camera shake or a prediction some pixels off then costs IoU alone, not both. Returns the OKS and
+    the count of keypoints visible in both, as :func:`object_keypoint_similarity`."""
+
+    def normalised(boxes: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sizes = np.maximum(_sizes(boxes), 1e-6)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return (keypoints - centres[:, None]) / sizes[:, 1:, None], sizes[:, 0] / sizes[:, 1]
+
+    shapes_a, areas_a = normalised(boxes_a, keypoints_a)
+    shapes_b, areas_b = normalised(boxes_b, keypoints_b)
+    return object_keypoint_similarity(
+        shapes_a, visible_a, areas_a, shapes_b, visible_b, areas_b, np.asarray(sigmas, dtype=np.float64)
+    )
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:
     return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=-1)
+
+
+def _sizes(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2:] - boxes[:, :2], 0, None)
 
 
 def track_video(
@@ -279,11 +484,13 @@ def track_video(
     frames: Iterable[np.ndarray],
     tracker: PoseTracker,
     frame_batch: int | None = None,
-) -> Iterator[tuple[int, list[tuple[int, Pose]]]]:
-    """``(frame index, [(identity, pose), ...])`` for each RGB frame, as the frames arrive.
+) -> Iterator[TrackedFrame]:
+    """``(frame index, [(identity, pose), ...])`` for each RGB frame, in order, as they are settled.
 
     Frames are read, estimated and tracked ``frame_batch`` at a time (default: the device's,
-    :func:`alphapose.video.default_frame_batch`), so memory does not grow with the video's length.
+    :func:`alphapose.video.default_frame_batch`); the tracker holds back only the few frames whose new
+    tracks are still tentative, so memory does not grow with the video's length.
     """
-    for index, poses in enumerate(frame_poses(pipeline, frames, frame_batch)):
-        yield index, list(zip(tracker.update(poses), poses, strict=True))
+    from alphapose.video import frame_poses
+
+    yield from tracker.track(enumerate(frame_poses(pipeline, frames, frame_batch)))

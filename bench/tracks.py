@@ -26,6 +26,8 @@ import numpy as np
 
 from alphapose.cvat.tracks import build_tracks, cvat_view
 from alphapose.pipeline import Pose
+from alphapose.skeletons import COCO17, oks_sigmas
+from alphapose.tracking import PoseTracker
 
 FRAMES = 300
 WIDTH, HEIGHT = 640, 480
@@ -52,10 +54,11 @@ WRIST = 9  # left wrist: below the threshold on frames 60..65 of every person's 
 
 
 def clip(jitter: float, seed: int = 0) -> tuple[list[tuple[int, list[tuple[int, Pose]]]], dict]:
-    """The tracked frames, and the exact points per (track id, frame) where the person is visible."""
+    """The frames as :class:`alphapose.tracking.PoseTracker` tracks them (its identities, its output
+    policy), and the exact points per (track id, frame) where the person is visible."""
     rng = np.random.default_rng(seed)
     frames = []
-    exact: dict[tuple[int, int], np.ndarray] = {}
+    exact_by_pose: dict[int, np.ndarray] = {}
     for frame in range(FRAMES):
         persons = []
         for index, (x0, y0, speed, phase) in enumerate(PERSONS):
@@ -70,7 +73,6 @@ def clip(jitter: float, seed: int = 0) -> tuple[list[tuple[int, list[tuple[int, 
             scores = np.full(17, 0.9)
             if 60 <= frame - max(0, int(-x0 / speed) if speed > 0 else 0) < 66:
                 scores[WRIST] = 0.1
-            exact[(index + 1, frame)] = points
             low, high = seen.min(axis=0), seen.max(axis=0)
             pose = Pose(
                 np.array([*low, *high], np.float32),
@@ -79,9 +81,12 @@ def clip(jitter: float, seed: int = 0) -> tuple[list[tuple[int, list[tuple[int, 
                 scores.astype(np.float32),
                 1.0,
             )
-            persons.append((index + 1, pose))
+            exact_by_pose[id(pose)] = points
+            persons.append(pose)
         frames.append((frame, persons))
-    return frames, exact
+    tracked = list(PoseTracker(sigmas=oks_sigmas(COCO17)).track(frames))
+    exact = {(i, frame): exact_by_pose[id(pose)] for frame, persons in tracked for i, pose in persons}
+    return tracked, exact
 
 
 def measure(jitter: float, tolerance: float) -> dict[str, Any]:

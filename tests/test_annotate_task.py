@@ -10,7 +10,7 @@ what CVAT would show of it on every frame (tests/cvat_track_view.py).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from alphapose.cvat.spec import label_spec
 from alphapose.pipeline import Pose
 from alphapose.presets import get_preset
 from alphapose.skeletons import Skeleton
+from alphapose.tracking import TrackedFrame
 from tools.annotate_task import TaskError, annotate, open_task
 from tools.cli import main
 
@@ -96,8 +97,9 @@ class ScenePipeline:
 class IdentityTracker:
     """The tracker's interface: each pose's id is the person it was made for."""
 
-    def update(self, poses: Sequence[Pose]) -> list[int]:
-        return [int(pose.score) for pose in poses]
+    def track(self, frames: Iterable[tuple[int, Sequence[Pose]]]) -> Iterator[TrackedFrame]:
+        for frame, poses in frames:
+            yield TrackedFrame(frame, [(int(pose.score), pose) for pose in poses])
 
 
 def coco_labels() -> list[dict[str, Any]]:

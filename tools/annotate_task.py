@@ -47,9 +47,10 @@ class TaskError(Exception):
 
 
 class Tracker(Protocol):
-    """What the command needs of :class:`alphapose.tracking.PoseTracker`: one call per frame."""
+    """What the command needs of :class:`alphapose.tracking.PoseTracker`: each frame's poses in,
+    the settled frames with their persons' track ids out."""
 
-    def update(self, poses: Sequence[Pose]) -> list[int]: ...
+    def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]]) -> Iterator[Any]: ...
 
 
 class Pipeline(Protocol):
@@ -156,24 +157,26 @@ def tracked_frames(
     threshold: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> Iterator[TrackedFrame]:
-    """Each of the task's frames, in order, with its persons (box score at least ``threshold``) and
-    their track ids; ``log`` gets a progress line every few seconds and at the end."""
+    """Each of the task's frames, in order, with its tracked persons whose box score is at least
+    ``threshold`` (filtered after tracking, as ``predict`` does); ``log`` gets a progress line every
+    few seconds and at the end."""
     from alphapose.cvat.request import to_rgb
 
     total = len(opened.dataset.samples)
-    started = last = time.perf_counter()
-    with opened.dataset.iter_samples(temporary_chunks=True) as samples:
+
+    def estimated(samples: Iterable[Any]) -> Iterator[tuple[int, list[Pose]]]:
+        started = last = time.perf_counter()
         for done, sample in enumerate(samples, start=1):
-            poses = [
-                pose for pose in pipeline(to_rgb(sample.media.load_image())) if pose.box_score >= threshold
-            ]
-            ids = tracker.update(poses)
-            yield sample.frame_index, list(zip(ids, poses, strict=True))
+            yield sample.frame_index, pipeline(to_rgb(sample.media.load_image()))
             now = time.perf_counter()
             if log is not None and (now - last >= PROGRESS_INTERVAL or done == total):
                 last = now
                 rate = done / (now - started)
                 log(f"task {opened.frames.task_id}: {done}/{total} frames, {rate:.2f} frames/s")
+
+    with opened.dataset.iter_samples(temporary_chunks=True) as samples:
+        for tracked in tracker.track(estimated(samples)):
+            yield tracked.above(threshold)
 
 
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:

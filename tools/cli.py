@@ -147,14 +147,23 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# Flags of `predict` for a video: the tracker's options (alphapose.tracking.TrackerOptions).
+# The tracker's flags, for `predict` on a video and `annotate-task`: option of
+# alphapose.tracking.TrackerOptions -> (flag, help); the type and default shown come from TrackerOptions.
 _TRACKER_FLAGS = {
-    "iou_weight": "--iou-weight",
-    "min_similarity": "--min-similarity",
-    "max_age": "--max-age",
-    "min_hits": "--min-hits",
-    "keypoint_threshold": "--track-keypoint-threshold",
-    "velocity_smoothing": "--velocity-smoothing",
+    "high_score": ("--track-high-score", "poses scoring at least this are matched first"),
+    "low_score": (
+        "--track-low-score",
+        "poses scoring less are ignored; between the two they only continue tracks",
+    ),
+    "start_score": ("--track-start-score", "only a pose scoring at least this starts a track"),
+    "iou_weight": ("--iou-weight", "share of box IoU in the similarity, the rest the pose's OKS"),
+    "min_similarity": ("--min-similarity", "pairs less similar are never the same person"),
+    "low_similarity": ("--low-similarity", "the same for a low-score pose"),
+    "max_age": ("--max-age", "frames a lost person is waited for"),
+    "min_hits": ("--min-hits", "poses before a track is confirmed and given an id"),
+    "tentative_misses": ("--tentative-misses", "frames a track not yet confirmed may miss"),
+    "keypoint_threshold": ("--track-keypoint-threshold", "keypoints below it are left out of OKS"),
+    "motion_damping": ("--motion-damping", "share of a hidden person's speed kept each frame"),
 }
 
 
@@ -171,20 +180,12 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
 
 def add_tracker_options(group: Any) -> None:
     """The tracker's flags (``_TRACKER_FLAGS``), for ``predict`` and ``annotate-task``."""
-    group.add_argument(
-        "--iou-weight", type=float, help="share of box IoU in the similarity, the rest OKS (0.5)"
-    )
-    group.add_argument(
-        "--min-similarity", type=float, help="pairs less similar are never the same person (0.2)"
-    )
-    group.add_argument("--max-age", type=int, help="frames a lost person is waited for (30)")
-    group.add_argument("--min-hits", type=int, help="frames in a row before a track is kept through gaps (3)")
-    group.add_argument(
-        "--track-keypoint-threshold", type=float, help="keypoints below it are left out of OKS (0.05)"
-    )
-    group.add_argument(
-        "--velocity-smoothing", type=float, help="weight of the newest velocity estimate (0.5)"
-    )
+    from alphapose.tracking import TrackerOptions
+
+    defaults = TrackerOptions()
+    for name, (flag, text) in _TRACKER_FLAGS.items():
+        default = getattr(defaults, name)
+        group.add_argument(flag, type=type(default), help=f"{text} ({default})")
 
 
 def tracker_options(args: argparse.Namespace) -> Any:
@@ -192,11 +193,11 @@ def tracker_options(args: argparse.Namespace) -> Any:
     ``ValueError`` whose message names the flag typed."""
     from alphapose.tracking import TrackerOptions
 
-    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in _TRACKER_FLAGS.items()}
+    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, (flag, _) in _TRACKER_FLAGS.items()}
     try:
         return TrackerOptions(**{name: value for name, value in given.items() if value is not None})
     except OptionError as exc:
-        raise ValueError(f"invalid {_TRACKER_FLAGS[exc.option]} {exc.value!r}: {exc.problem}") from None
+        raise ValueError(f"invalid {_TRACKER_FLAGS[exc.option][0]} {exc.value!r}: {exc.problem}") from None
 
 
 def _video_input(paths: Sequence[Path]) -> Path | None:
@@ -274,8 +275,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     """Track the persons of a video (or a directory of frames) and write AlphaPose's results, frame by
     frame, with each person's track id in ``idx``; nothing is kept in memory but the current frames.
 
-    The tracker sees every person the pipeline finds (a person scored low while half hidden keeps its
-    track); ``--threshold`` filters what is written and drawn.
+    ``--threshold`` filters what is written and drawn after tracking (:meth:`TrackedFrame.above`).
     """
     from tqdm import tqdm
 
@@ -313,7 +313,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
         return 2
     tracker = PoseTracker(options, oks_sigmas(pipeline.skeleton))
     keypoint_threshold = config.keypoint_thresholds(pipeline.preset)
-    pending: deque[Any] = deque()  # the frames read but not yet answered: at most one batch
+    pending: deque[Any] = deque()  # the frames read but not yet answered: a batch and the unsettled ones
 
     def images() -> Iterator[Any]:
         for frame in source:
@@ -327,9 +327,9 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     )
     try:
         with _JsonList(args.out) as results, _VideoRender(args.render, source.fps) as render:
-            for _, tracked in track_video(pipeline, images(), tracker, args.frame_batch):
+            for tracked in track_video(pipeline, images(), tracker, args.frame_batch):
                 frame = pending.popleft()
-                kept = [(track_id, pose) for track_id, pose in tracked if pose.box_score >= args.threshold]
+                kept = tracked.above(args.threshold).persons
                 entries = coco_results(
                     [pose for _, pose in kept], threshold=args.threshold, image_id=frame.name
                 )
