@@ -32,9 +32,9 @@ from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_im
 from alphapose.errors import OptionError, VideoError, WeightsError
 from alphapose.video import FRAME_SUFFIXES
 from tools import annotate_task
+from tools.remote import CVAT_REQUEST_TIMEOUT
 from tools.server import http
 
-CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 IMAGE_SUFFIXES = FRAME_SUFFIXES  # the image files --render writes, as a directory's frames are read
 RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
 
