@@ -216,9 +216,8 @@ def test_a_failure_on_a_frame_uploads_nothing(tmp_path: Path) -> None:
         opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
         pipeline = ScenePipeline(fail_on=7)
         with pytest.raises(RuntimeError, match="frame 7"):
-            annotate(
-                opened, LocalPoses(pipeline), IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml"
-            )
+            estimator = LocalPoses(pipeline)
+            annotate(opened, estimator, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
     assert pipeline.frames == list(range(8))
     assert task.uploads == [] and task.replaced == []
     assert not (tmp_path / "x.xml").exists()

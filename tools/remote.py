@@ -58,6 +58,9 @@ class RetryPolicy:
             pause = min(pause * 2, self.longest_pause)
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 class RemoteFunction:
     """The poses of frames as a function at ``url`` computes them; nothing of the model is loaded here.
 
@@ -72,12 +75,13 @@ class RemoteFunction:
         *,
         concurrency: int = 1,
         timeout: float = CVAT_REQUEST_TIMEOUT,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.url, self.skeleton = url, skeleton
-        self.concurrency, self.timeout, self.retry = concurrency, timeout, retry
+        self.concurrency, self.timeout = concurrency, timeout
+        self.retry = DEFAULT_RETRY if retry is None else retry
         self.retries = 0  # requests tried again, over the object's life
         self._sessions = threading.local()
         self._lock = threading.Lock()
