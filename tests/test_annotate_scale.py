@@ -347,3 +347,36 @@ def test_progress_lines_say_frames_rate_and_time_left() -> None:
         progress.frame(True)
     assert lines[-1] == "task 5: 100/100 frames, 0.57 frames/s"
     assert (duration(7), duration(187), duration(7500)) == ("7s", "3m 07s", "2h 05m")
+
+
+@pytest.mark.slow
+def test_function_url_gives_the_tracks_of_the_local_model(
+    weights_dir: Path, tmp_path: Path, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real pipeline on synthetic weights: loaded here, and behind ``python -m tools serve`` with
+    two workers, four frames in flight. Both upload the same tracks."""
+    from test_server import server_env
+
+    from bench.server_process import ServerProcess
+
+    with Image.open(ROOT / "tests" / "data" / "astronaut.jpg") as photo:
+        crops = [photo.convert("RGB").crop((16 * i, 8 * i, 16 * i + 256, 8 * i + 224)) for i in range(6)]
+    images = []
+    for number, crop in enumerate(crops):
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        images.append((f"frame_{number}.png", buffer.getvalue()))
+    local = ImageTask(TASK, coco_labels(), images, [(256, 224)] * len(images))
+    remote_task = ImageTask(TASK + 1, coco_labels(), images, [(256, 224)] * len(images))
+    model = ["--weights-dir", str(weights_dir), "--detector-size", "160", "--device", "cpu"]
+    with (
+        ServerProcess(server_env(weights_dir), tmp_path / "server.log", "--workers", "2") as server,
+        serve(local, remote_task) as url,
+    ):
+        assert server.url, server.log()
+        args = ["--server-host", url, "--checkpoint-dir", str(cli_env)]
+        assert main(["annotate-task", str(TASK), *args, *model]) == 0, capsys.readouterr().err
+        remote_args = ["--function-url", server.url, "--concurrency", "4"]
+        assert main(["annotate-task", str(TASK + 1), *args, *remote_args]) == 0, capsys.readouterr().err
+    assert len(uploaded(local)) >= 1
+    assert uploaded(remote_task) == uploaded(local)
