@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from bench.load import server_env, start_server, threads_per_worker, weights_directory
-from bench.measure import load_average
+from bench.measure import cpu_model, load_average
 from tools.cli import main as tools_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,13 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-remote", action="store_true", help="only the checkpoint's costs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    import platform
-
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-annotate-") as directory:
         os.environ["CVAT_ACCESS_TOKEN"] = "bench"  # the stub server takes any token
         os.environ["XDG_CACHE_HOME"] = str(Path(directory) / "cache")  # the SDK's frame cache
         results = {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "workers": args.workers,
             "detector_size": args.detector_size,
             "remote": [] if args.skip_remote else remote_rates(args, Path(directory)),

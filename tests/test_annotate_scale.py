@@ -284,8 +284,10 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
     broken = ImageTask(6, [{**coco_labels()[0], "sublabels": []}], good.images, good.sizes, project_id=3)
     third = ImageTask(7, coco_labels(), good.images, good.sizes, project_id=3)
     with serve(good, broken, third) as url, serve_function(StubFunction()) as function_url:
-        assert main(annotate_args(url, function_url, cli_env, "5", "6", "7")) == 2
+        xml = cli_env.parent / "xml"
+        assert main([*annotate_args(url, function_url, cli_env, "5", "6", "7"), "--xml", str(xml)]) == 2
         err = capsys.readouterr().err
+        assert sorted(p.name for p in xml.iterdir()) == ["task-5.xml", "task-7.xml"]
         assert "task 6: FAILED: task 6's 'person' skeleton lacks the preset's points" in err
         assert "2 of 3 tasks annotated" in err
         assert uploaded(good) == uploaded(third) and len(uploaded(good)) == 2

@@ -583,6 +583,7 @@ class _Runner:
     def _xml(self, task_id: int) -> Path | None:
         if self.args.xml is None or not self.several:
             return self.args.xml
+        self.args.xml.mkdir(parents=True, exist_ok=True)
         return self.args.xml / f"task-{task_id}.xml"
 
 
