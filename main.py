@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import RequestError
-from alphapose.cvat.request import allow_large_images, parse_request
+from alphapose.cvat.request import PoseRequest, allow_large_images, parse_request
 from alphapose.runtime import configure_cpu_threads
 from model_handler import ModelHandler
 
@@ -59,55 +60,95 @@ def init_context(context: Any) -> None:
 
 
 def handler(context: Any, event: Any) -> Any:
-    """The persons in ``event.body["image"]`` as CVAT skeletons (AlphaPose results for ``format: coco``)."""
+    """The persons in ``event.body["image"]`` as CVAT skeletons (AlphaPose results for ``format: coco``).
+
+    With Nuclio's batch mode on (``spec.triggers.*.batch``, the GPU files) ``event`` is a list of events
+    and the answer a list of responses, one per event, each carrying its event's id, by which the
+    processor routes it back: a refused request gets its own 4xx, the valid ones share the detector's
+    forward (:meth:`ModelHandler.infer_batch`), and a failure of that forward answers each of them. The
+    handler never raises for a batch: Nuclio would answer none of its requests.
+    """
+    model: ModelHandler = context.user_data.model
+    if isinstance(event, list):
+        return _answer(context, event, model.infer_batch, batch=True)
+    (response,) = _answer(context, [event], lambda requests: [model.infer(requests[0])], batch=False)
+    return response
+
+
+def _answer(
+    context: Any, events: list[Any], infer: Callable[[list[PoseRequest]], list[Any]], *, batch: bool
+) -> list[Any]:
+    """One JSON response per event: 200 with the results, the request's 4xx, 503 when the device ran out
+    of memory, 500 for anything unexpected (the traceback goes to the log with the request ids)."""
     model: ModelHandler = context.user_data.model
     start = time.perf_counter()
+    ids = [event.id for event in events]
+    answers: dict[int, Any] = {}
+    valid: list[tuple[int, PoseRequest]] = []
+    for index, event in enumerate(events):
+        try:
+            request = parse_request(
+                event.body,
+                max_pixels=model.config.max_pixels,
+                keypoint_threshold=model.config.keypoint_threshold,
+                decoded=_decoded_by_nuclio(event),
+            )
+        except RequestError as exc:
+            context.logger.warn_with(
+                "Request refused", request_id=event.id, error=exc.error, detail=exc.detail
+            )
+            answers[index] = _json_response(context, exc.status, exc.payload(), event.id if batch else None)
+        else:
+            valid.append((index, request))
+    failed = ""  # the unexpected exception's type, when the forward failed
     out_of_memory = False
     try:
-        request = parse_request(
-            event.body,
-            max_pixels=model.config.max_pixels,
-            keypoint_threshold=model.config.keypoint_threshold,
-            decoded=_decoded_by_nuclio(event),
-        )
-        results = model.infer(request)
-        body = json.dumps(results, allow_nan=False)
-    except RequestError as exc:
-        context.logger.warn_with("Request refused", request_id=event.id, error=exc.error, detail=exc.detail)
-        return _json_response(context, exc.status, exc.payload())
+        results = infer([request for _, request in valid]) if valid else []
+        bodies = [json.dumps(result, allow_nan=False) for result in results]
     except torch.OutOfMemoryError as exc:
-        context.logger.error_with("Out of memory", request_id=event.id, exc=str(exc))
+        context.logger.error_with(
+            "Out of memory", request_id=", ".join(ids[i] for i, _ in valid), exc=str(exc)
+        )
         out_of_memory = True
     except Exception as exc:
         context.logger.error_with(
-            "Unexpected error", request_id=event.id, exc=repr(exc), traceback=traceback.format_exc()
+            "Unexpected error",
+            request_id=", ".join(ids[i] for i, _ in valid),
+            exc=repr(exc),
+            traceback=traceback.format_exc(),
         )
-        return _json_response(
-            context,
-            500,
-            {
-                "error": "internal_error",
-                "detail": f"{type(exc).__name__} while handling request {event.id}; see the function log",
-            },
-        )
+        failed = type(exc).__name__
     if out_of_memory:
         # Only now, with the exception and the frames it held gone, can the cache release their tensors.
         torch.cuda.empty_cache()
-        return _json_response(
-            context,
-            503,
-            {
-                "error": "out_of_memory",
-                "detail": "the device ran out of memory; retry, or send a smaller image",
-            },
+    for position, (index, _) in enumerate(valid):
+        event_id = ids[index] if batch else None
+        if out_of_memory:
+            detail = "the device ran out of memory; retry, or send a smaller image"
+            answers[index] = _json_response(
+                context, 503, {"error": "out_of_memory", "detail": detail}, event_id
+            )
+            continue
+        if failed:
+            detail = f"{failed} while handling request {ids[index]}; see the function log"
+            answers[index] = _json_response(
+                context, 500, {"error": "internal_error", "detail": detail}, event_id
+            )
+            continue
+        context.logger.debug_with(
+            "Request answered",
+            request_id=ids[index],
+            persons=len(results[position]),
+            seconds=round(time.perf_counter() - start, 3),
         )
-    context.logger.debug_with(
-        "Request answered",
-        request_id=event.id,
-        persons=len(results),
-        seconds=round(time.perf_counter() - start, 3),
-    )
-    return context.Response(body=body, headers={}, content_type="application/json", status_code=200)
+        answers[index] = context.Response(
+            body=bodies[position],
+            headers={},
+            content_type="application/json",
+            status_code=200,
+            event_id=event_id,
+        )
+    return [answers[index] for index in range(len(events))]
 
 
 def _decoded_by_nuclio(event: Any) -> bool:
@@ -116,7 +157,11 @@ def _decoded_by_nuclio(event: Any) -> bool:
     return event.content_type == "application/json" and not isinstance(event.body, bytes | bytearray)
 
 
-def _json_response(context: Any, status: int, payload: dict[str, str]) -> Any:
+def _json_response(context: Any, status: int, payload: dict[str, str], event_id: str | None) -> Any:
     return context.Response(
-        body=json.dumps(payload), headers={}, content_type="application/json", status_code=status
+        body=json.dumps(payload),
+        headers={},
+        content_type="application/json",
+        status_code=status,
+        event_id=event_id,
     )

@@ -399,11 +399,21 @@ class PartialResults:
     ``{"image_id": ..., "results": [...]}`` per finished image, flushed and synced as it is written.
     Opening an existing file takes its images as done; a last line cut short by the interruption is
     dropped (that image runs again), and a file of other settings is refused rather than mixed in.
+    ``key`` names each line's item (another command keeps frames), ``remedy`` ends the refusals with what
+    the user of that command can do.
     """
 
-    def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        settings: Mapping[str, Any],
+        *,
+        key: str = "image_id",
+        remedy: str = "pass --restart to discard it",
+    ) -> None:
         self.path = Path(path)
         self.settings = json.loads(json.dumps(settings))  # as it reads back
+        self.key, self.remedy = key, remedy
         self.done: dict[Any, list[dict[str, Any]]] = {}
         if self.path.exists():
             self._load()
@@ -421,7 +431,7 @@ class PartialResults:
         except json.JSONDecodeError:
             header = None
         if not isinstance(header, dict) or "settings" not in header:
-            raise ResumeError(f"{self.path} is not a partial results file; delete it or choose another --out")
+            raise ResumeError(f"{self.path} is not a partial results file; {self.remedy}")
         if header["settings"] != self.settings:
             changed = sorted(
                 key
@@ -430,24 +440,22 @@ class PartialResults:
             )
             raise ResumeError(
                 f"{self.path} holds results of other settings (different: {', '.join(changed)}); "
-                "pass --restart to discard it, or run with its settings"
+                f"{self.remedy}, or run with its settings"
             )
         kept = len(complete[0]) + 1
         for number, line in enumerate(complete[1:], start=2):
             try:
                 entry = json.loads(line)
-                self.done[entry["image_id"]] = entry["results"]
+                self.done[entry[self.key]] = entry["results"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise ResumeError(
-                    f"{self.path} line {number} is damaged; pass --restart to discard the file"
-                ) from None
+                raise ResumeError(f"{self.path} line {number} is damaged; {self.remedy}") from None
             kept += len(line) + 1
         if cut:  # the interrupted write: drop it so that the next line starts clean
             with self.path.open("r+") as file:
                 file.truncate(len(text[:kept].encode()))
 
     def add(self, image_id: Any, results: list[dict[str, Any]]) -> None:
-        self._file.write(json.dumps({"image_id": image_id, "results": results}) + "\n")
+        self._file.write(json.dumps({self.key: image_id, "results": results}) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
         self.done[image_id] = results

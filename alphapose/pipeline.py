@@ -247,8 +247,21 @@ class PosePipeline:
             box_score=box_score,
             keypoints=keypoints.numpy().astype(np.float32),
             keypoint_scores=kp_scores,
-            score=float(kp_scores.mean() + box_score + 1.25 * kp_scores.max()),
+            score=pose_score(kp_scores, box_score),
         )
+
+
+def pose_score(keypoint_scores: np.ndarray, box_score: float) -> float:
+    """AlphaPose's proposal score of a person: mean keypoint score + box score + 1.25 x best keypoint
+    score (float32 keypoint scores, as the pipeline computes it)."""
+    return float(keypoint_scores.mean() + box_score + 1.25 * keypoint_scores.max())
+
+
+def box_score_of(score: float, keypoint_scores: np.ndarray) -> float:
+    """The box score :func:`pose_score` was given, from the pose score and the keypoint scores: for
+    answers that carry only the pose score (AlphaPose's results JSON). Exact up to the float32 rounding
+    of the pose score, a few 1e-7."""
+    return float(score) - float(keypoint_scores.mean()) - 1.25 * float(keypoint_scores.max())
 
 
 def _check_image(image: np.ndarray) -> None:

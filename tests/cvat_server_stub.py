@@ -44,6 +44,7 @@ class ImageTask:
     frame_filter: str = ""
     deleted_frames: list[int] = field(default_factory=list)
     validation_mode: str | None = None
+    project_id: int | None = None
     replaced: list[dict[str, Any]] = field(default_factory=list)  # PUT: the task's annotations replaced
     fetched_frames: list[int] = field(default_factory=list)
 
@@ -68,7 +69,7 @@ class ImageTask:
             "jobs": {"count": 1, "completed": 0, "validation": 0, "url": f"/api/jobs?task_id={self.task_id}"},
             "labels": {"url": f"/api/labels?task_id={self.task_id}"},
             "organization": None,
-            "project_id": None,
+            "project_id": self.project_id,
             "owner": None,
             "assignee": None,
             "source_storage": None,
@@ -171,16 +172,31 @@ def cvat_labels(registered: list[dict[str, Any]], task_id: int, first_id: int = 
     return labels
 
 
+def route(
+    tasks: tuple[ImageTask, ...], method: str, path: str, query: dict[str, list[str]], body: bytes
+) -> tuple[int, Any]:
+    """The answer of the task a request is about (the first task's for the server's own endpoints); the
+    task list of a project (``GET /api/tasks?project_id=N``) from all of them."""
+    if method == "GET" and path == "/api/tasks" and "project_id" in query:
+        found = [task.task() for task in tasks if [str(task.project_id)] == query["project_id"]]
+        return 200, {"count": len(found), "next": None, "previous": None, "results": found}
+    for task in tasks:
+        base = f"/api/tasks/{task.task_id}"
+        if path == base or path.startswith(base + "/") or query.get("task_id") == [str(task.task_id)]:
+            return task.answer(method, path, query, body)
+    return tasks[0].answer(method, path, query, body)
+
+
 @contextmanager
-def serve(task: ImageTask) -> Iterator[str]:
-    """Serve ``task`` on a free local port; yields the server URL."""
+def serve(*tasks: ImageTask) -> Iterator[str]:
+    """Serve ``tasks`` on a free local port; yields the server URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def _respond(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, payload = task.answer(self.command, url.path.rstrip("/"), parse_qs(url.query), body)
+            status, payload = route(tasks, self.command, url.path.rstrip("/"), parse_qs(url.query), body)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             kind = "application/zip" if isinstance(payload, bytes) else "application/json"

@@ -10,9 +10,11 @@ catches ``BaseException``), becomes the runtime's 500 ``text/plain`` answer.
 
 Where it differs from a deployed function: the processor forwards every request header under fasthttp's
 canonical names (Host, User-Agent, Accept, ...), the harness only Content-Type, Content-Length and the
-test's own (main.py reads none of the others); there is no socket framing, no batching, no
+test's own (main.py reads none of the others); there is no socket framing, no batch timer, no
 ``X-Nuclio-Logs`` header and no event timeout (tools.server.pool implements the timeout). The encoding
 code is the local server's (:mod:`tools.server.events`), so both are tested by the same requests.
+:meth:`NuclioFunction.post_batch` sends a batch as a trigger with ``batch`` enabled does: one msgpack
+array of event maps, a list of responses back, each routed by its ``event_id``.
 
 :class:`bench.server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
 checks an answer the way CVAT would.
@@ -33,8 +35,11 @@ import nuclio_sdk.logger
 from tools.server.events import (
     HandlerResult,
     create_context,
+    decode_batch_result,
     decode_result,
+    encode_batch,
     encode_event,
+    event_map,
     init_function,
     load_entrypoint,
     run_handler,
@@ -71,6 +76,19 @@ class NuclioFunction:
         headers = {"Content-Type": content_type, "Content-Length": str(len(raw)), **(headers or {})}
         message = encode_event(raw, content_type=content_type, headers=headers, method=method, path=path)
         return decode_result(run_handler(self._entrypoint, self.context, message))
+
+    def post_batch(self, bodies: list[bytes | str]) -> list[HandlerResult | None]:
+        """The bodies as one batch of a trigger with ``batch`` enabled (JSON POSTs, as CVAT sends): each
+        body's answer, found by its event's id as the processor routes it; None where none came back."""
+        events = []
+        for index, body in enumerate(bodies):
+            raw = body.encode("utf-8") if isinstance(body, str) else body
+            headers = {"Content-Type": "application/json", "Content-Length": str(len(raw))}
+            events.append(
+                event_map(raw, content_type="application/json", headers=headers, event_id=f"event-{index}")
+            )
+        answers = decode_batch_result(run_handler(self._entrypoint, self.context, encode_batch(events)))
+        return [answers.get(f"event-{index}") for index in range(len(bodies))]
 
     def post_json(self, payload: Any) -> HandlerResult:
         """What CVAT does: ``requests.post(url, json=payload)``."""

@@ -27,7 +27,7 @@ from alphapose.pipeline import Pose
 from alphapose.presets import get_preset
 from alphapose.skeletons import Skeleton
 from alphapose.tracking import TrackedFrame
-from tools.annotate_task import TaskError, annotate, open_task
+from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
 from tools.cli import main
 
 SKELETON = get_preset("fastpose_res50_coco").skeleton
@@ -122,7 +122,7 @@ def run(task: ImageTask, tmp_path: Path, **options: Any) -> list:
         opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
         return annotate(
             opened,
-            ScenePipeline(),
+            LocalPoses(ScenePipeline()),
             IdentityTracker(),
             keypoint_threshold=0.4,
             tolerance=TOLERANCE,
@@ -218,7 +218,8 @@ def test_a_failure_on_a_frame_uploads_nothing(tmp_path: Path) -> None:
         opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
         pipeline = ScenePipeline(fail_on=7)
         with pytest.raises(RuntimeError, match="frame 7"):
-            annotate(opened, pipeline, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
+            estimator = LocalPoses(pipeline)
+            annotate(opened, estimator, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
     assert pipeline.frames == list(range(8))
     assert task.uploads == [] and task.replaced == []
     assert not (tmp_path / "x.xml").exists()
@@ -320,6 +321,8 @@ def test_command_end_to_end_on_synthetic_weights(
     for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_KEYPOINT_THRESHOLD", "ALPHAPOSE_DETECTOR"):
         monkeypatch.delenv(name, raising=False)
     arguments = [
+        "--checkpoint-dir",
+        str(tmp_path),
         "--weights-dir",
         str(weights_dir),
         "--detector-size",

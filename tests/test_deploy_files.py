@@ -86,9 +86,9 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def go_duration_seconds(text: str) -> float:
-    match = re.fullmatch(r"(\d+)(s|m)", text)
-    assert match, f"not a Go duration in seconds or minutes: {text!r}"
-    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+    match = re.fullmatch(r"(\d+)(ms|s|m)", text)
+    assert match, f"not a Go duration in milliseconds, seconds or minutes: {text!r}"
+    return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
@@ -121,6 +121,14 @@ def test_function_yaml_is_what_nuclio_and_cvat_expect(name: str) -> None:
     assert trigger["numWorkers"] == 1
     assert trigger["workerAvailabilityTimeoutMilliseconds"] == 10000
     assert trigger["attributes"]["maxRequestBodySize"] == 33554432
+    # Nuclio's batch mode on the GPU (nuclio pkg/functionconfig/types.go, BatchConfiguration): the
+    # handler takes lists; a short timeout, since a lone request waits it out.
+    if gpu:
+        batch = trigger["batch"]
+        assert batch["mode"] == "enable" and batch["batchSize"] > 1
+        assert 0 < go_duration_seconds(batch["timeout"]) <= 0.05
+    else:
+        assert "batch" not in trigger
 
     env = env_of(doc)
     assert env["ALPHAPOSE_PRESET"] == preset_name

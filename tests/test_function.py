@@ -385,3 +385,63 @@ def test_exception_escaping_the_handler_is_the_runtime_500(coco: NuclioFunction)
     assert (result.status, result.content_type) == (500, "text/plain")
     assert result.body.startswith(b'Exception caught in handler - "')
     assert coco.log_records()[-1]["message"] == "Exception caught in handler"
+
+
+# --- Nuclio's batch mode (spec.triggers.*.batch in the GPU files) ------------------------------------
+
+
+def test_a_batch_answers_each_request_by_its_event_id(coco: NuclioFunction, reference: list[dict]) -> None:
+    """Good and bad requests in one batch: each gets its own answer, the good ones the single-request
+    answer (the detector ran on their images in one forward), in any image size and format."""
+    wide = encoded(scene(width=128, height=80))
+    single_wide = coco.post_json({"image": wide}).json()
+    single_coco = coco.post_json({"image": IMAGE_B64, "format": "coco", "image_id": 3}).json()
+    answers = coco.post_batch(
+        [
+            json.dumps({"image": IMAGE_B64}),
+            json.dumps({"image": "not base64!"}),
+            json.dumps({"image": wide}),
+            "{not json",
+            json.dumps({"image": IMAGE_B64, "format": "coco", "image_id": 3}),
+            json.dumps({"image": IMAGE_B64, "threshold": 2}),
+        ]
+    )
+    assert answers[0].status == 200 and answers[0].json() == reference
+    assert_error(answers[1], 400, "invalid_base64")
+    assert answers[2].status == 200 and answers[2].json() == single_wide
+    assert_error(answers[3], 400, "invalid_json")
+    assert answers[4].status == 200 and answers[4].json() == single_coco
+    assert_error(answers[5], 400, "invalid_threshold")
+
+
+def test_a_batch_of_refused_requests_runs_no_forward(
+    coco: NuclioFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(coco.model, "infer_batch", lambda requests: pytest.fail("a forward ran"))
+    answers = coco.post_batch(["", json.dumps({"image": None})])
+    assert_error(answers[0], 400, "invalid_body")
+    assert_error(answers[1], 400, "missing_image")
+
+
+def test_a_failing_batch_forward_answers_every_valid_request(
+    coco: NuclioFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(requests: list) -> list:
+        raise RuntimeError("secret internal state")
+
+    monkeypatch.setattr(coco.model, "infer_batch", broken)
+    answers = coco.post_batch([json.dumps({"image": IMAGE_B64}), "[]", json.dumps({"image": IMAGE_B64})])
+    for index in (0, 2):
+        payload = assert_error(answers[index], 500, "internal_error")
+        assert f"event-{index}" in payload["detail"] and "secret" not in payload["detail"]
+    assert_error(answers[1], 400, "invalid_body")
+    record = coco.log_records()[-1]
+    assert record["message"] == "Unexpected error" and "secret internal state" in record["with"]["exc"]
+
+    def out_of_memory(requests: list) -> list:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(coco.model, "infer_batch", out_of_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    answers = coco.post_batch([json.dumps({"image": IMAGE_B64})] * 2)
+    assert [answer.status for answer in answers] == [503, 503]

@@ -180,6 +180,32 @@ def test_predict_directory_of_frames_to_stdout(
     assert not out.exists() and not list(out.parent.iterdir())
 
 
+def test_predict_directory_of_videos_writes_one_results_file_each(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One model load for every video; a video that cannot be read is reported and the others go on;
+    the exit status says one failed."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "a.mp4", frames=3)
+    (videos / "b.avi").write_bytes(b"RIFF" + b"\x00" * 500)
+    write_video(videos / "c.mp4", frames=4)
+    (videos / "notes.txt").write_text("not a video")
+    out, render = tmp_path / "out", tmp_path / "drawn"
+    args = ("--no-progress", "--out", str(out), "--render", str(render))
+    assert predict(str(videos), *args, weights=weights_dir) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot read {videos / 'b.avi'} as a video" in err
+    assert f"2 of 3 videos tracked into {out}" in err and f"failed: {videos / 'b.avi'}" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "c.json"]
+    for name, frames in (("a", 3), ("c", 4)):  # three frames at least: a track needs them to be kept
+        results = json.loads((out / f"{name}.json").read_text())
+        assert [r["idx"] for r in results] == [1] * frames
+        assert FrameSource(render / f"{name}.mp4").frame_count == frames
+    assert predict(str(videos), "--out", str(tmp_path / "r.json"), weights=weights_dir) == 2
+    assert "is a directory of 3 videos: give --out DIR" in capsys.readouterr().err
+
+
 def test_predict_video_errors(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"RIFF" + b"\x00" * 500)

@@ -1,18 +1,26 @@
-"""``python -m tools annotate-task TASK_ID``: a CVAT task's frames to ``person`` skeleton tracks.
+"""``python -m tools annotate-task TASK_ID...``: CVAT tasks' frames to ``person`` skeleton tracks.
 
-    python -m tools annotate-task TASK_ID [--server-host URL] [--auth USER:PASSWORD]
-        [--tolerance PX] [--threshold T] [--clear-existing] [--xml FILE] [--no-upload] [model options]
+    python -m tools annotate-task TASK_ID... | --project ID [--server-host URL] [--auth USER:PASSWORD]
+        [--function-url URL [--concurrency N]] [--resume] [--checkpoint-dir DIR]
+        [--tolerance PX] [--threshold T] [--clear-existing] [--xml FILE|DIR] [--no-upload] [model options]
 
-It reads the task's frames through the CVAT SDK as its auto-annotation driver does (``TaskDataset``,
+It reads each task's frames through the CVAT SDK as its auto-annotation driver does (``TaskDataset``,
 frame indexes 0 to size - 1 without the deleted frames; chunks of images fetched as needed for a task
-whose original chunks are image sets, single frames decoded by the server for a video task), runs the
-pipeline and :class:`alphapose.tracking.PoseTracker` on each frame, builds the tracks with thinned
-keyframes (:mod:`alphapose.cvat.tracks`) and uploads them in one request: appended to what the task
-holds, or, with ``--clear-existing`` (the SDK driver's name), replacing all of it. ``--xml FILE`` also
-writes them as a CVAT for video 1.1 file (:mod:`alphapose.cvat.video_xml`); with ``--no-upload``, only
-that. The task is checked before the model loads: it must have frames and a ``person`` skeleton label
-whose points are exactly the preset's (as the SDK driver requires of a function's skeleton).
-Credentials: ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
+whose original chunks are image sets, single frames decoded by the server for a video task), finds the
+persons on each frame, with the pipeline loaded here or with a running function (``--function-url``,
+:mod:`tools.remote`), follows them with :class:`alphapose.tracking.PoseTracker`, builds the tracks with
+thinned keyframes (:mod:`alphapose.cvat.tracks`) and uploads them in one request per task: appended to
+what the task holds, or, with ``--clear-existing`` (the SDK driver's name), replacing all of it. ``--xml``
+also writes them as a CVAT for video 1.1 file (:mod:`alphapose.cvat.video_xml`; a directory of
+``task-ID.xml`` files for several tasks); with ``--no-upload``, only that. Each task is checked before its
+first frame: it must have frames and a ``person`` skeleton label whose points are exactly the preset's (as
+the SDK driver requires of a function's skeleton).
+
+Every frame's poses go to a checkpoint as they are computed (:mod:`tools.checkpoint`); after a crash or
+Ctrl-C, ``--resume`` computes only the frames missing. Several tasks (or all of a project's) share one
+model load; a task that fails is reported and the others go on; the exit status is 0 when every task
+was annotated. Credentials: ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli
+takes them.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.tracks import DEFAULT_TOLERANCE, SkeletonTrack, TrackedFrame, build_tracks
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
+from tools.checkpoint import TaskCheckpoint, checkpoint_path
 
 if TYPE_CHECKING:
     from cvat_sdk import Client, models
@@ -59,6 +68,88 @@ class Pipeline(Protocol):
     skeleton: Skeleton
 
     def __call__(self, image: Any) -> list[Pose]: ...
+
+
+class Estimator(Protocol):
+    """Where the poses come from: :class:`LocalPoses` or :class:`tools.remote.RemoteFunction`."""
+
+    skeleton: Skeleton
+
+    def poses(self, frames: Iterable[tuple[int, Any]]) -> Iterator[list[Pose]]:
+        """The poses of each ``(frame index, PIL image)``, in order."""
+        ...
+
+
+class LocalPoses:
+    """The pipeline loaded in this process, one frame at a time."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.skeleton = pipeline.skeleton
+
+    def poses(self, frames: Iterable[tuple[int, Any]]) -> Iterator[list[Pose]]:
+        from alphapose.cvat.request import to_rgb
+
+        for _, image in frames:
+            yield self.pipeline(to_rgb(image))
+
+
+class Progress:
+    """Progress lines of one task on ``log``: frames done, frames per second over the frames computed
+    in this run (a resumed run's frames read back cost nothing) and the time left, every
+    ``interval`` seconds and at the end."""
+
+    def __init__(
+        self,
+        task_id: int,
+        total: int,
+        log: Callable[[str], None],
+        *,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.task_id, self.total, self.log = task_id, total, log
+        self.interval, self.clock = interval, clock
+        self.done = self.computed = 0
+        self.started = self.last = clock()
+
+    def resumed(self, frames: int, path: Path) -> None:
+        self.done += frames
+        self.log(f"task {self.task_id}: resuming {path}: {frames} of {self.total} frames done")
+
+    def frame(self, computed: bool) -> None:
+        self.done += 1
+        self.computed += computed
+        now = self.clock()
+        if now - self.last >= self.interval or self.done == self.total:
+            self.last = now
+            self.log(self.line(now))
+
+    @property
+    def rate(self) -> float:
+        """Frames computed per second so far."""
+        elapsed = self.clock() - self.started
+        return self.computed / elapsed if elapsed > 0 else 0.0
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.started
+        text = f"task {self.task_id}: {self.done}/{self.total} frames"
+        if self.computed and elapsed > 0:
+            rate = self.computed / elapsed
+            text += f", {rate:.2f} frames/s"
+            if self.done < self.total:
+                text += f", {duration((self.total - self.done) / rate)} left"
+        return text
+
+
+def duration(seconds: float) -> str:
+    """``2h 05m``, ``3m 07s``, ``12s``: a human's reading of a duration."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -149,34 +240,43 @@ def open_task(client: Client, task_id: int, keypoints: Sequence[str]) -> OpenedT
     return OpenedTask(task, labels, frames, dataset)
 
 
-def tracked_frames(
+def task_poses(
     opened: OpenedTask,
-    pipeline: Pipeline,
-    tracker: Tracker,
-    *,
-    threshold: float = 0.0,
-    log: Callable[[str], None] | None = None,
-) -> Iterator[TrackedFrame]:
-    """Each of the task's frames, in order, with its tracked persons whose box score is at least
-    ``threshold`` (filtered after tracking, as ``predict`` does); ``log`` gets a progress line every
-    few seconds and at the end."""
-    from alphapose.cvat.request import to_rgb
-
-    total = len(opened.dataset.samples)
-
-    def estimated(samples: Iterable[Any]) -> Iterator[tuple[int, list[Pose]]]:
-        started = last = time.perf_counter()
-        for done, sample in enumerate(samples, start=1):
-            yield sample.frame_index, pipeline(to_rgb(sample.media.load_image()))
-            now = time.perf_counter()
-            if log is not None and (now - last >= PROGRESS_INTERVAL or done == total):
-                last = now
-                rate = done / (now - started)
-                log(f"task {opened.frames.task_id}: {done}/{total} frames, {rate:.2f} frames/s")
-
+    estimator: Estimator,
+    checkpoint: TaskCheckpoint | None = None,
+    progress: Progress | None = None,
+) -> Iterator[tuple[int, list[Pose]]]:
+    """Each of the task's frames, in order, with every pose found on it: read back from ``checkpoint``
+    for the frames it holds, else computed by ``estimator`` (the frames' images are read only for
+    these) and added to ``checkpoint``."""
+    done = {} if checkpoint is None else checkpoint.done
+    if progress is not None and checkpoint is not None and done:
+        progress.resumed(len(done), checkpoint.path)
     with opened.dataset.iter_samples(temporary_chunks=True) as samples:
-        for tracked in tracker.track(estimated(samples)):
-            yield tracked.above(threshold)
+        # The images are loaded as the estimator asks for them: before the SDK moves to the next
+        # chunk, which it deletes from disk.
+        images = ((s.frame_index, s.media.load_image()) for s in samples if s.frame_index not in done)
+        computed = estimator.poses(images)
+        for sample in opened.dataset.samples:
+            frame = sample.frame_index
+            fresh = frame not in done
+            poses = next(computed) if fresh else done[frame]
+            if fresh and checkpoint is not None:
+                checkpoint.add(frame, poses)
+            yield frame, poses
+            if progress is not None:
+                progress.frame(fresh)
+        computed.close()
+
+
+def tracked_frames(
+    frames: Iterable[tuple[int, list[Pose]]], tracker: Tracker, *, threshold: float = 0.0
+) -> Iterator[TrackedFrame]:
+    """Each frame with its tracked persons whose box score is at least ``threshold``: the tracker
+    sees every pose, and ``--threshold`` filters after tracking, as ``predict`` does
+    (:meth:`alphapose.tracking.TrackedFrame.above`), for every source."""
+    for tracked in tracker.track(frames):
+        yield tracked.above(threshold)
 
 
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
@@ -240,7 +340,7 @@ def upload_tracks(opened: OpenedTask, tracks: Sequence[SkeletonTrack], *, clear_
 
 def annotate(
     opened: OpenedTask,
-    pipeline: Pipeline,
+    estimator: Estimator,
     tracker: Tracker,
     *,
     keypoint_threshold: float | Sequence[float],
@@ -249,16 +349,21 @@ def annotate(
     clear_existing: bool = False,
     upload: bool = True,
     xml: Path | None = None,
-    log: Callable[[str], None] | None = None,
+    checkpoint: TaskCheckpoint | None = None,
+    progress: Progress | None = None,
 ) -> list[SkeletonTrack]:
     """Track every frame, build and thin the tracks, then write ``xml`` and upload (nothing is sent
-    before every frame is done, so a failure leaves the task as it was)."""
-    frames = tracked_frames(opened, pipeline, tracker, threshold=threshold, log=log)
+    before every frame is done, so a failure leaves the task as it was; the frames done stay in
+    ``checkpoint``)."""
+    frames = task_poses(opened, estimator, checkpoint, progress)
     tracks = build_tracks(
-        frames, pipeline.skeleton.num_keypoints, keypoint_threshold=keypoint_threshold, tolerance=tolerance
+        tracked_frames(frames, tracker, threshold=threshold),
+        estimator.skeleton.num_keypoints,
+        keypoint_threshold=keypoint_threshold,
+        tolerance=tolerance,
     )
     if xml is not None:
-        write_video_xml(xml, tracks, pipeline.skeleton.keypoints, opened.frames)
+        write_video_xml(xml, tracks, estimator.skeleton.keypoints, opened.frames)
     if upload:
         upload_tracks(opened, tracks, clear_existing=clear_existing)
     return tracks
@@ -267,13 +372,38 @@ def annotate(
 def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register ``annotate-task`` in ``python -m tools``; ``add_model_options`` adds predict's model flags."""
     parser = commands.add_parser(
-        "annotate-task", help="track persons over a CVAT task's frames and upload skeleton tracks"
+        "annotate-task", help="track persons over CVAT tasks' frames and upload skeleton tracks"
     )
-    parser.add_argument("task_id", type=int, metavar="TASK_ID")
+    parser.add_argument("task_ids", type=int, nargs="*", metavar="TASK_ID", help="the tasks to annotate")
+    parser.add_argument("--project", type=int, metavar="ID", help="also every task of this project")
     parser.add_argument(
         "--server-host", default="http://localhost:8080", help="CVAT's address (default: %(default)s)"
     )
     parser.add_argument("--auth", help="USER:PASSWORD; without it, a token from CVAT_ACCESS_TOKEN")
+    parser.add_argument(
+        "--function-url",
+        metavar="URL",
+        help="send the frames to this running function (Nuclio, or python -m tools serve) instead of "
+        "loading the model here",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --function-url: frames in flight at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue each task from its checkpoint of an interrupted run"
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="where each task's checkpoint is kept until its tracks are uploaded (default: the current "
+        "directory)",
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -287,7 +417,12 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
         action="store_true",
         help="replace the task's annotations instead of adding to them",
     )
-    parser.add_argument("--xml", type=Path, help="also write the tracks as a CVAT for video 1.1 file")
+    parser.add_argument(
+        "--xml",
+        type=Path,
+        help="also write the tracks as a CVAT for video 1.1 file (several tasks: a directory of "
+        "task-ID.xml files)",
+    )
     parser.add_argument("--no-upload", action="store_true", help="only write --xml, upload nothing")
     add_model_options(parser)
     from tools.cli import add_tracker_options
@@ -296,61 +431,223 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
     parser.set_defaults(command=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from cvat_sdk.api_client.exceptions import ApiException
+@dataclass
+class Outcome:
+    """How one task went, for the summary: its tracks, or why it failed (and the exit status that gives)."""
 
+    task_id: int
+    tracks: list[SkeletonTrack] | None = None
+    frames: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    status: int = 0
+
+
+def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.config import Config
     from alphapose.cvat.errors import ConfigError
-    from alphapose.errors import WeightsError
-    from alphapose.runtime import configure_cpu_threads
     from tools.cli import setting_flags, tracker_options
 
-    if args.no_upload and args.xml is None:
-        print("error: --no-upload writes nothing without --xml FILE", file=sys.stderr)
-        return 2
-    if not (args.tolerance >= 0 and args.tolerance < float("inf")):
-        print(f"error: --tolerance {args.tolerance}: must be a number of pixels >= 0", file=sys.stderr)
+    usage = _usage_error(args)
+    if usage:
+        print(f"error: {usage}", file=sys.stderr)
         return 2
     try:
         options = tracker_options(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
         config = Config.from_env(flags=setting_flags(args))
         client = _client(args.server_host, args.auth)
-        skeleton = config.options.pose_preset.skeleton
-        opened = open_task(client, args.task_id, skeleton.keypoints)
-        configure_cpu_threads()
-        pipeline = config.load_pipeline()
-        tracks = annotate(
-            opened,
-            pipeline,
-            _tracker(skeleton, options),
-            keypoint_threshold=config.keypoint_thresholds(pipeline.preset),
-            tolerance=args.tolerance,
-            threshold=args.threshold,
-            clear_existing=args.clear_existing,
-            upload=not args.no_upload,
-            xml=args.xml,
-            log=_log,
-        )
-    except (ConfigError, WeightsError, TaskError) as exc:
+        task_ids = _task_ids(client, args)
+    except (ValueError, ConfigError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ApiException as exc:
+    except _api_errors() as exc:
+        print(f"error: {_api_message(exc, args.server_host, project=args.project)}", file=sys.stderr)
+        return 1
+    runner = _Runner(args, config, options, client, several=len(task_ids) > 1)
+    outcomes = []
+    try:
+        for task_id in task_ids:
+            outcomes.append(runner.task(task_id))
+    except KeyboardInterrupt:
         print(
-            f"error: task {args.task_id} on {args.server_host}: HTTP {exc.status} {exc.reason}",
+            "interrupted: the frames done are in the checkpoints; run the same command with --resume",
             file=sys.stderr,
         )
-        return 1
-    except OSError as exc:
+        return 130
+    except _FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    keyframes = sum(len(track.keyframes) for track in tracks)
-    done = "written to " + str(args.xml) if args.no_upload else f"uploaded to task {args.task_id}"
-    print(f"{len(tracks)} track(s), {keyframes} keyframe(s) {done}", file=sys.stderr)
-    return 0
+        return 2
+    for line in summary(outcomes, upload=not args.no_upload, xml=args.xml):
+        print(line, file=sys.stderr)
+    return max(outcome.status for outcome in outcomes)
+
+
+class _FatalError(Exception):
+    """A problem that stops every task (the model cannot load)."""
+
+
+class _Runner:
+    """The tasks of one command, one after another, sharing the model (loaded at the first task that
+    opens) and the command's settings."""
+
+    def __init__(
+        self, args: argparse.Namespace, config: Any, options: TrackerOptions, client: Client, *, several: bool
+    ) -> None:
+        self.args, self.config, self.options, self.client = args, config, options, client
+        self.several = several
+        self.skeleton = config.options.pose_preset.skeleton
+        self.estimator: Estimator | None = None
+
+    def task(self, task_id: int) -> Outcome:
+        """Annotate one task; any failure a task can have is its outcome, not an exception."""
+        from tools.checkpoint import CheckpointError
+        from tools.remote import FunctionError
+
+        started = time.perf_counter()
+        outcome = Outcome(task_id)
+        try:
+            opened = open_task(self.client, task_id, self.skeleton.keypoints)
+            estimator = self._estimator()
+            progress = Progress(task_id, len(opened.dataset.samples), _log)
+            checkpoint = TaskCheckpoint(
+                checkpoint_path(self.args.checkpoint_dir, task_id),
+                self._settings(task_id, opened),
+                resume=self.args.resume,
+            )
+            try:
+                outcome.tracks = annotate(
+                    opened,
+                    estimator,
+                    _tracker(self.skeleton, self.options),
+                    keypoint_threshold=self.config.keypoint_thresholds(self.config.options.pose_preset),
+                    tolerance=self.args.tolerance,
+                    threshold=self.args.threshold,
+                    clear_existing=self.args.clear_existing,
+                    upload=not self.args.no_upload,
+                    xml=self._xml(task_id),
+                    checkpoint=checkpoint,
+                    progress=progress,
+                )
+            finally:
+                checkpoint.close()
+            checkpoint.remove()
+            outcome.frames, outcome.computed = progress.done, progress.computed
+        except TaskError as exc:
+            outcome.error, outcome.status = str(exc), 2
+        except CheckpointError as exc:
+            outcome.error, outcome.status = f"task {task_id}: {exc}", 2
+        except FunctionError as exc:
+            outcome.error, outcome.status = f"task {task_id}: {exc}", 1
+        except _api_errors() as exc:
+            outcome.error, outcome.status = _api_message(exc, self.args.server_host, task=task_id), 1
+        except OSError as exc:
+            outcome.error, outcome.status = f"task {task_id}: {exc}", 1
+        outcome.seconds = time.perf_counter() - started
+        if outcome.error:
+            print(f"error: {outcome.error}", file=sys.stderr)
+        return outcome
+
+    def _estimator(self) -> Estimator:
+        if self.estimator is None:
+            self.estimator = self._load()
+        return self.estimator
+
+    def _load(self) -> Estimator:
+        from alphapose.cvat.errors import ConfigError
+        from alphapose.errors import WeightsError
+        from alphapose.runtime import configure_cpu_threads
+        from tools.remote import RemoteFunction
+
+        if self.args.function_url:
+            return RemoteFunction(self.args.function_url, self.skeleton, concurrency=self.args.concurrency)
+        configure_cpu_threads()
+        try:
+            return LocalPoses(self.config.load_pipeline())
+        except (ConfigError, WeightsError) as exc:
+            raise _FatalError(str(exc)) from None
+
+    def _settings(self, task_id: int, opened: OpenedTask) -> dict[str, Any]:
+        """What a checkpoint must have been made with to be continued: the task (server, id, frames)
+        and what computed the poses (the function, or the model's settings)."""
+        from dataclasses import asdict
+
+        if self.args.function_url:
+            source = {"function_url": self.args.function_url, "preset": self.config.options.pose_preset.name}
+        else:
+            source = {
+                "weights_dir": str(self.config.weights_dir.resolve()),
+                **{key: str(value) for key, value in asdict(self.config.options).items()},
+            }
+        frames = [sample.frame_index for sample in opened.dataset.samples]
+        return {"server": self.args.server_host, "task": task_id, "frames": len(frames), "poses": source}
+
+    def _xml(self, task_id: int) -> Path | None:
+        if self.args.xml is None or not self.several:
+            return self.args.xml
+        self.args.xml.mkdir(parents=True, exist_ok=True)
+        return self.args.xml / f"task-{task_id}.xml"
+
+
+def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> list[str]:
+    """The closing lines: one per task (its tracks and speed, or its error), and with several tasks a
+    count of those done."""
+    lines = []
+    for outcome in outcomes:
+        if outcome.tracks is None:
+            if len(outcomes) > 1:  # a single task's error was the last line printed
+                lines.append(f"task {outcome.task_id}: FAILED: {outcome.error}")
+            continue
+        keyframes = sum(len(track.keyframes) for track in outcome.tracks)
+        where = f"uploaded to task {outcome.task_id}" if upload else f"written to {xml}"
+        line = f"{len(outcome.tracks)} track(s), {keyframes} keyframe(s) {where}"
+        speed = f"{outcome.frames} frames ({outcome.computed} computed) in {duration(outcome.seconds)}"
+        if outcome.computed and outcome.seconds > 0:
+            speed += f", {outcome.computed / outcome.seconds:.2f} frames/s"
+        lines.append(f"task {outcome.task_id}: {line}; {speed}")
+    if len(outcomes) > 1:
+        done = sum(outcome.tracks is not None for outcome in outcomes)
+        lines.append(f"{done} of {len(outcomes)} tasks annotated")
+    return lines
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """A flag combination that cannot work, named as typed; None when there is none."""
+    if not args.task_ids and args.project is None:
+        return "give TASK_ID... or --project ID"
+    if args.no_upload and args.xml is None:
+        return "--no-upload writes nothing without --xml FILE"
+    if not (args.tolerance >= 0 and args.tolerance < float("inf")):
+        return f"--tolerance {args.tolerance}: must be a number of pixels >= 0"
+    if args.concurrency < 1:
+        return f"--concurrency {args.concurrency}: must be at least 1"
+    if args.concurrency > 1 and not args.function_url:
+        return "--concurrency is for --function-url; the model loaded here takes one frame at a time"
+    return None
+
+
+def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
+    """The tasks given, then the project's (each once, in order)."""
+    ids = list(args.task_ids)
+    if args.project is not None:
+        from cvat_sdk.core.helpers import get_paginated_collection
+
+        tasks = get_paginated_collection(client.api_client.tasks_api.list_endpoint, project_id=args.project)
+        if not tasks:
+            raise TaskError(f"--project {args.project}: no tasks (no such project, or none you can see)")
+        ids += sorted(task.id for task in tasks)
+    return list(dict.fromkeys(ids))
+
+
+def _api_errors() -> tuple[type[Exception], ...]:
+    from cvat_sdk.api_client.exceptions import ApiException
+
+    return (ApiException,)
+
+
+def _api_message(exc: Any, host: str, *, task: int | None = None, project: int | None = None) -> str:
+    what = f"task {task}" if task is not None else f"project {project}"
+    return f"{what} on {host}: HTTP {exc.status} {exc.reason}"
 
 
 def _client(host: str, auth: str | None) -> Client:

@@ -2,9 +2,10 @@
 
     python -m tools predict IMAGE... [--out results.json] [--render out.png|DIR] [--format cvat|coco]
     python -m tools predict VIDEO|FRAMES_DIR [--out results.json] [--render out.mp4] [tracker flags]
+    python -m tools predict VIDEOS_DIR --out DIR [--render DIR] [tracker flags]
     python -m tools call URL IMAGE [--threshold T] [--render out.png] [--out answer.json]
     python -m tools serve [--host 127.0.0.1] [--port 8080] [--workers N]
-    python -m tools annotate-task TASK_ID [--server-host URL] [--tolerance PX] [--xml FILE]
+    python -m tools annotate-task TASK_ID... | --project ID [--function-url URL] [--resume] [--xml FILE]
     python -m tools evaluate --annotations FILE --images DIR [--detections FILE | --gt-boxes]
 
 ``predict`` reads the same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers
@@ -32,9 +33,9 @@ from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_im
 from alphapose.errors import OptionError, VideoError, WeightsError
 from alphapose.video import FRAME_SUFFIXES
 from tools import annotate_task
+from tools.remote import CVAT_REQUEST_TIMEOUT
 from tools.server import http
 
-CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 IMAGE_SUFFIXES = FRAME_SUFFIXES  # the image files --render writes, as a directory's frames are read
 RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
 
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="IMAGE",
-        help="image files, or one video file or one directory of frames (read in name order)",
+        help="image files, or one video file, one directory of frames (read in name order) or one "
+        "directory of video files (with --out DIR)",
     )
     predict.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     predict.add_argument(
@@ -275,6 +277,99 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     """Track the persons of a video (or a directory of frames) and write AlphaPose's results, frame by
     frame, with each person's track id in ``idx``; nothing is kept in memory but the current frames.
 
+    A directory holding video files and no frames is a directory of videos: each is tracked with the
+    one model load, its results written to ``--out DIR/<video name>.json`` (``--render DIR/<video
+    name>.mp4``); a video that fails is reported and the others go on.
+    """
+    videos = _videos_in(path)
+    problem = _video_flags_problem(args, path, videos)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        options = tracker_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not videos:
+        try:
+            source = _open_video(path)
+        except VideoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    try:
+        config, pipeline = _load(args)
+    except (ConfigError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not videos:
+        error = _track_video(args, source, pipeline, config, options, args.out, args.render)
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if error else 0
+    failed = []
+    for video in videos:
+        render = None if args.render is None else args.render / f"{video.stem}.mp4"
+        try:
+            error = _track_video(
+                args, _open_video(video), pipeline, config, options, args.out / f"{video.stem}.json", render
+            )
+        except VideoError as exc:
+            error = str(exc)
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            failed.append(video)
+    print(f"{len(videos) - len(failed)} of {len(videos)} videos tracked into {args.out}", file=sys.stderr)
+    for video in failed:
+        print(f"failed: {video}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _video_flags_problem(args: argparse.Namespace, path: Path, videos: Sequence[Path]) -> str | None:
+    """What is wrong with the flags for a video (``videos``: those of a directory of videos)."""
+    if args.format == "cvat":
+        return "--format cvat is for images; a video gives AlphaPose's results (coco)"
+    if videos and (args.out is None or args.out.suffix.lower() == ".json"):
+        return f"{path} is a directory of {len(videos)} videos: give --out DIR for one results file each"
+    if videos and args.render and args.render.suffix:
+        return f"--render {args.render}: for a directory of videos, name a directory"
+    if not videos and args.render and args.render.suffix.lower() not in RENDER_SUFFIXES:
+        return f"--render {args.render}: for a video, name a video file ({', '.join(RENDER_SUFFIXES)})"
+    if args.frame_batch is not None and args.frame_batch < 1:
+        return f"invalid --frame-batch {args.frame_batch}: must be at least 1"
+    return None
+
+
+def _videos_in(path: Path) -> list[Path]:
+    """The video files of a directory that holds no frames (a directory of videos), in name order;
+    empty for a video file or a directory of frames."""
+    from alphapose.video import VIDEO_SUFFIXES
+
+    if not path.is_dir():
+        return []
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    if any(p.suffix.lower() in FRAME_SUFFIXES for p in files):
+        return []
+    return [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+
+
+def _open_video(path: Path) -> Any:
+    from alphapose.video import FrameSource
+
+    return FrameSource(path)
+
+
+def _track_video(
+    args: argparse.Namespace,
+    source: Any,
+    pipeline: Any,
+    config: Config,
+    options: Any,
+    out: Path | None,
+    render_path: Path | None,
+) -> str | None:
+    """One video tracked and written; the error that stopped it, or None.
+
     ``--threshold`` filters what is written and drawn after tracking (:meth:`TrackedFrame.above`).
     """
     from tqdm import tqdm
@@ -282,35 +377,8 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     from alphapose.cvat.formats import coco_results
     from alphapose.skeletons import oks_sigmas
     from alphapose.tracking import PoseTracker, track_video
-    from alphapose.video import FrameSource
 
-    if args.format == "cvat":
-        print("error: --format cvat is for images; a video gives AlphaPose's results (coco)", file=sys.stderr)
-        return 2
-    if args.render and args.render.suffix.lower() not in RENDER_SUFFIXES:
-        print(
-            f"error: --render {args.render}: for a video, name a video file ({', '.join(RENDER_SUFFIXES)})",
-            file=sys.stderr,
-        )
-        return 2
-    if args.frame_batch is not None and args.frame_batch < 1:
-        print(f"error: invalid --frame-batch {args.frame_batch}: must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        options = tracker_options(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        source = FrameSource(path)
-    except VideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        config, pipeline = _load(args)
-    except (ConfigError, WeightsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    path = source.path
     tracker = PoseTracker(options, oks_sigmas(pipeline.skeleton))
     keypoint_threshold = config.keypoint_thresholds(pipeline.preset)
     pending: deque[Any] = deque()  # the frames read but not yet answered: a batch and the unsettled ones
@@ -326,7 +394,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
         total=source.frame_count, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress
     )
     try:
-        with _JsonList(args.out) as results, _VideoRender(args.render, source.fps) as render:
+        with _JsonList(out) as results, _VideoRender(render_path, source.fps) as render:
             for tracked in track_video(pipeline, images(), tracker, args.frame_batch):
                 frame = pending.popleft()
                 kept = tracked.above(args.threshold).persons
@@ -341,14 +409,13 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
                 tracks.update(track_id for track_id, _ in kept)
                 progress.update()
     except VideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return str(exc)
     finally:
         progress.close()
     print(f"{path}: {frames} frame(s), {persons} person(s) in {len(tracks)} track(s)", file=sys.stderr)
-    if args.render:
-        print(f"rendered {args.render}", file=sys.stderr)
-    return 0
+    if render_path:
+        print(f"rendered {render_path}", file=sys.stderr)
+    return None
 
 
 class _JsonList:

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from alphapose.cvat.spec import label_spec_json
 from alphapose.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
 from alphapose.presets import get_preset
+from alphapose.video import default_frame_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # What the function images install: the run-time requirements and the build's (downloading the weights).
@@ -138,6 +140,13 @@ _DEVICE = {False: "cpu", True: "cuda"}
 _READINESS_TIMEOUT_SECONDS = 300  # image start + every worker's torch import and model load
 _MAX_REQUEST_BODY_SIZE = 32 * 1024 * 1024  # base64 frames exceed Nuclio's 4 MiB default
 _WORKER_AVAILABILITY_TIMEOUT_MS = 10_000
+# Nuclio's batch mode in the GPU files: requests arriving together (annotate-task --function-url
+# --concurrency N, several CVAT jobs) share one detector forward (main.handler takes the list). The
+# processor sends a batch when it is full or when its first request has waited the timeout, so a lone
+# request (CVAT posts a task's frames one at a time) waits that long too: it is kept short. A batch
+# holds as many frames as a local run on CUDA puts in one forward (alphapose.video.default_frame_batch).
+# A CPU gains nothing from batching frames, so the CPU files leave it off.
+_BATCH_TIMEOUT = "10ms"
 # The CPU files name ALPHAPOSE_PRECISION with its default, and say above it when to change it.
 _PRECISION_COMMENT = (
     "# ALPHAPOSE_PRECISION: auto runs fp32 on a CPU, the reference results. On a CPU with AMX or\n"
@@ -269,6 +278,11 @@ def function_config(
         },
     }
     if variant.gpu:
+        spec["triggers"]["myHttpTrigger"]["batch"] = {
+            "mode": "enable",
+            "batchSize": default_frame_batch(torch.device("cuda")),
+            "timeout": _BATCH_TIMEOUT,
+        }
         spec["resources"] = {"limits": {"nvidia.com/gpu": 1}}
         spec["nodeSelector"] = {"gpu": "true"}
     spec["platform"] = {"attributes": {"restartPolicy": {"name": "always", "maximumRetryCount": 3}}}

@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.skeletons import Skeleton
 
@@ -97,6 +99,40 @@ def coco_results(poses: Sequence[Pose], *, threshold: float, image_id: int | str
             }
         )
     return results
+
+
+def coco_poses(entries: Any, num_keypoints: int) -> list[Pose]:
+    """The poses an answer in the coco format was written from (:func:`coco_results` read back), for a
+    caller that runs the function remotely and tracks locally. Coordinates and scores come back as the
+    function computed them (float32 values survive JSON); the box score, which the format does not
+    carry, is solved from the pose score (:func:`alphapose.pipeline.box_score_of`). A ``ValueError``
+    says what in the answer is not such a list.
+    """
+    from alphapose.pipeline import Pose, box_score_of
+
+    if not isinstance(entries, list):
+        raise ValueError(f"expected a list of results, got {type(entries).__name__}")
+    poses = []
+    for index, entry in enumerate(entries):
+        try:
+            values = np.asarray(entry["keypoints"], dtype=np.float64).reshape(-1, 3)
+            x, y, w, h = (float(v) for v in entry["box"])
+            score = float(entry["score"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"result {index} lacks keypoints, box or score of the coco format") from None
+        if len(values) != num_keypoints:
+            raise ValueError(f"result {index} has {len(values)} keypoints, the skeleton {num_keypoints}")
+        keypoint_scores = values[:, 2].astype(np.float32)
+        poses.append(
+            Pose(
+                box=np.array([x, y, x + w, y + h], dtype=np.float32),
+                box_score=box_score_of(score, keypoint_scores),
+                keypoints=values[:, :2].astype(np.float32),
+                keypoint_scores=keypoint_scores,
+                score=score,
+            )
+        )
+    return poses
 
 
 def _elements(pose: Pose, skeleton: Skeleton, thresholds: Sequence[float]) -> list[dict[str, Any]]:

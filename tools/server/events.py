@@ -65,7 +65,40 @@ def encode_event(
     The body travels as msgpack bin (not base64) and the content type verbatim from the header,
     under both keys the processor uses.
     """
-    event = {
+    return msgpack.packb(
+        event_map(
+            body,
+            content_type=content_type,
+            headers=headers,
+            method=method,
+            path=path,
+            fields=fields,
+            event_id=event_id,
+            trigger=trigger,
+        ),
+        use_bin_type=True,
+    )
+
+
+def encode_batch(events: list[dict[str, Any]]) -> bytes:
+    """What the processor writes for a batch of :func:`event_map` events (a trigger with ``batch``
+    enabled): one msgpack array of the maps, which the SDK deserializes into a list of events."""
+    return msgpack.packb(events, use_bin_type=True)
+
+
+def event_map(
+    body: bytes,
+    *,
+    content_type: str = "",
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/",
+    fields: Mapping[str, str] | None = None,
+    event_id: str | None = None,
+    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
+) -> dict[str, Any]:
+    """The event map of one HTTP request (nuclio pkg/processor/runtime/rpc/encoder/encode.go)."""
+    return {
         "body": bytes(body),
         "content_type": content_type,
         "content-type": content_type,
@@ -86,7 +119,6 @@ def encode_event(
         "offset": 0,
         "topic": "",
     }
-    return msgpack.packb(event, use_bin_type=True)
 
 
 def decode_event(message: bytes) -> nuclio_sdk.Event:
@@ -101,6 +133,10 @@ def run_handler(entrypoint: Callable[[Any, Any], Any], context: nuclio_sdk.Conte
     encoder = nuclio_sdk.json_encoder.Encoder()
     try:
         output = entrypoint(context, decode_event(message))
+        if isinstance(output, list):  # the wrapper's batch answer: one response per item
+            return encoder.encode(
+                [nuclio_sdk.Response.from_entrypoint_output(encoder.encode, item) for item in output]
+            )
         return encoder.encode(nuclio_sdk.Response.from_entrypoint_output(encoder.encode, output))
     except (
         BaseException
@@ -137,6 +173,20 @@ def decode_result(line: str) -> HandlerResult:
         str(key): str(value) for key, value in (result.get("headers") or {}).items() if isinstance(value, str)
     }
     return HandlerResult(int(result["status_code"]), result.get("content_type") or "", headers, body)
+
+
+def decode_batch_result(line: str) -> dict[str, HandlerResult]:
+    """The processor's side of a batch: each response by the id of its event (``event_id``). A response
+    without one reaches no client (nuclio pkg/processor/runtime/rpc/abstract.go, ProcessBatch), nor does
+    anything of an answer that is not a list, such as the wrapper's 500 for an exception."""
+    results = json.loads(line)
+    if not isinstance(results, list):
+        return {}
+    return {
+        str(result["event_id"]): decode_result(json.dumps(result))
+        for result in results
+        if result.get("event_id")
+    }
 
 
 def load_entrypoint(spec: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:

@@ -1,0 +1,384 @@
+"""``annotate-task`` at scale: the checkpoint and ``--resume``, frames sent to a running function
+(``--function-url``, ``--concurrency``), several tasks per run, progress lines.
+
+The tasks live on the stub CVAT server (tests/cvat_server_stub.py) and show the scene of
+tests/test_annotate_task.py (two walking persons; each frame's pixels say its number). The function is
+a stub HTTP server in this process that answers as the real one does for ``format: coco`` (AlphaPose's
+results of the scene's poses) and can refuse, stall or hold frames. The tracker is the real one. The
+slow case compares ``python -m tools serve`` on synthetic weights with the same model loaded locally.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cvat_server_stub import ImageTask, serve
+from PIL import Image
+from test_annotate_task import (
+    SKELETON,
+    TASK,
+    coco_labels,
+    frame_image,
+    make_task,
+    person_points,
+    present,
+    scores,
+)
+
+import tools.remote as remote
+from alphapose.cvat.formats import coco_results
+from alphapose.cvat.request import decode_base64, decode_image
+from alphapose.pipeline import Pose, pose_score
+from tools.annotate_task import Progress, duration
+from tools.checkpoint import checkpoint_path
+from tools.cli import main
+from tools.remote import FunctionError, RemoteFunction, RetryPolicy
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_RETRY = RetryPolicy(attempts=3, first_pause=0.01, longest_pause=0.02)
+
+
+def scene_poses(frame: int) -> list[Pose]:
+    """The scene's persons on a frame, scored as the pipeline scores (box score 0.9)."""
+    poses = []
+    for track_id in (1, 2):
+        if present(track_id, frame):
+            points = person_points(track_id, frame).astype(np.float32)
+            keypoint_scores = scores(track_id, frame).astype(np.float32)
+            poses.append(
+                Pose(
+                    box=np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32),
+                    box_score=0.9,
+                    keypoints=points,
+                    keypoint_scores=keypoint_scores,
+                    score=pose_score(keypoint_scores, 0.9),
+                )
+            )
+    return poses
+
+
+@dataclass
+class StubFunction:
+    """What the function saw and how it behaves: ``refuse`` maps a frame to the statuses of its first
+    answers; ``hold`` is a frame that waits for ``release`` before it is answered; ``delay`` is a pause
+    before each answer."""
+
+    refuse: dict[int, list[int]] = field(default_factory=dict)
+    hold: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    delay: float = 0.0
+    frames: list[int] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, Any]:
+        frame = int(decode_image(decode_base64(body["image"]), max_pixels=10**8)[0, 0, 0])
+        with self.lock:
+            self.frames.append(frame)
+            self.bodies.append({key: value for key, value in body.items() if key != "image"})
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            refusals = self.refuse.get(frame, [])
+            status = refusals.pop(0) if refusals else 200
+        try:
+            if frame == self.hold:
+                self.release.wait(60)
+            time.sleep(self.delay * (1 + frame % 3))  # answers finish out of order
+            if status != 200:
+                return status, {"error": "busy", "detail": f"status {status} for frame {frame}"}
+            return 200, coco_results(scene_poses(frame), threshold=0.0, image_id=body.get("image_id", 0))
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@contextmanager
+def serve_function(function: StubFunction) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, payload = function.answer(body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        function.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A token, the SDK's cache under ``tmp_path``, the default preset; the checkpoint directory."""
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in [name for name in os.environ if name.startswith("ALPHAPOSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(remote, "DEFAULT_RETRY", FAST_RETRY)
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    return checkpoints
+
+
+def annotate_args(url: str, function_url: str, checkpoints: Path, *more: str) -> list[str]:
+    return [
+        "annotate-task",
+        *more,
+        "--server-host",
+        url,
+        "--function-url",
+        function_url,
+        "--checkpoint-dir",
+        str(checkpoints),
+        "--tolerance",
+        "1",
+    ]
+
+
+def uploaded(task: ImageTask) -> list[dict[str, Any]]:
+    (upload,) = task.uploads
+    return upload["tracks"]
+
+
+def test_remote_frames_come_back_in_order_with_n_in_flight_and_retries() -> None:
+    function = StubFunction(refuse={2: [503, 408], 5: [503]}, delay=0.01)
+    images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(10)]
+    with serve_function(function) as url:
+        estimator = RemoteFunction(url, SKELETON, concurrency=4, retry=FAST_RETRY)
+        answers = list(estimator.poses(iter(images)))
+    assert function.most_in_flight == 4
+    assert estimator.retries == 3
+    assert sorted(function.frames) == sorted([*range(10), 2, 2, 5])
+    for frame, poses in enumerate(answers):
+        expected = scene_poses(frame)
+        assert len(poses) == len(expected)
+        for got, want in zip(poses, expected, strict=True):
+            np.testing.assert_array_equal(got.keypoints, want.keypoints)
+            np.testing.assert_array_equal(got.keypoint_scores, want.keypoint_scores)
+            np.testing.assert_array_equal(got.box, want.box)
+            assert got.score == want.score and abs(got.box_score - 0.9) < 1e-6
+    # As CVAT posts it, asking for AlphaPose's results and no threshold (the lowest).
+    assert all(body == {"format": "coco", "image_id": body["image_id"]} for body in function.bodies)
+
+
+def test_remote_gives_up_after_the_bound_and_names_the_frame() -> None:
+    function = StubFunction(refuse={1: [503, 503, 503]})
+    images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(3)]
+    with serve_function(function) as url:
+        estimator = RemoteFunction(url, SKELETON, retry=FAST_RETRY)
+        with pytest.raises(FunctionError, match=r"frame 1: .* failed 3 times, last with HTTP 503 busy"):
+            list(estimator.poses(iter(images)))
+        function.refuse = {0: [400]}
+        with pytest.raises(FunctionError, match=r"frame 0: .* answered HTTP 400 busy: status 400"):
+            list(RemoteFunction(url, SKELETON, retry=FAST_RETRY).poses(iter(images)))
+    with pytest.raises(FunctionError, match=r"frame 0: .* failed 3 times, last with no answer \(Connection"):
+        list(RemoteFunction(url, SKELETON, retry=FAST_RETRY).poses(iter(images)))
+
+
+def test_resume_after_a_kill_gives_the_tracks_of_an_uninterrupted_run(cli_env: Path, tmp_path: Path) -> None:
+    """The command runs in a process killed while the function holds frame 7; the checkpoint then holds
+    frames 0-6 (more may be in flight, none is written out of order), and ``--resume`` asks the function
+    for the others only. The tracks uploaded equal those of a run never interrupted."""
+    whole, resumed = make_task(12), make_task(12)
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    assert not checkpoint_path(cli_env, TASK).exists()  # removed once uploaded
+
+    function = StubFunction(hold=7)
+    checkpoint = checkpoint_path(cli_env, TASK)
+    with serve(resumed) as url, serve_function(function) as function_url:
+        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--concurrency", "2"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 120
+        while not (checkpoint.exists() and len(checkpoint.read_text().splitlines()) == 8):
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the checkpoint never reached frame 6"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+        assert resumed.uploads == []
+        done = [json.loads(line)["frame"] for line in checkpoint.read_text().splitlines()[1:]]
+        assert done == list(range(7))
+
+        function.frames.clear()
+        function.release.set()
+        assert main([*args, "--resume"]) == 0
+    assert sorted(function.frames) == list(range(7, 12))
+    assert uploaded(resumed) == uploaded(whole)
+    assert len(uploaded(whole)) == 2
+    assert not checkpoint.exists()
+
+
+def test_a_checkpoint_is_continued_only_with_resume_and_the_same_settings(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = make_task(6)
+    function = StubFunction(refuse={3: [400]})
+    with serve(task) as url, serve_function(function) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        assert "task 5: frame 3: " in capsys.readouterr().err
+        assert task.uploads == []  # all or nothing
+        assert main(args) == 2  # the frames done are not thrown away silently
+        assert "holds the frames of an interrupted run: pass --resume" in capsys.readouterr().err
+        other = annotate_args(url, function_url + "/", cli_env, str(TASK))
+        assert main([*other, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "holds results of other settings (different: poses)" in err
+        assert "delete it to start the task over" in err
+        function.frames.clear()
+        assert main([*args, "--resume"]) == 0
+    assert function.frames == [3, 4, 5]
+    assert len(uploaded(task)) == 2
+
+
+def test_a_checkpoint_of_another_task_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    task = make_task(4)
+    other = ImageTask(TASK + 1, coco_labels(), task.images, task.sizes)
+    function = StubFunction(refuse={2: [400]})
+    with serve(task, other) as url, serve_function(function) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 1
+        checkpoint_path(cli_env, TASK).rename(checkpoint_path(cli_env, TASK + 1))
+        assert main([*annotate_args(url, function_url, cli_env, str(TASK + 1)), "--resume"]) == 2
+    assert "(different: task); delete it to start the task over" in capsys.readouterr().err
+    assert other.uploads == []
+
+
+def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = make_task(6)  # person 2, from frame 3 on, has the three frames a track needs to be kept
+    broken = ImageTask(6, [{**coco_labels()[0], "sublabels": []}], good.images, good.sizes, project_id=3)
+    third = ImageTask(7, coco_labels(), good.images, good.sizes, project_id=3)
+    with serve(good, broken, third) as url, serve_function(StubFunction()) as function_url:
+        xml = cli_env.parent / "xml"
+        assert main([*annotate_args(url, function_url, cli_env, "5", "6", "7"), "--xml", str(xml)]) == 2
+        err = capsys.readouterr().err
+        assert sorted(p.name for p in xml.iterdir()) == ["task-5.xml", "task-7.xml"]
+        assert "task 6: FAILED: task 6's 'person' skeleton lacks the preset's points" in err
+        assert "2 of 3 tasks annotated" in err
+        assert uploaded(good) == uploaded(third) and len(uploaded(good)) == 2
+        assert main(annotate_args(url, function_url, cli_env, "--project", "3")) == 2
+        err = capsys.readouterr().err
+        assert "task 7: 2 track(s)" in err and "1 of 2 tasks annotated" in err
+        assert main(annotate_args(url, function_url, cli_env, "--project", "4")) == 2
+        assert "--project 4: no tasks" in capsys.readouterr().err
+
+
+def test_several_tasks_load_the_local_model_once(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alphapose.cvat.config import Config
+
+    loads = []
+
+    class Scene:
+        skeleton = SKELETON
+
+        def __call__(self, image: np.ndarray) -> list[Pose]:
+            return scene_poses(int(image[0, 0, 0]))
+
+    monkeypatch.setattr(Config, "load_pipeline", lambda self: loads.append(self) or Scene())
+    first, second = make_task(4), ImageTask(6, coco_labels(), make_task(4).images, [(64, 48)] * 4)
+    with serve(first, second) as url:
+        args = ["annotate-task", "5", "6", "--server-host", url, "--checkpoint-dir", str(cli_env)]
+        assert main(args) == 0, capsys.readouterr().err
+    assert len(loads) == 1
+    assert uploaded(first) == uploaded(second)
+    err = capsys.readouterr().err
+    assert "task 5: 4/4 frames" in err and "2 of 2 tasks annotated" in err
+
+
+def test_concurrency_is_for_a_function(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["annotate-task", "5", "--concurrency", "4"]) == 2
+    assert "--concurrency is for --function-url" in capsys.readouterr().err
+    assert main(["annotate-task", "5", "--function-url", "http://x", "--concurrency", "0"]) == 2
+    assert "--concurrency 0: must be at least 1" in capsys.readouterr().err
+    assert main(["annotate-task"]) == 2
+    assert "give TASK_ID... or --project ID" in capsys.readouterr().err
+
+
+def test_progress_lines_say_frames_rate_and_time_left() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    progress = Progress(5, 100, lines.append, interval=2.0, clock=lambda: now[0])
+    progress.resumed(40, Path("c.jsonl"))
+    for _ in range(10):
+        now[0] += 0.5
+        progress.frame(True)
+    assert lines == [
+        "task 5: resuming c.jsonl: 40 of 100 frames done",
+        "task 5: 44/100 frames, 2.00 frames/s, 28s left",
+        "task 5: 48/100 frames, 2.00 frames/s, 26s left",
+    ]
+    now[0] += 100
+    for _ in range(50):
+        progress.frame(True)
+    assert lines[-1] == "task 5: 100/100 frames, 0.57 frames/s"
+    assert (duration(7), duration(187), duration(7500)) == ("7s", "3m 07s", "2h 05m")
+
+
+@pytest.mark.slow
+def test_function_url_gives_the_tracks_of_the_local_model(
+    weights_dir: Path, tmp_path: Path, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real pipeline on synthetic weights: loaded here, and behind ``python -m tools serve`` with
+    two workers, four frames in flight. Both upload the same tracks."""
+    from test_server import server_env
+
+    from bench.server_process import ServerProcess
+
+    with Image.open(ROOT / "tests" / "data" / "astronaut.jpg") as photo:
+        crops = [photo.convert("RGB").crop((16 * i, 8 * i, 16 * i + 256, 8 * i + 224)) for i in range(6)]
+    images = []
+    for number, crop in enumerate(crops):
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        images.append((f"frame_{number}.png", buffer.getvalue()))
+    local = ImageTask(TASK, coco_labels(), images, [(256, 224)] * len(images))
+    remote_task = ImageTask(TASK + 1, coco_labels(), images, [(256, 224)] * len(images))
+    model = ["--weights-dir", str(weights_dir), "--detector-size", "160", "--device", "cpu"]
+    with (
+        ServerProcess(server_env(weights_dir), tmp_path / "server.log", "--workers", "2") as server,
+        serve(local, remote_task) as url,
+    ):
+        assert server.url, server.log()
+        args = ["--server-host", url, "--checkpoint-dir", str(cli_env)]
+        assert main(["annotate-task", str(TASK), *args, *model]) == 0, capsys.readouterr().err
+        remote_args = ["--function-url", server.url, "--concurrency", "4"]
+        assert main(["annotate-task", str(TASK + 1), *args, *remote_args]) == 0, capsys.readouterr().err
+    assert len(uploaded(local)) >= 1
+    assert uploaded(remote_task) == uploaded(local)

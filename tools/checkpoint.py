@@ -1,0 +1,92 @@
+"""``annotate-task``'s checkpoint: each frame's poses on disk as soon as they are computed.
+
+A long task that dies at frame 9,000 (a crash, Ctrl-C, a lost connection) keeps what was computed:
+``--resume`` reads the frames done back and computes only the others. The file is evaluate's partial
+results format (:class:`alphapose.evaluation.PartialResults`: a settings line, then one line per frame,
+each flushed and synced), so a run with other settings, or for another task, is refused rather than
+mixed in. It holds every pose the model gave, before any filtering, exactly (float32 values survive
+JSON): tracking runs again over the frames read back, so the tracks equal those of a run that was
+never interrupted. The file is deleted once the task's tracks are uploaded (or written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alphapose.evaluation import PartialResults, ResumeError
+from alphapose.pipeline import Pose
+
+RESUME_REMEDY = "delete it to start the task over"
+
+
+class CheckpointError(Exception):
+    """A checkpoint this run cannot use; the message names the file and says what to do."""
+
+
+def checkpoint_path(directory: Path, task_id: int) -> Path:
+    """Where the checkpoint of task ``task_id`` lives in ``directory`` (``--checkpoint-dir``)."""
+    return directory / f"annotate-task-{task_id}.checkpoint.jsonl"
+
+
+def pose_record(pose: Pose) -> dict[str, Any]:
+    """One pose as JSON, every number as computed."""
+    return {
+        "box": pose.box.tolist(),
+        "box_score": float(pose.box_score),
+        "keypoints": pose.keypoints.tolist(),
+        "keypoint_scores": pose.keypoint_scores.tolist(),
+        "score": float(pose.score),
+    }
+
+
+def pose_from_record(record: Mapping[str, Any]) -> Pose:
+    """The pose :func:`pose_record` wrote, bit for bit."""
+    return Pose(
+        box=np.asarray(record["box"], dtype=np.float32),
+        box_score=float(record["box_score"]),
+        keypoints=np.asarray(record["keypoints"], dtype=np.float32).reshape(-1, 2),
+        keypoint_scores=np.asarray(record["keypoint_scores"], dtype=np.float32),
+        score=float(record["score"]),
+    )
+
+
+class TaskCheckpoint:
+    """The poses of a task's frames done so far, keyed by frame index.
+
+    ``settings`` says what made the poses and for which task (a rerun must give the same). Without
+    ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
+    would throw away.
+    """
+
+    def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
+        if path.exists() and not resume:
+            raise CheckpointError(
+                f"{path} holds the frames of an interrupted run: pass --resume to continue it, "
+                f"or {RESUME_REMEDY}"
+            )
+        try:
+            self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
+        except ResumeError as exc:
+            raise CheckpointError(str(exc)) from None
+        self.path = path
+        self.done: dict[int, list[Pose]] = {
+            int(frame): [pose_from_record(record) for record in records]
+            for frame, records in self._partial.done.items()
+        }
+
+    def add(self, frame: int, poses: Sequence[Pose]) -> None:
+        """Record a frame's poses (synced to disk before this returns)."""
+        self._partial.add(frame, [pose_record(pose) for pose in poses])
+        self.done[frame] = list(poses)
+
+    def close(self) -> None:
+        self._partial.close()
+
+    def remove(self) -> None:
+        """The task is finished: its checkpoint goes."""
+        self.close()
+        self.path.unlink(missing_ok=True)
