@@ -65,14 +65,17 @@ class TrackerOptions:
     high_score: float = 0.4
     low_score: float = 0.1
     start_score: float = 0.6
+    start_keypoint_score: float = 0.4
     iou_weight: float = 0.7
-    min_similarity: float = 0.12
+    min_similarity: float = 0.2
     low_similarity: float = 0.4
+    lost_discount: float = 0.6
     max_age: int = 30
     min_hits: int = 3
     tentative_misses: int = 2
     keypoint_threshold: float = 0.3
     motion_damping: float = 1.0
+    follow_camera: bool = True
 
     def __post_init__(self) -> None:
         """Refuse a bad value now, naming the option."""
@@ -83,6 +86,7 @@ class TrackerOptions:
             "max_age": _count(self.max_age, 0),
             "min_hits": _count(self.min_hits, 1),
             "tentative_misses": _count(self.tentative_misses, 0),
+            "follow_camera": None if isinstance(self.follow_camera, bool) else "must be true or false",
         }
         if not problems["low_score"] and not problems["high_score"] and self.low_score > self.high_score:
             problems["low_score"] = f"must be at most high_score ({self.high_score})"
@@ -95,7 +99,9 @@ _UNIT_OPTIONS = (
     "high_score",
     "low_score",
     "start_score",
+    "start_keypoint_score",
     "iou_weight",
+    "lost_discount",
     "keypoint_threshold",
     "motion_damping",
 )
@@ -139,6 +145,11 @@ _TRANSITION = np.eye(8) + np.eye(8, k=4)
 _POSITION_NOISE = 1 / 20
 _VELOCITY_NOISE = 1 / 160
 _HISTORY = 10  # observations a track's trend is fitted to
+# The camera's motion (PoseTracker._follow_camera): the pairs it is measured on, how many, how sure.
+_CAMERA_SIMILARITY = 0.3
+_CAMERA_MATCHES = 3
+_CAMERA_SIGNIFICANCE = 2.0
+_START_KEYPOINTS = 17
 
 
 def _xyxy_to_state(box: np.ndarray) -> np.ndarray:
@@ -237,7 +248,7 @@ class PoseTracker:
 
     def _associate(self, poses: list[Pose]) -> list[_Track | None]:
         """The track each pose continues or starts (None: none), after moving every track on a frame."""
-        options, frame = self.options, self._frame
+        options = self.options
         boxes = np.array([p.box for p in poses], dtype=np.float64).reshape(-1, 4)
         scores = np.array([p.box_score for p in poses], dtype=np.float64)
         keypoints = [np.asarray(p.keypoints, dtype=np.float64) for p in poses]
@@ -255,27 +266,27 @@ class PoseTracker:
         low = [d for d in range(len(poses)) if options.low_score <= scores[d] < options.high_score]
         detections = (boxes, keypoints, visible)
 
-        def assign(
-            tracks: list[_Track], candidates: list[int], predicted: bool, bound: float
-        ) -> list[_Track]:
+        def assign(tracks: list[_Track], candidates: list[int], bound: float) -> list[_Track]:
             """Match ``tracks`` to the free poses of ``candidates``; the tracks left unmatched."""
             free = [d for d in candidates if owners[d] is None]
-            matched = self._match(tracks, free, detections, predicted, bound)
+            matched = self._match(tracks, free, detections, bound)
             for track, d in matched.items():
                 owners[d] = track
             return [t for t in tracks if t not in matched]
 
-        left = assign([t for t in self._tracks if t.confirmed], high, True, options.min_similarity)
-        left = assign(left, high, False, options.min_similarity)  # by the last observation
-        assign([t for t in left if t.last_frame == frame - 1], low, True, options.low_similarity)
-        assign([t for t in self._tracks if not t.confirmed], high, True, options.min_similarity)
+        confirmed = [t for t in self._tracks if t.confirmed]
+        if options.follow_camera:
+            self._follow_camera(confirmed, high, detections)
+        left = assign(confirmed, high, options.min_similarity)
+        assign(left, low, options.low_similarity)
+        assign([t for t in self._tracks if not t.confirmed], high, options.min_similarity)
 
         matched = [d for d, track in enumerate(owners) if track is not None]
         self._correct([owners[d] for d in matched], _xyxy_to_state(boxes[matched]))
         for d in matched:
             self._observe(owners[d], boxes[d], keypoints[d], visible[d])
         for d in high:
-            if owners[d] is None and scores[d] >= options.start_score:
+            if owners[d] is None and scores[d] >= options.start_score and self._starts(poses[d]):
                 owners[d] = self._start(boxes[d], keypoints[d], visible[d])
         self._retire()
         return owners
@@ -285,18 +296,14 @@ class PoseTracker:
         tracks: list[_Track],
         candidates: list[int],
         detections: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]],
-        predicted: bool,
         bound: float,
     ) -> dict[_Track, int]:
-        """The optimal assignment of ``tracks`` to the poses ``candidates``, pairs at least ``bound``;
-        the tracks' boxes are predicted, or their last observations."""
+        """The optimal assignment of ``tracks`` (their predicted boxes) to the poses ``candidates``:
+        pairs at least ``bound`` similar, ``lost_discount`` of it for a track not seen last frame."""
         if not tracks or not candidates:
             return {}
         boxes, keypoints, visible = detections
-        if predicted:
-            track_boxes = _state_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
-        else:
-            track_boxes = np.stack([t.box for t in tracks])
+        track_boxes = _state_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
         similarity = box_iou(track_boxes, boxes[candidates])
         if self.sigmas is not None:
             oks, shared = pose_similarity(
@@ -310,11 +317,42 @@ class PoseTracker:
             )
             pose_share = (1 - self.options.iou_weight) * shared / len(self.sigmas)
             similarity = similarity * (1 - pose_share * (1 - oks))
-        similarity[similarity < bound] = 0.0
+        lost = np.array([t.last_frame < self._frame - 1 for t in tracks])
+        similarity[similarity < np.where(lost, bound * self.options.lost_discount, bound)[:, None]] = 0.0
         rows, cols = linear_sum_assignment(similarity, maximize=True)
         return {tracks[r]: candidates[c] for r, c in zip(rows, cols, strict=True) if similarity[r, c] > 0.0}
 
     # --- life of the tracks ----------------------------------------------------------------------------
+
+    def _follow_camera(
+        self,
+        confirmed: list[_Track],
+        high: list[int],
+        detections: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]],
+    ) -> None:
+        """Move every prediction by the camera's motion: the median shift between the predictions of
+        the tracks seen last frame and the confident poses they clearly match, where at least
+        ``_CAMERA_MATCHES`` agree beyond ``_CAMERA_SIGNIFICANCE`` standard errors (persons walking
+        their own ways leave it near 0). A pan or a shake moves every person at once."""
+        seen = [t for t in confirmed if t.last_frame == self._frame - 1]
+        matched = self._match(seen, high, detections, _CAMERA_SIMILARITY)
+        if len(matched) < _CAMERA_MATCHES:
+            return
+        boxes = detections[0]
+        shifts = np.stack([_xyxy_to_state(boxes[d])[:2] - t.mean[:2] for t, d in matched.items()])
+        shift = np.median(shifts, axis=0)
+        error = shifts.std(axis=0) / np.sqrt(len(shifts))
+        shift = np.where(np.abs(shift) > _CAMERA_SIGNIFICANCE * error, shift, 0.0)
+        for track in self._tracks:
+            track.mean = track.mean + np.r_[shift, np.zeros(6)]
+
+    def _starts(self, pose: Pose) -> bool:
+        """Whether a confident unmatched pose may start a track: the mean of its best
+        ``_START_KEYPOINTS`` keypoint scores (COCO's body; a whole-body pose with face and hands
+        unseen still starts) is at least ``start_keypoint_score``. A false detection's keypoints
+        score low."""
+        best = np.sort(np.asarray(pose.keypoint_scores, dtype=np.float64))[-_START_KEYPOINTS:]
+        return bool(best.mean() >= self.options.start_keypoint_score)
 
     def _predict(self) -> None:
         """Move every track on one frame: the filter's prediction for a track seen last frame; for one

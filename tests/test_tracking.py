@@ -69,13 +69,15 @@ def test_person_hidden_for_three_frames_is_found_where_it_walked_to() -> None:
     assert run(PoseTracker(sigmas=SIGMAS), frames) == expected
 
 
-def test_person_who_stops_while_hidden_is_matched_by_its_last_observation() -> None:
+def test_motion_damping_finds_a_person_who_stops_while_hidden() -> None:
     """A walks right at 20 px a frame until frame 3, is hidden in frames 4 and 5 and stands still
-    from frame 3 on: the prediction has overshot by 60 px, more than its width, so the round on the
-    last observation finds it; C enters far away."""
+    from frame 3 on; C enters far away. Undamped (the default, best on walking persons), the
+    prediction has walked on 60 px, more than A's width, and A comes back as a new person; with the
+    speed damped to 0.3 a frame, the prediction stops near where A stopped and A keeps its identity."""
     frames = [[person(20 * t)] for t in range(4)] + [[], []] + [[person(60), person(500)]] * 3
-    expected = [[1]] * 4 + [[], []] + [[1, 2]] * 3
-    assert run(PoseTracker(sigmas=SIGMAS), frames) == expected
+    damped = run(PoseTracker(TrackerOptions(motion_damping=0.3), sigmas=SIGMAS), frames)
+    assert damped == [[1]] * 4 + [[], []] + [[1, 2]] * 3
+    assert run(PoseTracker(sigmas=SIGMAS), frames) == [[1]] * 4 + [[], []] + [[2, 3]] * 3
 
 
 def test_person_hidden_longer_than_max_age_gets_a_new_identity() -> None:
@@ -242,8 +244,48 @@ def test_mixed_visibility_pairs_are_scored_on_one_scale() -> None:
     hidden.keypoint_scores[:] = 0.01
     frames = [[person(0), hidden] for _ in range(4)]
     frames.append([person(10)])
-    identities = run(PoseTracker(TrackerOptions(max_age=5), sigmas=SIGMAS), frames)
+    options = TrackerOptions(max_age=5, start_keypoint_score=0.0)  # B starts with no keypoint seen
+    identities = run(PoseTracker(options, sigmas=SIGMAS), frames)
     assert identities == [[1, 2]] * 4 + [[1]]
+
+
+def test_a_confident_box_whose_keypoints_score_low_starts_no_track() -> None:
+    """A false detection scored 0.7 whose keypoints all score 0.2 (no body there) never starts a track;
+    the same box with the keypoints of a body (0.8) does."""
+    ghost = person(300, score=0.7)
+    ghost.keypoint_scores[:] = 0.2
+    assert run(PoseTracker(sigmas=SIGMAS), [[person(0), ghost]] * 4) == [[1, 0]] * 4
+    assert run(PoseTracker(sigmas=SIGMAS), [[person(0), person(300, score=0.7)]] * 4) == [[1, 2]] * 4
+
+
+def _velocities(follow_camera: bool, frames: list[list[Pose]]) -> np.ndarray:
+    tracker = PoseTracker(TrackerOptions(follow_camera=follow_camera), sigmas=SIGMAS)
+    for poses in frames:
+        tracker.update(poses)
+    return np.stack([track.mean[4:6] for track in tracker._tracks])
+
+
+def test_a_camera_jump_moves_every_prediction_and_leaves_the_speeds() -> None:
+    """Five persons stand still; in frame 6 the camera jumps and all of them appear 14 px right and 6 px
+    down. Measured on them all, the jump moves every prediction before the filter's correction, so no
+    person takes it for a step of its own; without it each filter takes up part of the jump as a
+    speed and would carry the persons on."""
+    frames = [[person(100 + 100 * i) for i in range(5)] for _ in range(6)]
+    frames.append([person(114 + 100 * i, 106) for i in range(5)])
+    np.testing.assert_allclose(_velocities(True, frames), 0.0, atol=0.1)
+    assert (np.abs(_velocities(False, frames)[:, 0]) > 1.0).all()
+
+
+def test_persons_walking_their_own_ways_move_no_prediction() -> None:
+    """Five persons walking at their own speeds and directions: their predictions' misses do not agree,
+    so no camera motion is found and the tracker runs as without it."""
+    rng = np.random.default_rng(5)
+    speeds = rng.uniform(-4, 4, (5, 2))
+    frames = [
+        [person(100 + 150 * i + speeds[i, 0] * t, 300 + speeds[i, 1] * t) for i in range(5)]
+        for t in range(12)
+    ]
+    np.testing.assert_allclose(_velocities(True, frames), _velocities(False, frames))
 
 
 def test_two_persons_in_the_same_box_are_told_apart_by_their_keypoints() -> None:
@@ -336,6 +378,9 @@ def test_the_threshold_filters_after_tracking() -> None:
         ("tentative_misses", -1, "must be at least 0"),
         ("keypoint_threshold", -0.1, "must be in [0, 1]"),
         ("motion_damping", 2, "must be in [0, 1]"),
+        ("start_keypoint_score", 1.2, "must be in [0, 1]"),
+        ("lost_discount", -0.5, "must be in [0, 1]"),
+        ("follow_camera", "yes", "must be true or false"),
     ],
 )
 def test_tracker_options_are_checked(option: str, value: object, problem: str) -> None:

@@ -158,14 +158,23 @@ _TRACKER_FLAGS = {
         "poses scoring less are ignored; between the two they only continue tracks",
     ),
     "start_score": ("--track-start-score", "only a pose scoring at least this starts a track"),
+    "start_keypoint_score": (
+        "--track-start-keypoint-score",
+        "and only if its best 17 keypoints score this on average",
+    ),
     "iou_weight": ("--iou-weight", "share of box IoU in the similarity, the rest the pose's OKS"),
     "min_similarity": ("--min-similarity", "pairs less similar are never the same person"),
     "low_similarity": ("--low-similarity", "the same for a low-score pose"),
+    "lost_discount": ("--lost-discount", "share of those bounds for a person not seen last frame"),
     "max_age": ("--max-age", "frames a lost person is waited for"),
     "min_hits": ("--min-hits", "poses before a track is confirmed and given an id"),
     "tentative_misses": ("--tentative-misses", "frames a track not yet confirmed may miss"),
     "keypoint_threshold": ("--track-keypoint-threshold", "keypoints below it are left out of OKS"),
     "motion_damping": ("--motion-damping", "share of a hidden person's speed kept each frame"),
+    "follow_camera": (
+        "--follow-camera",
+        "move every prediction by the camera's motion, measured on the persons",
+    ),
 }
 
 
@@ -187,7 +196,10 @@ def add_tracker_options(group: Any) -> None:
     defaults = TrackerOptions()
     for name, (flag, text) in _TRACKER_FLAGS.items():
         default = getattr(defaults, name)
-        group.add_argument(flag, type=type(default), help=f"{text} ({default})")
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{text} ({default})")
+        else:
+            group.add_argument(flag, type=type(default), help=f"{text} ({default})")
 
 
 def tracker_options(args: argparse.Namespace) -> Any:
