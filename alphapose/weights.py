@@ -259,8 +259,9 @@ def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, 
     except OSError:
         raise WeightsError(
             f"cannot download {source.name}: the network is unreachable ({host} does not resolve). "
-            f"{by_hand} To try the function offline, write random weights in the official format with "
-            f"`python -m tools.synthetic_weights {directory}` (they find nothing meaningful)."
+            f"{by_hand} To try the function offline on random weights in the official format (they find "
+            "nothing meaningful), run `make serve-synthetic` in a checkout: it writes them apart from the "
+            "official files, in build/synthetic-weights, and serves them."
         ) from None
     staging = _staging_path(directory, source.name)
     try:

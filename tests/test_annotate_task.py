@@ -336,7 +336,9 @@ def test_command_end_to_end_on_synthetic_weights(
     (upload,) = task.uploads
     (track,) = upload["tracks"]
     assert len(track["elements"]) == K and track["frame"] == 0
-    assert "1 track(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 track(s)" in err
+    assert "synthetic random weights (written by tools.synthetic_weights)" in err  # uploaded, but said
     assert [options.max_age for options in trackers] == [7]  # the tracker flags reach the tracker
     assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
 

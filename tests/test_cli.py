@@ -104,6 +104,21 @@ def test_predict_writes_cvat_json_and_a_rendered_png(weights_dir: Path, tmp_path
         assert tuple(int(v) for v in drawn[y, x]) in colours
 
 
+def test_predict_says_in_one_line_that_the_weights_are_synthetic(
+    weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", str(write_image(tmp_path / "a.png")), "--out", str(tmp_path / "a.json")]
+    assert main([*argv, "--weights-dir", str(weights_dir), *MODEL_OPTIONS]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "synthetic" in line]
+    assert warned == [
+        f"warning: {weights_dir / 'yolov3-spp.weights'}, {weights_dir / 'fast_res50_256x192.pth'}: synthetic "
+        "random weights (written by tools.synthetic_weights), not the official files; the poses found mean "
+        "nothing"
+    ]
+    assert main([*argv, "--weights-dir", str(unmarked_weights_dir), *MODEL_OPTIONS]) == 0
+    assert "synthetic" not in capsys.readouterr().err
+
+
 def test_predict_coco_format_for_several_images(weights_dir: Path, tmp_path: Path) -> None:
     images = [write_image(tmp_path / "a.png"), write_image(tmp_path / "b.jpg", 80, 40)]
     out, render_dir = tmp_path / "results.json", tmp_path / "drawn"

@@ -343,7 +343,11 @@ def test_make_test_runs_pytest_and_ci_runs_lint_and_the_readme_test_command() ->
     assert "make test" in commands
     readme = (ROOT / "README.md").read_text()
     first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", readme, flags=re.DOTALL).group(1)
-    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make serve", "make test"]
+    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == [
+        "make serve",
+        "make serve-synthetic",  # the offline path, in one command
+        "make test",
+    ]
 
 
 def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(

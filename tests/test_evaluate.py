@@ -539,6 +539,8 @@ def test_cli_end_to_end_on_synthetic_weights(
     assert header.split() == ["run", "part", "AP", "AP50", "AP75", "APm", "APl", "AR"]
     assert row.startswith("this run") and len(row.split()) == 9
     assert "(2 poses on 2 images)" in printed.err  # the synthetic detector finds one person per image
+    assert f"warning: {weights_dir / 'yolov3-spp.weights'}, " in printed.err
+    assert "synthetic random weights (written by tools.synthetic_weights)" in printed.err
     assert not partial_file(out).exists()
     dt = COCO(str(annotations)).loadRes(str(out))
     assert sorted(dt.imgs) == [1, 2] and len(dt.anns) == 2
