@@ -348,3 +348,22 @@ def test_persons_below_the_person_threshold_are_not_tracked(tmp_path: Path) -> N
     assert run(task, tmp_path, threshold=0.95) == []  # the scene's boxes score 0.9
     (upload,) = task.uploads
     assert upload["tracks"] == []
+
+
+def test_a_connection_lost_while_the_task_is_read_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from http.client import RemoteDisconnected
+
+    from urllib3.exceptions import ProtocolError
+
+    def dropped(*args: Any, **kwargs: Any) -> None:
+        raise ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed connection"))
+
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    monkeypatch.setattr(annotate_task, "open_task", dropped)
+    with serve(make_task(3)) as url:
+        assert main(["annotate-task", "5", "--server-host", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: cannot reach CVAT at {url}: the connection failed (Remote end closed")

@@ -268,7 +268,9 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
     )
     parser.add_argument("task_id", type=int, metavar="TASK_ID")
     parser.add_argument(
-        "--server-host", default="http://localhost:8080", help="CVAT's address (default: %(default)s)"
+        "--server-host",
+        help="CVAT's address, e.g. http://localhost:8080 (required; no default, since the local pose server "
+        "listens on that port too)",
     )
     parser.add_argument("--auth", help="USER:PASSWORD; without it, a token from CVAT_ACCESS_TOKEN")
     parser.add_argument(
@@ -301,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
     from alphapose.errors import WeightsError
     from alphapose.runtime import configure_cpu_threads
     from tools.cli import setting_flags, tracker_options
+    from tools.errors import network_errors
 
     if args.no_upload and args.xml is None:
         print("error: --no-upload writes nothing without --xml FILE", file=sys.stderr)
@@ -341,6 +344,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except network_errors() as exc:
+        print(f"error: {unreachable(args.server_host, exc)}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -350,19 +356,57 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(host: str, auth: str | None) -> Client:
-    """A logged-in SDK client: ``--auth USER:PASSWORD``, else the token in ``CVAT_ACCESS_TOKEN``."""
-    from cvat_sdk import make_client
+def _client(host: str | None, auth: str | None) -> Client:
+    """A logged-in SDK client of the CVAT server at ``host``: ``--auth USER:PASSWORD``, else the token in
+    ``CVAT_ACCESS_TOKEN``. A server that answers, but not as CVAT, is a :class:`TaskError` saying so."""
+    from cvat_sdk import Client
+    from cvat_sdk.api_client.exceptions import OpenApiException
+    from cvat_sdk.core.client import AccessTokenCredentials
 
+    if not host:
+        raise TaskError("--server-host: give CVAT's address, e.g. --server-host http://localhost:8080")
     if auth is not None:
         user, colon, password = auth.partition(":")
         if not colon or not user:
             raise TaskError("--auth takes USER:PASSWORD")
-        return make_client(host, credentials=(user, password))
-    token = os.environ.get("CVAT_ACCESS_TOKEN")
-    if not token:
-        raise TaskError("no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN")
-    return make_client(host, access_token=token)
+        credentials: Any = (user, password)
+    else:
+        token = os.environ.get("CVAT_ACCESS_TOKEN")
+        if not token:
+            raise TaskError("no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN")
+        credentials = AccessTokenCredentials(token)
+    client = Client(host, check_server_version=False)
+    try:
+        client.get_server_version()  # GET /api/server/about, which every CVAT answers without login
+    except OpenApiException as exc:
+        raise TaskError(_not_cvat(host, exc)) from None
+    client.check_server_version()  # the SDK's warning when its version and the server's differ
+    client.login(credentials)
+    return client
+
+
+def _not_cvat(host: str, exc: Exception) -> str:
+    """Why the answer of ``host`` is not CVAT's, and what to give instead."""
+    from tools.server.http import SERVER_NAME
+
+    status = getattr(exc, "status", None)
+    answer = f"HTTP {status} {getattr(exc, 'reason', '')}".strip() if status else "no server description"
+    server = str((getattr(exc, "headers", None) or {}).get("Server", ""))
+    which = "; it is the pose function's local server (make serve)" if server.startswith(SERVER_NAME) else ""
+    return (
+        f"--server-host {host} answers, but not as CVAT ({answer} for /api/server/about{which}): give "
+        "CVAT's address, e.g. http://localhost:8080"
+    )
+
+
+def unreachable(host: str, exc: BaseException) -> str:
+    """The one line for a network failure on the way to CVAT, with what to check."""
+    from tools.errors import network_problem
+
+    return (
+        f"cannot reach CVAT at {host}: {network_problem(exc)}; check --server-host and that the server "
+        "runs and is reachable from here"
+    )
 
 
 def _tracker(skeleton: Skeleton, options: TrackerOptions) -> Tracker:

@@ -33,6 +33,7 @@ from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_im
 from alphapose.errors import OptionError, SyntheticWeightsWarning, VideoError, WeightsError
 from alphapose.video import FRAME_SUFFIXES
 from tools import annotate_task
+from tools.errors import network_errors, network_problem
 from tools.server import http
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
@@ -437,8 +438,16 @@ def _call(args: argparse.Namespace) -> int:
         payload["threshold"] = args.threshold
     try:
         reply = requests.post(args.url, json=payload, timeout=args.timeout)
+    except network_errors() as exc:
+        waited = f" within --timeout {args.timeout:g} s" if isinstance(exc, requests.Timeout) else ""
+        print(
+            f"error: cannot reach the function at {args.url}: {network_problem(exc)}{waited}; check the URL "
+            "and that the function runs (make serve locally; nuctl get function shows a deployed one's port)",
+            file=sys.stderr,
+        )
+        return 1
     except requests.RequestException as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args.url}: {exc}", file=sys.stderr)
         return 1
     if reply.status_code != 200:
         print(f"error: HTTP {reply.status_code}: {reply.text}", file=sys.stderr)
