@@ -1,6 +1,6 @@
 """``python -m tools annotate-task TASK_ID``: a CVAT task's frames to ``person`` skeleton tracks.
 
-    python -m tools annotate-task TASK_ID [--server-host URL] [--auth USER:PASSWORD]
+    python -m tools annotate-task TASK_ID --server-host URL [--auth USER:PASSWORD]
         [--tolerance PX] [--threshold T] [--clear-existing] [--xml FILE] [--no-upload] [model options]
 
 It reads the task's frames through the CVAT SDK as its auto-annotation driver does (``TaskDataset``,
