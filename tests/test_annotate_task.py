@@ -145,7 +145,7 @@ def check_uploaded(tracks: list[dict[str, Any]], task: ImageTask, frames: Sequen
             assert element["frame"] == track["frame"]
             assert [s["frame"] for s in element["shapes"]] == keyframes
             assert all(s["type"] == "points" and len(s["points"]) == 2 for s in element["shapes"])
-        view = shown(track, len(task.images))
+        view = shown(track, len(task.images), sublabels)
         for frame in frames:
             if not present(track_id, frame):
                 assert frame not in view, f"person {track_id} shown on frame {frame}"

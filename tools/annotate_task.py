@@ -177,8 +177,8 @@ def tracked_frames(
 
 
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
-    """The tracks as the SDK's request models: a skeleton track with one element track per point, all
-    with the same keyframes (see :mod:`alphapose.cvat.tracks`)."""
+    """The tracks as the SDK's request models: a skeleton track, and an element track per point that
+    CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.tracks`)."""
     from cvat_sdk import models
 
     def shape(kind: str, frame: int, points: list[float], outside: bool) -> models.TrackedShapeRequest:
@@ -208,12 +208,12 @@ def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[
                     group=0,
                     source="auto",
                     attributes=[],
-                    shapes=[
-                        shape("points", k.frame, list(k.points[index]), k.points_outside[index])
-                        for k in track.keyframes
-                    ],
+                    shapes=[shape("points", k.frame, list(k.point), k.outside) for k in keyframes],
                 )
-                for index, point_id in enumerate(labels.points)
+                for point_id, keyframes in zip(
+                    labels.points, map(track.point_keyframes, range(len(labels.points))), strict=True
+                )
+                if keyframes
             ],
         )
         for track in tracks
