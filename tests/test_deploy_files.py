@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from alphapose.cvat.spec import label_spec
-from alphapose.engines import parse_engines
+from alphapose.detectors import DEFAULT_DETECTOR
+from alphapose.engines import DEFAULT_ENGINE, parse_engines
 from alphapose.presets import PRESETS
 from alphapose.weights import required_files
 from tools import function_yaml
@@ -458,3 +459,14 @@ def test_base_image_weights_step_refuses_synthetic_files_unless_the_build_arg_al
     assert allowed.stdout.count("(synthetic)") == 2
     assert "--build-arg ALLOW_SYNTHETIC_WEIGHTS=1" in make("-n", "base-image", "ALLOW_SYNTHETIC=1").stdout
     assert "ALLOW_SYNTHETIC_WEIGHTS" not in make("-n", "base-image").stdout
+
+
+def test_readme_tells_how_the_sdk_function_answers_what_the_function_files_run() -> None:
+    """The SDK function's defaults are the library's; the README gives the parameters that make it run
+    what the CPU and GPU function files set (read from the files, so a change of either shows here)."""
+    section = (ROOT / "README.md").read_text().split("## Without Nuclio")[1].split("\n## ")[0]
+    section = " ".join(section.split())  # line breaks inside the sentences
+    cpu, gpu = env_of(load("function.yaml")), env_of(load("function-gpu.yaml"))
+    assert f"-p detector=str:{cpu['ALPHAPOSE_DETECTOR']} -p engine=str:{cpu['ALPHAPOSE_ENGINE']}" in section
+    assert f"-p detector=str:{gpu['ALPHAPOSE_DETECTOR']} -p device=str:cuda" in section
+    assert f"left alone it runs the `{DEFAULT_DETECTOR}` detector in `{DEFAULT_ENGINE}`" in section
