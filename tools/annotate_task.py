@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     except network_errors() as exc:
-        print(f"error: {unreachable(args.server_host, exc)}", file=sys.stderr)
+        print(f"error: {_unreachable(args.server_host, exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -399,7 +399,7 @@ def _not_cvat(host: str, exc: Exception) -> str:
     )
 
 
-def unreachable(host: str, exc: BaseException) -> str:
+def _unreachable(host: str, exc: BaseException) -> str:
     """The one line for a network failure on the way to CVAT, with what to check."""
     from tools.errors import network_problem
 
