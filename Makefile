@@ -12,6 +12,11 @@ PRESET ?= $(or $(ALPHAPOSE_PRESET),fastpose_res50_coco)
 DETECTOR ?= $(or $(ALPHAPOSE_DETECTOR),yolov3-spp)
 WEIGHTS_DIR ?= $(or $(ALPHAPOSE_WEIGHTS_DIR),weights)
 SERVE_ARGS ?=
+# Where `make serve-synthetic` writes random weights: apart from WEIGHTS_DIR, so official files and
+# synthetic ones never share a directory.
+SYNTHETIC_DIR ?= build/synthetic-weights
+# Non-empty: let stage, deploy-local, deploy-kube and base-image take synthetic weights (test deployments).
+ALLOW_SYNTHETIC ?=
 BENCH_ARGS ?=
 
 DOCKER ?= docker
@@ -59,10 +64,10 @@ check_buildx = @$(DOCKER) buildx version >/dev/null 2>&1 || { echo "error: Docke
 NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (https://github.com/nuclio/nuclio/releases) or set NUCTL=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench bench-tracking clean
+.PHONY: help setup serve serve-synthetic test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench bench-tracking clean
 
 help: ## List the targets with one line each
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-eval.txt \
 		requirements-onnxruntime.txt requirements-openvino.txt requirements-dev.txt
@@ -76,6 +81,11 @@ setup: $(STAMP) ## Create .venv with the pinned requirements (again only when a 
 
 serve: $(STAMP) weights ## Set up, fetch missing weights, start the local server (python -m tools serve)
 	ALPHAPOSE_WEIGHTS_DIR=$(WEIGHTS_DIR) ALPHAPOSE_PRESET=$(PRESET) ALPHAPOSE_DETECTOR=$(DETECTOR) \
+		$(PY) -m tools serve $(SERVE_ARGS)
+
+serve-synthetic: $(STAMP) ## Try the server offline: write synthetic random weights to SYNTHETIC_DIR and serve them
+	$(PY) -m tools.synthetic_weights $(SYNTHETIC_DIR) --preset $(PRESET) --detector $(DETECTOR)
+	ALPHAPOSE_WEIGHTS_DIR=$(SYNTHETIC_DIR) ALPHAPOSE_PRESET=$(PRESET) ALPHAPOSE_DETECTOR=$(DETECTOR) \
 		$(PY) -m tools serve $(SERVE_ARGS)
 
 test: $(STAMP) ## Run the test suite except the slow cases (no network, no GPU, no weights needed)
@@ -109,12 +119,14 @@ base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -
 	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.base -t $(BASE_IMAGE) \
 		--build-arg TORCH_CUDA=$(TORCH_CUDA) --build-arg WEIGHTS_PRESETS="$(BASE_PRESETS)" \
 		--build-arg WEIGHTS_DETECTORS="$(BASE_DETECTORS)" \
+		$(if $(ALLOW_SYNTHETIC),--build-arg ALLOW_SYNTHETIC_WEIGHTS=1) \
 		$(if $(CUDA_IMAGE),--build-arg CUDA_IMAGE=$(CUDA_IMAGE)) .
 
 # Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is
 # deployed from a staging directory holding only what it runs (tools/stage.py): no .venv, tests or tools.
 stage: $(STAMP) ## Copy the function's files (and WEIGHTS_DIR's files for a CPU FUNCTION_FILE, if all there) to STAGE_DIR
-	$(PY) -m tools.stage --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR)
+	$(PY) -m tools.stage --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR) \
+		$(if $(ALLOW_SYNTHETIC),--allow-synthetic)
 
 deploy-local: ## Deploy FUNCTION_FILE with nuctl --platform local into project cvat (NETWORK=cvat_cvat)
 	$(call require,$(NUCTL),$(NUCTL_HINT))

@@ -8,6 +8,7 @@ the pose library.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from alphapose.cvat.config import Config
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.request import PoseRequest
 from alphapose.engines import describe as describe_engines
+from alphapose.errors import SyntheticWeightsWarning
 from alphapose.pipeline import Pose
 from alphapose.sources import read_checksums
 from alphapose.video import frame_poses
@@ -29,7 +31,9 @@ class ModelHandler:
     def __init__(self, config: Config) -> None:
         self.config = config
         start = time.perf_counter()
-        self.pipeline = config.load_pipeline()
+        with warnings.catch_warnings():  # the start-up log says it, per file (main.init_context)
+            warnings.simplefilter("ignore", SyntheticWeightsWarning)
+            self.pipeline = config.load_pipeline()
         self.load_seconds = time.perf_counter() - start
         self.weights = self._check_weights()
 

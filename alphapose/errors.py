@@ -28,6 +28,11 @@ def lookup(table: Mapping[str, Row], name: str, what: str) -> Row:
         raise UnknownNameError(f"unknown {what} {name!r}; choose one of: {', '.join(table)}") from None
 
 
+class SyntheticWeightsWarning(UserWarning):
+    """A pipeline was loaded from synthetic random weights (``tools.synthetic_weights``): it runs, but
+    what it finds means nothing. Warned rather than refused: the tests and offline trials run on them."""
+
+
 class OptionError(AlphaPoseError, ValueError):
     """A pipeline option holds a value the pipeline cannot run with.
 

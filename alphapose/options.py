@@ -7,7 +7,9 @@ here, so every way in refuses the same bad values with the same words.
 
 from __future__ import annotations
 
+import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
@@ -40,22 +42,33 @@ class PipelineOptions:
     engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
-        """Refuse a bad value now, naming the option, rather than when the networks load."""
+        """Refuse a bad value now, naming the option, rather than when the networks load.
+
+        Types are checked too: a string where a bool belongs (``flip="no"``) is truthy and would silently
+        turn the option on, and a bool where a number belongs is an int to Python.
+        """
         problems = {
-            "preset": None
-            if self.preset in PRESETS
-            else f"unknown preset; choose one of: {', '.join(PRESETS)}",
-            "detector": None
-            if self.detector in DETECTORS
-            else f"unknown detector; choose one of: {', '.join(DETECTORS)}",
-            "device": None if _DEVICE.fullmatch(str(self.device)) else "expected auto, cpu, cuda or cuda:N",
+            "preset": _choice(self.preset, PRESETS, "preset"),
+            "detector": _choice(self.detector, DETECTORS, "detector"),
+            "device": None
+            if isinstance(self.device, str) and _DEVICE.fullmatch(self.device)
+            else "expected auto, cpu, cuda or cuda:N",
             "detector_size": None
-            if self.detector_size is None or (self.detector_size >= 32 and self.detector_size % 32 == 0)
+            if self.detector_size is None
+            or (_is_int(self.detector_size) and self.detector_size >= 32 and self.detector_size % 32 == 0)
             else "must be a positive multiple of 32",
-            "max_batch": None if self.max_batch >= 1 else "must be at least 1",
+            "flip": None if isinstance(self.flip, bool) else "must be True or False",
+            "max_batch": None
+            if _is_int(self.max_batch) and self.max_batch >= 1
+            else "must be an integer, at least 1",
             "detector_confidence": _unit_interval(self.detector_confidence),
             "detector_nms": _unit_interval(self.detector_nms),
-            "precision": None if self.precision in PRECISIONS else f"expected one of {', '.join(PRECISIONS)}",
+            "precision": None
+            if isinstance(self.precision, str) and self.precision in PRECISIONS
+            else f"expected one of {', '.join(PRECISIONS)}",
+            "engine": None
+            if isinstance(self.engine, str)
+            else "expected a string: torch, onnxruntime, openvino or detector=NAME,pose=NAME",
         }
         for name, problem in problems.items():
             if problem:
@@ -75,5 +88,17 @@ class PipelineOptions:
         return self.detector_size or self.detector_spec.input_size
 
 
-def _unit_interval(value: float) -> str | None:
-    return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"
+def _is_int(value: object) -> bool:
+    """An integer, numpy's included, but not a bool (which Python counts as one)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _unit_interval(value: object) -> str | None:
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return None if number and 0.0 <= value <= 1.0 else "must be a number in [0, 1]"
+
+
+def _choice(value: object, table: Mapping[str, object], what: str) -> str | None:
+    if isinstance(value, str) and value in table:
+        return None
+    return f"unknown {what}; choose one of: {', '.join(table)}"

@@ -5,6 +5,8 @@ detect persons -> crop every box -> one batched pose forward -> decode heatmaps 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,14 @@ from torch import nn
 from alphapose.build import load_detector, load_pose_model
 from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.engines import NETWORKS, NetworkEngine, check_engines, prepare_network
-from alphapose.errors import OptionError, WeightsError
+from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
 from alphapose.precision import Precision, resolve_precision
 from alphapose.presets import PosePreset
 from alphapose.skeletons import Skeleton
 from alphapose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
-from alphapose.weights import download_hint
+from alphapose.weights import download_hint, is_synthetic
 
 # Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
 CPU_FORWARD_BATCH = 8
@@ -59,6 +61,8 @@ class PosePipeline:
 
     ``precision`` says how the two networks run (default: ``auto`` for the device); networks given
     here must already be in it (:meth:`Precision.prepare`), as :meth:`from_weights_dir` does.
+    ``synthetic_weights`` lists the files of synthetic random weights the networks came from (empty for
+    official files), so that every tool can say that its answers mean nothing.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class PosePipeline:
         max_batch: int = PipelineOptions.max_batch,
         precision: Precision | None = None,
         engines: dict[str, NetworkEngine] | None = None,
+        synthetic_weights: Sequence[Path] = (),
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -85,6 +90,7 @@ class PosePipeline:
         self.engines = engines or {
             network: NetworkEngine.torch(network, "torch", self.precision) for network in NETWORKS
         }
+        self.synthetic_weights = tuple(synthetic_weights)
         # The GPU's crop path, chosen by the device; tests switch it on for the CPU to run that code there.
         self.batched_crops = device.type != "cpu"
 
@@ -108,7 +114,8 @@ class PosePipeline:
         :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
         ``options.engine`` other than ``torch`` runs a network's ONNX export in that runtime instead
         (:mod:`alphapose.engines`: exported once, cached beside the weights); :attr:`engines` says what
-        runs each network.
+        runs each network. Files of synthetic random weights give a :class:`SyntheticWeightsWarning`
+        and are listed in :attr:`synthetic_weights`.
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
@@ -159,6 +166,7 @@ class PosePipeline:
             max_batch=options.max_batch,
             precision=precision,
             engines={"detector": detector_engine, "pose": pose_engine},
+            synthetic_weights=_warn_if_synthetic((detector_weights, pose_weights)),
         )
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
@@ -269,3 +277,17 @@ def _check_image(image: np.ndarray) -> None:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
         raise ValueError(f"expected an RGB uint8 HxWx3 array, got shape {shape} dtype {dtype}")
+
+
+def _warn_if_synthetic(paths: Sequence[Path]) -> tuple[Path, ...]:
+    """The synthetic files among ``paths``, warned about at the line that called from_weights_dir."""
+    synthetic = tuple(path for path in paths if is_synthetic(path))
+    if synthetic:
+        warnings.warn(
+            SyntheticWeightsWarning(
+                f"{', '.join(map(str, synthetic))}: synthetic random weights (written by "
+                "tools.synthetic_weights), not the official files; the poses found mean nothing"
+            ),
+            stacklevel=3,
+        )
+    return synthetic

@@ -7,8 +7,10 @@ and its sha256, which gives it one of three states:
 * ``recorded``: the sha256 equals the one recorded in ``alphapose/data/weights.sha256`` for that name;
 * ``unrecorded``: nothing is recorded for that name yet (a recorded sha256 that differs is an error);
 * ``synthetic``: the file was written by ``python -m tools.synthetic_weights`` (random values in the
-  official format, for tests and trying the function offline), which lists what it wrote in
-  ``synthetic.sha256`` beside the files. Such a file is never recorded.
+  official format, for tests and trying the function offline). The writer marks each file inside
+  (:func:`mark_synthetic`, :data:`SYNTHETIC_DARKNET_SEEN`), so it is recognised wherever it is copied or
+  renamed. Such a file is never recorded, and ``--copy-from`` (how the GPU base image takes local files)
+  refuses it unless ``--allow-synthetic`` asks for a test image.
 
 Downloads go to ``<name>.download`` next to the final file and are renamed with ``os.replace`` only after
 verification, so a file under an official name is always complete. Google Drive files come through gdown
@@ -27,17 +29,20 @@ import os
 import shutil
 import socket
 import sys
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
+
+import torch
 
 from alphapose.build import expected_shapes, load_detector, load_pose_model
 from alphapose.detection.yolox import expected_shapes as yolox_shapes
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.errors import UnknownNameError, WeightsError, lookup
-from alphapose.models.darknet import DARKNET_WEIGHTS_BYTES
+from alphapose.models.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
 from alphapose.models.yolox import get_variant
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
 from alphapose.sources import CHECKSUM_FILE, WeightsFile, read_checksums
@@ -47,7 +52,12 @@ if TYPE_CHECKING:
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
 STAGING_SUFFIX = ".download"
-SYNTHETIC_LIST = "synthetic.sha256"  # written beside synthetic files by tools.synthetic_weights
+# The marks of synthetic files, inside each file: a key of a PyTorch file's state_dict metadata (which a
+# load ignores, and which travels with the tensors), and the "images seen" count of a darknet header (which
+# no loader reads; the official file's is a training count far below this one).
+SYNTHETIC_MARK = "alphapose.synthetic_weights"
+SYNTHETIC_DARKNET_SEEN = int.from_bytes(b"SYNTHETC", "little")
+_DARKNET_SEEN_OFFSET = 12  # after the int32 major, minor and revision
 ALL = "all"
 
 FileState = Literal["recorded", "unrecorded", "synthetic"]
@@ -138,11 +148,30 @@ def record_checksums(files: Iterable[VerifiedFile], path: Path = CHECKSUM_FILE) 
     return new
 
 
-def record_synthetic(files: Iterable[Path], listing: Path) -> None:
-    """List files of random weights in ``listing`` (sha256sum format), replacing older lines for them."""
-    entries = read_checksums(listing)
-    entries.update({path.name: sha256_of(path) for path in files})
-    listing.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()), encoding="utf-8")
+def mark_synthetic(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Mark a module's ``state_dict()`` as random weights before it is saved; returns it."""
+    state_dict._metadata[SYNTHETIC_MARK] = {"written_by": "tools.synthetic_weights"}  # type: ignore[attr-defined]
+    return state_dict
+
+
+def is_synthetic(path: Path, name: str | None = None) -> bool:
+    """Whether the file at ``path`` (the official file ``name``, default its own name) carries the mark
+    of the synthetic weights writer. Only the header or the pickle is read, not the tensors."""
+    detector = detector_for_file(name or path.name)
+    if detector is not None and detector.family == "yolov3":
+        with path.open("rb") as file:
+            header = file.read(DARKNET_HEADER_BYTES)
+        seen = int.from_bytes(header[_DARKNET_SEEN_OFFSET:DARKNET_HEADER_BYTES], "little", signed=True)
+        return len(header) == DARKNET_HEADER_BYTES and seen == SYNTHETIC_DARKNET_SEEN
+    if not zipfile.is_zipfile(path):
+        return False  # the writer saves in PyTorch's zip format; the official AlphaPose files predate it
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an unreadable file carries no mark; the format check names its fault
+        return False
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]  # a YOLOX release file
+    return SYNTHETIC_MARK in getattr(state, "_metadata", {})
 
 
 def sha256_of(path: Path) -> str:
@@ -170,14 +199,6 @@ def minimum_size(name: str) -> int:
     return _FLOAT_BYTES * sum(math.prod(shape) for key, shape in shapes.items() if "num_batches" not in key)
 
 
-def synthetic_sha256s(path: Path) -> set[str]:
-    """sha256s that the synthetic weights writer listed beside ``path`` (or beside the file it links to)."""
-    listed: set[str] = set()
-    for directory in {path.parent, path.resolve().parent}:
-        listed |= set(read_checksums(directory / SYNTHETIC_LIST).values())
-    return listed
-
-
 def verify_file(path: Path, checksums: Mapping[str, str], name: str | None = None) -> VerifiedFile:
     """Check size, sha256 (when recorded) and format of ``path`` holding the official file ``name``.
 
@@ -194,22 +215,31 @@ def verify_file(path: Path, checksums: Mapping[str, str], name: str | None = Non
 
 
 def identify_file(path: Path, checksums: Mapping[str, str], name: str | None = None) -> VerifiedFile:
-    """What the sha256 of ``path`` says: recorded, unrecorded or synthetic (no size or format check).
+    """What ``path`` is: synthetic (by its mark), else recorded or unrecorded by its sha256 (no size or
+    format check).
 
-    A recorded sha256 that differs raises :class:`WeightsError`: the file is corrupt or another one.
-    The function runs this at start-up on the files it loaded, so its log says what it serves.
+    A recorded sha256 that differs raises :class:`WeightsError`: the file is corrupt or another one; so
+    does a synthetic file whose sha256 is recorded (a record made by mistake). The function runs this at
+    start-up on the files it loaded, so its log says what it serves.
     """
     source = official_file(name or path.name)
     digest = sha256_of(path)
     recorded = checksums.get(source.name)
-    if recorded is not None and recorded != digest:
+    if is_synthetic(path, source.name):
+        if recorded == digest:
+            raise WeightsError(
+                f"{path} holds synthetic random weights (written by python -m tools.synthetic_weights), yet "
+                f"its sha256 is recorded as the official {source.name}: delete the line '{digest}  "
+                f"{source.name}' from the checksums file (alphapose/data/weights.sha256 by default)"
+            )
+        state: FileState = "synthetic"
+    elif recorded is not None and recorded != digest:
         raise WeightsError(
             f"{path}: sha256 {digest} differs from the recorded {recorded} for {source.name}. The file is "
             f"corrupt or not the official one: delete it and download it again from {source.url}"
         )
-    state: FileState = (
-        "recorded" if recorded else "synthetic" if digest in synthetic_sha256s(path) else "unrecorded"
-    )
+    else:
+        state = "recorded" if recorded else "unrecorded"
     return VerifiedFile(name=source.name, path=path, sha256=digest, state=state)
 
 
@@ -229,8 +259,9 @@ def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, 
     except OSError:
         raise WeightsError(
             f"cannot download {source.name}: the network is unreachable ({host} does not resolve). "
-            f"{by_hand} To try the function offline, write random weights in the official format with "
-            f"`python -m tools.synthetic_weights {directory}` (they find nothing meaningful)."
+            f"{by_hand} To try the function offline on random weights in the official format (they find "
+            "nothing meaningful), run `make serve-synthetic` in a checkout: it writes them apart from the "
+            "official files, in build/synthetic-weights, and serves them."
         ) from None
     staging = _staging_path(directory, source.name)
     try:
@@ -297,8 +328,21 @@ def _stream(response: requests.Response, target: Path, done: int, total: int | N
                 next_report = math.floor(done / total / _PROGRESS_STEP) * _PROGRESS_STEP + _PROGRESS_STEP
 
 
-def copy_file(source: Path, directory: Path, checksums: Mapping[str, str]) -> VerifiedFile:
-    """Take an official file from another directory (an earlier download), verified like a download."""
+def copy_file(
+    source: Path, directory: Path, checksums: Mapping[str, str], allow_synthetic: bool = False
+) -> VerifiedFile:
+    """Take an official file from another directory (an earlier download), verified like a download.
+
+    A synthetic file is refused unless ``allow_synthetic``: this is how images take local files, and an
+    image of random weights would answer CVAT with random skeletons.
+    """
+    if not allow_synthetic and source.is_file() and is_synthetic(source):
+        raise WeightsError(
+            f"--copy-from: {source} holds synthetic random weights (written by python -m "
+            "tools.synthetic_weights), not the official file. Put the official file there "
+            f"({download_hint(source.parent)}) or remove it to download it; only for a test image, pass "
+            "--allow-synthetic (make base-image ALLOW_SYNTHETIC=1)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     staging = _staging_path(directory, source.name)
     shutil.copyfile(source, staging)
@@ -311,11 +355,13 @@ def ensure_weights(
     checksum_file: Path = CHECKSUM_FILE,
     download: bool = True,
     copy_from: Path | None = None,
+    allow_synthetic: bool = False,
 ) -> list[VerifiedFile]:
     """Verify ``files`` in ``directory``; with ``download``, first fetch the missing ones.
 
-    A missing file is copied from ``copy_from`` when it holds it, else downloaded. Every file is
-    tried; a :class:`WeightsError` at the end lists all the problems found.
+    A missing file is copied from ``copy_from`` when it holds it (synthetic files only with
+    ``allow_synthetic``), else downloaded. Every file is tried; a :class:`WeightsError` at the end lists
+    all the problems found.
     """
     checksums = read_checksums(checksum_file)
     verified, problems = [], []
@@ -324,7 +370,7 @@ def ensure_weights(
             if not download or (directory / source.name).exists():
                 verified.append(verify_file(directory / source.name, checksums))
             elif copy_from is not None and (copy_from / source.name).is_file():
-                verified.append(copy_file(copy_from / source.name, directory, checksums))
+                verified.append(copy_file(copy_from / source.name, directory, checksums, allow_synthetic))
             else:
                 verified.append(download_file(source, directory, checksums))
         except WeightsError as exc:
@@ -445,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="take missing files from DIR when it has them (verified like downloads) instead of downloading",
     )
     parser.add_argument(
+        "--allow-synthetic",
+        action="store_true",
+        help="let --copy-from take synthetic random weights (tools.synthetic_weights): for test images only",
+    )
+    parser.add_argument(
         "--checksums",
         type=Path,
         default=CHECKSUM_FILE,
@@ -464,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checksums,
             download=not args.verify,
             copy_from=args.copy_from,
+            allow_synthetic=args.allow_synthetic,
         )
         recorded_now = record_checksums(files, args.checksums) if args.record else []
     except (WeightsError, UnknownNameError) as exc:

@@ -38,3 +38,22 @@ def empty_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tools.synthetic_weights import write_synthetic_weights
 
     return write_synthetic_weights(tmp_path_factory.mktemp("weights_empty"), TEST_PRESETS[:1], persons=False)
+
+
+@pytest.fixture(scope="session")
+def unmarked_weights_dir(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The detectors' and the COCO preset's files of ``weights_dir`` without the synthetic writer's mark:
+    what files downloaded from the official source look like to the weights checks (``unrecorded``)."""
+    import torch
+
+    from alphapose.models.darknet import DARKNET_HEADER_BYTES
+
+    directory = tmp_path_factory.mktemp("weights_unmarked")
+    data = bytearray((weights_dir / "yolov3-spp.weights").read_bytes())
+    data[DARKNET_HEADER_BYTES - 8 : DARKNET_HEADER_BYTES] = (0).to_bytes(8, "little")  # images seen: 0
+    (directory / "yolov3-spp.weights").write_bytes(data)
+    state = torch.load(weights_dir / "yolox_s.pth", weights_only=True)
+    torch.save({"model": dict(state["model"])}, directory / "yolox_s.pth")  # a plain dict: no metadata
+    pose = "fast_res50_256x192.pth"
+    torch.save(dict(torch.load(weights_dir / pose, weights_only=True)), directory / pose)
+    return directory

@@ -147,7 +147,7 @@ def check_uploaded(tracks: list[dict[str, Any]], task: ImageTask, frames: Sequen
             assert element["frame"] == track["frame"]
             assert [s["frame"] for s in element["shapes"]] == keyframes
             assert all(s["type"] == "points" and len(s["points"]) == 2 for s in element["shapes"])
-        view = shown(track, len(task.images))
+        view = shown(track, len(task.images), sublabels)
         for frame in frames:
             if not present(track_id, frame):
                 assert frame not in view, f"person {track_id} shown on frame {frame}"
@@ -341,7 +341,9 @@ def test_command_end_to_end_on_synthetic_weights(
     (upload,) = task.uploads
     (track,) = upload["tracks"]
     assert len(track["elements"]) == K and track["frame"] == 0
-    assert "1 track(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 track(s)" in err
+    assert "synthetic random weights (written by tools.synthetic_weights)" in err  # uploaded, but said
     assert [options.max_age for options in trackers] == [7]  # the tracker flags reach the tracker
     assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
 
@@ -351,3 +353,22 @@ def test_persons_below_the_person_threshold_are_not_tracked(tmp_path: Path) -> N
     assert run(task, tmp_path, threshold=0.95) == []  # the scene's boxes score 0.9
     (upload,) = task.uploads
     assert upload["tracks"] == []
+
+
+def test_a_connection_lost_while_the_task_is_read_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from http.client import RemoteDisconnected
+
+    from urllib3.exceptions import ProtocolError
+
+    def dropped(*args: Any, **kwargs: Any) -> None:
+        raise ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed connection"))
+
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    monkeypatch.setattr(annotate_task, "open_task", dropped)
+    with serve(make_task(3)) as url:
+        assert main(["annotate-task", "5", "--server-host", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: task 5: cannot reach CVAT at {url}: the connection failed (Remote end closed")

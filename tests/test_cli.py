@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import socket
 import threading
+from contextlib import redirect_stderr
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -104,6 +107,21 @@ def test_predict_writes_cvat_json_and_a_rendered_png(weights_dir: Path, tmp_path
         assert tuple(int(v) for v in drawn[y, x]) in colours
 
 
+def test_predict_says_in_one_line_that_the_weights_are_synthetic(
+    weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", str(write_image(tmp_path / "a.png")), "--out", str(tmp_path / "a.json")]
+    assert main([*argv, "--weights-dir", str(weights_dir), *MODEL_OPTIONS]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "synthetic" in line]
+    assert warned == [
+        f"warning: {weights_dir / 'yolov3-spp.weights'}, {weights_dir / 'fast_res50_256x192.pth'}: synthetic "
+        "random weights (written by tools.synthetic_weights), not the official files; the poses found mean "
+        "nothing"
+    ]
+    assert main([*argv, "--weights-dir", str(unmarked_weights_dir), *MODEL_OPTIONS]) == 0
+    assert "synthetic" not in capsys.readouterr().err
+
+
 def test_predict_coco_format_for_several_images(weights_dir: Path, tmp_path: Path) -> None:
     images = [write_image(tmp_path / "a.png"), write_image(tmp_path / "b.jpg", 80, 40)]
     out, render_dir = tmp_path / "results.json", tmp_path / "drawn"
@@ -146,9 +164,10 @@ def test_predict_on_a_file_that_is_no_image_speaks_as_a_command_line_tool(
         "64",
     ]
     assert main(args) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot use {notes} as an image: ")
-    assert "400" not in err and "invalid_image" not in err
+    (warning, error) = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: ") and "synthetic random weights" in warning  # the test's weights
+    assert error.startswith(f"error: cannot use {notes} as an image: ")
+    assert "400" not in error and "invalid_image" not in error
 
 
 def test_predict_takes_the_precision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,6 +233,49 @@ def test_call_reports_an_error_answer(
     assert "HTTP 400" in capsys.readouterr().err
 
 
+def closed_port_url() -> str:
+    """An address where nothing listens: a port the system gave out and that was closed again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("url", [closed_port_url(), "http://no-such-host.invalid"])
+def test_network_failures_are_one_line_naming_the_server_and_what_to_check(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = str(write_image(tmp_path / "f.png"))
+    assert main(["call", url, image]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot reach the function at {url}: ")
+    assert "refused" in err or "does not resolve" in err
+    assert "check the URL and that the function runs" in err
+
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    assert main(["annotate-task", "5", "--server-host", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot reach CVAT at {url}: ")
+    assert "refused" in err or "does not resolve" in err
+    assert "check --server-host" in err
+
+
+def test_annotate_task_needs_a_server_and_says_when_it_is_not_cvat(
+    recorder: HTTPServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No default address (CVAT's usual one is the local pose server's too), and a server that answers
+    something else than CVAT's API is named as such, in one line."""
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    assert main(["annotate-task", "5"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --server-host: give CVAT's address, e.g. --server-host http://localhost:8080\n"
+    )
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"  # answers GET with 501
+    assert main(["annotate-task", "5", "--server-host", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--server-host {url} answers, but not as CVAT (HTTP 501" in err
+
+
 def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Path) -> None:
     env = {
         "ALPHAPOSE_WEIGHTS_DIR": str(weights_dir),
@@ -237,6 +299,15 @@ def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Pat
             str(render),
         ]
         assert main(argv) == 0
+        # annotate-task pointed at it by mistake says what it reached.
+        with pytest.MonkeyPatch.context() as patch, redirect_stderr(io.StringIO()) as err:
+            patch.setenv("CVAT_ACCESS_TOKEN", "token")
+            assert main(["annotate-task", "5", "--server-host", server.url]) == 2
+        assert err.getvalue() == (
+            f"error: --server-host {server.url} answers, but not as CVAT (HTTP 404 Not Found for "
+            "/api/server/about; it is the pose function's local server (make serve)): give CVAT's "
+            "address, e.g. http://localhost:8080\n"
+        )
     finally:
         assert server.stop() == 0
     answer = json.loads(out.read_text())

@@ -8,15 +8,17 @@ the keypoint threshold.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from cvat_track_view import load_video_xml, shown
+from cvat_track_view import kept, load_video_xml, shown
 
 from alphapose.cvat.tracks import SkeletonTrack, build_tracks, cvat_view
 from alphapose.cvat.video_xml import TaskFrames, video_xml
 from alphapose.pipeline import Pose
+from tools.annotate_task import TaskLabels, track_requests
 
 K = 5  # keypoints of the synthetic skeletons
 THRESHOLD = 0.4
@@ -39,24 +41,12 @@ def pose(points: np.ndarray, scores: Sequence[float] | None = None) -> Pose:
 
 
 def track_json(track: SkeletonTrack) -> dict:
-    """A track in the form the SDK uploads (the command's request models, without the SDK)."""
-
-    def shape(kind: str, frame: int, points: list[float], outside: bool) -> dict:
-        return {"type": kind, "frame": frame, "points": points, "outside": outside, "occluded": False}
-
-    return {
-        "frame": track.frame,
-        "shapes": [shape("skeleton", k.frame, [], k.outside) for k in track.keyframes],
-        "elements": [
-            {
-                "frame": track.frame,
-                "shapes": [
-                    shape("points", k.frame, list(k.points[i]), k.points_outside[i]) for k in track.keyframes
-                ],
-            }
-            for i in range(K)
-        ],
-    }
+    """A track as annotate-task uploads it (its request models as JSON), each point labelled by name."""
+    (request,) = track_requests([track], TaskLabels(person=K, points=tuple(range(K))))
+    uploaded = json.loads(json.dumps(request.to_dict(), default=str))  # ShapeType -> its value
+    for element in uploaded["elements"]:
+        element["label"] = NAMES[element.pop("label_id")]
+    return uploaded
 
 
 def check_shown(
@@ -68,7 +58,7 @@ def check_shown(
 ) -> None:
     """On every processed frame CVAT shows the person exactly where ``truth`` has it (points, visible),
     within ``tolerance`` pixels, and nothing where it has none."""
-    view = shown(track_json(track), end_frame)
+    view = shown(track_json(track), end_frame, NAMES)
     for frame in frames:
         if frame not in truth:
             assert frame not in view, f"frame {frame}: shown, but the person is not there"
@@ -227,6 +217,32 @@ def test_seeded_random_scenes_show_every_point_right() -> None:
         assert [t.frame for t in tracks] == sorted(t.frame for t in tracks)
 
 
+def test_the_upload_is_what_cvat_keeps_of_it() -> None:
+    """CVAT drops a point's leading outside shapes (a point seen late), and the whole point where it is
+    never seen: none of that is uploaded, and what CVAT stores is the upload plus the one outside shape
+    it puts on the track's first frame before a point seen late."""
+
+    def scores(frame: int) -> list[float]:
+        return [0.9, 0.9, 0.9, 0.9 if frame >= 10 else 0.1, 0.1]  # p3 seen from frame 10, p4 never
+
+    track, truth = one_track(walking, range(30), 1.0, scores=scores)
+    upload = track_json(track)
+    assert [element["label"] for element in upload["elements"]] == list(NAMES[:4])
+    assert all(not element["shapes"][0]["outside"] for element in upload["elements"])
+    late = upload["elements"][3]
+    assert late["frame"] == 0 and late["shapes"][0]["frame"] == 10
+    stored = kept(upload)
+    assert stored["elements"][:3] == upload["elements"][:3]
+    added, *rest = stored["elements"][3]["shapes"]
+    assert rest == late["shapes"]
+    assert added == {**late["shapes"][0], "frame": 0, "outside": True}
+    assert [k.point for k in track.point_keyframes(3)] == [tuple(s["points"]) for s in late["shapes"]]
+    assert track.point_keyframes(4) == ()
+    check_shown(track, truth, range(30), 1.0, end_frame=30)
+    view = cvat_view(track, 5)
+    assert view is not None and not view[1][3] and np.isnan(view[0][4]).all()
+
+
 def test_per_keypoint_thresholds() -> None:
     tracked = [(0, [(1, pose(corner(0), [0.5, 0.5, 0.5, 0.03, 0.03]))])]
     (track,) = build_tracks(tracked, K, keypoint_threshold=[0.4, 0.4, 0.6, 0.05, 0.02], tolerance=1.0)
@@ -263,17 +279,17 @@ def test_video_xml_reads_back_as_the_tracks_on_the_videos_frame_numbers() -> Non
     data = video_xml([walker], NAMES, task)
     (loaded,) = load_video_xml(data, start_frame=100, step=3)
     assert loaded["label"] == "person" and [e["label"] for e in loaded["elements"]] == list(NAMES)
-    expected = track_json(walker)
+    expected = kept(track_json(walker))
     assert [s["frame"] for s in loaded["shapes"]] == [s["frame"] for s in expected["shapes"]]
     assert [s["outside"] for s in loaded["shapes"]] == [s["outside"] for s in expected["shapes"]]
-    for got, want in zip(loaded["elements"], expected["elements"], strict=True):
+    for got, want in zip(kept(loaded)["elements"], expected["elements"], strict=True):
         assert [(s["frame"], s["outside"]) for s in got["shapes"]] == [
             (s["frame"], s["outside"]) for s in want["shapes"]
         ]
         np.testing.assert_allclose(
             [s["points"] for s in got["shapes"]], [s["points"] for s in want["shapes"]], atol=0.005
         )
-    view = shown(loaded, 50)
+    view = shown(loaded, 50, NAMES)
     for frame in frames:
         assert (frame in view) == (frame in walker_truth)
         if frame in view:

@@ -11,7 +11,9 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ import pytest
 import yaml
 
 from alphapose.cvat.spec import label_spec
-from alphapose.engines import parse_engines
+from alphapose.detectors import DEFAULT_DETECTOR
+from alphapose.engines import DEFAULT_ENGINE, parse_engines
 from alphapose.presets import PRESETS
 from alphapose.weights import required_files
 from tools import function_yaml
@@ -49,6 +52,7 @@ MAKE_TARGETS = (
     "help",
     "setup",
     "serve",
+    "serve-synthetic",
     "test",
     "lint",
     "weights",
@@ -348,13 +352,19 @@ def test_make_test_runs_pytest_and_ci_runs_lint_and_the_readme_test_command() ->
     assert "make test" in commands
     readme = (ROOT / "README.md").read_text()
     first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", readme, flags=re.DOTALL).group(1)
-    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make serve", "make test"]
+    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == [
+        "make serve",
+        "make serve-synthetic",  # the offline path, in one command
+        "make test",
+    ]
 
 
 def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
-    weights_dir: Path, tmp_path: Path
+    unmarked_weights_dir: Path, tmp_path: Path
 ) -> None:
     from tools.stage import stage
+
+    weights_dir = unmarked_weights_dir  # as downloaded: no synthetic mark
 
     # Nothing in the weights directory: the function file is staged as generated and downloads.
     plain = tmp_path / "plain"
@@ -391,3 +401,80 @@ def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
     # The other function files are staged unchanged, and GPU files never carry weights.
     assert (tmp_path / "staged" / "function-gpu.yaml").read_text() == (ROOT / "function-gpu.yaml").read_text()
     assert stage(tmp_path / "gpu", "function-gpu.yaml", weights_dir) == []
+
+
+def test_stage_refuses_synthetic_weights_unless_asked_for_a_test_deployment(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Copies of synthetic files, alone in another directory, are still recognised and stop the staging."""
+    from alphapose.errors import WeightsError
+    from tools.stage import main, stage
+
+    copied = tmp_path / "weights"
+    copied.mkdir()
+    for name in ("yolox_s.pth", "fast_res50_256x192.pth"):
+        shutil.copyfile(weights_dir / name, copied / name)
+    with pytest.raises(WeightsError, match=r"yolox_s\.pth, fast_res50_256x192\.pth in .* are synthetic"):
+        stage(tmp_path / "refused", "function.yaml", copied)
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+    assert stage(tmp_path / "gpu", "function-gpu.yaml", copied) == []  # GPU files carry no weights
+
+    assert main(["--dir", str(tmp_path / "cli"), "--weights-dir", str(copied)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --weights-dir {copied}: ") and err.count("\n") == 1
+    assert "--allow-synthetic" in err and "ALLOW_SYNTHETIC=1" in err
+    assert main(["--dir", str(tmp_path / "cli"), "--weights-dir", str(copied), "--allow-synthetic"]) == 0
+    assert "synthetic random values: a test deployment only" in capsys.readouterr().err
+    staged = sorted(p.name for p in (tmp_path / "cli" / "weights").iterdir())
+    assert staged == sorted(p.name for p in copied.iterdir())
+
+    result = make("stage", f"STAGE_DIR={tmp_path / 'make'}", f"WEIGHTS_DIR={copied}")
+    assert result.returncode != 0 and "are synthetic random weights" in result.stderr
+    result = make("stage", f"STAGE_DIR={tmp_path / 'make'}", f"WEIGHTS_DIR={copied}", "ALLOW_SYNTHETIC=1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "make" / "weights" / "yolox_s.pth").is_file()
+
+
+def test_base_image_weights_step_refuses_synthetic_files_unless_the_build_arg_allows_them(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    """Dockerfile.base's weights step, run here as docker would run it, on synthetic files in ./weights."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    command = re.search(r"cd /tmp/src\s+&& (python -m alphapose\.weights .*?)\s+&& rm -rf", text).group(1)
+    command = command.replace("/tmp/src/weights", str(weights_dir))
+    command = command.replace("python ", f"{sys.executable} ", 1)
+    env = {
+        **os.environ,
+        "ALPHAPOSE_WEIGHTS_DIR": str(tmp_path / "image"),
+        "WEIGHTS_PRESETS": "fastpose_res50_coco",
+        "WEIGHTS_DETECTORS": "yolov3-spp",
+    }
+
+    def build(allow: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", command],
+            cwd=ROOT,
+            env={**env, "ALLOW_SYNTHETIC_WEIGHTS": allow},
+            capture_output=True,
+            text=True,
+        )
+
+    refused = build("")
+    assert refused.returncode == 1 and "holds synthetic random weights" in refused.stderr
+    assert not (tmp_path / "image").exists()
+    allowed = build("1")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.count("(synthetic)") == 2
+    assert "--build-arg ALLOW_SYNTHETIC_WEIGHTS=1" in make("-n", "base-image", "ALLOW_SYNTHETIC=1").stdout
+    assert "ALLOW_SYNTHETIC_WEIGHTS" not in make("-n", "base-image").stdout
+
+
+def test_readme_tells_how_the_sdk_function_answers_what_the_function_files_run() -> None:
+    """The SDK function's defaults are the library's; the README gives the parameters that make it run
+    what the CPU and GPU function files set (read from the files, so a change of either shows here)."""
+    section = (ROOT / "README.md").read_text().split("## Without Nuclio")[1].split("\n## ")[0]
+    section = " ".join(section.split())  # line breaks inside the sentences
+    cpu, gpu = env_of(load("function.yaml")), env_of(load("function-gpu.yaml"))
+    assert f"-p detector=str:{cpu['ALPHAPOSE_DETECTOR']} -p engine=str:{cpu['ALPHAPOSE_ENGINE']}" in section
+    assert f"-p detector=str:{gpu['ALPHAPOSE_DETECTOR']} -p device=str:cuda" in section
+    assert f"left alone it runs the `{DEFAULT_DETECTOR}` detector in `{DEFAULT_ENGINE}`" in section

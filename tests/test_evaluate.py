@@ -507,6 +507,32 @@ def test_a_preset_of_another_keypoint_set_is_refused(tmp_path: Path) -> None:
     _check_keypoints(halpe, load_ground_truth(tmp_path / "person_keypoints.json"))  # COCO's 17 come first
 
 
+@pytest.mark.parametrize(
+    ("renamed", "first"),
+    [
+        ({1: "leye", 2: "reye"}, "keypoint 2 is 'leye' there and 'left_eye' in the preset"),
+        ({1: "right_eye", 2: "left_eye"}, "(the same names in another order): keypoint 2 is 'right_eye'"),
+    ],
+)
+def test_17_keypoints_named_otherwise_are_refused_showing_the_first_that_differs(
+    renamed: dict[int, str], first: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(write_set(tmp_path).read_text())
+    names = list(COCO17.keypoints)
+    for index, name in renamed.items():
+        names[index] = name
+    data["categories"][0]["keypoints"] = names
+    path = tmp_path / "renamed.json"
+    path.write_text(json.dumps(data))
+    assert main(evaluate_argv(path, tmp_path / "images", tmp_path / "out.json")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: {path} names its 17 keypoints differently from preset fastpose_res50_coco")
+    assert first in err
+    assert "rename them in the file's category" in err and "--preset" in err
+    assert "cannot score" not in err  # not a question of the keypoint count
+
+
 def test_cli_refuses_an_image_of_another_size_than_annotated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -539,6 +565,8 @@ def test_cli_end_to_end_on_synthetic_weights(
     assert header.split() == ["run", "part", "AP", "AP50", "AP75", "APm", "APl", "AR"]
     assert row.startswith("this run") and len(row.split()) == 9
     assert "(2 poses on 2 images)" in printed.err  # the synthetic detector finds one person per image
+    assert f"warning: {weights_dir / 'yolov3-spp.weights'}, " in printed.err
+    assert "synthetic random weights (written by tools.synthetic_weights)" in printed.err
     assert not partial_file(out).exists()
     dt = COCO(str(annotations)).loadRes(str(out))
     assert sorted(dt.imgs) == [1, 2] and len(dt.anns) == 2

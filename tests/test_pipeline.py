@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from alphapose import PosePipeline
-from alphapose.errors import WeightsError
+from alphapose.errors import SyntheticWeightsWarning, WeightsError
 from alphapose.transforms import box_to_center_scale, center_scale_to_box
 
 
@@ -21,6 +22,26 @@ def pipeline(weights_dir: Path) -> PosePipeline:
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
     return np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def test_synthetic_weights_are_named_by_a_warning_and_an_attribute(
+    weights_dir: Path, unmarked_weights_dir: Path, image: np.ndarray
+) -> None:
+    with pytest.warns(SyntheticWeightsWarning, match="synthetic random weights") as caught:
+        pipeline = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160)
+    assert caught[0].filename == __file__  # it points at the caller's line
+    assert pipeline.synthetic_weights == (
+        weights_dir / "yolov3-spp.weights",
+        weights_dir / "fast_res50_256x192.pth",
+    )
+    # What the README says synthetic files give: one person covering the image, keypoint scores above 1.
+    (pose,) = pipeline(image)
+    np.testing.assert_allclose(pose.box, [0, 0, 640, 480])
+    assert pose.keypoint_scores.min() > 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SyntheticWeightsWarning)
+        official = PosePipeline.from_weights_dir(unmarked_weights_dir, device="cpu", detector_size=160)
+    assert official.synthetic_weights == ()
 
 
 def _assert_inside_crop_box(keypoints: np.ndarray, box: np.ndarray) -> None:

@@ -1,7 +1,8 @@
 """Weights download and verification: size, strict format, sha256, atomic resumable downloads, messages.
 
-Every test works on official-format synthetic files (the session fixture ``weights_dir``) or on
-copies, truncations and symlinks of them in a temporary directory; gdown is replaced, so nothing
+Every test works on official-format synthetic files (the session fixture ``weights_dir``), on the same
+files without the synthetic writer's mark (``unmarked_weights_dir``, standing for downloaded files), or
+on copies, truncations and symlinks of them in a temporary directory; gdown is replaced, so nothing
 touches the network.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import gdown
 import pytest
 import requests
+import torch
 
 from alphapose import weights
 from alphapose.detectors import DETECTORS
@@ -23,11 +26,11 @@ from alphapose.errors import UnknownNameError, WeightsError
 from alphapose.presets import PRESETS
 from alphapose.sources import read_checksums
 from alphapose.weights import (
-    SYNTHETIC_LIST,
     copy_file,
     download_file,
     ensure_weights,
     expand,
+    is_synthetic,
     minimum_size,
     official_file,
     record_checksums,
@@ -86,20 +89,18 @@ def test_checkpoint_minimum_size_is_a_tight_lower_bound(weights_dir: Path) -> No
     assert minimum_size(DETECTOR_WEIGHTS) == (weights_dir / DETECTOR_WEIGHTS).stat().st_size == 252_209_544
 
 
-def test_good_files_verify_and_their_sha256_can_be_recorded(weights_dir: Path, tmp_path: Path) -> None:
+def test_good_files_verify_and_their_sha256_can_be_recorded(
+    unmarked_weights_dir: Path, tmp_path: Path
+) -> None:
     checksums = tmp_path / "weights.sha256"
     checksums.write_text("# official files\n")
-    directory = tmp_path / "copied"  # the same bytes without the synthetic writer's list beside them
-    directory.mkdir()
-    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):
-        shutil.copyfile(weights_dir / name, directory / name)
+    weights_dir = directory = unmarked_weights_dir
     files = ensure_weights(directory, required_files(["fastpose_res50_coco"]), checksums, download=False)
     assert [(f.name, f.state) for f in files] == [
         (DETECTOR_WEIGHTS, "unrecorded"),
         (COCO.checkpoint.name, "unrecorded"),
     ]
     assert [f.sha256 for f in files] == [sha256(weights_dir / f.name) for f in files]
-    weights_dir = directory
 
     assert record_checksums(files, checksums) == files
     assert record_checksums(files, checksums) == []  # already known: nothing appended twice
@@ -141,12 +142,12 @@ def test_checkpoint_of_another_preset_names_the_preset_it_fits(weights_dir: Path
     assert "fastpose_res50_coco" in str(error.value)
 
 
-def test_recorded_checksum_mismatch_fails_loudly(weights_dir: Path, tmp_path: Path) -> None:
+def test_recorded_checksum_mismatch_fails_loudly(unmarked_weights_dir: Path, tmp_path: Path) -> None:
     checksums = tmp_path / "weights.sha256"
     checksums.write_text(f"{'0' * 64}  {COCO.checkpoint.name}\n")
-    actual = sha256(weights_dir / COCO.checkpoint.name)
+    actual = sha256(unmarked_weights_dir / COCO.checkpoint.name)
     with pytest.raises(WeightsError, match="differs from the recorded") as error:
-        verify_file(weights_dir / COCO.checkpoint.name, read_checksums(checksums))
+        verify_file(unmarked_weights_dir / COCO.checkpoint.name, read_checksums(checksums))
     assert actual in str(error.value)
     assert "0" * 64 in str(error.value)
 
@@ -172,15 +173,46 @@ def test_missing_files_are_all_reported_with_url_and_place(tmp_path: Path) -> No
     assert f"make weights DETECTOR=yolov3-spp WEIGHTS_DIR={tmp_path}" in message
 
 
-def test_synthetic_files_are_recognised_by_the_list_their_writer_keeps(weights_dir: Path) -> None:
-    listed = read_checksums(weights_dir / SYNTHETIC_LIST)
-    assert set(listed) == {DETECTOR_WEIGHTS, "yolox_s.pth", COCO.checkpoint.name, HALPE.checkpoint.name}
-    verified = verify_file(weights_dir / COCO.checkpoint.name, {})
+@pytest.mark.parametrize("name", [DETECTOR_WEIGHTS, "yolox_s.pth", COCO.checkpoint.name])
+def test_synthetic_files_carry_their_mark_wherever_they_are_copied(
+    name: str, weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path
+) -> None:
+    """The mark is inside the file: a copy alone in another directory, or under a staging name, is still
+    synthetic, is never recorded, and a record of its sha256 made by mistake is an error."""
+    copy = tmp_path / "elsewhere" / f"{name}.download"  # alone, under a staging name
+    copy.parent.mkdir()
+    shutil.copyfile(weights_dir / name, copy)
+    assert is_synthetic(copy, name)
+    verified = verify_file(copy, {}, name=name)
     assert (verified.state, verified.recorded) == ("synthetic", False)
     with pytest.raises(WeightsError, match="refusing to record synthetic files"):
-        record_checksums([verified], weights_dir / "never-written.sha256")
-    # A recorded sha256 wins: the state says what the official record says.
-    assert verify_file(weights_dir / COCO.checkpoint.name, {COCO.checkpoint.name: verified.sha256}).recorded
+        record_checksums([verified], tmp_path / "never-written.sha256")
+    assert not (tmp_path / "never-written.sha256").exists()
+    with pytest.raises(WeightsError, match=f"synthetic random weights.*recorded as the official {name}"):
+        verify_file(copy, {name: verified.sha256}, name=name)
+    assert not is_synthetic(unmarked_weights_dir / name)
+    assert verify_file(unmarked_weights_dir / name, {}).state == "unrecorded"
+
+
+def test_copy_from_refuses_synthetic_files_unless_allowed(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """How the GPU base image takes local files: random weights must not become an image by accident."""
+    files = required_files([COCO.name])
+    with pytest.raises(WeightsError) as refused:
+        ensure_weights(tmp_path / "image", files, no_checksums(tmp_path), copy_from=weights_dir)
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):
+        assert f"--copy-from: {weights_dir / name} holds synthetic random weights" in str(refused.value)
+    assert "--allow-synthetic" in str(refused.value)
+    assert not (tmp_path / "image").exists()  # refused before anything is written
+
+    args = ["--dir", str(tmp_path / "image"), "--preset", COCO.name, "--detector", "yolov3-spp"]
+    args += ["--copy-from", str(weights_dir), "--checksums", str(no_checksums(tmp_path))]
+    assert weights.main(args) == 1
+    assert "--allow-synthetic" in capsys.readouterr().err
+    assert weights.main([*args, "--allow-synthetic"]) == 0
+    assert capsys.readouterr().out.count("(synthetic)") == 2
+    assert sorted(p.name for p in (tmp_path / "image").iterdir()) == [COCO.checkpoint.name, DETECTOR_WEIGHTS]
 
 
 @pytest.fixture(autouse=True)
@@ -201,9 +233,17 @@ def test_offline_download_says_so_once_and_points_to_synthetic_weights(
         download_file(COCO.checkpoint, tmp_path, {})
     message = str(raised.value)
     assert "the network is unreachable (drive.google.com does not resolve)" in message
-    assert f"python -m tools.synthetic_weights {tmp_path}" in message
     assert "resumes" not in message
     assert list(tmp_path.iterdir()) == []
+    # The offline hint works as printed: a make target, whose commands run in the project's venv (a bare
+    # `python -m tools.synthetic_weights` outside it fails without torch).
+    (hint,) = re.findall(r"`(make [^`]+)`", message)
+    dry_run = subprocess.run(
+        [*hint.split(), "-n"], cwd=Path(__file__).parents[1], capture_output=True, text=True
+    )
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert ".venv/bin/python -m tools.synthetic_weights build/synthetic-weights" in dry_run.stdout
+    assert ".venv/bin/python -m tools serve" in dry_run.stdout
 
 
 class FakeGdown:
@@ -273,35 +313,37 @@ def test_downloaded_file_that_fails_verification_is_discarded(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_copy_from_another_directory_is_verified_like_a_download(weights_dir: Path, tmp_path: Path) -> None:
-    verified = copy_file(weights_dir / COCO.checkpoint.name, tmp_path / "out", {})
+def test_copy_from_another_directory_is_verified_like_a_download(
+    weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path
+) -> None:
+    verified = copy_file(unmarked_weights_dir / COCO.checkpoint.name, tmp_path / "out", {})
     assert verified.path == tmp_path / "out" / COCO.checkpoint.name
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [COCO.checkpoint.name]
 
     (tmp_path / "bad").mkdir()
     link(weights_dir / HALPE.checkpoint.name, tmp_path / "bad", COCO.checkpoint.name)
     with pytest.raises(WeightsError, match="fastpose_res50_halpe26"):
-        copy_file(tmp_path / "bad" / COCO.checkpoint.name, tmp_path / "out2", {})
+        copy_file(tmp_path / "bad" / COCO.checkpoint.name, tmp_path / "out2", {}, allow_synthetic=True)
     assert list((tmp_path / "out2").iterdir()) == []
 
 
 def test_command_line_verifies_records_and_then_rejects_a_changed_file(
-    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory = tmp_path / "weights"
     directory.mkdir()
     checksums = tmp_path / "weights.sha256"
     args = ["--verify", "--dir", str(directory), "--preset", COCO.name, "--checksums", str(checksums)]
-    # Synthetic files (linked: their list lies beside the originals) are reported and never recorded.
-    link(weights_dir / DETECTOR_WEIGHTS, directory)
-    link(weights_dir / COCO.checkpoint.name, directory)
+    # Copies of synthetic files are reported as such and never recorded.
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):
+        shutil.copyfile(weights_dir / name, directory / name)
     assert weights.main([*args, "--record"]) == 1
     assert "refusing to record synthetic files" in capsys.readouterr().err
     assert weights.main(args) == 0
     assert "(synthetic)" in capsys.readouterr().out
-    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):  # the same bytes, not listed as synthetic
+    for name in (DETECTOR_WEIGHTS, COCO.checkpoint.name):  # the same tensors without the mark
         (directory / name).unlink()
-        shutil.copyfile(weights_dir / name, directory / name)
+        link(unmarked_weights_dir / name, directory)
 
     assert weights.main(args) == 0
     out = capsys.readouterr().out
@@ -315,6 +357,13 @@ def test_command_line_verifies_records_and_then_rejects_a_changed_file(
 
     # The same name now holds another file: the recorded sha256 no longer matches.
     (directory / COCO.checkpoint.name).unlink()
-    link(weights_dir / HALPE.checkpoint.name, directory, COCO.checkpoint.name)
+    state = torch.load(unmarked_weights_dir / COCO.checkpoint.name, weights_only=True)
+    state = {key: value + 1 if value.is_floating_point() else value for key, value in state.items()}
+    torch.save(state, directory / COCO.checkpoint.name)
     assert weights.main(args) == 1
     assert "differs from the recorded" in capsys.readouterr().err
+    # A synthetic file there is called synthetic (the offline trial works whatever is recorded).
+    (directory / COCO.checkpoint.name).unlink()
+    link(weights_dir / COCO.checkpoint.name, directory)
+    assert weights.main(args) == 0
+    assert f"{directory / COCO.checkpoint.name}  sha256" in capsys.readouterr().out

@@ -123,9 +123,9 @@ def test_plain_download_resumes_after_a_dropped_connection(
 
 
 def test_release_file_is_downloaded_over_https_verified_and_published(
-    yolox_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    unmarked_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = FakeServer((yolox_dir / "yolox_s.pth").read_bytes())
+    server = FakeServer((unmarked_weights_dir / "yolox_s.pth").read_bytes())
     monkeypatch.setattr(requests, "get", server)
     monkeypatch.setattr("socket.getaddrinfo", lambda host, port: [])
     (verified,) = ensure_weights(tmp_path, [get_detector("yolox-s").weights])

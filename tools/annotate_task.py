@@ -1,6 +1,6 @@
 """``python -m tools annotate-task TASK_ID...``: CVAT tasks' frames to ``person`` skeleton tracks.
 
-    python -m tools annotate-task TASK_ID... | --project ID [--server-host URL] [--auth USER:PASSWORD]
+    python -m tools annotate-task TASK_ID... | --project ID --server-host URL [--auth USER:PASSWORD]
         [--function-url URL [--concurrency N]] [--resume] [--checkpoint-dir DIR]
         [--tolerance PX] [--threshold T] [--clear-existing] [--xml FILE|DIR] [--no-upload] [model options]
 
@@ -280,8 +280,8 @@ def tracked_frames(
 
 
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
-    """The tracks as the SDK's request models: a skeleton track with one element track per point, all
-    with the same keyframes (see :mod:`alphapose.cvat.tracks`)."""
+    """The tracks as the SDK's request models: a skeleton track, and an element track per point that
+    CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.tracks`)."""
     from cvat_sdk import models
 
     def shape(kind: str, frame: int, points: list[float], outside: bool) -> models.TrackedShapeRequest:
@@ -311,12 +311,12 @@ def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[
                     group=0,
                     source="auto",
                     attributes=[],
-                    shapes=[
-                        shape("points", k.frame, list(k.points[index]), k.points_outside[index])
-                        for k in track.keyframes
-                    ],
+                    shapes=[shape("points", k.frame, list(k.point), k.outside) for k in keyframes],
                 )
-                for index, point_id in enumerate(labels.points)
+                for point_id, keyframes in zip(
+                    labels.points, map(track.point_keyframes, range(len(labels.points))), strict=True
+                )
+                if keyframes
             ],
         )
         for track in tracks
@@ -377,7 +377,9 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
     parser.add_argument("task_ids", type=int, nargs="*", metavar="TASK_ID", help="the tasks to annotate")
     parser.add_argument("--project", type=int, metavar="ID", help="also every task of this project")
     parser.add_argument(
-        "--server-host", default="http://localhost:8080", help="CVAT's address (default: %(default)s)"
+        "--server-host",
+        help="CVAT's address, e.g. http://localhost:8080 (required; no default, since the local pose server "
+        "listens on that port too)",
     )
     parser.add_argument("--auth", help="USER:PASSWORD; without it, a token from CVAT_ACCESS_TOKEN")
     parser.add_argument(
@@ -448,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.config import Config
     from alphapose.cvat.errors import ConfigError
     from tools.cli import setting_flags, tracker_options
+    from tools.errors import network_errors
 
     usage = _usage_error(args)
     if usage:
@@ -463,6 +466,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except _api_errors() as exc:
         print(f"error: {_api_message(exc, args.server_host, project=args.project)}", file=sys.stderr)
+        return 1
+    except network_errors() as exc:
+        print(f"error: {_unreachable(args.server_host, exc)}", file=sys.stderr)
         return 1
     runner = _Runner(args, config, options, client, several=len(task_ids) > 1)
     outcomes = []
@@ -502,6 +508,7 @@ class _Runner:
     def task(self, task_id: int) -> Outcome:
         """Annotate one task; any failure a task can have is its outcome, not an exception."""
         from tools.checkpoint import CheckpointError
+        from tools.errors import network_errors
         from tools.remote import FunctionError
 
         started = time.perf_counter()
@@ -541,6 +548,8 @@ class _Runner:
             outcome.error, outcome.status = f"task {task_id}: {exc}", 1
         except _api_errors() as exc:
             outcome.error, outcome.status = _api_message(exc, self.args.server_host, task=task_id), 1
+        except network_errors() as exc:
+            outcome.error, outcome.status = f"task {task_id}: {_unreachable(self.args.server_host, exc)}", 1
         except OSError as exc:
             outcome.error, outcome.status = f"task {task_id}: {exc}", 1
         outcome.seconds = time.perf_counter() - started
@@ -650,19 +659,57 @@ def _api_message(exc: Any, host: str, *, task: int | None = None, project: int |
     return f"{what} on {host}: HTTP {exc.status} {exc.reason}"
 
 
-def _client(host: str, auth: str | None) -> Client:
-    """A logged-in SDK client: ``--auth USER:PASSWORD``, else the token in ``CVAT_ACCESS_TOKEN``."""
-    from cvat_sdk import make_client
+def _client(host: str | None, auth: str | None) -> Client:
+    """A logged-in SDK client of the CVAT server at ``host``: ``--auth USER:PASSWORD``, else the token in
+    ``CVAT_ACCESS_TOKEN``. A server that answers, but not as CVAT, is a :class:`TaskError` saying so."""
+    from cvat_sdk import Client
+    from cvat_sdk.api_client.exceptions import OpenApiException
+    from cvat_sdk.core.client import AccessTokenCredentials
 
+    if not host:
+        raise TaskError("--server-host: give CVAT's address, e.g. --server-host http://localhost:8080")
     if auth is not None:
         user, colon, password = auth.partition(":")
         if not colon or not user:
             raise TaskError("--auth takes USER:PASSWORD")
-        return make_client(host, credentials=(user, password))
-    token = os.environ.get("CVAT_ACCESS_TOKEN")
-    if not token:
-        raise TaskError("no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN")
-    return make_client(host, access_token=token)
+        credentials: Any = (user, password)
+    else:
+        token = os.environ.get("CVAT_ACCESS_TOKEN")
+        if not token:
+            raise TaskError("no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN")
+        credentials = AccessTokenCredentials(token)
+    client = Client(host, check_server_version=False)
+    try:
+        client.get_server_version()  # GET /api/server/about, which every CVAT answers without login
+    except OpenApiException as exc:
+        raise TaskError(_not_cvat(host, exc)) from None
+    client.check_server_version()  # the SDK's warning when its version and the server's differ
+    client.login(credentials)
+    return client
+
+
+def _not_cvat(host: str, exc: Exception) -> str:
+    """Why the answer of ``host`` is not CVAT's, and what to give instead."""
+    from tools.server.http import SERVER_NAME
+
+    status = getattr(exc, "status", None)
+    answer = f"HTTP {status} {getattr(exc, 'reason', '')}".strip() if status else "no server description"
+    server = str((getattr(exc, "headers", None) or {}).get("Server", ""))
+    which = "; it is the pose function's local server (make serve)" if server.startswith(SERVER_NAME) else ""
+    return (
+        f"--server-host {host} answers, but not as CVAT ({answer} for /api/server/about{which}): give "
+        "CVAT's address, e.g. http://localhost:8080"
+    )
+
+
+def _unreachable(host: str, exc: BaseException) -> str:
+    """The one line for a network failure on the way to CVAT, with what to check."""
+    from tools.errors import network_problem
+
+    return (
+        f"cannot reach CVAT at {host}: {network_problem(exc)}; check --server-host and that the server "
+        "runs and is reachable from here"
+    )
 
 
 def _tracker(skeleton: Skeleton, options: TrackerOptions) -> Tracker:

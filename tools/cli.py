@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import sys
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,9 +31,10 @@ from typing import IO, Any
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
-from alphapose.errors import OptionError, VideoError, WeightsError
+from alphapose.errors import OptionError, SyntheticWeightsWarning, VideoError, WeightsError
 from alphapose.video import FRAME_SUFFIXES
 from tools import annotate_task
+from tools.errors import network_errors, network_problem
 from tools.remote import CVAT_REQUEST_TIMEOUT
 from tools.server import http
 
@@ -43,7 +45,22 @@ RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
-    return command(args)
+    with warnings.catch_warnings():  # restores both settings below when the command ends
+        warnings.simplefilter("default", SyntheticWeightsWarning)  # once per run and directory
+        warnings.showwarning = _show_warning(warnings.showwarning)
+        return command(args)
+
+
+def _show_warning(show: Callable[..., None]) -> Callable[..., None]:
+    """``show``, except that the library's synthetic-weights warning is one line: ``warning: ...``."""
+
+    def shown(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, SyntheticWeightsWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,8 +517,16 @@ def _call(args: argparse.Namespace) -> int:
         payload["threshold"] = args.threshold
     try:
         reply = requests.post(args.url, json=payload, timeout=args.timeout)
+    except network_errors() as exc:
+        waited = f" within --timeout {args.timeout:g} s" if isinstance(exc, requests.Timeout) else ""
+        print(
+            f"error: cannot reach the function at {args.url}: {network_problem(exc)}{waited}; check the URL "
+            "and that the function runs (make serve locally; nuctl get function shows a deployed one's port)",
+            file=sys.stderr,
+        )
+        return 1
     except requests.RequestException as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args.url}: {exc}", file=sys.stderr)
         return 1
     if reply.status_code != 200:
         print(f"error: HTTP {reply.status_code}: {reply.text}", file=sys.stderr)

@@ -1,4 +1,9 @@
-"""The tools' exceptions (the local server's worker pool)."""
+"""The tools' exceptions (the local server's worker pool), and how a network failure is told in one line."""
+
+from __future__ import annotations
+
+import socket
+import ssl
 
 
 class WorkerStartError(RuntimeError):
@@ -11,3 +16,40 @@ class WorkerDiedError(RuntimeError):
 
 class EventTimeoutError(RuntimeError):
     """A worker did not answer within the event timeout."""
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a failure to reach a server or to keep talking to it (urllib3 directly, as the
+    CVAT SDK uses it, or through requests), as opposed to an answer; for an ``except`` clause."""
+    import requests
+    import urllib3
+
+    return (urllib3.exceptions.HTTPError, requests.ConnectionError, requests.Timeout)
+
+
+def network_problem(exc: BaseException) -> str:
+    """What went wrong on the way to the server, in a few words: the root of urllib3's and requests'
+    wrapped exceptions (a retry error around a connection error around a socket error)."""
+    import urllib3
+
+    chain = [exc]
+    while True:
+        cause = chain[-1]
+        if isinstance(cause, urllib3.exceptions.MaxRetryError) and cause.reason is not None:
+            chain.append(cause.reason)
+        elif inner := next((a for a in cause.args if isinstance(a, BaseException)), None):
+            chain.append(inner)  # requests' wrappers, urllib3's ProtocolError("...", socket error)
+        elif isinstance(cause, urllib3.exceptions.NewConnectionError) and cause.__cause__ is not None:
+            chain.append(cause.__cause__)
+        else:
+            break
+    cause = chain[-1]
+    if any(isinstance(c, urllib3.exceptions.NameResolutionError | socket.gaierror) for c in chain):
+        return "its host name does not resolve"
+    if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+        return "the connection was refused (nothing listens on that port)"
+    if any(isinstance(c, urllib3.exceptions.TimeoutError | TimeoutError) for c in chain):
+        return "it did not answer in time"
+    if any(isinstance(c, urllib3.exceptions.SSLError | ssl.SSLError) for c in chain):
+        return f"the TLS handshake failed ({cause}); is the scheme right (http:// or https://)?"
+    return f"the connection failed ({cause})"

@@ -313,6 +313,18 @@ def _check_keypoints(preset: PosePreset, truth: GroundTruth) -> None:
         return
     if count != 17 and skeleton.num_keypoints == count:
         return
+    if count == 17 and skeleton.num_keypoints >= 17:  # the count fits: the names do not
+        names = _coco_names(truth)
+        pairs = enumerate(zip(skeleton.keypoints[:17], names, strict=True))
+        index, ours, theirs = next((i, a, b) for i, (a, b) in pairs if a != b)
+        order = " (the same names in another order)" if set(names) == set(skeleton.keypoints[:17]) else ""
+        raise AnnotationError(
+            f"{truth.path} names its 17 keypoints differently from preset {preset.name}{order}: keypoint "
+            f"{index + 1} is {theirs!r} there and {ours!r} in the preset ({skeleton.name}: "
+            f"{', '.join(skeleton.keypoints[:17])}). If they are the same points, rename them in the file's "
+            'category "keypoints" (and reorder its annotations\' keypoints to match); otherwise choose a '
+            "preset of the file's keypoint set (--preset)"
+        )
     raise AnnotationError(
         f"preset {preset.name} gives {skeleton.num_keypoints} keypoints ({skeleton.name}), which "
         f"{truth.path} ({count} keypoints) cannot score; choose a preset of that keypoint set (--preset)"

@@ -6,7 +6,10 @@ the function files, the requirements by role and the licence; no tool or test co
 function (``alphapose/cvat/sdk_function.py`` imports the ``cvat`` extra, which the images lack). When
 every weights file a CPU function file needs is already in the weights directory (downloaded by hand when
 Google Drive's quota stops the build's download), exactly those files are staged too, and the staged copy of
-that function file verifies them instead of downloading (``tools.function_yaml``, ``staged``).
+that function file verifies them instead of downloading (``tools.function_yaml``, ``staged``). Synthetic
+random weights (``tools.synthetic_weights``, recognised by the mark inside each file) stop the staging
+unless ``--allow-synthetic`` asks for a test deployment: a function built from them answers CVAT with
+random skeletons.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphapose.weights import required_files
+from alphapose.errors import WeightsError
+from alphapose.weights import download_hint, is_synthetic, required_files
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
 
 SOURCES = (
@@ -31,10 +35,32 @@ SOURCES = (
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part", "sdk_function.py")
 
 
-def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = REPO_ROOT) -> list[Path]:
-    """Write the function directory; returns the weights files staged with it (none: the build downloads)."""
+def stage(
+    directory: Path,
+    function_file: str,
+    weights_dir: Path,
+    root: Path = REPO_ROOT,
+    allow_synthetic: bool = False,
+) -> list[Path]:
+    """Write the function directory; returns the weights files staged with it (none: the build downloads).
+
+    Raises :class:`WeightsError`, before anything is written, when those files are synthetic and
+    ``allow_synthetic`` is false.
+    """
     if function_file not in FUNCTION_FILES:
         raise ValueError(f"unknown function file {function_file}; choose one of: {', '.join(FUNCTION_FILES)}")
+    variant = FUNCTION_FILES[function_file]
+    needed = [weights_dir / f.name for f in required_files([variant.preset], [variant.detector])]
+    carried = not variant.gpu and all(path.is_file() for path in needed)
+    synthetic = [path.name for path in needed if carried and is_synthetic(path)]
+    if synthetic and not allow_synthetic:
+        raise WeightsError(
+            f"{', '.join(synthetic)} in {weights_dir} are synthetic random weights (written by python -m "
+            "tools.synthetic_weights): a function deployed with them answers CVAT with random skeletons. "
+            f"Download the official files ({download_hint(weights_dir, variant.preset, variant.detector)}), "
+            "or, for a test deployment only, pass --allow-synthetic (make stage, deploy-local or deploy-kube "
+            "with ALLOW_SYNTHETIC=1)"
+        )
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     for name in SOURCES:
@@ -45,9 +71,7 @@ def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = R
             shutil.copy2(source, directory / name)
     for name in FUNCTION_FILES:
         shutil.copy2(root / name, directory / name)
-    variant = FUNCTION_FILES[function_file]
-    needed = [weights_dir / f.name for f in required_files([variant.preset], [variant.detector])]
-    if variant.gpu or not all(path.is_file() for path in needed):
+    if not carried:
         return []  # the GPU base image holds the weights; a CPU build downloads what is missing
     (directory / "weights").mkdir()
     for path in needed:
@@ -61,9 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True, help="the staging directory (replaced)")
     parser.add_argument("--file", default="function.yaml", help="the function file to deploy")
     parser.add_argument("--weights-dir", type=Path, default=Path("weights"), help="where weights may be")
+    parser.add_argument(
+        "--allow-synthetic",
+        action="store_true",
+        help="stage synthetic random weights (python -m tools.synthetic_weights): for test deployments only",
+    )
     args = parser.parse_args(argv)
     try:
-        staged = stage(args.dir, args.file, args.weights_dir)
+        staged = stage(args.dir, args.file, args.weights_dir, allow_synthetic=args.allow_synthetic)
+    except WeightsError as exc:
+        print(f"error: --weights-dir {args.weights_dir}: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"error: --file: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"staged {args.dir} with the weights from {args.weights_dir} ({names}); the build verifies them"
         )
+        if any(is_synthetic(path) for path in staged):
+            print("warning: the weights are synthetic random values: a test deployment only", file=sys.stderr)
     else:
         print(f"staged {args.dir}; the image build fetches the weights")
     return 0

@@ -11,9 +11,10 @@ can also keep random output convolutions (``boxes="many"``, see :func:`synthetic
 golden parity tests use. Batch-norm statistics are calibrated on noise so activations keep a sane scale
 (fp16 included).
 
-Every file written is listed with its sha256 in ``synthetic.sha256`` beside it, so that the weights
-checks, the function's start-up log and its health answer call it synthetic and it can never be recorded
-as an official file.
+Every file carries a mark inside it (``alphapose.weights.mark_synthetic`` for the PyTorch files, the
+darknet header's ``SYNTHETIC_DARKNET_SEEN``), so that wherever it is copied the weights checks, the
+function's start-up log, its health answer and the tools call it synthetic, it can never be recorded as an
+official file, and staging a deployment or building an image from it stops unless asked for.
 
 Command line: ``python -m tools.synthetic_weights DIR [--preset NAME ...] [--detector NAME ...]
 [--no-persons]``.
@@ -36,7 +37,7 @@ from alphapose.models.darknet import YoloV3SPP, write_darknet_weights
 from alphapose.models.resnet import DeformConv2d
 from alphapose.models.yolox import STRIDES, YOLOX, YoloxVariant, get_variant
 from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset
-from alphapose.weights import SYNTHETIC_LIST, record_synthetic
+from alphapose.weights import SYNTHETIC_DARKNET_SEEN, mark_synthetic
 
 _NUM_ATTRS = 85  # x, y, w, h, objectness, 80 classes
 # exp(tw) so that the coarse head's smallest anchor (90 px) grows to 20x the largest input size (608):
@@ -56,21 +57,18 @@ def write_synthetic_weights(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
-    written = []
     for name in presets:
         path = directory / get_preset(name).checkpoint.name
-        torch.save(synthetic_pose_model(name, generator).state_dict(), path)
-        written.append(path)
+        torch.save(mark_synthetic(synthetic_pose_model(name, generator).state_dict()), path)
     for name in detectors:
         spec = get_detector(name)
         path = directory / spec.weights.name
         if spec.family == "yolox":
             model = synthetic_yolox(name, generator, "one" if persons else "none", person_score)
-            torch.save({"model": model.state_dict()}, path)
+            torch.save({"model": mark_synthetic(model.state_dict())}, path)
         else:
-            write_darknet_weights(synthetic_detector(persons, person_score, generator), path)
-        written.append(path)
-    record_synthetic(written, directory / SYNTHETIC_LIST)
+            model = synthetic_detector(persons, person_score, generator)
+            write_darknet_weights(model, path, seen=SYNTHETIC_DARKNET_SEEN)
     return directory
 
 
@@ -131,7 +129,7 @@ def write_synthetic_yolox(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = synthetic_yolox(variant, torch.Generator().manual_seed(seed), boxes, person_score, calibration)
-    torch.save({"model": model.state_dict()}, path)
+    torch.save({"model": mark_synthetic(model.state_dict())}, path)
     return path
 
 

@@ -8,8 +8,10 @@ cvat_function.py`` in a checkout) and calls :func:`create` with its ``-p NAME=TY
 It is the Nuclio function's twin: the same configuration (the ``ALPHAPOSE_*`` variables and their
 defaults, with the parameters on top), the same sublabel names and ids as the label spec in
 function.yaml, the same conversion of the frame to RGB, and the same persons and keypoints in the
-answer. This is the only module that imports ``cvat_sdk`` (the ``cvat`` extra); nothing else in the
-package imports it, so the Nuclio function and the library run without it.
+answer. Its defaults are those of the configuration, not the ones the function files set (their
+detector and engine): the README gives the parameters that run what a function file runs. This is
+the only module that imports ``cvat_sdk`` (the ``cvat`` extra); nothing else in the package imports
+it, so the Nuclio function and the library run without it.
 """
 
 from __future__ import annotations

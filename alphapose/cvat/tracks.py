@@ -3,8 +3,9 @@
 Input: per frame, the tracked persons, ``(frame, [(track_id, pose), ...])`` in increasing frame order
 (frames are the task's frame numbers, 0 to size - 1; a frame missing from the input, such as a deleted
 one, is neither checked nor used). Output: one :class:`SkeletonTrack` per track id, whose keyframes
-store every point of the skeleton, so that an annotator who corrects a keyframe corrects the whole
-person there.
+hold every point of the skeleton; what is uploaded of each point, and what CVAT keeps, is
+:meth:`SkeletonTrack.point_keyframes`: the point on every keyframe from the first where it is visible,
+so that an annotator who corrects a keyframe finds there every point the person has shown so far.
 
 CVAT's rules this module relies on, and where they are (cvat-ai/cvat):
 
@@ -25,9 +26,15 @@ CVAT's rules this module relies on, and where they are (cvat-ai/cvat):
   ``include_outside=True``) and, in the browser, the skeleton is outside where every element is
   (``SkeletonTrack.get`` in ``cvat-core/src/annotations-objects/skeleton-track.ts``). Both the
   skeleton's shapes and every element's shapes are therefore written, with the same keyframes.
-* A track starts at its first shape's frame, and its elements at the skeleton's first frame
-  (``JobAnnotation._sync_frames`` in ``cvat/apps/dataset_manager/task.py``): every element has a
-  keyframe on the skeleton's first frame.
+* What CVAT keeps of an uploaded element track: it drops the element's leading ``outside`` shapes
+  (``AnnotationIR._slice_track``, ``filter_track_shapes``, run on each job's part of the upload), so an
+  element track of a point that is never visible keeps no shape and the point is not stored; then,
+  since an element track starts on its skeleton's first frame, it adds back one ``outside`` shape
+  there, a copy of the element's first remaining shape (``create_tracks`` in
+  ``JobAnnotation._save_tracks_to_db``, through ``_sync_frames`` and ``_correct_frame_of_tracked_shapes``
+  / ``_add_missing_shape``, ``cvat/apps/dataset_manager/task.py``). The upload therefore leaves out what
+  CVAT would drop: a point's element track starts at its first visible keyframe (CVAT puts the
+  ``outside`` shape before it), and a point never visible in a track has no element track.
 
 Keyframe thinning keeps a frame only where the linear interpolation between the kept keyframes would
 put a visible point more than ``tolerance`` pixels from where the model put it. A frame where a
@@ -75,6 +82,15 @@ class Keyframe:
 
 
 @dataclass(frozen=True)
+class PointKeyframe:
+    """One shape of a point's element track: where the point is on ``frame`` and whether it is outside."""
+
+    frame: int
+    point: tuple[float, float]
+    outside: bool
+
+
+@dataclass(frozen=True)
 class SkeletonTrack:
     """One person's track: the tracker's id and the keyframes in frame order (the first is inside)."""
 
@@ -85,6 +101,17 @@ class SkeletonTrack:
     def frame(self) -> int:
         """The track's first frame, as CVAT wants it on the track and on each element track."""
         return self.keyframes[0].frame
+
+    def point_keyframes(self, index: int) -> tuple[PointKeyframe, ...]:
+        """The element track of point ``index`` as uploaded and as CVAT keeps it (module docstring):
+        the point on every keyframe from the first where it is visible; empty for a point never visible
+        in the track. CVAT adds one ``outside`` shape on the track's first frame before a later start."""
+        first = next((i for i, k in enumerate(self.keyframes) if not k.points_outside[index]), None)
+        if first is None:
+            return ()
+        return tuple(
+            PointKeyframe(k.frame, k.points[index], k.points_outside[index]) for k in self.keyframes[first:]
+        )
 
 
 @dataclass
@@ -242,20 +269,30 @@ def _keyframe(frame: int, points: np.ndarray, visible: np.ndarray, outside: bool
 def cvat_view(track: SkeletonTrack, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
     """What CVAT shows of ``track`` on ``frame``: ``(points (K, 2), visible (K,))``, or None where the
     skeleton is not shown. It follows the rules in the module docstring: the skeleton from its own
-    keyframes, each point interpolated between its keyframes with the left keyframe's ``outside``."""
+    keyframes, each point from what CVAT keeps of its element track, interpolated between its shapes
+    with the left shape's ``outside``; a point CVAT keeps no element track of is NaN and not visible."""
     frames = [keyframe.frame for keyframe in track.keyframes]
     index = int(np.searchsorted(frames, frame, side="right")) - 1
-    if index < 0:
-        return None  # before the first keyframe
-    left = track.keyframes[index]
-    if left.outside:
-        return None  # after an outside keyframe, up to the next keyframe
-    points = np.asarray(left.points, dtype=np.float64)
-    visible = ~np.asarray(left.points_outside, dtype=bool)
-    if frame != left.frame and index + 1 < len(track.keyframes):
-        right = track.keyframes[index + 1]
-        offset = (frame - left.frame) / (right.frame - left.frame)
-        points = points + (np.asarray(right.points, dtype=np.float64) - points) * offset
+    if index < 0 or track.keyframes[index].outside:
+        return None  # before the first keyframe, or after an outside one up to the next keyframe
+    count = len(track.keyframes[0].points)
+    points = np.full((count, 2), np.nan)
+    visible = np.zeros(count, dtype=bool)
+    for point in range(count):
+        shapes = track.point_keyframes(point)
+        if not shapes:
+            continue
+        left = int(np.searchsorted([shape.frame for shape in shapes], frame, side="right")) - 1
+        if left < 0:  # CVAT's added outside shape on the track's first frame, a copy of the first one
+            points[point] = shapes[0].point
+            continue
+        position = np.asarray(shapes[left].point, dtype=np.float64)
+        if frame != shapes[left].frame and left + 1 < len(shapes):
+            right = shapes[left + 1]
+            offset = (frame - shapes[left].frame) / (right.frame - shapes[left].frame)
+            position = position + (np.asarray(right.point, dtype=np.float64) - position) * offset
+        points[point] = position
+        visible[point] = not shapes[left].outside
     if not visible.any():
         return None  # the server drops a skeleton whose elements are all outside
     return points, visible

@@ -60,9 +60,12 @@ class FunctionServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
+SERVER_NAME = "alphapose-function"  # the Server header's product name; clients recognise this server by it
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: FunctionServer
-    server_version = "alphapose-function"
+    server_version = SERVER_NAME
     timeout = CONNECTION_TIMEOUT  # a client that stops sending cannot hold its thread forever
 
     def do_GET(self) -> None:
