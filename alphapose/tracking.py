@@ -276,7 +276,7 @@ class PoseTracker:
 
         confirmed = [t for t in self._tracks if t.confirmed]
         if options.follow_camera:
-            self._follow_camera(confirmed, high, detections)
+            self._follow_camera(confirmed, boxes[high])
         left = assign(confirmed, high, options.min_similarity)
         assign(left, low, options.low_similarity)
         assign([t for t in self._tracks if not t.confirmed], high, options.min_similarity)
@@ -324,27 +324,29 @@ class PoseTracker:
 
     # --- life of the tracks ----------------------------------------------------------------------------
 
-    def _follow_camera(
-        self,
-        confirmed: list[_Track],
-        high: list[int],
-        detections: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]],
-    ) -> None:
+    def _follow_camera(self, confirmed: list[_Track], boxes: np.ndarray) -> None:
         """Move every prediction by the camera's motion: the median shift between the predictions of
-        the tracks seen last frame and the confident poses they clearly match, where at least
-        ``_CAMERA_MATCHES`` agree beyond ``_CAMERA_SIGNIFICANCE`` standard errors (persons walking
-        their own ways leave it near 0). A pan or a shake moves every person at once."""
+        the tracks seen last frame and the confident poses' ``boxes`` that clearly overlap them, where
+        at least ``_CAMERA_MATCHES`` agree beyond ``_CAMERA_SIGNIFICANCE`` standard errors (persons
+        walking their own ways leave it near 0). A pan or a shake moves every person at once."""
         seen = [t for t in confirmed if t.last_frame == self._frame - 1]
-        matched = self._match(seen, high, detections, _CAMERA_SIMILARITY)
-        if len(matched) < _CAMERA_MATCHES:
+        if len(seen) < _CAMERA_MATCHES or len(boxes) < _CAMERA_MATCHES:
             return
-        boxes = detections[0]
-        shifts = np.stack([_xyxy_to_state(boxes[d])[:2] - t.mean[:2] for t, d in matched.items()])
+        predicted = np.stack([t.mean[:4] for t in seen])
+        iou = box_iou(_state_to_xyxy(predicted), boxes)
+        rows, cols = linear_sum_assignment(iou, maximize=True)
+        clear = iou[rows, cols] >= _CAMERA_SIMILARITY
+        if clear.sum() < _CAMERA_MATCHES:
+            return
+        shifts = _xyxy_to_state(boxes[cols[clear]])[:, :2] - predicted[rows[clear], :2]
         shift = np.median(shifts, axis=0)
         error = shifts.std(axis=0) / np.sqrt(len(shifts))
         shift = np.where(np.abs(shift) > _CAMERA_SIGNIFICANCE * error, shift, 0.0)
+        if not shift.any():
+            return
         for track in self._tracks:
-            track.mean = track.mean + np.r_[shift, np.zeros(6)]
+            track.mean = track.mean.copy()
+            track.mean[:2] += shift
 
     def _starts(self, pose: Pose) -> bool:
         """Whether a confident unmatched pose may start a track: the mean of its best
