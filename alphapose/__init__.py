@@ -30,6 +30,7 @@ _EXPORTS = {
     "frame_poses": "alphapose.video",
     "PoseTracker": "alphapose.tracking",
     "TrackerOptions": "alphapose.tracking",
+    "TrackedFrame": "alphapose.tracking",
     "track_video": "alphapose.tracking",
 }
 

@@ -1,4 +1,4 @@
-"""Videos: frames per second through the whole path, and the tracker's cost per person.
+"""Videos: frames per second through the whole path (the tracker's own time is in bench.tracking).
 
 ``python -m bench.video [--frames N] [--repeats N] [--threads N] [--device cpu] [--out FILE]``
 (``make bench`` runs it), writing ``bench/results/video-<device>.json`` unless ``--out`` says otherwise.
@@ -9,8 +9,6 @@
   frame per detector forward and with four, the two in turns. Synthetic weights find one person per
   frame. Also reported: decoding alone, and the detector alone on four frames at one and at four frames
   per forward (medians of runs in turns), which says whether batching frames pays on this device.
-* **Tracker**: :meth:`alphapose.tracking.PoseTracker.update` on synthetic walkers (COCO-17, OKS on),
-  5 and 20 persons a frame, as microseconds per frame and per person.
 """
 
 from __future__ import annotations
@@ -28,9 +26,8 @@ import cv2
 import numpy as np
 import torch
 
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.runtime import configure_cpu_threads
-from alphapose.skeletons import COCO17, oks_sigmas
 from alphapose.tracking import PoseTracker, track_video
 from alphapose.video import FrameSource
 from bench.measure import device_label, environment, load_average, measure_interleaved
@@ -40,8 +37,6 @@ from bench.workloads import synthetic_photo
 PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
 SIZE = (640, 480)
 FRAME_BATCHES = (1, 4)
-TRACKER_PERSONS = (5, 20)
-TRACKER_FRAMES = 300
 
 
 def write_clip(path: Path, frames: int) -> Path:
@@ -89,45 +84,6 @@ def video_rates(pipeline: PosePipeline, clip: Path, frames: int, repeats: int) -
     return rates
 
 
-def walkers(persons: int, frames: int, seed: int = 0) -> list[list[Pose]]:
-    """``persons`` COCO-17 skeletons walking at random, some crossing, for ``frames`` frames."""
-    rng = np.random.default_rng(seed)
-    layout = np.array(COCO17.layout) / 100.0
-    start = rng.uniform(0, 1800, (persons, 2))
-    velocity = rng.normal(0, 4, (persons, 2))
-    size = np.array([60.0, 150.0])
-    result = []
-    for t in range(frames):
-        corners = start + velocity * t
-        result.append(
-            [
-                Pose(
-                    np.array([*corner, *(corner + size)], np.float32),
-                    0.9,
-                    (corner + layout * size + rng.normal(0, 1.5, layout.shape)).astype(np.float32),
-                    rng.uniform(0.3, 1.0, len(layout)).astype(np.float32),
-                    3.0,
-                )
-                for corner in corners
-            ]
-        )
-    return result
-
-
-def tracker_cost(persons: int) -> dict[str, Any]:
-    frames = walkers(persons, TRACKER_FRAMES)
-    tracker = PoseTracker(sigmas=oks_sigmas(COCO17))
-    start = time.perf_counter()
-    for poses in frames:
-        tracker.update(poses)
-    per_frame_us = (time.perf_counter() - start) / TRACKER_FRAMES * 1e6
-    return {
-        "persons": persons,
-        "us_per_frame": round(per_frame_us, 1),
-        "us_per_person": round(per_frame_us / persons, 1),
-    }
-
-
 def render(results: dict[str, Any]) -> str:
     rates = results["video"]
     lines = [
@@ -147,8 +103,6 @@ def render(results: dict[str, Any]) -> str:
         f"{rates[f'end_to_end_fps_batch_{b}']} |"
         for b in FRAME_BATCHES
     ]
-    lines += ["", "| persons a frame | tracker µs/frame | tracker µs/person |", "|---|---|---|"]
-    lines += [f"| {r['persons']} | {r['us_per_frame']} | {r['us_per_person']} |" for r in results["tracker"]]
     return "\n".join(lines)
 
 
@@ -178,14 +132,12 @@ def main(argv: list[str] | None = None) -> None:
         clip = write_clip(Path(directory) / "clip.mp4", args.frames)
         print("[bench.video] frames per second", file=sys.stderr, flush=True)
         rates = video_rates(pipeline, clip, args.frames, args.repeats)
-    print("[bench.video] tracker", file=sys.stderr, flush=True)
     results = {
         "device": device_label(device),
         "environment": environment(device),
         "frames": args.frames,
         "load_average_start": load,
         "video": rates,
-        "tracker": [tracker_cost(n) for n in TRACKER_PERSONS],
         "load_average_end": load_average(),
     }
     print(render(results))

@@ -371,4 +371,6 @@ def test_a_connection_lost_while_the_task_is_read_is_one_line(
         assert main(["annotate-task", "5", "--server-host", url]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith(f"error: task 5: cannot reach CVAT at {url}: the connection failed (Remote end closed")
+    assert err.startswith(
+        f"error: task 5: cannot reach CVAT at {url}: the connection failed (Remote end closed"
+    )
