@@ -259,6 +259,8 @@ class PoseTracker:
                     raise ValueError(
                         f"a pose has {len(kp)} keypoints but there are {len(self.sigmas)} sigmas"
                     )
+            if poses:  # one array each, for every round to take its candidates from
+                keypoints, visible = np.stack(keypoints), np.stack(visible)
         self._predict()
 
         owners: list[_Track | None] = [None] * len(poses)
@@ -295,7 +297,7 @@ class PoseTracker:
         self,
         tracks: list[_Track],
         candidates: list[int],
-        detections: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]],
+        detections: tuple[np.ndarray, Sequence[np.ndarray], Sequence[np.ndarray]],
         bound: float,
     ) -> dict[_Track, int]:
         """The optimal assignment of ``tracks`` (their predicted boxes) to the poses ``candidates``:
@@ -311,8 +313,8 @@ class PoseTracker:
                 np.stack([t.keypoints for t in tracks]),
                 np.stack([t.visible for t in tracks]),
                 boxes[candidates],
-                np.stack([keypoints[d] for d in candidates]),
-                np.stack([visible[d] for d in candidates]),
+                np.asarray(keypoints)[candidates],
+                np.asarray(visible)[candidates],
                 self.sigmas,
             )
             pose_share = (1 - self.options.iou_weight) * shared / len(self.sigmas)
