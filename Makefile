@@ -65,7 +65,7 @@ help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-eval.txt \
-		requirements-onnxruntime.txt requirements-openvino.txt requirements-dev.txt
+		requirements-onnxruntime.txt requirements-openvino.txt requirements-int8.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)

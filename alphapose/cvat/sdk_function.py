@@ -39,6 +39,7 @@ PARAMETERS: dict[str, type] = {
     "device": str,
     "precision": str,
     "engine": str,
+    "calibration": str,
     "keypoint_threshold": float,
 }
 
