@@ -32,9 +32,15 @@ On a CPU with bf16 units a fourth measurement runs each engine that takes bf16 (
 weights, OpenVINO through its precision hint; ONNX Runtime refuses it) beside PyTorch in fp32, the
 baseline of every ratio; its dense product runs in bf16 too.
 
+With the int8 extra installed, int8 is measured the same way (OpenVINO's quantized models beside PyTorch
+in fp32), natively and again under the AVX2 caps (a CPU without VNNI), each network quantized on
+:data:`CALIBRATION_IMAGES` synthetic photos; its dense product is the matrix product quantized likewise,
+so its rate is the runtime's int8 rate.
+
 Cold start (:mod:`bench.coldstart`, a fresh function worker) is measured per runtime without a cached
 export (the worker exports, as a first start outside the images does) and with one (as in the function
-images, which export while they are built), beside PyTorch's.
+images, which export while they are built), beside PyTorch's; for int8, without a cached quantized model
+(the worker exports and quantizes) and with one.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from alphapose.engines import ENGINES
@@ -93,6 +100,9 @@ DENSE_SIZE = 2048
 DENSE_LABEL = f"matrix product {DENSE_SIZE}x{DENSE_SIZE}"
 # The reduced precision measured beside fp32 where the CPU has its units.
 REDUCED = "bf16"
+INT8 = "int8"
+CALIBRATION_IMAGES = 24  # synthetic 640x480 photos, as many as the issue's first probe calibrated on
+CALIBRATION = "calibration"  # their directory, beside the synthetic weights
 
 
 class DenseProduct(nn.Module):
@@ -118,19 +128,27 @@ def dense_inputs() -> torch.Tensor:
 
 def dense_product(engine: str, directory: Path, precision: str = "fp32") -> Callable[[], object]:
     """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime), computed
-    in ``precision``."""
+    in ``precision`` (int8: the export quantized on its own operand)."""
     module = DenseProduct().eval()
     inputs = dense_inputs()
     if engine == "torch":
         dtype = DTYPES[precision]
         return partial(module.to(dtype), inputs.to(dtype))
     path = export_onnx(module, tuple(inputs.shape[1:]), directory / f"dense-{engine}.onnx")
-    run = (
-        ENGINES[engine]
-        .driver()
-        .compile_export(path, resolve_precision(precision, "cpu"), torch.get_num_threads())
-    )
+    driver = ENGINES[engine].driver()
+    if precision == INT8:
+        path, export = directory / f"dense-{engine}-int8.xml", path
+        driver.quantize(export, path, [inputs.numpy()])
+    run = driver.compile_export(path, resolve_precision(precision, "cpu"), torch.get_num_threads())
     return partial(run, inputs.numpy())
+
+
+def write_calibration(directory: Path) -> Path:
+    """The synthetic photos int8 is calibrated on, as JPEG files in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for seed in range(CALIBRATION_IMAGES):
+        Image.fromarray(synthetic_photo(640, 480, seed=100 + seed)).save(directory / f"{seed:03d}.jpg")
+    return directory
 
 
 def network_flops(weights: Path) -> dict[str, int]:
@@ -187,12 +205,18 @@ def works(pipeline: PosePipeline) -> dict[str, Callable[[], object]]:
     return table
 
 
-def worker(weights: Path, engine: str, precision: str) -> None:
+def worker(weights: Path, engine: str, precision: str, calibration: Path | None = None) -> None:
     """One engine's pipeline in its own process, as a function worker holds it: reads a work label per
     line on stdin, runs it once, answers its time in ms on stdout."""
     configure_cpu_threads()
     pipeline = PosePipeline.from_weights_dir(
-        weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine, precision=precision
+        weights,
+        preset=PRESET,
+        detector=DETECTOR,
+        device="cpu",
+        engine=engine,
+        precision=precision,
+        calibration=calibration,
     )
     table = works(pipeline)
     if engine in ENGINES:
@@ -210,12 +234,14 @@ class Worker:
     """The parent's handle on a :func:`worker` process."""
 
     def __init__(self, weights: Path, engine: str, precision: str, environ: dict[str, str]) -> None:
+        calibration = ["--calibration", str(weights / CALIBRATION)] if precision == INT8 else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "bench.engines",
                 *("--worker", str(weights), "--engine", engine, "--precision", precision),
+                *calibration,
             ],
             cwd=REPOSITORY,
             env=environ,
@@ -314,17 +340,28 @@ def request_labels() -> list[str]:
     return [f"request {w}x{h}, {persons} person(s)" for (w, h), persons in REQUESTS]
 
 
-def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """A fresh worker per engine: without a cached export (it exports) and with one."""
+def cold_starts(weights: Path, log: Callable[[str], None], int8: bool) -> dict[str, Any]:
+    """A fresh worker per engine: without a cached export (it exports) and with one; for int8 (when
+    ``int8``), without a cached quantized model (it exports and quantizes) and with one."""
     rows: dict[str, Any] = {}
-    for name in available_engines():
-        runs = {"": None} if name == "torch" else {"without cached export": True, "with cached export": False}
+    starts = [(name, "fp32") for name in available_engines()] + ([("openvino", INT8)] if int8 else [])
+    for name, precision in starts:
+        what = "quantized model" if precision == INT8 else "export"
+        runs = (
+            {"": None} if name == "torch" else {f"without cached {what}": True, f"with cached {what}": False}
+        )
+        column = name if precision == "fp32" else f"{name} {precision}"
         for label, clear in runs.items():
             if clear:
                 shutil.rmtree(weights / CACHE_DIRECTORY, ignore_errors=True)
-            log(f"cold start, {name} {label}".rstrip())
-            report = measure_cold_start(weights, PRESET, "cpu", None, detector=DETECTOR, engine=name)
-            rows[f"{name} {label}".strip()] = {
+            log(f"cold start, {column} {label}".rstrip())
+            settings = (
+                {"precision": precision, "calibration": weights / CALIBRATION} if precision == INT8 else {}
+            )
+            report = measure_cold_start(
+                weights, PRESET, "cpu", None, detector=DETECTOR, engine=name, **settings
+            )
+            rows[f"{column} {label}".strip()] = {
                 "init_context_done_s": report["seconds_from_process_start"]["init_context_done"],
                 "first_answer_s": report["seconds_from_process_start"]["first_answer"],
                 "peak_rss_mb": report["peak_rss_mb"]["after_20_persons"],
@@ -378,7 +415,16 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         else:
             log(f"again in {REDUCED}")
             reduced = measure(weights, flops, quick, dict(os.environ), log, REDUCED)
-        cold = cold_starts(weights, log) if cold else None
+        int8_skipped = int8_skip_reason()
+        int8: dict[str, Any] = {"skipped": int8_skipped}
+        int8_capped: dict[str, Any] = {"skipped": int8_skipped}
+        if not int8_skipped:
+            write_calibration(weights / CALIBRATION)
+            log(f"again in {INT8} (each network quantized on first use)")
+            int8 = measure(weights, flops, quick, dict(os.environ), log, INT8)
+            log(f"again in {INT8} under the AVX2 caps")
+            int8_capped = measure(weights, flops, quick, {**os.environ, **AVX2_CAPS}, log, INT8)
+        cold = cold_starts(weights, log, int8=not int8_skipped) if cold else None
     return {
         "schema": 1,
         "name": f"engines-cpu-{slug(cpu_model())}-{env['torch_threads']}threads"
@@ -395,8 +441,18 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         "avx2_caps": capped,
         "one_thread": single,
         REDUCED: reduced,
+        INT8: int8,
+        f"{INT8}_avx2_caps": int8_capped,
         "cold_start": cold,
     }
+
+
+def int8_skip_reason() -> str | None:
+    """Why this run does not measure int8 (its runtime or its quantizer missing), or None."""
+    for package in ("openvino", "nncf"):
+        if find_spec(package) is None:
+            return f"not measured: the {package} package is not installed (requirements-int8.txt)"
+    return None
 
 
 def _version(engine: str) -> str:
@@ -412,6 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--calibration", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )
@@ -421,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[bench.engines] {message}", file=sys.stderr, flush=True)
 
     if args.worker:
-        worker(args.worker, args.engine, args.precision)
+        worker(args.worker, args.engine, args.precision, args.calibration)
         return
     from bench.report import render_engines
 
