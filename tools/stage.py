@@ -7,6 +7,10 @@ function (``alphapose/cvat/sdk_function.py`` imports the ``cvat`` extra, which t
 every weights file a CPU function file needs is already in the weights directory (downloaded by hand when
 Google Drive's quota stops the build's download), exactly those files are staged too, and the staged copy of
 that function file verifies them instead of downloading (``tools.function_yaml``, ``staged``).
+
+``--calibration DIR`` stages a folder of the team's own frames with a CPU function file (its image files
+only, in ``calibration/``) and makes that file run int8: its image quantizes both networks on those
+frames while it is built (``tools.function_yaml``, ``calibrated``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alphapose.calibration import CalibrationSet
+from alphapose.errors import OptionError
 from alphapose.weights import required_files
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
 
@@ -31,10 +37,26 @@ SOURCES = (
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part", "sdk_function.py")
 
 
-def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = REPO_ROOT) -> list[Path]:
-    """Write the function directory; returns the weights files staged with it (none: the build downloads)."""
+def stage(
+    directory: Path,
+    function_file: str,
+    weights_dir: Path,
+    root: Path = REPO_ROOT,
+    calibration: Path | None = None,
+) -> list[Path]:
+    """Write the function directory; returns the weights files staged with it (none: the build downloads).
+
+    ``calibration``: a directory of frames staged with a CPU file, which then runs int8; an
+    :class:`OptionError` on ``calibration`` when it holds no image or the file is a GPU one.
+    """
     if function_file not in FUNCTION_FILES:
         raise ValueError(f"unknown function file {function_file}; choose one of: {', '.join(FUNCTION_FILES)}")
+    variant = FUNCTION_FILES[function_file]
+    frames = None if calibration is None else CalibrationSet.from_directory(calibration)
+    if frames is not None and variant.gpu:
+        raise OptionError(
+            "calibration", str(calibration), f"int8 runs on the CPU only; {function_file} is a GPU file"
+        )
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     for name in SOURCES:
@@ -45,15 +67,21 @@ def stage(directory: Path, function_file: str, weights_dir: Path, root: Path = R
             shutil.copy2(source, directory / name)
     for name in FUNCTION_FILES:
         shutil.copy2(root / name, directory / name)
-    variant = FUNCTION_FILES[function_file]
+    if frames is not None:
+        (directory / "calibration").mkdir()
+        for path in frames.files:
+            shutil.copyfile(path, directory / "calibration" / path.name)
     needed = [weights_dir / f.name for f in required_files([variant.preset], [variant.detector])]
-    if variant.gpu or not all(path.is_file() for path in needed):
-        return []  # the GPU base image holds the weights; a CPU build downloads what is missing
-    (directory / "weights").mkdir()
-    for path in needed:
-        shutil.copyfile(path, directory / "weights" / path.name)
-    (directory / function_file).write_text(render(variant, staged=True), encoding="utf-8")
-    return needed
+    # the GPU base image holds the weights; a CPU build downloads what is missing
+    staged = not variant.gpu and all(path.is_file() for path in needed)
+    if staged:
+        (directory / "weights").mkdir()
+        for path in needed:
+            shutil.copyfile(path, directory / "weights" / path.name)
+    if staged or frames is not None:
+        text = render(variant, staged=staged, calibrated=frames is not None)
+        (directory / function_file).write_text(text, encoding="utf-8")
+    return needed if staged else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,12 +89,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True, help="the staging directory (replaced)")
     parser.add_argument("--file", default="function.yaml", help="the function file to deploy")
     parser.add_argument("--weights-dir", type=Path, default=Path("weights"), help="where weights may be")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="frames like those to annotate: the CPU function runs int8, quantized on them in its build",
+    )
     args = parser.parse_args(argv)
     try:
-        staged = stage(args.dir, args.file, args.weights_dir)
+        staged = stage(args.dir, args.file, args.weights_dir, calibration=args.calibration)
+    except OptionError as exc:
+        print(f"error: --calibration {exc.value!r}: {exc.problem}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: --file: {exc}", file=sys.stderr)
         return 2
+    if args.calibration is not None:
+        print(
+            f"staged the frames of {args.calibration}: {args.file} runs int8, quantized on them in its build"
+        )
     if staged:
         names = ", ".join(path.name for path in staged)
         print(
