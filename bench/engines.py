@@ -178,7 +178,11 @@ def columns(precision: str) -> dict[str, tuple[str, str]]:
     takes = [
         name
         for name in available_engines()
-        if name == "torch" or ENGINES[name].driver().check_precision(reduced) is None
+        if (
+            reduced.mode == "converted"
+            if name == "torch"
+            else ENGINES[name].driver().check_precision(reduced) is None
+        )
     ]
     return {"torch": ("torch", "fp32"), **{f"{name} {precision}": (name, precision) for name in takes}}
 
@@ -394,9 +398,14 @@ def measure(
     }
 
 
-def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str, Any]:
-    """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units) and
-    the cold starts."""
+MEASUREMENTS = ("native", "avx2_caps", "one_thread", REDUCED, INT8, f"{INT8}_avx2_caps")
+
+
+def run(
+    quick: bool, log: Callable[[str], None], cold: bool = True, only: tuple[str, ...] = MEASUREMENTS
+) -> dict[str, Any]:
+    """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units, int8
+    natively and under the caps; ``only`` those named) and the cold starts."""
     from tools.synthetic_weights import write_synthetic_weights
 
     env = environment(torch.device("cpu"))
@@ -404,27 +413,29 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-engines-") as directory:
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
         flops = network_flops(weights)
-        native = measure(weights, flops, quick, dict(os.environ), log)
-        log("again under the AVX2 caps")
-        capped = measure(weights, flops, quick, {**os.environ, **AVX2_CAPS}, log)
-        log("again with one thread per worker")
-        single = measure(weights, flops, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
-        skipped = skip_reason(resolve_precision(REDUCED, "cpu"))
-        if skipped:
-            reduced: dict[str, Any] = {"skipped": skipped}
-        else:
-            log(f"again in {REDUCED}")
-            reduced = measure(weights, flops, quick, dict(os.environ), log, REDUCED)
-        int8_skipped = int8_skip_reason()
-        int8: dict[str, Any] = {"skipped": int8_skipped}
-        int8_capped: dict[str, Any] = {"skipped": int8_skipped}
-        if not int8_skipped:
+        skipped = {
+            REDUCED: skip_reason(resolve_precision(REDUCED, "cpu")),
+            INT8: int8_skip_reason(),
+            f"{INT8}_avx2_caps": int8_skip_reason(),
+        }
+        plans = {  # int8 first: its workers quantize, the step most likely to stop a run
+            INT8: (f"in {INT8} (each network quantized on first use)", {}, INT8),
+            f"{INT8}_avx2_caps": (f"in {INT8} under the AVX2 caps", AVX2_CAPS, INT8),
+            "native": ("", {}, "fp32"),
+            "avx2_caps": ("under the AVX2 caps", AVX2_CAPS, "fp32"),
+            "one_thread": ("with one thread per worker", {"OMP_NUM_THREADS": "1"}, "fp32"),
+            REDUCED: (f"in {REDUCED}", {}, REDUCED),
+        }
+        if not skipped[INT8]:
             write_calibration(weights / CALIBRATION)
-            log(f"again in {INT8} (each network quantized on first use)")
-            int8 = measure(weights, flops, quick, dict(os.environ), log, INT8)
-            log(f"again in {INT8} under the AVX2 caps")
-            int8_capped = measure(weights, flops, quick, {**os.environ, **AVX2_CAPS}, log, INT8)
-        cold = cold_starts(weights, log, int8=not int8_skipped) if cold else None
+        figures: dict[str, Any] = {}
+        for key, (title, caps, precision) in plans.items():
+            if skipped.get(key):
+                figures[key] = {"skipped": skipped[key]}
+            elif key in only:
+                log(f"measuring {title or 'natively'}")
+                figures[key] = measure(weights, flops, quick, {**os.environ, **caps}, log, precision)
+        cold = cold_starts(weights, log, int8=not skipped[INT8]) if cold else None
     return {
         "schema": 1,
         "name": f"engines-cpu-{slug(cpu_model())}-{env['torch_threads']}threads"
@@ -437,12 +448,7 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         "versions": {name: _version(name) for name in available_engines()},
         "capped_by": CAPPED_BY,
         "dense_not_capped": list(DENSE_NOT_CAPPED),
-        "native": native,
-        "avx2_caps": capped,
-        "one_thread": single,
-        REDUCED: reduced,
-        INT8: int8,
-        f"{INT8}_avx2_caps": int8_capped,
+        **figures,
         "cold_start": cold,
     }
 
@@ -465,6 +471,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
+    parser.add_argument(
+        "--only",
+        default=",".join(MEASUREMENTS),
+        help=f"the measurements to make, comma-separated (default: all of {', '.join(MEASUREMENTS)})",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -482,7 +493,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     from bench.report import render_engines
 
-    results = run(args.quick, log, cold=not args.no_cold_start)
+    only = tuple(name.strip() for name in args.only.split(","))
+    unknown = sorted(set(only) - set(MEASUREMENTS))
+    if unknown:
+        parser.error(
+            f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}"
+        )
+    results = run(args.quick, log, cold=not args.no_cold_start, only=only)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{results['name']}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
