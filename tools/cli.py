@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name).
+# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name;
+# --calibration's is ALPHAPOSE_CALIBRATION_DIR, alphapose.cvat.config.variable).
 _SETTING_FLAGS = (
     "--weights-dir",
     "--preset",
