@@ -54,9 +54,11 @@ def test_int8_is_measured_in_openvino_beside_pytorch_in_fp32() -> None:
 
 
 def test_the_int8_dense_product_is_quantized_and_close_to_float(tmp_path: Path) -> None:
-    """The int8 rate is the runtime's int8 rate only if the product runs quantized: its error is that of
-    8-bit operands (about a hundredth of the largest entry), far above float32's."""
+    """The int8 rate is the runtime's int8 rate only if the product runs quantized: its relative RMS error
+    is that of 8-bit operands, about 1.4% (the seeded operand spans some 10 of its RMS over 255 steps,
+    each weight column some 7 over 254, each rounding adding step / sqrt(12)), far above float32's; AVX2's
+    int8 path saturates a few large entries, which the RMS barely feels."""
     expected = (dense_inputs().double() @ DenseProduct().weight.double()).numpy()
     got = np.asarray(dense_product("openvino", tmp_path, "int8")(), dtype=np.float64)
-    error = np.abs(got - expected).max() / np.abs(expected).max()
-    assert 1e-4 < error < 0.05
+    error = np.sqrt(((got - expected) ** 2).mean() / (expected**2).mean())
+    assert 1e-3 < error < 0.03
