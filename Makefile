@@ -28,7 +28,7 @@ BASE_DETECTORS ?= yolox-x
 # other CPUs compute: `make test-isa`.
 PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
 	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py \
-	tests/test_int8.py
+	tests/test_int8.py tests/test_bench_measure.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
 # OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2 (the table in tools/isa.py; expanded
 # when a recipe runs, after .venv exists).
