@@ -32,7 +32,8 @@ BASE_DETECTORS ?= yolox-x
 # The tests that compare numbers with the official code or with a reference path, which CI runs again as
 # other CPUs compute: `make test-isa`.
 PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
-	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py
+	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py \
+	tests/test_int8.py tests/test_bench_measure.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
 # OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2 (the table in tools/isa.py; expanded
 # when a recipe runs, after .venv exists).
@@ -40,6 +41,7 @@ AVX2_CAPS = $(shell $(PY) -m tools.isa)
 
 FUNCTION_FILE ?= function.yaml
 STAGE_DIR ?= build/nuclio
+CALIBRATION ?=
 NETWORK ?= cvat_cvat
 NAMESPACE ?= nuclio
 REGISTRY ?=
@@ -70,7 +72,7 @@ help: ## List the targets with one line each
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-eval.txt \
-		requirements-onnxruntime.txt requirements-openvino.txt requirements-dev.txt
+		requirements-onnxruntime.txt requirements-openvino.txt requirements-int8.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 		|| { echo "error: '$(PYTHON)' is missing or older than Python 3.11; run e.g. make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -124,9 +126,9 @@ base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -
 
 # Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is
 # deployed from a staging directory holding only what it runs (tools/stage.py): no .venv, tests or tools.
-stage: $(STAMP) ## Copy the function's files (and WEIGHTS_DIR's files for a CPU FUNCTION_FILE, if all there) to STAGE_DIR
+stage: $(STAMP) ## Copy the function's files (and WEIGHTS_DIR's files for a CPU FUNCTION_FILE, if all there; CALIBRATION=DIR: frames to run int8 on) to STAGE_DIR
 	$(PY) -m tools.stage --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR) \
-		$(if $(ALLOW_SYNTHETIC),--allow-synthetic)
+		$(if $(ALLOW_SYNTHETIC),--allow-synthetic) $(if $(CALIBRATION),--calibration $(CALIBRATION))
 
 deploy-local: ## Deploy FUNCTION_FILE with nuctl --platform local into project cvat (NETWORK=cvat_cvat)
 	$(call require,$(NUCTL),$(NUCTL_HINT))

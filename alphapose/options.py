@@ -11,6 +11,7 @@ import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
 from alphapose.engines import DEFAULT_ENGINE, parse_engines
@@ -37,9 +38,12 @@ class PipelineOptions:
     max_batch: int = 64  # person crops per pose-network forward
     detector_confidence: float = 0.1
     detector_nms: float = 0.6
-    precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on a CPU), fp32, bf16 or fp16 (precision.py)
+    # auto (fp16 autocast on CUDA, fp32 on a CPU), fp32, bf16, fp16 or int8 (precision.py)
+    precision: str = "auto"
     # torch, onnxruntime or openvino for both networks, or detector=NAME,pose=NAME (alphapose/engines)
     engine: str = DEFAULT_ENGINE
+    # int8 only: a directory of images like those to annotate, to calibrate on (alphapose/calibration.py)
+    calibration: str | Path | None = None
 
     def __post_init__(self) -> None:
         """Refuse a bad value now, naming the option, rather than when the networks load.
@@ -69,7 +73,15 @@ class PipelineOptions:
             "engine": None
             if isinstance(self.engine, str)
             else "expected a string: torch, onnxruntime, openvino or detector=NAME,pose=NAME",
+            "calibration": None
+            if self.calibration is None or isinstance(self.calibration, str | Path)
+            else "expected a directory of images (a path) or None",
         }
+        if self.precision == "int8" and self.calibration is None:
+            problems["precision"] = (
+                "int8 is calibrated on images like those it will see and none ship with it: name a directory "
+                "of such frames with calibration (ALPHAPOSE_CALIBRATION_DIR, --calibration)"
+            )
         for name, problem in problems.items():
             if problem:
                 raise OptionError(name, getattr(self, name), problem)

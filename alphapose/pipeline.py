@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from alphapose.build import load_detector, load_pose_model
+from alphapose.calibration import CalibrationSet, detector_inputs, pose_inputs
 from alphapose.detection import FAMILIES, PersonDetector
-from alphapose.engines import NETWORKS, NetworkEngine, check_engines, prepare_network
+from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engines, prepare_network
 from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pose_nms import pose_nms
@@ -115,7 +116,10 @@ class PosePipeline:
         ``options.engine`` other than ``torch`` runs a network's ONNX export in that runtime instead
         (:mod:`alphapose.engines`: exported once, cached beside the weights); :attr:`engines` says what
         runs each network. Files of synthetic random weights give a :class:`SyntheticWeightsWarning`
-        and are listed in :attr:`synthetic_weights`.
+        and are listed in :attr:`synthetic_weights`. Precision int8 quantizes each export on
+        ``options.calibration``'s images: the detector on its letterboxed inputs, the pose network on the
+        crops of the persons the float32 detector finds in them (:mod:`alphapose.calibration`), both only
+        when no quantized model is cached.
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
@@ -130,23 +134,37 @@ class PosePipeline:
             )
         precision = resolve_precision(options.precision, device)
         chosen = check_engines(options.engine, device, precision)  # refused before anything loads
+        images = None
+        if precision.name == "int8" and options.calibration is not None:
+            images = CalibrationSet.from_directory(options.calibration)
         detector_weights, size = directory / detector_spec.weights.name, options.detector_input_size
+        family = FAMILIES[detector_spec.family]
         detector_model = load_detector(detector_weights, size, device, fold_batch_norm=True)
+        detector_model = detector_model.to(memory_format=torch.channels_last)
+
+        def detector_with(model: nn.Module) -> PersonDetector:
+            confidence, nms = options.detector_confidence, options.detector_nms
+            return PersonDetector(model, family, size, confidence=confidence, nms_threshold=nms)
+
+        float_detector = detector_with(detector_model)  # finds the pose network's calibration crops
+        calibrations = {"detector": None, "pose": None}
+        if images is not None:
+            calibrations = {
+                "detector": Calibration(images.digest, lambda: detector_inputs(images, family.prepare, size)),
+                "pose": Calibration(
+                    images.digest, lambda: pose_inputs(images, float_detector, preset.input_size)
+                ),
+            }
         detector_model, detector_engine = prepare_network(
             "detector",
             chosen["detector"],
-            detector_model.to(memory_format=torch.channels_last),
+            detector_model,
             precision,
             detector_weights,
             (3, size, size),
+            calibrations["detector"],
         )
-        detector = PersonDetector(
-            detector_model,
-            FAMILIES[detector_spec.family],
-            options.detector_input_size,
-            confidence=options.detector_confidence,
-            nms_threshold=options.detector_nms,
-        )
+        detector = detector_with(detector_model)
         pose_weights = directory / preset.checkpoint.name
         pose_model = load_pose_model(preset, pose_weights, device, fold_batch_norm=True)
         pose_model, pose_engine = prepare_network(
@@ -156,6 +174,7 @@ class PosePipeline:
             precision,
             pose_weights,
             (3, *preset.input_size),
+            calibrations["pose"],
         )
         return cls(
             detector,

@@ -21,6 +21,11 @@ CPUs run bf16 convolutions fast only with AMX or AVX512-BF16 (fp16: AMX-FP16 or 
 oneDNN emulates them, slower than float32. The library accepts any precision on any CPU (so the reduced
 paths can be tested anywhere); the function refuses one the CPU has no units for, through
 :func:`require_cpu_units`.
+
+``int8`` is not a PyTorch path: it runs a runtime's quantized export (OpenVINO, quantized post-training
+on the user's calibration images, :mod:`alphapose.engines.quantize`), on the CPU only. It is fastest with
+VNNI or AMX-INT8 (:data:`INT8_UNIT_FLAGS`) and still faster than float32 on an AVX2-only CPU (bench/README.md
+has the figures), so no CPU is refused for it; the start-up log says when the CPU lacks those units.
 """
 
 from __future__ import annotations
@@ -37,15 +42,17 @@ from torch import nn
 from alphapose.errors import PrecisionError
 from alphapose.models.resnet import DeformConv2d
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # /proc/cpuinfo flags of the units that run each reduced precision at full speed on a CPU.
 CPU_UNIT_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
+# The /proc/cpuinfo flags of the units that multiply int8 at four times fp32's rate (VNNI, AMX-INT8).
+INT8_UNIT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 # Modules with no bfloat16/float16 CPU kernel (torchvision's deform_conv2d): kept float32 when converting.
 FLOAT32_ONLY: tuple[type[nn.Module], ...] = (DeformConv2d,)
 CPUINFO = Path("/proc/cpuinfo")
 
-Mode = Literal["fp32", "autocast", "converted"]
+Mode = Literal["fp32", "autocast", "converted", "quantized"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,15 @@ class Precision:
     """What a pipeline runs its networks in: the requested name resolved for one device."""
 
     name: str  # fp32, bf16 or fp16 (``auto`` resolved)
-    mode: Mode  # fp32: untouched; autocast: torch.autocast around the forwards; converted: cast weights
+    # fp32: untouched; autocast: torch.autocast around the forwards; converted: cast weights; quantized:
+    # a runtime's int8 export (a network left in PyTorch runs in fp32)
+    mode: Mode
     device_type: str
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype the convolutions compute in."""
-        return DTYPES[self.name]
+        """The dtype the convolutions compute in (PyTorch's: float32 for int8, which it does not run)."""
+        return DTYPES.get(self.name, torch.float32)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The context the forwards run in: ``torch.autocast`` in autocast mode, else nothing."""
@@ -72,8 +81,8 @@ class Precision:
         return convert_model(model, self.dtype) if self.mode == "converted" else model
 
     def describe(self) -> str:
-        how = {"fp32": "", "autocast": " autocast", "converted": " weights"}[self.mode]
-        return f"{self.name}{how}"
+        how = {"fp32": "", "autocast": " autocast", "converted": " weights", "quantized": " quantized"}
+        return f"{self.name}{how[self.mode]}"
 
 
 def parse_precision(value: str) -> str:
@@ -88,7 +97,8 @@ def resolve_precision(requested: str, device: torch.device | str) -> Precision:
     """The precision and the way to run it for ``device``.
 
     ``auto`` keeps the behaviour from before the setting existed: fp16 autocast on CUDA, fp32 elsewhere.
-    bf16 and fp16 run under autocast on CUDA and with converted weights on a CPU.
+    bf16 and fp16 run under autocast on CUDA and with converted weights on a CPU; int8 runs quantized
+    exports, on a CPU only.
     """
     name = parse_precision(requested)
     device_type = torch.device(device).type
@@ -96,6 +106,13 @@ def resolve_precision(requested: str, device: torch.device | str) -> Precision:
         name = "fp16" if device_type == "cuda" else "fp32"
     if name == "fp32":
         return Precision("fp32", "fp32", device_type)
+    if name == "int8":
+        if device_type != "cpu":
+            raise PrecisionError(
+                requested,
+                f"int8 runs on the CPU only (openvino's quantized export); use fp16 or bf16 on {device}",
+            )
+        return Precision("int8", "quantized", device_type)
     return Precision(name, "autocast" if device_type == "cuda" else "converted", device_type)
 
 
@@ -110,6 +127,11 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
         if key.strip() == "flags":
             return frozenset(value.split())
     return frozenset()
+
+
+def has_int8_units(flags: Iterable[str] | None = None) -> bool:
+    """Whether this CPU multiplies int8 with VNNI or AMX (else int8 runs on AVX2's slower int8 path)."""
+    return bool(frozenset(cpu_flags() if flags is None else flags) & set(INT8_UNIT_FLAGS))
 
 
 def missing_cpu_units(precision: Precision, flags: Iterable[str] | None = None) -> str | None:

@@ -34,10 +34,12 @@ def measure_cold_start(
     detector_size: int | None,
     detector: str = "",
     engine: str = "",
+    precision: str = "",
+    calibration: Path | None = None,
 ) -> dict[str, Any]:
     """Run the child with the function's environment; its report with times from process start.
 
-    ``detector`` and ``engine`` empty: the function's defaults.
+    ``detector``, ``engine`` and ``precision`` empty, ``calibration`` None: the function's defaults.
     """
     environ = {key: value for key, value in os.environ.items() if not key.startswith("ALPHAPOSE_")}
     environ.update(
@@ -48,6 +50,8 @@ def measure_cold_start(
             "ALPHAPOSE_DETECTOR_SIZE": str(detector_size or ""),
             "ALPHAPOSE_DETECTOR": detector,
             "ALPHAPOSE_ENGINE": engine,
+            "ALPHAPOSE_PRECISION": precision,
+            "ALPHAPOSE_CALIBRATION_DIR": str(calibration or ""),
         }
     )
     started = time.time()

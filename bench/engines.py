@@ -32,9 +32,15 @@ On a CPU with bf16 units a fourth measurement runs each engine that takes bf16 (
 weights, OpenVINO through its precision hint; ONNX Runtime refuses it) beside PyTorch in fp32, the
 baseline of every ratio; its dense product runs in bf16 too.
 
+With the int8 extra installed, int8 is measured the same way (OpenVINO's quantized models beside PyTorch
+in fp32), natively and again under the AVX2 caps (a CPU without VNNI), each network quantized on
+:data:`CALIBRATION_IMAGES` synthetic photos; its dense product is the matrix product quantized likewise,
+so its rate is the runtime's int8 rate.
+
 Cold start (:mod:`bench.coldstart`, a fresh function worker) is measured per runtime without a cached
 export (the worker exports, as a first start outside the images does) and with one (as in the function
-images, which export while they are built), beside PyTorch's.
+images, which export while they are built), beside PyTorch's; for int8, without a cached quantized model
+(the worker exports and quantizes) and with one.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from alphapose.engines import ENGINES
@@ -93,6 +100,9 @@ DENSE_SIZE = 2048
 DENSE_LABEL = f"matrix product {DENSE_SIZE}x{DENSE_SIZE}"
 # The reduced precision measured beside fp32 where the CPU has its units.
 REDUCED = "bf16"
+INT8 = "int8"
+CALIBRATION_IMAGES = 24  # synthetic 640x480 photos, as many as the issue's first probe calibrated on
+CALIBRATION = "calibration"  # their directory, beside the synthetic weights
 
 
 class DenseProduct(nn.Module):
@@ -118,19 +128,27 @@ def dense_inputs() -> torch.Tensor:
 
 def dense_product(engine: str, directory: Path, precision: str = "fp32") -> Callable[[], object]:
     """One dense product in ``engine`` (PyTorch itself, or its export compiled by the runtime), computed
-    in ``precision``."""
+    in ``precision`` (int8: the export quantized on its own operand)."""
     module = DenseProduct().eval()
     inputs = dense_inputs()
     if engine == "torch":
         dtype = DTYPES[precision]
         return partial(module.to(dtype), inputs.to(dtype))
     path = export_onnx(module, tuple(inputs.shape[1:]), directory / f"dense-{engine}.onnx")
-    run = (
-        ENGINES[engine]
-        .driver()
-        .compile_export(path, resolve_precision(precision, "cpu"), torch.get_num_threads())
-    )
+    driver = ENGINES[engine].driver()
+    if precision == INT8:
+        path, export = directory / f"dense-{engine}-int8.xml", path
+        driver.quantize(export, path, [inputs.numpy()])
+    run = driver.compile_export(path, resolve_precision(precision, "cpu"), torch.get_num_threads())
     return partial(run, inputs.numpy())
+
+
+def write_calibration(directory: Path) -> Path:
+    """The synthetic photos int8 is calibrated on, as JPEG files in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for seed in range(CALIBRATION_IMAGES):
+        Image.fromarray(synthetic_photo(640, 480, seed=100 + seed)).save(directory / f"{seed:03d}.jpg")
+    return directory
 
 
 def network_flops(weights: Path) -> dict[str, int]:
@@ -160,7 +178,11 @@ def columns(precision: str) -> dict[str, tuple[str, str]]:
     takes = [
         name
         for name in available_engines()
-        if name == "torch" or ENGINES[name].driver().check_precision(reduced) is None
+        if (
+            reduced.mode == "converted"
+            if name == "torch"
+            else ENGINES[name].driver().check_precision(reduced) is None
+        )
     ]
     return {"torch": ("torch", "fp32"), **{f"{name} {precision}": (name, precision) for name in takes}}
 
@@ -187,12 +209,18 @@ def works(pipeline: PosePipeline) -> dict[str, Callable[[], object]]:
     return table
 
 
-def worker(weights: Path, engine: str, precision: str) -> None:
+def worker(weights: Path, engine: str, precision: str, calibration: Path | None = None) -> None:
     """One engine's pipeline in its own process, as a function worker holds it: reads a work label per
     line on stdin, runs it once, answers its time in ms on stdout."""
     configure_cpu_threads()
     pipeline = PosePipeline.from_weights_dir(
-        weights, preset=PRESET, detector=DETECTOR, device="cpu", engine=engine, precision=precision
+        weights,
+        preset=PRESET,
+        detector=DETECTOR,
+        device="cpu",
+        engine=engine,
+        precision=precision,
+        calibration=calibration,
     )
     table = works(pipeline)
     if engine in ENGINES:
@@ -210,12 +238,14 @@ class Worker:
     """The parent's handle on a :func:`worker` process."""
 
     def __init__(self, weights: Path, engine: str, precision: str, environ: dict[str, str]) -> None:
+        calibration = ["--calibration", str(weights / CALIBRATION)] if precision == INT8 else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "bench.engines",
                 *("--worker", str(weights), "--engine", engine, "--precision", precision),
+                *calibration,
             ],
             cwd=REPOSITORY,
             env=environ,
@@ -314,17 +344,28 @@ def request_labels() -> list[str]:
     return [f"request {w}x{h}, {persons} person(s)" for (w, h), persons in REQUESTS]
 
 
-def cold_starts(weights: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """A fresh worker per engine: without a cached export (it exports) and with one."""
+def cold_starts(weights: Path, log: Callable[[str], None], int8: bool) -> dict[str, Any]:
+    """A fresh worker per engine: without a cached export (it exports) and with one; for int8 (when
+    ``int8``), without a cached quantized model (it exports and quantizes) and with one."""
     rows: dict[str, Any] = {}
-    for name in available_engines():
-        runs = {"": None} if name == "torch" else {"without cached export": True, "with cached export": False}
+    starts = [(name, "fp32") for name in available_engines()] + ([("openvino", INT8)] if int8 else [])
+    for name, precision in starts:
+        what = "quantized model" if precision == INT8 else "export"
+        runs = (
+            {"": None} if name == "torch" else {f"without cached {what}": True, f"with cached {what}": False}
+        )
+        column = name if precision == "fp32" else f"{name} {precision}"
         for label, clear in runs.items():
             if clear:
                 shutil.rmtree(weights / CACHE_DIRECTORY, ignore_errors=True)
-            log(f"cold start, {name} {label}".rstrip())
-            report = measure_cold_start(weights, PRESET, "cpu", None, detector=DETECTOR, engine=name)
-            rows[f"{name} {label}".strip()] = {
+            log(f"cold start, {column} {label}".rstrip())
+            settings = (
+                {"precision": precision, "calibration": weights / CALIBRATION} if precision == INT8 else {}
+            )
+            report = measure_cold_start(
+                weights, PRESET, "cpu", None, detector=DETECTOR, engine=name, **settings
+            )
+            rows[f"{column} {label}".strip()] = {
                 "init_context_done_s": report["seconds_from_process_start"]["init_context_done"],
                 "first_answer_s": report["seconds_from_process_start"]["first_answer"],
                 "peak_rss_mb": report["peak_rss_mb"]["after_20_persons"],
@@ -357,9 +398,14 @@ def measure(
     }
 
 
-def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str, Any]:
-    """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units) and
-    the cold starts."""
+MEASUREMENTS = ("native", "avx2_caps", "one_thread", REDUCED, INT8, f"{INT8}_avx2_caps")
+
+
+def run(
+    quick: bool, log: Callable[[str], None], cold: bool = True, only: tuple[str, ...] = MEASUREMENTS
+) -> dict[str, Any]:
+    """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units, int8
+    natively and under the caps; ``only`` those named) and the cold starts."""
     from tools.synthetic_weights import write_synthetic_weights
 
     env = environment(torch.device("cpu"))
@@ -367,18 +413,29 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-engines-") as directory:
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
         flops = network_flops(weights)
-        native = measure(weights, flops, quick, dict(os.environ), log)
-        log("again under the AVX2 caps")
-        capped = measure(weights, flops, quick, {**os.environ, **AVX2_CAPS}, log)
-        log("again with one thread per worker")
-        single = measure(weights, flops, quick, {**os.environ, "OMP_NUM_THREADS": "1"}, log)
-        skipped = skip_reason(resolve_precision(REDUCED, "cpu"))
-        if skipped:
-            reduced: dict[str, Any] = {"skipped": skipped}
-        else:
-            log(f"again in {REDUCED}")
-            reduced = measure(weights, flops, quick, dict(os.environ), log, REDUCED)
-        cold = cold_starts(weights, log) if cold else None
+        skipped = {
+            REDUCED: skip_reason(resolve_precision(REDUCED, "cpu")),
+            INT8: int8_skip_reason(),
+            f"{INT8}_avx2_caps": int8_skip_reason(),
+        }
+        plans = {  # int8 first: its workers quantize, the step most likely to stop a run
+            INT8: (f"in {INT8} (each network quantized on first use)", {}, INT8),
+            f"{INT8}_avx2_caps": (f"in {INT8} under the AVX2 caps", AVX2_CAPS, INT8),
+            "native": ("", {}, "fp32"),
+            "avx2_caps": ("under the AVX2 caps", AVX2_CAPS, "fp32"),
+            "one_thread": ("with one thread per worker", {"OMP_NUM_THREADS": "1"}, "fp32"),
+            REDUCED: (f"in {REDUCED}", {}, REDUCED),
+        }
+        if not skipped[INT8]:
+            write_calibration(weights / CALIBRATION)
+        figures: dict[str, Any] = {}
+        for key, (title, caps, precision) in plans.items():
+            if skipped.get(key):
+                figures[key] = {"skipped": skipped[key]}
+            elif key in only:
+                log(f"measuring {title or 'natively'}")
+                figures[key] = measure(weights, flops, quick, {**os.environ, **caps}, log, precision)
+        cold = cold_starts(weights, log, int8=not skipped[INT8]) if cold else None
     return {
         "schema": 1,
         "name": f"engines-cpu-{slug(cpu_model())}-{env['torch_threads']}threads"
@@ -391,12 +448,17 @@ def run(quick: bool, log: Callable[[str], None], cold: bool = True) -> dict[str,
         "versions": {name: _version(name) for name in available_engines()},
         "capped_by": CAPPED_BY,
         "dense_not_capped": list(DENSE_NOT_CAPPED),
-        "native": native,
-        "avx2_caps": capped,
-        "one_thread": single,
-        REDUCED: reduced,
+        **figures,
         "cold_start": cold,
     }
+
+
+def int8_skip_reason() -> str | None:
+    """Why this run does not measure int8 (its runtime or its quantizer missing), or None."""
+    for package in ("openvino", "nncf"):
+        if find_spec(package) is None:
+            return f"not measured: the {package} package is not installed (requirements-int8.txt)"
+    return None
 
 
 def _version(engine: str) -> str:
@@ -409,9 +471,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
+    parser.add_argument(
+        "--only",
+        default=",".join(MEASUREMENTS),
+        help=f"the measurements to make, comma-separated (default: all of {', '.join(MEASUREMENTS)})",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--calibration", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )
@@ -421,11 +489,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[bench.engines] {message}", file=sys.stderr, flush=True)
 
     if args.worker:
-        worker(args.worker, args.engine, args.precision)
+        worker(args.worker, args.engine, args.precision, args.calibration)
         return
     from bench.report import render_engines
 
-    results = run(args.quick, log, cold=not args.no_cold_start)
+    only = tuple(name.strip() for name in args.only.split(","))
+    unknown = sorted(set(only) - set(MEASUREMENTS))
+    if unknown:
+        parser.error(
+            f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}"
+        )
+    results = run(args.quick, log, cold=not args.no_cold_start, only=only)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{results['name']}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")

@@ -354,6 +354,8 @@ def render_engines(results: dict[str, Any]) -> list[str]:
         ("avx2_caps", "under the AVX2 caps"),
         ("one_thread", "one thread per worker, native instruction set"),
         ("bf16", "bf16 beside torch in fp32, native instruction set"),
+        ("int8", "int8 beside torch in fp32, native instruction set"),
+        ("int8_avx2_caps", "int8 beside torch in fp32, under the AVX2 caps"),
     )
     for key, title in measurements:
         figures = results.get(key)

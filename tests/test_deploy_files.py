@@ -478,3 +478,48 @@ def test_readme_tells_how_the_sdk_function_answers_what_the_function_files_run()
     assert f"-p detector=str:{cpu['ALPHAPOSE_DETECTOR']} -p engine=str:{cpu['ALPHAPOSE_ENGINE']}" in section
     assert f"-p detector=str:{gpu['ALPHAPOSE_DETECTOR']} -p device=str:cuda" in section
     assert f"left alone it runs the `{DEFAULT_DETECTOR}` detector in `{DEFAULT_ENGINE}`" in section
+
+
+def test_stage_with_calibration_frames_builds_an_int8_cpu_function(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The team's frames travel with the function; its image installs the quantizer and quantizes both
+    networks on them in OpenVINO while it is built, and the function runs int8 on them."""
+    from PIL import Image
+
+    from tools.stage import main, stage
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n in range(2):
+        Image.new("RGB", (64, 48), (40 * n, 90, 200)).save(frames / f"frame{n}.jpg")
+    (frames / "README.txt").write_text("not a frame: not staged")
+    assert stage(tmp_path / "int8", "function.yaml", tmp_path / "no-weights", calibration=frames) == []
+    staged = tmp_path / "int8"
+    assert sorted(p.name for p in (staged / "calibration").iterdir()) == ["frame0.jpg", "frame1.jpg"]
+    doc = yaml.safe_load((staged / "function.yaml").read_text())
+    env = env_of(doc)
+    assert env["ALPHAPOSE_PRECISION"] == "int8" and env["ALPHAPOSE_ENGINE"] == "openvino"
+    assert env["ALPHAPOSE_CALIBRATION_DIR"] == "/opt/nuclio/calibration"
+    directives = doc["spec"]["build"]["directives"]
+    (install, _download) = (d["value"] for d in directives["preCopy"])
+    assert "nncf==" in install and "openvino==" in install
+    assert [d["value"] for d in directives["postCopy"]][-1] == (
+        "cd /opt/nuclio && python -m alphapose.engines --engine openvino --preset fastpose_res50_coco "
+        "--detector yolox-s --dir /opt/alphapose/weights --precision int8 "
+        "--calibration /opt/nuclio/calibration"
+    )
+    # what the image's build step runs parses as the function's settings
+    from alphapose.cvat.config import Config
+
+    config = Config.from_env({e["name"]: e["value"] for e in doc["spec"]["env"]})
+    assert config.options.precision == "int8" and str(config.options.calibration) == "/opt/nuclio/calibration"
+    # a GPU file, or a folder without frames, is refused naming the flag
+    assert (
+        main(["--dir", str(tmp_path / "gpu"), "--file", "function-gpu.yaml", "--calibration", str(frames)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: --calibration") and "int8 runs on the CPU only" in err
+    assert main(["--dir", str(tmp_path / "none"), "--calibration", str(tmp_path / "missing")]) == 2
+    assert f"error: --calibration '{tmp_path / 'missing'}': no such directory" in capsys.readouterr().err

@@ -37,6 +37,8 @@ from alphapose.errors import OptionError
         ("precision", "half"),
         ("engine", None),
         ("engine", 1),
+        ("calibration", 5),
+        ("calibration", ["frames"]),
     ],
 )
 def test_a_value_of_the_wrong_type_or_range_is_refused_naming_the_option(option: str, value: object) -> None:

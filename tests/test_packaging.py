@@ -72,7 +72,7 @@ def test_wheel_requires_the_run_time_pins_and_offers_every_extra(wheel: Path) ->
     requires = re.findall(r"^Requires-Dist: (.+)$", archive.read(metadata).decode(), re.MULTILINE)
     plain = sorted(r for r in requires if "extra ==" not in r)
     assert plain == sorted(requirement_lines("requirements.txt"))
-    for extra in ("weights", "cvat", "video", "eval", "onnxruntime", "openvino"):
+    for extra in ("weights", "cvat", "video", "eval", "onnxruntime", "openvino", "int8"):
         extras = sorted(r.split(";")[0].strip() for r in requires if f'extra == "{extra}"' in r)
         assert extras == sorted(requirement_lines(f"requirements-{extra}.txt"))
 

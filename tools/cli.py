@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name).
+# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name;
+# --calibration's is ALPHAPOSE_CALIBRATION_DIR, alphapose.cvat.config.variable).
 _SETTING_FLAGS = (
     "--weights-dir",
     "--preset",
@@ -132,6 +133,7 @@ _SETTING_FLAGS = (
     "--keypoint-threshold",
     "--precision",
     "--engine",
+    "--calibration",
 )
 
 
@@ -157,12 +159,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        help="auto, fp32, bf16 or fp16; bf16 is refused on a CPU without AMX or AVX512-BF16 "
-        "(ALPHAPOSE_PRECISION)",
+        help="auto, fp32, bf16, fp16 or int8; bf16 is refused on a CPU without AMX or AVX512-BF16; int8 "
+        "needs --engine openvino and --calibration (ALPHAPOSE_PRECISION)",
     )
     parser.add_argument(
         "--engine",
         help="torch, onnxruntime or openvino (CPU), or detector=NAME,pose=NAME (ALPHAPOSE_ENGINE)",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="int8 only: images like those to annotate, to quantize on (ALPHAPOSE_CALIBRATION_DIR)",
     )
 
 

@@ -10,6 +10,10 @@ that function file verifies them instead of downloading (``tools.function_yaml``
 random weights (``tools.synthetic_weights``, recognised by the mark inside each file) stop the staging
 unless ``--allow-synthetic`` asks for a test deployment: a function built from them answers CVAT with
 random skeletons.
+
+``--calibration DIR`` stages a folder of the team's own frames with a CPU function file (its image files
+only, in ``calibration/``) and makes that file run int8: its image quantizes both networks on those
+frames while it is built (``tools.function_yaml``, ``calibrated``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphapose.errors import WeightsError
+from alphapose.calibration import CalibrationSet
+from alphapose.errors import OptionError, WeightsError
 from alphapose.weights import download_hint, is_synthetic, required_files
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
 
@@ -41,16 +46,20 @@ def stage(
     weights_dir: Path,
     root: Path = REPO_ROOT,
     allow_synthetic: bool = False,
+    calibration: Path | None = None,
 ) -> list[Path]:
     """Write the function directory; returns the weights files staged with it (none: the build downloads).
 
     Raises :class:`WeightsError`, before anything is written, when those files are synthetic and
-    ``allow_synthetic`` is false.
+    ``allow_synthetic`` is false. ``calibration``: a directory of frames staged with a CPU file, which
+    then runs int8; an :class:`OptionError` on ``calibration`` when it holds no image or the file is a
+    GPU one.
     """
     if function_file not in FUNCTION_FILES:
         raise ValueError(f"unknown function file {function_file}; choose one of: {', '.join(FUNCTION_FILES)}")
     variant = FUNCTION_FILES[function_file]
     needed = [weights_dir / f.name for f in required_files([variant.preset], [variant.detector])]
+    # the GPU base image holds the weights; a CPU build downloads what is missing
     carried = not variant.gpu and all(path.is_file() for path in needed)
     synthetic = [path.name for path in needed if carried and is_synthetic(path)]
     if synthetic and not allow_synthetic:
@@ -60,6 +69,11 @@ def stage(
             f"Download the official files ({download_hint(weights_dir, variant.preset, variant.detector)}), "
             "or, for a test deployment only, pass --allow-synthetic (make stage, deploy-local or deploy-kube "
             "with ALLOW_SYNTHETIC=1)"
+        )
+    frames = None if calibration is None else CalibrationSet.from_directory(calibration)
+    if frames is not None and variant.gpu:
+        raise OptionError(
+            "calibration", str(calibration), f"int8 runs on the CPU only; {function_file} is a GPU file"
         )
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -71,13 +85,18 @@ def stage(
             shutil.copy2(source, directory / name)
     for name in FUNCTION_FILES:
         shutil.copy2(root / name, directory / name)
-    if not carried:
-        return []  # the GPU base image holds the weights; a CPU build downloads what is missing
-    (directory / "weights").mkdir()
-    for path in needed:
-        shutil.copyfile(path, directory / "weights" / path.name)
-    (directory / function_file).write_text(render(variant, staged=True), encoding="utf-8")
-    return needed
+    if frames is not None:
+        (directory / "calibration").mkdir()
+        for path in frames.files:
+            shutil.copyfile(path, directory / "calibration" / path.name)
+    if carried:
+        (directory / "weights").mkdir()
+        for path in needed:
+            shutil.copyfile(path, directory / "weights" / path.name)
+    if carried or frames is not None:
+        text = render(variant, staged=carried, calibrated=frames is not None)
+        (directory / function_file).write_text(text, encoding="utf-8")
+    return needed if carried else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,15 +109,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="stage synthetic random weights (python -m tools.synthetic_weights): for test deployments only",
     )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="frames like those to annotate: the CPU function runs int8, quantized on them in its build",
+    )
     args = parser.parse_args(argv)
     try:
-        staged = stage(args.dir, args.file, args.weights_dir, allow_synthetic=args.allow_synthetic)
+        staged = stage(
+            args.dir,
+            args.file,
+            args.weights_dir,
+            allow_synthetic=args.allow_synthetic,
+            calibration=args.calibration,
+        )
     except WeightsError as exc:
         print(f"error: --weights-dir {args.weights_dir}: {exc}", file=sys.stderr)
         return 1
+    except OptionError as exc:
+        print(f"error: --calibration {exc.value!r}: {exc.problem}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: --file: {exc}", file=sys.stderr)
         return 2
+    if args.calibration is not None:
+        print(
+            f"staged the frames of {args.calibration}: {args.file} runs int8, quantized on them in its build"
+        )
     if staged:
         names = ", ".join(path.name for path in staged)
         print(

@@ -19,12 +19,15 @@ ALPHAPOSE_MAX_PIXELS            50000000                 larger images are refus
 ALPHAPOSE_DETECTOR_CONFIDENCE   0.1                      detector score threshold (AlphaPose's)
 ALPHAPOSE_DETECTOR_NMS          0.6                      detector NMS IoU threshold (AlphaPose's)
 ALPHAPOSE_PRECISION             auto                     auto (fp16 autocast on CUDA, fp32 on a CPU),
-                                                         fp32, bf16 or fp16; a CPU without units for
-                                                         bf16/fp16 is refused at start-up
+                                                         fp32, bf16, fp16 or int8; a CPU without units
+                                                         for bf16/fp16 is refused at start-up; int8
+                                                         needs engine openvino and a calibration set
 ALPHAPOSE_ENGINE                torch                    what runs the networks: torch, onnxruntime or
                                                          openvino (their ONNX exports, CPU only), or
                                                          detector=NAME,pose=NAME; a runtime that is
                                                          not installed is refused at start-up
+ALPHAPOSE_CALIBRATION_DIR       unset                    int8 only: a directory of images like those
+                                                         to annotate, to quantize on (--calibration)
 =============================== ======================== ==============================================
 
 An empty variable counts as unset. The pipeline's defaults and checks are those of
@@ -94,13 +97,17 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "detector_nms": _number,
     "precision": _word,
     "engine": _word,
+    "calibration": lambda text: Path(text.strip()).expanduser(),
 }
+# Settings whose variable is not ALPHAPOSE_ and the name in capitals (their flag is still --name).
+_VARIABLES = {"calibration": "ALPHAPOSE_CALIBRATION_DIR"}
 _OPTION_FIELDS = frozenset(f.name for f in fields(PipelineOptions))
 
 
 def variable(setting: str) -> str:
-    """The environment variable of a setting: ``ALPHAPOSE_`` and its name in capitals."""
-    return ENV_PREFIX + setting.upper()
+    """The environment variable of a setting: ``ALPHAPOSE_`` and its name in capitals (but see
+    :data:`_VARIABLES`)."""
+    return _VARIABLES.get(setting, ENV_PREFIX + setting.upper())
 
 
 @dataclass(frozen=True)

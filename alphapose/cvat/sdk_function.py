@@ -41,6 +41,7 @@ PARAMETERS: dict[str, type] = {
     "device": str,
     "precision": str,
     "engine": str,
+    "calibration": str,
     "keypoint_threshold": float,
 }
 

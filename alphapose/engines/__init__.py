@@ -11,6 +11,10 @@ every engine, so only the two forward passes change hands.
 run a layer of a network (OpenVINO has no ONNX ``DeformConv``) leaves that network in PyTorch and says
 so in :attr:`NetworkEngine.note`, which the function's start-up log shows. The runtimes run on the CPU
 only; each is a separate, optional package (the ``onnxruntime`` and ``openvino`` extras).
+
+Precision ``int8`` runs each network's export quantized post-training on the user's calibration images
+(:class:`Calibration`), in a runtime that quantizes (OpenVINO); PyTorch has no int8 path here, so a
+network the runtime cannot run stays in PyTorch in fp32, and the note says so.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 from torch import nn
 
 from alphapose.errors import OptionError
-from alphapose.precision import Precision
+from alphapose.precision import Precision, has_int8_units
 
 LOGGER = logging.getLogger(__name__)
 NETWORKS = ("detector", "pose")
@@ -41,7 +45,9 @@ class EngineSpec:
 
     name: str
     package: str | None  # the import name of the runtime; None: PyTorch itself
-    module: str | None  # our module with ``version``, ``cannot_run``, ``check_precision``, ``compile_export``
+    # our module with ``version``, ``cannot_run``, ``check_precision``, ``compile_export`` (and, for a
+    # runtime that runs int8, ``quantizer`` and ``quantize``)
+    module: str | None
     extra: str | None  # the package extra that installs it
 
     def install_hint(self) -> str:
@@ -100,6 +106,14 @@ def parse_engines(value: str) -> dict[str, str]:
 def check_engines(value: str, device: torch.device, precision: Precision) -> dict[str, str]:
     """:func:`parse_engines`, with a runtime's refusals: not on CUDA, not installed, not in this precision."""
     chosen = parse_engines(value)
+    if precision.name == "int8" and "torch" in chosen.values():
+        torch_networks = " and ".join(n for n in NETWORKS if chosen[n] == "torch")
+        raise OptionError(
+            "engine",
+            value,
+            f"int8 runs in openvino's quantized export and PyTorch has no int8 path, but the "
+            f"{torch_networks} would run in torch; use engine openvino (or precision fp32)",
+        )
     for name in sorted(set(chosen.values()) - {"torch"}):
         if device.type != "cpu":
             raise OptionError(
@@ -151,6 +165,15 @@ class NetworkEngine:
         return cls(network, requested, "torch", f"torch {precision.describe()}", note)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """One network's calibration for int8: the set's digest (part of the cache key) and its inputs, made
+    only when no quantized model is cached (:mod:`alphapose.calibration`)."""
+
+    digest: str
+    inputs: Callable[[], list[np.ndarray]]
+
+
 def prepare_network(
     network: str,
     engine: str,
@@ -158,25 +181,43 @@ def prepare_network(
     precision: Precision,
     weights: Path,
     input_shape: tuple[int, int, int],
+    calibration: Calibration | None = None,
 ) -> tuple[nn.Module, NetworkEngine]:
     """``model`` (folded, channels-last, float32) ready to run in ``engine``, and what runs it.
 
     ``torch``: the model put into ``precision``. A runtime: the model exported once (cached by the
-    weights file's sha256 and the versions, see :mod:`alphapose.engines.export`) and compiled; when the
-    runtime cannot run one of its layers, the model stays in PyTorch, and the note says why.
+    weights file's sha256 and the versions, see :mod:`alphapose.engines.export`) and compiled; in int8,
+    the export quantized on ``calibration`` (cached with its digest too). When the runtime cannot run one
+    of its layers, the model stays in PyTorch (in fp32 for int8), and the note says why.
     """
     if engine == "torch":
         return precision.prepare(model), NetworkEngine.torch(network, engine, precision)
-    from alphapose.engines.export import exported
+    from alphapose.engines.export import exported, quantized
 
     driver = ENGINES[engine].driver()
     unsupported = driver.cannot_run(model)
     if unsupported:
         note = f"{engine} cannot run {unsupported}: this network runs in PyTorch"
+        if precision.name == "int8":
+            precision, note = Precision("fp32", "fp32", precision.device_type), f"{note}, in fp32"
         LOGGER.warning("%s network: %s", network, note)
         return precision.prepare(model), NetworkEngine.torch(network, engine, precision, note)
-    with exported(model, weights, input_shape, engine, driver.version()) as (onnx_path, note):
-        run = driver.compile_export(onnx_path, precision, torch.get_num_threads())
+    if precision.name == "int8":
+        if calibration is None:
+            raise ValueError("int8 needs the network's calibration")
+        fields = {**driver.quantizer(), "calibration_sha256": calibration.digest}
+
+        def quantize(export: Path, target: Path) -> None:
+            LOGGER.info("%s network: quantizing for int8 on its calibration inputs", network)
+            driver.quantize(export, target, calibration.inputs())
+
+        made = quantized(model, weights, input_shape, engine, driver.version(), fields, quantize)
+    else:
+        made = exported(model, weights, input_shape, engine, driver.version())
+    with made as (path, note):
+        run = driver.compile_export(path, precision, torch.get_num_threads())
+    if precision.name == "int8" and not has_int8_units():
+        note += "; this CPU has no VNNI or AMX-INT8: int8 runs on its slower AVX2 path"
     description = f"{engine} {driver.version()} {precision.name}"
     size = input_shape[1] if network == "detector" else None
     return RuntimeNetwork(run, description, size), NetworkEngine(network, engine, engine, description, note)

@@ -1,8 +1,9 @@
 """``python -m alphapose.engines --engine E --preset P --detector D --dir WEIGHTS``: export ahead of time.
 
 Builds the pipeline once as the function would, so each network that ``--engine`` gives to a runtime is
-exported into the cache beside the weights; the CPU function images run it while they are built, so a
-worker starts on a cached export. Prints what runs each network.
+exported into the cache beside the weights (with ``--precision int8 --calibration DIR``: quantized on
+those images); the CPU function images run it while they are built, so a worker starts on a cached
+export. Prints what runs each network.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--detector", required=True, help="person detector, e.g. yolox-s")
     parser.add_argument("--dir", type=Path, required=True, help="directory of the weights files")
     parser.add_argument("--detector-size", type=int, help="detector input size (default: the detector's)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16, fp16 or int8")
+    parser.add_argument("--calibration", type=Path, help="int8: a directory of images to quantize on")
     args = parser.parse_args(argv)
     from alphapose.pipeline import PosePipeline
 
@@ -33,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             detector_size=args.detector_size,
             device="cpu",
             engine=args.engine,
+            precision=args.precision,
+            calibration=args.calibration,
         )
     except OptionError as exc:
         flag = f"--{exc.option.replace('_', '-')}"

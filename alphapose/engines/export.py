@@ -8,6 +8,11 @@ ONNX opset, so a changed file or an upgrade exports again instead of running a s
 in ``onnx/`` next to the weights (the function images fill it while they are built); where that directory
 cannot be written, the export is made in a temporary directory, compiled and removed, and the note says
 so.
+
+An int8 model (:func:`quantized`) is cached in the same place under a key made of the export's key, the
+calibration set's digest and the quantizer's version and settings; its key fields are written beside it
+(``.json``), and a cached model whose fields differ from the ones asked for (a copied or renamed file, a
+digest prefix shared by chance) is refused rather than run.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ import torch
 from torch import nn
 
 from alphapose import __version__
+from alphapose.errors import WeightsError
 from alphapose.models.resnet import DeformConv2d
 from alphapose.weights import sha256_of
 
@@ -40,6 +47,11 @@ def opset_for(model: nn.Module) -> int:
     return DEFORM_OPSET if any(isinstance(m, DeformConv2d) for m in model.modules()) else OPSET
 
 
+class CacheError(WeightsError):
+    """A cached model beside the weights that does not belong to the key it is stored under; the message
+    names the file and says to remove it."""
+
+
 def cache_key(
     weights_sha256: str,
     model: nn.Module,
@@ -48,7 +60,18 @@ def cache_key(
     runtime_version: str,
 ) -> str:
     """The digest that names an export: what it was made from and what will read it."""
-    fields = {
+    return digest(export_fields(weights_sha256, model, input_shape, runtime, runtime_version))
+
+
+def export_fields(
+    weights_sha256: str,
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    runtime: str,
+    runtime_version: str,
+) -> dict[str, Any]:
+    """What an export is made from and what will read it: the fields of its key."""
+    return {
         "weights_sha256": weights_sha256,
         "network": f"{type(model).__module__}.{type(model).__qualname__}",
         "input_shape": list(input_shape),
@@ -57,6 +80,9 @@ def cache_key(
         "runtime": f"{runtime} {runtime_version}",
         "alphapose": __version__,
     }
+
+
+def digest(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -91,6 +117,89 @@ def exported(
                 f"{path.parent} is not writable: exported for this process in {seconds:.1f} s "
                 "(each start exports again)"
             ),
+        )
+
+
+# Quantizes an ONNX export into an int8 model written at the given path (``.xml``, with its ``.bin``).
+Quantize = Callable[[Path, Path], None]
+
+
+def quantized_path(weights: Path, key: str) -> Path:
+    return weights.parent / CACHE_DIRECTORY / f"{weights.stem}-{key[:16]}-int8.xml"
+
+
+@contextlib.contextmanager
+def quantized(
+    model: nn.Module,
+    weights: Path,
+    input_shape: tuple[int, int, int],
+    runtime: str,
+    runtime_version: str,
+    quantizer: Mapping[str, Any],
+    quantize: Quantize,
+) -> Iterator[tuple[Path, str]]:
+    """The cached int8 model of ``model`` (quantized now if missing: exported, then ``quantize``) and a note.
+
+    ``quantizer`` holds what else decides the result (the calibration set's digest, the quantizer's
+    version and settings); with the export's fields it makes the key. A cached model whose recorded
+    fields differ is a :class:`CacheError`. Where the cache cannot be written, both files are made in a
+    temporary directory removed when the block ends, as for :func:`exported`.
+    """
+    fields = {**export_fields(sha256_of(weights), model, input_shape, runtime, runtime_version), **quantizer}
+    path = quantized_path(weights, digest(fields))
+    if path.is_file():
+        check_recorded(path, fields)
+        yield path, f"cached int8 model {path}"
+        return
+    with tempfile.TemporaryDirectory(prefix="alphapose-int8-") as directory:
+        scratch = Path(directory)
+        start = time.perf_counter()
+        onnx = export_onnx(model, input_shape, scratch / "export.onnx")
+        quantize(onnx, scratch / path.name)
+        seconds = time.perf_counter() - start
+        if not writable(path.parent):
+            yield (
+                scratch / path.name,
+                f"{path.parent} is not writable: quantized for this process in {seconds:.1f} s "
+                "(each start quantizes again)",
+            )
+            return
+        # the weights and the record first, the model last: a present .xml means a complete entry
+        _place(scratch / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+        path.with_suffix(".json").write_text(json.dumps(fields, indent=1, sort_keys=True) + "\n")
+        _place(scratch / path.name, path)
+    yield path, f"quantized to {path} in {seconds:.1f} s"
+
+
+def _place(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` atomically, through a partial file in the target's directory."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        shutil.move(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def check_recorded(path: Path, fields: Mapping[str, Any]) -> None:
+    """Refuse a cached model whose recorded key fields are missing or differ from ``fields``."""
+    record = path.with_suffix(".json")
+    try:
+        recorded = json.loads(record.read_text())
+    except (OSError, ValueError):
+        raise CacheError(
+            f"{path} has no readable record of what it was made from ({record}); remove both files to "
+            "quantize again"
+        ) from None
+    differing = sorted(k for k in {*fields, *recorded} if recorded.get(k) != fields.get(k))
+    if differing:
+        raise CacheError(
+            f"{path} was made from other inputs than its name says (differing: {', '.join(differing)}); "
+            f"remove it and {record.name} to quantize again"
+        )
+    if not path.with_suffix(".bin").is_file():
+        raise CacheError(
+            f"{path} has lost its weights file {path.with_suffix('.bin').name}; remove it to quantize again"
         )
 
 

@@ -7,7 +7,8 @@ session's own options; nothing process-wide changes.
 
 Precision: the CPU provider computes convolutions in float32 only. Its one reduced-precision switch,
 ``mlas.enable_gemm_fastmath_arm64_bfloat16``, exists for Arm64 CPUs alone, so bf16 and fp16 are refused
-on this engine rather than silently run in float32.
+on this engine rather than silently run in float32. int8 is OpenVINO's here (a quantized export of ONNX
+Runtime's own would be a second calibration path for the same networks), so it is refused too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def check_precision(precision: Precision) -> str | None:
         return None
     return (
         f"onnxruntime computes in float32 only on x86 CPUs, so precision {precision.name} cannot run on it; "
-        "use precision fp32 (or auto), or engine openvino or torch for bf16"
+        "use precision fp32 (or auto), or engine openvino (bf16, int8) or torch (bf16)"
     )
 
 
