@@ -57,7 +57,8 @@ SEEDS = range(30)  # the scenes reported; the tracker's defaults were chosen on 
 KINDS = ("crossing", "occlusion", "camera", "dancers", "clutter")
 RESULTS = Path(__file__).parent / "results" / "tracking.json"
 BODY_HEIGHT = float(BODY[:, 1].max() - BODY[:, 1].min())  # of the 170 px person, nose to ankle
-ARMS = (7, 8, 9, 10)  # elbows and wrists: each person holds its arms its own way
+ARMS = (7, 8, 9, 10)
+Range = tuple[float, float]  # elbows and wrists: each person holds its arms its own way
 
 
 # --- scenes ------------------------------------------------------------------------------------------
@@ -113,36 +114,31 @@ def walkers(kind: str, rng: np.random.Generator) -> tuple[list[Walker], list[np.
     def line(x0: float, y0: float, vx: float, vy: float, start: int = 0) -> Callable:
         return lambda t: None if t < start else (x0 + vx * (t - start), y0 + vy * (t - start))
 
+    def both_ways(
+        count: int, ys: Range, lefts: Range, rights: Range, speeds: Range, late: int = 0
+    ) -> list[Walker]:
+        """``count`` persons walking right (starting in ``lefts``) and left (in ``rights``) in turns,
+        entering up to ``late`` frames after the scene starts."""
+        walking = []
+        for i in range(count):
+            direction = 1 if i % 2 == 0 else -1
+            y = rng.uniform(*ys)
+            x0 = rng.uniform(*lefts) if direction > 0 else rng.uniform(*rights)
+            speed = direction * rng.uniform(*speeds)
+            start = int(rng.integers(0, late)) if late else 0
+            walking.append(Walker(line(x0, y, speed, 0, start), depth_height(y), rng.uniform(0, 6), arms()))
+        return walking
+
     people: list[Walker] = []
     pillars: list[np.ndarray] = []
     still = lambda t: (0.0, 0.0)  # noqa: E731
     camera: Callable = still
     clutter = Clutter()
     if kind == "crossing":
-        for i in range(12):
-            direction = 1 if i % 2 == 0 else -1
-            y = rng.uniform(470, 530)
-            x0 = rng.uniform(-300, 500) if direction > 0 else rng.uniform(780, 1580)
-            people.append(
-                Walker(
-                    line(x0, y, direction * rng.uniform(2, 5), 0), depth_height(y), rng.uniform(0, 6), arms()
-                )
-            )
+        people = both_ways(12, (470, 530), (-300, 500), (780, 1580), (2, 5))
     elif kind == "occlusion":
         pillars = [np.array([x, 0, x + w, HEIGHT]) for x, w in ((280, 110), (620, 150), (960, 120))]
-        for i in range(7):
-            direction = 1 if i % 2 == 0 else -1
-            y = rng.uniform(420, 640)
-            x0 = rng.uniform(-100, 300) if direction > 0 else rng.uniform(980, 1380)
-            speed = direction * rng.uniform(6, 12)
-            people.append(
-                Walker(
-                    line(x0, y, speed, 0, int(rng.integers(0, 40))),
-                    depth_height(y),
-                    rng.uniform(0, 6),
-                    arms(),
-                )
-            )
+        people = both_ways(7, (420, 640), (-100, 300), (980, 1380), (6, 12), late=40)
         clutter.false_rate = 0.2
     elif kind == "camera":
         for _ in range(9):
@@ -175,15 +171,7 @@ def walkers(kind: str, rng: np.random.Generator) -> tuple[list[Walker], list[np.
             people.append(Walker(feet, 170.0, rng.uniform(0, 6), arms()))
         clutter.false_rate = 0.2
     elif kind == "clutter":
-        for i in range(6):
-            direction = 1 if i % 2 == 0 else -1
-            y = rng.uniform(420, 640)
-            x0 = rng.uniform(-200, 400) if direction > 0 else rng.uniform(880, 1480)
-            people.append(
-                Walker(
-                    line(x0, y, direction * rng.uniform(2, 6), 0), depth_height(y), rng.uniform(0, 6), arms()
-                )
-            )
+        people = both_ways(6, (420, 640), (-200, 400), (880, 1480), (2, 6))
         clutter = Clutter(false_rate=1.5, ghosts=3, duplicates=0.12, miss=0.05)
     else:
         raise ValueError(f"unknown scene kind {kind!r}")

@@ -49,35 +49,14 @@ class HandlerResult:
         return json.loads(self.body)
 
 
-def encode_event(
-    body: bytes,
-    *,
-    content_type: str = "",
-    headers: Mapping[str, str] | None = None,
-    method: str = "POST",
-    path: str = "/",
-    fields: Mapping[str, str] | None = None,
-    event_id: str | None = None,
-    trigger: nuclio_sdk.TriggerInfo = DEFAULT_TRIGGER,
-) -> bytes:
-    """The msgpack event map the Go processor writes to the runtime for one HTTP request.
+def encode_event(body: bytes, **request: Any) -> bytes:
+    """The msgpack event map the Go processor writes to the runtime for one HTTP request
+    (:func:`event_map`'s keywords describe it).
 
     The body travels as msgpack bin (not base64) and the content type verbatim from the header,
     under both keys the processor uses.
     """
-    return msgpack.packb(
-        event_map(
-            body,
-            content_type=content_type,
-            headers=headers,
-            method=method,
-            path=path,
-            fields=fields,
-            event_id=event_id,
-            trigger=trigger,
-        ),
-        use_bin_type=True,
-    )
+    return msgpack.packb(event_map(body, **request), use_bin_type=True)
 
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
