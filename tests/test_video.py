@@ -162,12 +162,12 @@ def test_predict_video_writes_tracked_results_and_a_rendered_video(
 def test_predict_directory_of_frames_to_stdout(
     weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("b_2.png", "b_1.png"):
+    for name in ("b_10.png", "b_2.png", "b_1.png"):  # three frames: what a track needs to be kept
         cv2.imwrite(str(tmp_path / name), grey(90))
     assert predict(str(tmp_path), "--no-progress", "--max-age", "0", weights=weights_dir) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
-    assert [(r["image_id"], r["idx"]) for r in results] == [("b_1.png", 1), ("b_2.png", 1)]
+    assert [(r["image_id"], r["idx"]) for r in results] == [("b_1.png", 1), ("b_2.png", 1), ("b_10.png", 1)]
     assert "frame/s" not in captured.err
     # a threshold above every box score: nothing written, an empty list
     assert predict(str(tmp_path), "--no-progress", "--threshold", "1.01", weights=weights_dir) == 0
