@@ -7,30 +7,36 @@ the pose is extra evidence:
 
 * **Motion**: a Kalman filter per track on the box centre, width and height and their velocities
   (constant velocity; noise proportional to the box height, as ByteTrack's), run for every track at
-  once. Through a gap the prediction is damped: the centre's velocity shrinks by ``motion_damping``
-  each missed frame and the size is held, so a box hidden for 15 frames neither flies off nor shrinks.
+  once. A track not seen last frame is predicted from its last observation, moved on by its trend (the
+  centre's velocity fitted to its last observations) slowed by ``motion_damping`` each missed frame, at
+  its last observed size, so a box hidden for 15 frames neither swells, shrinks nor flies off.
+* **Camera**: where the tracks seen last frame and the confident poses clearly overlapping them agree
+  on a shift (their median, beyond its standard error), every prediction is moved by it: a pan or a
+  shake moves every person at once (``follow_camera``).
 * **Re-anchoring** (OC-SORT): a track found again after a gap restarts from the new observation with
-  the velocity between its last observation and this one, rather than from the drifted prediction.
-* **Two kinds of evidence, one scale**: the similarity of a track and a pose is box IoU, or, where
-  both show keypoints, IoU mixed with OKS (COCO's object keypoint similarity with the preset's sigmas,
-  :func:`alphapose.skeletons.oks_sigmas`) in proportion to the share of keypoints visible in both, so a
-  pair with one shared keypoint is scored almost by IoU and one with every keypoint mostly by the pose.
-  The track's keypoints are its last observed ones carried with the predicted box.
-* **Rounds** (ByteTrack, OC-SORT): poses scoring at least ``high_score`` (the detector's box score)
-  are matched first to the confirmed tracks by the prediction, then to those left by their last
-  observation; the poses scoring between ``low_score`` and ``high_score`` then only continue
-  confirmed tracks that were seen in the previous frame, at a stricter ``low_similarity``; tentative
-  tracks come last. Each round is the optimal assignment
-  (``scipy.optimize.linear_sum_assignment``); pairs less similar than the round's bound never match.
-* **Life of a track**: only a confident unmatched pose starts one. It is tentative until matched
-  ``min_hits`` times and survives ``tentative_misses`` missed frames meanwhile, so a person who
-  flickers in and out still gets one identity; a confirmed track waits ``max_age`` frames.
+  its trend across the gap as velocity, rather than from the drifted prediction.
+* **Two kinds of evidence, one scale**: the similarity of a track and a pose is box IoU times
+  ``1 - s * (1 - OKS)``, where OKS (COCO's object keypoint similarity with the preset's sigmas,
+  :func:`alphapose.skeletons.oks_sigmas`) compares the two bodies moved to their boxes' centres and
+  scaled to unit height, and ``s`` grows with the share of keypoints seen in both (up to
+  ``1 - iou_weight``): a pair with no keypoint in common is scored by IoU alone, and the pose can lower
+  a pair's score but never make a match of boxes that do not overlap.
+* **Rounds** (ByteTrack): poses scoring at least ``high_score`` (the detector's box score) are matched
+  first to the confirmed tracks; the poses scoring between ``low_score`` and ``high_score`` then only
+  continue confirmed tracks, at a stricter ``low_similarity``; tentative tracks come last. Each round is
+  the optimal assignment (``scipy.optimize.linear_sum_assignment``); pairs less similar than the
+  round's bound never match, ``lost_discount`` of it for a track not seen last frame.
+* **Life of a track**: only an unmatched pose scoring at least ``start_score`` whose keypoints score like
+  a body's (``start_keypoint_score``) starts one. It is tentative until matched ``min_hits`` times and
+  survives ``tentative_misses`` missed frames meanwhile, so a person who flickers in and out still gets
+  one identity; a confirmed track waits ``max_age`` frames.
 * **Output**: a frame is handed back once every tentative track in it is settled: poses of tracks
   that were confirmed come back with their identity, from their first frame on (CVAT needs the
   frames before confirmation); poses of tracks that ended tentative, and low-score poses that
   continued nothing, are dropped. Frames come back in order; :meth:`PoseTracker.finish` hands back
   the rest at the end of the video.
 
+The measurements behind these choices, against ByteTrack and OC-SORT, are in ``docs/tracking.md``.
 Identities are counted from 1 in the order tracks are confirmed, and never given twice until
 :meth:`PoseTracker.reset`. The state is the live tracks and the few frames not yet settled, so memory
 is flat in the video's length.
