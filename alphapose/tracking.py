@@ -173,7 +173,7 @@ def _initial_covariance(heights: np.ndarray) -> np.ndarray:
 
 
 class _Track:
-    """One person: the filter's state, the last observation and the frames it has poses in."""
+    """One person: the filter's state, its last observation and its recent centres (for the trend)."""
 
     def __init__(self, box: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, frame: int) -> None:
         self.track_id = 0  # given when confirmed
@@ -233,8 +233,8 @@ class PoseTracker:
         none while a new track is tentative). ``frame`` is handed back with them (default: its index)."""
         self._frame += 1
         handle = self._frame if frame is None else frame
-        owners = self._associate(list(poses))
-        self._pending.append((handle, list(poses), owners))
+        poses = list(poses)
+        self._pending.append((handle, poses, self._associate(poses)))
         return self._settled()
 
     def finish(self) -> list[TrackedFrame]:
@@ -392,17 +392,17 @@ class PoseTracker:
     def _correct(self, tracks: list[_Track], measured: np.ndarray) -> None:
         """The filter's correction of every track matched this frame by its pose's (cx, cy, w, h) at
         once; a track found after a gap is re-anchored on the pose instead (OC-SORT)."""
-        steady = []
-        for track, state in zip(tracks, measured, strict=True):
+        steady, rows = [], []
+        for row, (track, state) in enumerate(zip(tracks, measured, strict=True)):
             track.history.append((self._frame, state[:2]))
             if self._frame - track.last_frame > 1:
                 track.mean = np.concatenate([state, track.trend(), np.zeros(2)])
                 track.covariance = _initial_covariance(state[3:4])[0]
             else:
                 steady.append(track)
+                rows.append(row)
         if not steady:
             return
-        rows = [i for i, t in enumerate(tracks) if t in steady] if len(steady) < len(tracks) else slice(None)
         means = np.stack([t.mean for t in steady])
         covariances = np.stack([t.covariance for t in steady])
         noise = (_POSITION_NOISE * means[:, 3]) ** 2

@@ -48,7 +48,7 @@ import numpy as np
 
 from alphapose.pipeline import Pose
 from alphapose.skeletons import COCO17, oks_sigmas
-from alphapose.tracking import PoseTracker, TrackerOptions
+from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
 from bench.tracks import BODY, SWING
 
 WIDTH, HEIGHT = 1280, 720
@@ -355,8 +355,6 @@ SANITY: dict[str, Callable[[Scene], Output]] = {
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from alphapose.tracking import box_iou
-
     return box_iou(a.reshape(-1, 4), b.reshape(-1, 4))
 
 
@@ -491,40 +489,28 @@ def time_per_frame(
 # --- report ----------------------------------------------------------------------------------------------
 
 
+def _head(title: str, columns: Iterable[str]) -> list[str]:
+    """A titled markdown table's first lines: a tracker column, then ``columns`` right-aligned."""
+    columns = list(columns)
+    return ["", title, "", "| tracker | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = ["| tracker | IDF1 | HOTA | MOTA | ID switches |", "|---|---:|---:|---:|---:|"]
+    lines = _head("Overall (TrackEval):", ("IDF1", "HOTA", "MOTA", "ID switches"))
     for name, rows in results["scores"].items():
         r = rows["overall"]
         lines.append(f"| {name} | {r['IDF1']:.3f} | {r['HOTA']:.3f} | {r['MOTA']:.3f} | {r['IDSW']} |")
-    lines += [
-        "",
-        "IDF1 / HOTA per scene type:",
-        "",
-        "| tracker | " + " | ".join(KINDS) + " |",
-        "|---|" + "---:|" * len(KINDS),
-    ]
+    lines += _head("IDF1 / HOTA per scene type:", KINDS)
     for name, rows in results["scores"].items():
         if name in SANITY:
             continue
         cells = [f"{rows[k]['IDF1']:.3f} / {rows[k]['HOTA']:.3f}" for k in KINDS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "py-motmetrics, overall (IDF1, MOTA, ID switches):",
-        "",
-        "| tracker | IDF1 | MOTA | ID switches |",
-        "|---|---:|---:|---:|",
-    ]
+    lines += _head("py-motmetrics, overall:", ("IDF1", "MOTA", "ID switches"))
     for name, rows in results["scores"].items():
         r = rows["overall (motmetrics)"]
         lines.append(f"| {name} | {r['IDF1']:.3f} | {r['MOTA']:.3f} | {r['IDSW']} |")
-    lines += [
-        "",
-        "Time per frame on one core (ms):",
-        "",
-        "| tracker | " + " | ".join(f"{n} persons" for n in results["timing"]) + " |",
-        "|---|" + "---:|" * len(results["timing"]),
-    ]
+    lines += _head("Time per frame on one core (ms):", (f"{n} persons" for n in results["timing"]))
     for name in TRACKERS:
         cells = [f"{results['timing'][n][name]:.3f}" for n in results["timing"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
