@@ -19,7 +19,7 @@ import torch
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import RequestError
 from alphapose.cvat.request import PoseRequest, allow_large_images, parse_request
-from alphapose.runtime import configure_cpu_threads
+from alphapose.engines.threads import configure_cpu_threads
 from model_handler import ModelHandler
 
 

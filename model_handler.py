@@ -19,10 +19,10 @@ from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.request import PoseRequest
 from alphapose.engines import describe as describe_engines
 from alphapose.errors import SyntheticWeightsWarning
+from alphapose.images.video import frame_poses
 from alphapose.pipeline import Pose
-from alphapose.sources import read_checksums
-from alphapose.video import frame_poses
-from alphapose.weights import VerifiedFile, identify_file
+from alphapose.weights.download import VerifiedFile, identify_file
+from alphapose.weights.files import read_checksums
 
 
 class ModelHandler:

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from alphapose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE136, OKS_SIGMAS
+from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE136, OKS_SIGMAS
 
 EVALUATORS = ("pycocotools", "faster-coco-eval")
 # COCOeval.stats order for keypoints (pycocotools' summarize()).
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 INSTALL_HINT = "install the evaluation extra: pip install 'alphapose[eval]' (or -r requirements-eval.txt)"
 
-# OKS sigmas by the annotation file's keypoint count: the skeletons' one table (alphapose/skeletons.py,
+# OKS sigmas by the annotation file's keypoint count: the skeletons' one table (alphapose/pose/skeletons.py,
 # COCO's from pycocotools' Params.setKpParams, Halpe's and COCO-WholeBody's from AlphaPose's oks_iou).
 COCO17_SIGMAS = OKS_SIGMAS[COCO17.name]
 HALPE26_SIGMAS = OKS_SIGMAS[HALPE26.name]

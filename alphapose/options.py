@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
+from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
 from alphapose.engines import DEFAULT_ENGINE, parse_engines
+from alphapose.engines.precision import PRECISIONS
 from alphapose.errors import OptionError
-from alphapose.precision import PRECISIONS
-from alphapose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
+from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -42,7 +42,8 @@ class PipelineOptions:
     precision: str = "auto"
     # torch, onnxruntime or openvino for both networks, or detector=NAME,pose=NAME (alphapose/engines)
     engine: str = DEFAULT_ENGINE
-    # int8 only: a directory of images like those to annotate, to calibrate on (alphapose/calibration.py)
+    # int8 only: a directory of images like those to annotate, to calibrate on
+    # (alphapose/engines/calibration.py)
     calibration: str | Path | None = None
 
     def __post_init__(self) -> None:

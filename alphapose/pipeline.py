@@ -15,18 +15,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphapose.build import load_detector, load_pose_model
-from alphapose.calibration import CalibrationSet, detector_inputs, pose_inputs
 from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engines, prepare_network
+from alphapose.engines.calibration import CalibrationSet, detector_inputs, pose_inputs
+from alphapose.engines.precision import Precision, resolve_precision
 from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
 from alphapose.options import PipelineOptions
-from alphapose.pose_nms import pose_nms
-from alphapose.precision import Precision, resolve_precision
-from alphapose.presets import PosePreset
-from alphapose.skeletons import Skeleton
-from alphapose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
-from alphapose.weights import download_hint, is_synthetic
+from alphapose.pose.nms import pose_nms
+from alphapose.pose.presets import PosePreset
+from alphapose.pose.skeletons import Skeleton
+from alphapose.pose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
+from alphapose.weights.download import download_hint, is_synthetic
+from alphapose.weights.load import load_detector, load_pose_model
 
 # Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
 CPU_FORWARD_BATCH = 8
@@ -110,16 +110,16 @@ class PosePipeline:
         The networks are loaded in their inference form: batch norms folded into the convolutions and
         weights in channels-last layout, which oneDNN runs faster on the CPU (bench/README.md) and which
         is cuDNN's layout for fp16 tensor-core convolutions; then put in ``options.precision``
-        (:mod:`alphapose.precision`; on a CPU, bf16 and fp16 convert the weights, on any CPU). Nothing
+        (:mod:`alphapose.engines.precision`; on a CPU, bf16 and fp16 convert the weights, on any CPU). Nothing
         process-wide is changed: capping the CPU threads is
-        :func:`alphapose.runtime.configure_cpu_threads`, a separate start-up step.
+        :func:`alphapose.engines.threads.configure_cpu_threads`, a separate start-up step.
         ``options.engine`` other than ``torch`` runs a network's ONNX export in that runtime instead
         (:mod:`alphapose.engines`: exported once, cached beside the weights); :attr:`engines` says what
         runs each network. Files of synthetic random weights give a :class:`SyntheticWeightsWarning`
         and are listed in :attr:`synthetic_weights`. Precision int8 quantizes each export on
         ``options.calibration``'s images: the detector on its letterboxed inputs, the pose network on the
-        crops of the persons the float32 detector finds in them (:mod:`alphapose.calibration`), both only
-        when no quantized model is cached.
+        crops of the persons the float32 detector finds in them (:mod:`alphapose.engines.calibration`),
+        both only when no quantized model is cached.
         """
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec

@@ -17,7 +17,7 @@ the pose is extra evidence:
   its trend across the gap as velocity, rather than from the drifted prediction.
 * **Two kinds of evidence, one scale**: the similarity of a track and a pose is box IoU times
   ``1 - s * (1 - OKS)``, where OKS (COCO's object keypoint similarity with the preset's sigmas,
-  :func:`alphapose.skeletons.oks_sigmas`) compares the two bodies moved to their boxes' centres and
+  :func:`alphapose.pose.skeletons.oks_sigmas`) compares the two bodies moved to their boxes' centres and
   scaled to unit height, and ``s`` grows with the share of keypoints seen in both (up to
   ``1 - iou_weight``): a pair with no keypoint in common is scored by IoU alone, and the pose can lower
   a pair's score but never make a match of boxes that do not overlap.
@@ -203,7 +203,7 @@ class _Track:
 class PoseTracker:
     """Frame-to-frame association of poses (see the module docstring for the design).
 
-    ``sigmas`` are the preset's OKS sigmas, one per keypoint (:func:`alphapose.skeletons.oks_sigmas`);
+    ``sigmas`` are the preset's OKS sigmas, one per keypoint (:func:`alphapose.pose.skeletons.oks_sigmas`);
     None tracks by box IoU alone. Feed each frame's poses to :meth:`update` in order and read the
     frames it hands back; :meth:`finish` hands back the last ones.
     """
@@ -536,9 +536,9 @@ def track_video(
     """``(frame index, [(identity, pose), ...])`` for each RGB frame, in order, as they are settled.
 
     Frames are read, estimated and tracked ``frame_batch`` at a time (default: the device's,
-    :func:`alphapose.video.default_frame_batch`); the tracker holds back only the few frames whose new
+    :func:`alphapose.images.video.default_frame_batch`); the tracker holds back only the few frames whose new
     tracks are still tentative, so memory does not grow with the video's length.
     """
-    from alphapose.video import frame_poses
+    from alphapose.images.video import frame_poses
 
     yield from tracker.track(enumerate(frame_poses(pipeline, frames, frame_batch)))

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from alphapose.detectors import DETECTORS
+from alphapose.detection.detectors import DETECTORS
+from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
-from alphapose.presets import DEFAULT_PRESET, PRESETS
-from alphapose.runtime import configure_cpu_threads
+from alphapose.pose.presets import DEFAULT_PRESET, PRESETS
 from bench.coldstart import measure_cold_start
 from bench.detectors import detector_rows
 from bench.measure import device_label, environment, load_average, peak_rss_mb

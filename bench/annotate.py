@@ -43,7 +43,7 @@ from cvat_server_stub import ImageTask, cvat_labels, serve  # noqa: E402
 
 from alphapose.cvat.spec import label_spec  # noqa: E402
 from alphapose.pipeline import Pose, pose_score  # noqa: E402
-from alphapose.presets import DEFAULT_PRESET, get_preset  # noqa: E402
+from alphapose.pose.presets import DEFAULT_PRESET, get_preset  # noqa: E402
 
 PRESET = get_preset(DEFAULT_PRESET)
 SIZE = (320, 240)
@@ -131,7 +131,7 @@ class StandIn:
 def resume_costs(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     from cvat_sdk import Client, Config
 
-    from alphapose.skeletons import oks_sigmas
+    from alphapose.pose.skeletons import oks_sigmas
     from alphapose.tracking import PoseTracker
     from tools.annotate_task import annotate, open_task
     from tools.checkpoint import TaskCheckpoint

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from alphapose.cvat.formats import cvat_skeletons
+from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.presets import PRESETS, get_preset
-from alphapose.runtime import configure_cpu_threads
-from alphapose.transforms import decode_outputs
+from alphapose.pose.presets import PRESETS, get_preset
+from alphapose.pose.transforms import decode_outputs
 from bench.measure import device_label, measure
 from bench.presets import load_network
 from bench.workloads import person_boxes, synthetic_photo

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from alphapose.detection import FAMILIES
-from alphapose.detectors import DETECTORS
+from alphapose.detection.detectors import DETECTORS
 from alphapose.pipeline import PosePipeline
 from bench.measure import count_flops, measure_interleaved
 from bench.stages import Plan, answer, autocast

@@ -66,9 +66,9 @@ from torch import nn
 
 from alphapose.engines import ENGINES
 from alphapose.engines.export import CACHE_DIRECTORY, export_onnx
+from alphapose.engines.precision import DTYPES, cpu_flags, resolve_precision
+from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
-from alphapose.precision import DTYPES, cpu_flags, resolve_precision
-from alphapose.runtime import configure_cpu_threads
 from bench.coldstart import measure_cold_start
 from bench.measure import count_flops, cpu_model, environment, load_average, slug
 from bench.precision import skip_reason

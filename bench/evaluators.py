@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from alphapose.evaluation import EVALUATORS, evaluate, load_ground_truth
-from alphapose.skeletons import COCO17
+from alphapose.pose.skeletons import COCO17
 from bench.measure import cpu_model
 
 

@@ -21,8 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from alphapose.engines.precision import (
+    CPU_UNIT_FLAGS,
+    Precision,
+    cpu_flags,
+    missing_cpu_units,
+    resolve_precision,
+)
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.precision import CPU_UNIT_FLAGS, Precision, cpu_flags, missing_cpu_units, resolve_precision
 from bench.measure import measure_interleaved
 from bench.stages import Plan, latency_table
 from bench.workloads import IMAGE_SIZES, PERSON_COUNTS, person_boxes, synthetic_photo

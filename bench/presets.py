@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from alphapose.build import load_pose_model
 from alphapose.pipeline import CPU_FORWARD_BATCH
-from alphapose.presets import PRESETS
+from alphapose.pose.presets import PRESETS
+from alphapose.weights.load import load_pose_model
 from bench.measure import count_flops, measure_interleaved
 from bench.speedups import GPU_BATCHES
 from bench.stages import Plan, autocast

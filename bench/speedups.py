@@ -24,14 +24,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alphapose.build import load_detector, load_pose_model, read_state_dict
 from alphapose.cvat.request import decode_base64, decode_base64_lenient, decode_image, decode_with_pillow
+from alphapose.detection.darknet import Yolo
+from alphapose.detection.detectors import DETECTORS
 from alphapose.detection.yolov3 import letterbox, network_input
-from alphapose.detectors import DETECTORS
-from alphapose.models.darknet import Yolo
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
-from alphapose.pose_nms import pose_nms
-from alphapose.transforms import crop_persons, crop_persons_batched, decode_heatmaps
+from alphapose.pose.nms import pose_nms
+from alphapose.pose.transforms import crop_persons, crop_persons_batched, decode_heatmaps
+from alphapose.weights.load import load_detector, load_pose_model, read_state_dict
 from bench.measure import count_flops, matmul, measure, measure_interleaved
 from bench.stages import Plan, autocast, detector_forward
 from bench.workloads import person_boxes, request_image, synthetic_photo

@@ -6,8 +6,8 @@ knees and elbows half that, the head bobs 2 px), enter and leave at the borders,
 frames, and each has a wrist below the keypoint threshold for a few frames. The clip is run twice: with
 the model's points on the exact trajectories, and with 1 px of Gaussian jitter on every point, as a
 real model's points shake. For each tolerance the tracks are built as ``annotate-task`` builds them
-(:func:`alphapose.cvat.tracks.build_tracks`) and re-interpolated as CVAT does
-(:func:`alphapose.cvat.tracks.cvat_view`) on every frame: reported are the keyframes per track, the
+(:func:`alphapose.cvat.skeleton_tracks.build_tracks`) and re-interpolated as CVAT does
+(:func:`alphapose.cvat.skeleton_tracks.cvat_view`) on every frame: reported are the keyframes per track, the
 share of the person-frames they are, the error of the visible points against the model's points
 (mean, 99th percentile, largest) and, with jitter, against the exact trajectory, and the time the
 tracks took to build. Keyframes include the ``outside`` ones where a person leaves, which are not
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from alphapose.cvat.tracks import build_tracks, cvat_view
+from alphapose.cvat.skeleton_tracks import build_tracks, cvat_view
 from alphapose.pipeline import Pose
-from alphapose.skeletons import COCO17, oks_sigmas
+from alphapose.pose.skeletons import COCO17, oks_sigmas
 from alphapose.tracking import PoseTracker
 
 FRAMES = 300

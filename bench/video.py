@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 import torch
 
+from alphapose.engines.threads import configure_cpu_threads
+from alphapose.images.video import FrameSource
 from alphapose.pipeline import PosePipeline
-from alphapose.runtime import configure_cpu_threads
 from alphapose.tracking import PoseTracker, track_video
-from alphapose.video import FrameSource
 from bench.measure import device_label, environment, load_average, measure_interleaved
 from bench.report import RESULTS
 from bench.workloads import synthetic_photo

@@ -46,7 +46,7 @@ def unmarked_weights_dir(weights_dir: Path, tmp_path_factory: pytest.TempPathFac
     what files downloaded from the official source look like to the weights checks (``unrecorded``)."""
     import torch
 
-    from alphapose.models.darknet import DARKNET_HEADER_BYTES
+    from alphapose.detection.darknet import DARKNET_HEADER_BYTES
 
     directory = tmp_path_factory.mktemp("weights_unmarked")
     data = bytearray((weights_dir / "yolov3-spp.weights").read_bytes())

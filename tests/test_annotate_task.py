@@ -24,8 +24,8 @@ from PIL import Image
 import tools.annotate_task as annotate_task
 from alphapose.cvat.spec import label_spec
 from alphapose.pipeline import Pose
-from alphapose.presets import get_preset
-from alphapose.skeletons import Skeleton
+from alphapose.pose.presets import get_preset
+from alphapose.pose.skeletons import Skeleton
 from alphapose.tracking import TrackedFrame
 from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
 from tools.cli import main

@@ -30,7 +30,7 @@ from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
-from alphapose.skeletons import COCO17
+from alphapose.pose.skeletons import COCO17
 from bench.server_process import ServerProcess
 
 MAX_PIXELS = 200_000_000  # above Pillow's refusal threshold of 178,956,970 pixels

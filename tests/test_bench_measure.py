@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.detectors import DETECTORS
-from alphapose.models import yolox
-from alphapose.models.darknet import YoloV3SPP
+from alphapose.detection import yolox_net as yolox
+from alphapose.detection.darknet import YoloV3SPP
+from alphapose.detection.detectors import DETECTORS
 from bench.engines import DenseProduct, available_engines, columns, dense_inputs, dense_product
 from bench.measure import count_flops
 

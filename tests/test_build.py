@@ -10,9 +10,9 @@ import torch
 
 from alphapose import load_detector, load_pose_model
 from alphapose.errors import WeightsError
-from alphapose.presets import get_preset
+from alphapose.pose.presets import get_preset
 
-DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detection/detectors.py)
 
 
 def test_official_layout_loads_and_gives_heatmaps(weights_dir: Path) -> None:

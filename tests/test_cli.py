@@ -19,7 +19,7 @@ from nuclio_harness import cvat_violations
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
-from alphapose.skeletons import COCO17
+from alphapose.pose.skeletons import COCO17
 from bench.server_process import ServerProcess
 from tools.cli import main
 from tools.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons

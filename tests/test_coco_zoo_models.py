@@ -19,19 +19,19 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.detectors import DEFAULT_DETECTOR, get_detector
-from alphapose.fuse import fold_batch_norms
-from alphapose.models.fastpose_duc import (
+from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
+from alphapose.engines.fuse import fold_batch_norms
+from alphapose.pipeline import PosePipeline
+from alphapose.pose.models.fastpose_duc import (
     FastPoseDUC,
     duc_stage,
     fastpose_duc_res50_unshuffle,
     fastpose_duc_res152,
 )
-from alphapose.models.hrnet import HighResolutionModule, HRNet, hrnet_w32
-from alphapose.models.resnet import SELayer, resnet152
-from alphapose.models.shuffle_resnet import UnshuffleConv, shuffle_resnet50
-from alphapose.pipeline import PosePipeline
-from alphapose.presets import get_preset
+from alphapose.pose.models.hrnet import HighResolutionModule, HRNet, hrnet_w32
+from alphapose.pose.models.resnet import SELayer, resnet152
+from alphapose.pose.models.shuffle_resnet import UnshuffleConv, shuffle_resnet50
+from alphapose.pose.presets import get_preset
 from tools.synthetic_weights import synthetic_pose_model
 
 DATA = Path(__file__).parent / "data"

@@ -42,7 +42,7 @@ from alphapose.cvat.sdk_function import PARAMETERS, AlphaPoseFunction, config_fr
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.pipeline import Pose
-from alphapose.presets import get_preset
+from alphapose.pose.presets import get_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_FILE = ROOT / "cvat_function.py"

@@ -1,4 +1,4 @@
-"""Skeleton tracks from tracked poses (alphapose.cvat.tracks) and their CVAT for video 1.1 file.
+"""Skeleton tracks from tracked poses (alphapose.cvat.skeleton_tracks) and their CVAT for video 1.1 file.
 
 Every check goes through what CVAT would show (tests/cvat_track_view.py, written from CVAT's
 interpolation code): the kept keyframes, re-interpolated CVAT's way, must put every visible point
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from cvat_track_view import kept, load_video_xml, shown
 
-from alphapose.cvat.tracks import SkeletonTrack, build_tracks, cvat_view
+from alphapose.cvat.skeleton_tracks import SkeletonTrack, build_tracks, cvat_view
 from alphapose.cvat.video_xml import TaskFrames, video_xml
 from alphapose.pipeline import Pose
 from tools.annotate_task import TaskLabels, track_requests

@@ -13,8 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.errors import WeightsError
-from alphapose.models.darknet import (
+from alphapose.detection.darknet import (
     DARKNET_WEIGHTS_BYTES,
     YOLOV3_SPP,
     Conv,
@@ -29,6 +28,7 @@ from alphapose.models.darknet import (
     read_darknet_weights,
     write_darknet_weights,
 )
+from alphapose.errors import WeightsError
 
 # Recorded from the official Darknet by tests/golden/make_golden.py (gen_yolov3.py); the network's outputs are
 # checked against the official ones in test_golden_yolov3.py.

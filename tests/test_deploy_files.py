@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from alphapose.cvat.spec import label_spec
-from alphapose.detectors import DEFAULT_DETECTOR
+from alphapose.detection.detectors import DEFAULT_DETECTOR
 from alphapose.engines import DEFAULT_ENGINE, parse_engines
-from alphapose.presets import PRESETS
-from alphapose.weights import required_files
+from alphapose.pose.presets import PRESETS
+from alphapose.weights.download import required_files
 from tools import function_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,7 +321,7 @@ def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
         assert (stage / path).is_file(), path
     for path in EXPECTED_FILES:
         assert (stage / path).is_file(), path
-    assert (stage / "alphapose" / "weights.py").is_file()
+    assert (stage / "alphapose" / "weights" / "download.py").is_file()
     assert (stage / "alphapose" / "cvat" / "request.py").is_file()
     assert (stage / "alphapose" / "data" / "weights.sha256").is_file()
     assert not (stage / "alphapose" / "cvat" / "sdk_function.py").exists()  # needs the cvat extra

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.detection.darknet import YoloV3SPP
 from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
-from alphapose.models.darknet import YoloV3SPP
 
 HEADS = (88, 100, 112)
 

@@ -22,18 +22,18 @@ import torch
 from torch import nn
 
 from alphapose import engines
-from alphapose.build import load_pose_model
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.sdk_function import PARAMETERS
 from alphapose.engines import ENGINES, RuntimeNetwork, check_engines, parse_engines, prepare_network
 from alphapose.engines import export as export_module
 from alphapose.engines.export import cache_path, export_onnx, exported
+from alphapose.engines.precision import resolve_precision
 from alphapose.errors import OptionError
-from alphapose.models.resnet import DeformConv2d
 from alphapose.options import PipelineOptions
-from alphapose.precision import resolve_precision
-from alphapose.transforms import normalize_crop
+from alphapose.pose.models.resnet import DeformConv2d
+from alphapose.pose.transforms import normalize_crop
+from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_nets import FIXTURE
 from tests.test_golden_yolox import (

@@ -34,8 +34,8 @@ from alphapose.evaluation import (
     oks,
 )
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.presets import PRESETS
-from alphapose.skeletons import COCO17, COCO_WHOLEBODY133
+from alphapose.pose.presets import PRESETS
+from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133
 from tests.golden.wholebody_eval_set import flat as flat_pose
 from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main

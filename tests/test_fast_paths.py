@@ -13,15 +13,15 @@ import torch
 from torch import nn
 
 from alphapose import PosePipeline
-from alphapose.build import load_detector, load_pose_model
 from alphapose.detection import FAMILIES, PersonDetector
-from alphapose.fuse import fold_batch_norms
-from alphapose.models.darknet import YoloV3SPP, read_darknet_weights
-from alphapose.presets import get_preset
-from alphapose.runtime import _cgroup_cpu_quota, configure_cpu_threads, cpu_budget
-from alphapose.transforms import crop_persons, crop_persons_batched
+from alphapose.detection.darknet import YoloV3SPP, read_darknet_weights
+from alphapose.engines.fuse import fold_batch_norms
+from alphapose.engines.threads import _cgroup_cpu_quota, configure_cpu_threads, cpu_budget
+from alphapose.pose.presets import get_preset
+from alphapose.pose.transforms import crop_persons, crop_persons_batched
+from alphapose.weights.load import load_detector, load_pose_model
 
-DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detection/detectors.py)
 
 POSE_PRESETS = ("fastpose_res50_coco", "simplepose_res50_coco", "fastpose_dcn_res50_coco")
 SMALL_CROPS = (2, 3, 128, 96)  # every pose network is fully convolutional; small inputs keep this fast

@@ -9,7 +9,7 @@ import pytest
 
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.pipeline import Pose
-from alphapose.skeletons import COCO17, HALPE26
+from alphapose.pose.skeletons import COCO17, HALPE26
 
 
 def make_pose(

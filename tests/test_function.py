@@ -25,7 +25,7 @@ from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.options import PipelineOptions
-from alphapose.skeletons import COCO17, HALPE26
+from alphapose.pose.skeletons import COCO17, HALPE26
 
 BOX_SCORE = 0.9  # the synthetic detector's objectness
 WIDTH, HEIGHT = 64, 96

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import load_pose_model
-from alphapose.presets import get_preset
+from alphapose.pose.presets import get_preset
+from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning
 from tests.golden.gen_coco_zoo import MODELS, OUTPUT, seeded_state_dict
 

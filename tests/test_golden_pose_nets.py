@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import load_pose_model
-from alphapose.transforms import normalize_crop
+from alphapose.pose.transforms import normalize_crop
+from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_nets import FIXTURE, PRESET_CONFIGS
 

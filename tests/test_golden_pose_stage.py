@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import load_pose_model
 from alphapose.pipeline import PosePipeline
-from alphapose.pose_nms import pose_nms
-from alphapose.presets import get_preset
-from alphapose.transforms import box_to_center_scale, center_scale_to_box, crop_persons, decode_heatmaps
+from alphapose.pose.nms import pose_nms
+from alphapose.pose.presets import get_preset
+from alphapose.pose.transforms import box_to_center_scale, center_scale_to_box, crop_persons, decode_heatmaps
+from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_stage import FIXTURE, NMS_FIXTURE, PHOTO, PRESET
 

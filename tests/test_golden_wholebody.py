@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import expected_shapes, load_pose_model
 from alphapose.pipeline import Pose, PosePipeline
-from alphapose.pose_nms import pose_nms
-from alphapose.presets import PRESETS as PRESETS_TABLE
-from alphapose.presets import get_preset
-from alphapose.transforms import decode_outputs
+from alphapose.pose.nms import pose_nms
+from alphapose.pose.presets import PRESETS as PRESETS_TABLE
+from alphapose.pose.presets import get_preset
+from alphapose.pose.transforms import decode_outputs
+from alphapose.weights.load import expected_shapes, load_pose_model
 from tests.golden import conditioning
 from tests.golden._official_wholebody import state_dict_digest
 from tests.golden.gen_wholebody import (

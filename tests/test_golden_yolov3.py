@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.build import load_detector
 from alphapose.detection.yolov3 import CANVAS_VALUE, Letterbox, letterbox, network_input, select_persons
+from alphapose.weights.load import load_detector
 from tests.golden import conditioning, seeded
 from tests.golden.gen_yolov3 import (
     BAND,

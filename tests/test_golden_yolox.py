@@ -34,7 +34,7 @@ from alphapose.detection.yolox import (
     load_yolox,
     select_persons,
 )
-from alphapose.models.yolox import BN_EPS, BN_MOMENTUM, VARIANTS, YOLOX
+from alphapose.detection.yolox_net import BN_EPS, BN_MOMENTUM, VARIANTS, YOLOX
 from tests.golden import conditioning
 from tests.golden.gen_yolox import calibration_inputs, crowd_predictions, key_list_digest, load_view
 from tools.synthetic_weights import write_synthetic_yolox

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from alphapose.detection.yolov3 import _unit_table, letterbox, network_input
+from alphapose.engines.precision import Precision
 from alphapose.pipeline import PosePipeline
-from alphapose.precision import Precision
-from alphapose.presets import get_preset
-from alphapose.transforms import crop_persons
+from alphapose.pose.presets import get_preset
+from alphapose.pose.transforms import crop_persons
 from tests.golden.gen_pose_stage import BOXES, PHOTO
 
 PRESET = get_preset("fastpose_res50_coco")

@@ -28,16 +28,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alphapose.calibration import CalibrationSet, pose_inputs
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.engines import Calibration, check_engines, prepare_network
 from alphapose.engines import export as export_module
+from alphapose.engines.calibration import CalibrationSet, pose_inputs
 from alphapose.engines.export import CacheError
+from alphapose.engines.precision import resolve_precision
 from alphapose.errors import OptionError, PrecisionError
 from alphapose.options import PipelineOptions
-from alphapose.precision import resolve_precision
-from alphapose.transforms import PIXEL_MEANS, crop_persons
+from alphapose.pose.transforms import PIXEL_MEANS, crop_persons
 
 INT8 = resolve_precision("int8", "cpu")
 CPU = torch.device("cpu")
@@ -165,8 +165,8 @@ def test_the_bound_fails_on_calibration_in_bgr_order_or_without_the_mean(case: d
 def test_calibration_inputs_are_what_the_networks_see(tmp_path: Path) -> None:
     """The detector's letterboxed input of its family and the pose network's normalised crops, cut from
     the files as decoded RGB; an image without a detected person gives its whole frame."""
-    from alphapose.calibration import detector_inputs
     from alphapose.detection import FAMILIES
+    from alphapose.engines.calibration import detector_inputs
 
     calibration = CalibrationSet.from_directory(write_frames(tmp_path / "frames", range(2)))
     image = frame(0)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alphapose import pose_nms as nms_module
 from alphapose.options import PipelineOptions
-from alphapose.skeletons import COCO17, HALPE26
-from alphapose.transforms import CROP_SCALE, crop_persons, flip_heatmaps, normalize_crop
+from alphapose.pose import nms as nms_module
+from alphapose.pose.skeletons import COCO17, HALPE26
+from alphapose.pose.transforms import CROP_SCALE, crop_persons, flip_heatmaps, normalize_crop
 
 # COCO person_keypoints annotations (categories[0]["keypoints"]); AlphaPose's COCO models use this order.
 COCO_NAMES = (

@@ -63,7 +63,7 @@ def test_wheel_holds_the_library_and_its_data_only(wheel: Path) -> None:
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"alphapose"}
     assert "alphapose/data/weights.sha256" in names
-    assert "alphapose/cvat/request.py" in names and "alphapose/models/darknet.py" in names
+    assert "alphapose/cvat/request.py" in names and "alphapose/detection/darknet.py" in names
 
 
 def test_wheel_requires_the_run_time_pins_and_offers_every_extra(wheel: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from alphapose import PosePipeline
 from alphapose.errors import SyntheticWeightsWarning, WeightsError
-from alphapose.transforms import box_to_center_scale, center_scale_to_box
+from alphapose.pose.transforms import box_to_center_scale, center_scale_to_box
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphapose.models.fastpose import DUC, FastPose, fastpose_dcn_res50, fastpose_res50
-from alphapose.models.resnet import Bottleneck, DeformConv2d, SELayer, resnet50
-from alphapose.models.simplepose import simplepose_res50
+from alphapose.pose.models.fastpose import DUC, FastPose, fastpose_dcn_res50, fastpose_res50
+from alphapose.pose.models.resnet import Bottleneck, DeformConv2d, SELayer, resnet50
+from alphapose.pose.models.simplepose import simplepose_res50
 
 # Key lists recorded from the official model classes by tests/golden/make_golden.py (gen_pose_nets.py);
 # what the networks compute is checked against the official ones in test_golden_pose_nets.py.

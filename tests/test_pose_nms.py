@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alphapose.pose_nms import pose_nms
+from alphapose.pose.nms import pose_nms
 
 K = 17
 

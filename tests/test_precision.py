@@ -14,12 +14,8 @@ from torch import nn
 
 from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
-from alphapose.errors import OptionError, PrecisionError
-from alphapose.fuse import fold_batch_norms
-from alphapose.models.resnet import Bottleneck
-from alphapose.options import PipelineOptions
-from alphapose.pipeline import PosePipeline
-from alphapose.precision import (
+from alphapose.engines.fuse import fold_batch_norms
+from alphapose.engines.precision import (
     CPU_UNIT_FLAGS,
     convert_model,
     cpu_flags,
@@ -28,6 +24,10 @@ from alphapose.precision import (
     require_cpu_units,
     resolve_precision,
 )
+from alphapose.errors import OptionError, PrecisionError
+from alphapose.options import PipelineOptions
+from alphapose.pipeline import PosePipeline
+from alphapose.pose.models.resnet import Bottleneck
 from bench.precision import agreement, with_precision
 
 
@@ -264,7 +264,7 @@ def test_the_function_reads_alphapose_precision() -> None:
 
 
 def test_the_function_refuses_bf16_on_a_cpu_without_the_units(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     config = Config.from_env({"ALPHAPOSE_PRECISION": "bf16"})
     with pytest.raises(ConfigError) as error:
         config.check_precision(torch.device("cpu"))
@@ -272,12 +272,12 @@ def test_the_function_refuses_bf16_on_a_cpu_without_the_units(monkeypatch: pytes
     assert "amx_bf16 or avx512_bf16" in str(error.value)
     Config.from_env({"ALPHAPOSE_PRECISION": "fp32"}).check_precision(torch.device("cpu"))
     config.check_precision(torch.device("cuda"))  # a GPU has its own units
-    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"amx_bf16"}))
     config.check_precision(torch.device("cpu"))
 
 
 def test_the_library_builds_bf16_on_any_cpu(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset())
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset())
     pipeline = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160, precision="bf16")
     assert pipeline.precision.describe() == "bf16 weights"
     assert pipeline.pose_model.conv_out.weight.dtype == torch.bfloat16
@@ -295,7 +295,7 @@ def test_the_function_refuses_before_loading_anything(
 ) -> None:
     from model_handler import ModelHandler
 
-    monkeypatch.setattr("alphapose.precision.cpu_flags", lambda: frozenset({"avx512f"}))
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"avx512f"}))
     environ = {
         "ALPHAPOSE_PRECISION": "bf16",
         "ALPHAPOSE_DEVICE": "cpu",

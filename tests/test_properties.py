@@ -26,7 +26,7 @@ from PIL import Image
 
 from alphapose.cvat.request import OUTPUT_FORMATS, RequestError, decode_image, parse_body, parse_request
 from alphapose.pipeline import PosePipeline
-from alphapose.transforms import crop_persons, decode_heatmaps
+from alphapose.pose.transforms import crop_persons, decode_heatmaps
 
 MAX_PIXELS = 10_000
 DETAIL_LIMIT = 500  # characters

@@ -11,7 +11,7 @@ import pytest
 
 from alphapose.errors import OptionError
 from alphapose.pipeline import Pose
-from alphapose.skeletons import COCO17, SKELETONS, oks_sigmas
+from alphapose.pose.skeletons import COCO17, SKELETONS, oks_sigmas
 from alphapose.tracking import PoseTracker, TrackerOptions, object_keypoint_similarity, pose_similarity
 
 SIGMAS = oks_sigmas(COCO17)

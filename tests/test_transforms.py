@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.skeletons import COCO17
-from alphapose.transforms import (
+from alphapose.pose.skeletons import COCO17
+from alphapose.pose.transforms import (
     affine_matrix,
     box_to_center_scale,
     center_scale_to_box,
@@ -19,7 +19,7 @@ from alphapose.transforms import (
 )
 
 INPUT = (256, 192)
-# Written out, not read from alphapose.transforms: the official SimpleTransform.test_transform subtracts
+# Written out, not read from alphapose.pose.transforms: the official SimpleTransform.test_transform subtracts
 # 0.406, 0.457, 0.480 from channels 0, 1, 2 = R, G, B (alphapose/utils/presets/simple_transform.py).
 PIXEL_MEANS = (0.406, 0.457, 0.480)
 

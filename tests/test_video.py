@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from alphapose.errors import VideoError
+from alphapose.images.video import DEFAULT_FPS, FrameSource, frame_poses
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
-from alphapose.video import DEFAULT_FPS, FrameSource, frame_poses
 from tools.cli import main
 from tools.render import draw_labels
 

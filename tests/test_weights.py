@@ -20,12 +20,11 @@ import pytest
 import requests
 import torch
 
-from alphapose import weights
-from alphapose.detectors import DETECTORS
+from alphapose.detection.detectors import DETECTORS
 from alphapose.errors import UnknownNameError, WeightsError
-from alphapose.presets import PRESETS
-from alphapose.sources import read_checksums
-from alphapose.weights import (
+from alphapose.pose.presets import PRESETS
+from alphapose.weights import download as weights
+from alphapose.weights.download import (
     copy_file,
     download_file,
     ensure_weights,
@@ -37,8 +36,9 @@ from alphapose.weights import (
     required_files,
     verify_file,
 )
+from alphapose.weights.files import read_checksums
 
-DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detectors.py)
+DETECTOR_WEIGHTS = "yolov3-spp.weights"  # the official file name (alphapose/detection/detectors.py)
 
 COCO = PRESETS["fastpose_res50_coco"]
 HALPE = PRESETS["fastpose_res50_halpe26"]

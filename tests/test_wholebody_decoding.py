@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.pose_nms import (
+from alphapose.pose.nms import (
     BODY_NMS,
     WHOLE_BODY_HEATMAP_NMS,
     WHOLE_BODY_REGRESSION_NMS,
@@ -20,8 +20,8 @@ from alphapose.pose_nms import (
     _whole_body_similarity,
     pose_nms,
 )
-from alphapose.presets import PRESETS, get_preset
-from alphapose.transforms import decode_outputs, decode_regression
+from alphapose.pose.presets import PRESETS, get_preset
+from alphapose.pose.transforms import decode_outputs, decode_regression
 
 H, W = 64, 48
 # A crop box twice the heatmap size: heatmap cell (x, y) lands on image (148 + 2 (x - 24), 264 + 2 (y - 32)).

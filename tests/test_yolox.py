@@ -22,9 +22,9 @@ from alphapose.detection.yolox import (
     select_persons,
     variant_for_file,
 )
+from alphapose.detection.yolox_net import VARIANTS, get_variant, yolox_s, yolox_tiny
+from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
-from alphapose.fuse import fold_batch_norms
-from alphapose.models.yolox import VARIANTS, get_variant, yolox_s, yolox_tiny
 from tools.synthetic_weights import write_synthetic_yolox
 
 

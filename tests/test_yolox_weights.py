@@ -16,10 +16,10 @@ import torch
 
 import alphapose
 from alphapose.detection import FAMILIES, PersonDetector
-from alphapose.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.yolox_net import YOLOX
 from alphapose.errors import WeightsError
-from alphapose.models.yolox import YOLOX
-from alphapose.weights import ensure_weights, http_download, minimum_size, verify_file
+from alphapose.weights.download import ensure_weights, http_download, minimum_size, verify_file
 
 
 @pytest.fixture(scope="module")

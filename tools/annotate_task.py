@@ -9,9 +9,9 @@ frame indexes 0 to size - 1 without the deleted frames; chunks of images fetched
 whose original chunks are image sets, single frames decoded by the server for a video task), finds the
 persons on each frame, with the pipeline loaded here or with a running function (``--function-url``,
 :mod:`tools.remote`), follows them with :class:`alphapose.tracking.PoseTracker`, builds the tracks with
-thinned keyframes (:mod:`alphapose.cvat.tracks`) and uploads them in one request per task: appended to
-what the task holds, or, with ``--clear-existing`` (the SDK driver's name), replacing all of it. ``--xml``
-also writes them as a CVAT for video 1.1 file (:mod:`alphapose.cvat.video_xml`; a directory of
+thinned keyframes (:mod:`alphapose.cvat.skeleton_tracks`) and uploads them in one request per task:
+appended to what the task holds, or, with ``--clear-existing`` (the SDK driver's name), replacing all of
+it. ``--xml`` also writes them as a CVAT for video 1.1 file (:mod:`alphapose.cvat.video_xml`; a directory of
 ``task-ID.xml`` files for several tasks); with ``--no-upload``, only that. Each task is checked before its
 first frame: it must have frames and a ``person`` skeleton label whose points are exactly the preset's (as
 the SDK driver requires of a function's skeleton).
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, TrackedFrame, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
-from alphapose.cvat.tracks import DEFAULT_TOLERANCE, SkeletonTrack, TrackedFrame, build_tracks
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
 from tools.checkpoint import TaskCheckpoint, checkpoint_path
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from cvat_sdk.datasets import TaskDataset
 
     from alphapose.pipeline import Pose
-    from alphapose.skeletons import Skeleton
+    from alphapose.pose.skeletons import Skeleton
     from alphapose.tracking import TrackerOptions
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines
@@ -281,7 +281,7 @@ def tracked_frames(
 
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
     """The tracks as the SDK's request models: a skeleton track, and an element track per point that
-    CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.tracks`)."""
+    CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.skeleton_tracks`)."""
     from cvat_sdk import models
 
     def shape(kind: str, frame: int, points: list[float], outside: bool) -> models.TrackedShapeRequest:
@@ -564,8 +564,8 @@ class _Runner:
 
     def _load(self) -> Estimator:
         from alphapose.cvat.errors import ConfigError
+        from alphapose.engines.threads import configure_cpu_threads
         from alphapose.errors import WeightsError
-        from alphapose.runtime import configure_cpu_threads
         from tools.remote import RemoteFunction
 
         if self.args.function_url:
@@ -713,7 +713,7 @@ def _unreachable(host: str, exc: BaseException) -> str:
 
 
 def _tracker(skeleton: Skeleton, options: TrackerOptions) -> Tracker:
-    from alphapose.skeletons import oks_sigmas
+    from alphapose.pose.skeletons import oks_sigmas
     from alphapose.tracking import PoseTracker
 
     return PoseTracker(options, sigmas=oks_sigmas(skeleton))

@@ -32,7 +32,7 @@ from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
 from alphapose.errors import OptionError, SyntheticWeightsWarning, VideoError, WeightsError
-from alphapose.video import FRAME_SUFFIXES
+from alphapose.images.video import FRAME_SUFFIXES
 from tools import annotate_task
 from tools.errors import network_errors, network_problem
 from tools.remote import CVAT_REQUEST_TIMEOUT
@@ -241,7 +241,7 @@ def tracker_options(args: argparse.Namespace) -> Any:
 def _video_input(paths: Sequence[Path]) -> Path | None:
     """The video (a file named as one, or a directory of frames) among the inputs, or None: anything
     else is read as an image, and refused as one when it is not."""
-    from alphapose.video import VIDEO_SUFFIXES
+    from alphapose.images.video import VIDEO_SUFFIXES
 
     videos = [p for p in paths if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
     if not videos:
@@ -301,7 +301,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[Config, Any]:
     """The settings and the pipeline of ``predict``'s flags (ConfigError, WeightsError)."""
-    from alphapose.runtime import configure_cpu_threads
+    from alphapose.engines.threads import configure_cpu_threads
 
     config = Config.from_env(flags=setting_flags(args))
     configure_cpu_threads()
@@ -379,7 +379,7 @@ def _video_flags_problem(args: argparse.Namespace, path: Path, videos: Sequence[
 def _videos_in(path: Path) -> list[Path]:
     """The video files of a directory that holds no frames (a directory of videos), in name order;
     empty for a video file or a directory of frames."""
-    from alphapose.video import VIDEO_SUFFIXES
+    from alphapose.images.video import VIDEO_SUFFIXES
 
     if not path.is_dir():
         return []
@@ -390,7 +390,7 @@ def _videos_in(path: Path) -> list[Path]:
 
 
 def _open_video(path: Path) -> Any:
-    from alphapose.video import FrameSource
+    from alphapose.images.video import FrameSource
 
     return FrameSource(path)
 
@@ -411,7 +411,7 @@ def _track_video(
     from tqdm import tqdm
 
     from alphapose.cvat.formats import coco_results
-    from alphapose.skeletons import oks_sigmas
+    from alphapose.pose.skeletons import oks_sigmas
     from alphapose.tracking import PoseTracker, track_video
 
     path = source.path

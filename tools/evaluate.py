@@ -43,8 +43,8 @@ from alphapose.evaluation import (
     load_ground_truth,
 )
 from alphapose.pipeline import Pose
-from alphapose.presets import PosePreset
-from alphapose.skeletons import Skeleton
+from alphapose.pose.presets import PosePreset
+from alphapose.pose.skeletons import Skeleton
 from tools.cli import _SETTING_FLAGS, _add_model_options, setting_flags
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from alphapose.skeletons import SKELETONS, Skeleton
+from alphapose.pose.skeletons import SKELETONS, Skeleton
 
 # RGB colours by body side: the person's left, right, and the midline.
 LEFT_COLOUR = (255, 140, 0)

@@ -24,9 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphapose.calibration import CalibrationSet
+from alphapose.engines.calibration import CalibrationSet
 from alphapose.errors import OptionError, WeightsError
-from alphapose.weights import download_hint, is_synthetic, required_files
+from alphapose.weights.download import download_hint, is_synthetic, required_files
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
 
 SOURCES = (

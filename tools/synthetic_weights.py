@@ -11,7 +11,7 @@ can also keep random output convolutions (``boxes="many"``, see :func:`synthetic
 golden parity tests use. Batch-norm statistics are calibrated on noise so activations keep a sane scale
 (fp16 included).
 
-Every file carries a mark inside it (``alphapose.weights.mark_synthetic`` for the PyTorch files, the
+Every file carries a mark inside it (``alphapose.weights.download.mark_synthetic`` for the PyTorch files, the
 darknet header's ``SYNTHETIC_DARKNET_SEEN``), so that wherever it is copied the weights checks, the
 function's start-up log, its health answer and the tools call it synthetic, it can never be recorded as an
 official file, and staging a deployment or building an image from it stops unless asked for.
@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, get_detector
-from alphapose.models.darknet import YoloV3SPP, write_darknet_weights
-from alphapose.models.resnet import DeformConv2d
-from alphapose.models.yolox import STRIDES, YOLOX, YoloxVariant, get_variant
-from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset
-from alphapose.weights import SYNTHETIC_DARKNET_SEEN, mark_synthetic
+from alphapose.detection.darknet import YoloV3SPP, write_darknet_weights
+from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, get_detector
+from alphapose.detection.yolox_net import STRIDES, YOLOX, YoloxVariant, get_variant
+from alphapose.pose.models.resnet import DeformConv2d
+from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset
+from alphapose.weights.download import SYNTHETIC_DARKNET_SEEN, mark_synthetic
 
 _NUM_ATTRS = 85  # x, y, w, h, objectness, 80 classes
 # exp(tw) so that the coarse head's smallest anchor (90 px) grows to 20x the largest input size (608):

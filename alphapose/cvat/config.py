@@ -5,8 +5,8 @@ variable                        default                  meaning
 =============================== ======================== ==============================================
 ALPHAPOSE_WEIGHTS_DIR           ``weights`` (relative)   directory holding the official files under
                                                          their official names
-ALPHAPOSE_PRESET                fastpose_res50_coco      pose model (alphapose/presets.py)
-ALPHAPOSE_DETECTOR              yolov3-spp               person detector (alphapose/detectors.py)
+ALPHAPOSE_PRESET                fastpose_res50_coco      pose model (alphapose/pose/presets.py)
+ALPHAPOSE_DETECTOR              yolov3-spp               person detector (alphapose/detection/detectors.py)
 ALPHAPOSE_DEVICE                auto                     auto (CUDA if visible), cpu, cuda or cuda:N
 ALPHAPOSE_DETECTOR_SIZE         the detector's own       detector input size, a multiple of 32
 ALPHAPOSE_FLIP                  0                        1 averages in the mirrored crops (flip test)
@@ -46,11 +46,11 @@ from typing import Any
 import torch
 
 from alphapose.cvat.errors import ConfigError
+from alphapose.engines.precision import require_cpu_units, resolve_precision
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline, resolve_device
-from alphapose.precision import require_cpu_units, resolve_precision
-from alphapose.presets import PosePreset
+from alphapose.pose.presets import PosePreset
 
 DEFAULT_KEYPOINT_THRESHOLD: float | None = None  # None: each preset's per-keypoint thresholds
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -195,7 +195,7 @@ class Config:
 
     def check_precision(self, device: torch.device) -> None:
         """Refuse a bf16 or fp16 precision on a CPU without the units for it (see
-        :func:`alphapose.precision.require_cpu_units`): the library would run it, emulated and slower
+        :func:`alphapose.engines.precision.require_cpu_units`): the library would run it, emulated and slower
         than fp32, which a deployed function should not do silently."""
         try:
             require_cpu_units(resolve_precision(self.options.precision, device))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alphapose.cvat.spec import PERSON_LABEL
-from alphapose.skeletons import Skeleton
+from alphapose.pose.skeletons import Skeleton
 
 if TYPE_CHECKING:
     from alphapose.pipeline import Pose

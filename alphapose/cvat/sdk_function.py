@@ -28,8 +28,8 @@ from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.formats import cvat_skeletons
 from alphapose.cvat.request import to_rgb
 from alphapose.cvat.spec import label_spec
-from alphapose.runtime import configure_cpu_threads
-from alphapose.skeletons import Skeleton
+from alphapose.engines.threads import configure_cpu_threads
+from alphapose.pose.skeletons import Skeleton
 
 PERSON_LABEL_ID = 0  # the function's own id for its one label; CVAT maps it to the task's label by name
 

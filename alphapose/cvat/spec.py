@@ -1,14 +1,14 @@
 """CVAT's view of a skeleton: the label spec advertised in function.yaml.
 
 CVAT reads a function's labels only from ``metadata.annotations.spec``; the skeleton constructor's
-"From model" button draws the ``svg``. Both are generated here from :mod:`alphapose.skeletons`.
+"From model" button draws the ``svg``. Both are generated here from :mod:`alphapose.pose.skeletons`.
 """
 
 from __future__ import annotations
 
 import json
 
-from alphapose.skeletons import Skeleton
+from alphapose.pose.skeletons import Skeleton
 
 PERSON_LABEL = "person"
 

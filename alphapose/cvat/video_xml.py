@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from alphapose.cvat.skeleton_tracks import SkeletonTrack
 from alphapose.cvat.spec import PERSON_LABEL
-from alphapose.cvat.tracks import SkeletonTrack
 
 VERSION = "1.1"
 _STEP = re.compile(r"step\s*=\s*([1-9]\d*)")

@@ -2,7 +2,7 @@
 
 A detector family is the code that differs between detectors (how weights load, how images become the
 network input, how raw predictions become person boxes); the detector table
-(:mod:`alphapose.detectors`) names the family of each detector.
+(:mod:`alphapose.detection.detectors`) names the family of each detector.
 """
 
 from __future__ import annotations

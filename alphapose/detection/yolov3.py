@@ -19,8 +19,8 @@ import torchvision
 from torch import Tensor
 
 from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
+from alphapose.detection.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
 from alphapose.errors import WeightsError
-from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
 
 CANVAS_VALUE = 128  # grey of the letterbox border
 

@@ -20,10 +20,10 @@ import torchvision
 from torch import Tensor
 
 from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
+from alphapose.detection.yolox_net import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
+from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
-from alphapose.fuse import fold_batch_norms
-from alphapose.models.yolox import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
-from alphapose.sources import load_checkpoint
+from alphapose.weights.files import load_checkpoint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 CANVAS_VALUE = 114  # grey of the unused part of the canvas
@@ -173,7 +173,7 @@ def load_yolox(
                 f"cannot tell the YOLOX variant of {Path(path).name!r}: name the variant, or keep the "
                 f"official file name ({names})"
             )
-    from alphapose.build import describe_mismatch  # build imports this module through the family table
+    from alphapose.weights.load import describe_mismatch  # build imports this module through the family table
 
     variant = variant if isinstance(variant, YoloxVariant) else get_variant(variant)
     state = read_yolox_checkpoint(path)

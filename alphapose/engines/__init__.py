@@ -1,7 +1,7 @@
 """Which runtime runs each network: PyTorch itself, or an ONNX export of it in ONNX Runtime or OpenVINO.
 
 The networks are always built by this library, from the official checkpoints, strictly loaded and with
-their batch norms folded (:mod:`alphapose.build`); an engine other than ``torch`` exports that module
+their batch norms folded (:mod:`alphapose.weights.load`); an engine other than ``torch`` exports that module
 once to ONNX (:mod:`alphapose.engines.export`, cached beside the weights) and runs the export. Pre- and
 post-processing (letterbox, crops, box selection, heatmap decoding, pose NMS) stay the library's for
 every engine, so only the two forward passes change hands.
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from alphapose.engines.precision import Precision, has_int8_units
 from alphapose.errors import OptionError
-from alphapose.precision import Precision, has_int8_units
 
 LOGGER = logging.getLogger(__name__)
 NETWORKS = ("detector", "pose")
@@ -168,7 +168,7 @@ class NetworkEngine:
 @dataclass(frozen=True)
 class Calibration:
     """One network's calibration for int8: the set's digest (part of the cache key) and its inputs, made
-    only when no quantized model is cached (:mod:`alphapose.calibration`)."""
+    only when no quantized model is cached (:mod:`alphapose.engines.calibration`)."""
 
     digest: str
     inputs: Callable[[], list[np.ndarray]]

@@ -1,6 +1,6 @@
 """ONNX Runtime's CPU execution provider for an exported network.
 
-Threads: ``intra_op_num_threads`` is PyTorch's thread count (what :func:`alphapose.runtime.
+Threads: ``intra_op_num_threads`` is PyTorch's thread count (what :func:`alphapose.engines.threads.
 configure_cpu_threads` chose), one inter-op thread, and no spinning between runs: the pipeline's own
 pre- and post-processing run on the same cores right after each forward. Everything is set on the
 session's own options; nothing process-wide changes.
@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime
 from torch import nn
 
-from alphapose.precision import Precision
+from alphapose.engines.precision import Precision
 
 
 def version() -> str:

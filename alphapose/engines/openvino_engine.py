@@ -37,9 +37,9 @@ import numpy as np
 import openvino
 from torch import nn
 
+from alphapose.engines.precision import Precision
 from alphapose.errors import OptionError
-from alphapose.models.resnet import DeformConv2d
-from alphapose.precision import Precision
+from alphapose.pose.models.resnet import DeformConv2d
 
 # int8: the quantized layers run int8 whatever the hint; the hint is for the layers left in float
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}

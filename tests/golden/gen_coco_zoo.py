@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphapose.models.hrnet import BasicBlock, HighResolutionModule
-from alphapose.models.resnet import Bottleneck
-from alphapose.presets import get_preset
+from alphapose.pose.models.hrnet import BasicBlock, HighResolutionModule
+from alphapose.pose.models.resnet import Bottleneck
+from alphapose.pose.presets import get_preset
 
 OUTPUT = "coco_zoo.npz"
 SEED = 15

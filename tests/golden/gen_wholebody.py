@@ -62,8 +62,8 @@ def write_seeded_checkpoint(preset: str, directory: Path) -> Path:
 
 
 def generate(official: Path, out: Path) -> list[Path]:
-    from alphapose.presets import PRESETS as PRESETS_TABLE
-    from alphapose.presets import get_preset
+    from alphapose.pose.presets import PRESETS as PRESETS_TABLE
+    from alphapose.pose.presets import get_preset
 
     out = out.resolve()  # the official runs work in a temporary directory
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def _reduce(raw: Path, path: Path, regression_joints: int) -> Path:
     """Everything the runner recorded but the full network outputs, of which a few maps are kept; and
     what the tests derive their tolerances from: the condition of the draw (float32 against float64
     outputs, refused above the limit) and, for the heatmap joints, the decoding margins."""
-    from alphapose.transforms import decode_outputs
+    from alphapose.pose.transforms import decode_outputs
     from tests.golden.conditioning import accept, condition
     from tests.golden.gen_pose_stage import decoding_margins
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphapose.detectors import DEFAULT_DETECTOR, get_detector
-from alphapose.models.darknet import NUM_ATTRS, YoloV3SPP, write_darknet_weights
-from alphapose.presets import get_preset
+from alphapose.detection.darknet import NUM_ATTRS, YoloV3SPP, write_darknet_weights
+from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
+from alphapose.pose.presets import get_preset
 from tools.synthetic_weights import synthetic_detector, synthetic_pose_model
 
 POSE_SEED = 11

@@ -16,7 +16,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from alphapose.models.resnet import DeformConv2d
+from alphapose.pose.models.resnet import DeformConv2d
 
 _CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d, DeformConv2d)
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from alphapose.skeletons import Skeleton
+from alphapose.pose.skeletons import Skeleton
 
 PIXEL_MEANS = (
     0.406,

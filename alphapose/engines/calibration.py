@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from alphapose.errors import OptionError
-from alphapose.transforms import crop_persons
+from alphapose.pose.transforms import crop_persons
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # At most this many inputs per network: the quantizer's default statistics subset; more only cost time.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from alphapose.models.resnet import Bottleneck
+from alphapose.pose.models.resnet import Bottleneck
 
 STEM_CHANNELS = 64
 BLOCKS_PER_BRANCH = 4

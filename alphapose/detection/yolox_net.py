@@ -4,7 +4,7 @@ One network for every variant, scaled by a depth and a width multiplier: a CSPDa
 Focus stem, a PAFPN neck and a decoupled head, SiLU activations and batch norms with eps 1e-3. Module
 names and parameter shapes are those of the official YOLOX code, so the ``"model"`` entry of the official
 release files (``yolox_s.pth``, ...) loads strictly. Every convolution is followed by its own batch norm
-registered right after it, which is what :func:`alphapose.fuse.fold_batch_norms` folds.
+registered right after it, which is what :func:`alphapose.engines.fuse.fold_batch_norms` folds.
 
 The forward pass is the official eval-mode one: (N, 3, S, S) float32 BGR pixels in 0..255 in, decoded
 predictions (N, boxes, 85) out, rows ``cx, cy, w, h, objectness, 80 class scores`` in input pixels, the

@@ -17,7 +17,7 @@ import torch
 
 from alphapose.errors import WeightsError
 
-CHECKSUM_FILE = Path(__file__).resolve().parent / "data" / "weights.sha256"
+CHECKSUM_FILE = Path(__file__).resolve().parents[1] / "data" / "weights.sha256"
 
 _CHECKSUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 _DRIVE_HOST = "drive.google.com"

@@ -2,7 +2,7 @@
 
 Each stage is a ``Sequential`` of ``PixelShuffle(2)`` then (3x3 conv, BN, ReLU) blocks, with the official
 numeric keys (``duc1.1.weight``, ``duc1.2.running_mean``, ...), so the checkpoints load with a strict
-``load_state_dict``. Unlike :class:`~alphapose.models.fastpose.FastPose` the shuffle comes first in a
+``load_state_dict``. Unlike :class:`~alphapose.pose.models.fastpose.FastPose` the shuffle comes first in a
 stage and the convolutions work at the upsampled resolution.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from alphapose.models.resnet import ResNet, resnet152
-from alphapose.models.shuffle_resnet import shuffle_resnet50
+from alphapose.pose.models.resnet import ResNet, resnet152
+from alphapose.pose.models.shuffle_resnet import shuffle_resnet50
 
 COCO_STAGE_CONVS = (4, 2, 1)  # the "421" of the official log names: 3x3 convs in duc1, duc2, duc3
 

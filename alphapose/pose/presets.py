@@ -14,19 +14,19 @@ from dataclasses import dataclass
 from torch import nn
 
 from alphapose.errors import lookup
-from alphapose.models.fastpose import (
+from alphapose.pose.models.fastpose import (
     fastpose_dcn_res50,
     fastpose_dcn_res50_conv256,
     fastpose_res50,
     fastpose_res50_conv256,
     fastpose_res152_conv256,
 )
-from alphapose.models.fastpose_duc import fastpose_duc_res50_unshuffle, fastpose_duc_res152
-from alphapose.models.hrnet import hrnet_w32
-from alphapose.models.simplepose import simplepose_res50
-from alphapose.pose_nms import BODY_NMS, WHOLE_BODY_HEATMAP_NMS, WHOLE_BODY_REGRESSION_NMS, PoseNmsParams
-from alphapose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE68, HALPE136, Skeleton
-from alphapose.sources import WeightsFile, google_drive
+from alphapose.pose.models.fastpose_duc import fastpose_duc_res50_unshuffle, fastpose_duc_res152
+from alphapose.pose.models.hrnet import hrnet_w32
+from alphapose.pose.models.simplepose import simplepose_res50
+from alphapose.pose.nms import BODY_NMS, WHOLE_BODY_HEATMAP_NMS, WHOLE_BODY_REGRESSION_NMS, PoseNmsParams
+from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE68, HALPE136, Skeleton
+from alphapose.weights.files import WeightsFile, google_drive
 
 HEATMAP_KEYPOINT_THRESHOLD = 0.4
 """Below it a heatmap-decoded keypoint is not shown (AlphaPose's writer.py)."""

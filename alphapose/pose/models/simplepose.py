@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alphapose.models.resnet import ResNet, resnet50
+from alphapose.pose.models.resnet import ResNet, resnet50
 
 
 def _deconv_stack(in_channels: int, channels: int, stages: int = 3) -> nn.Sequential:

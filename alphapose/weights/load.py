@@ -1,7 +1,7 @@
 """Load the official weights into our networks, strictly and with errors a person can act on.
 
 ``fold_batch_norm=True`` gives the inference form of a network: the official weights are loaded and
-checked first, then every batch norm is folded into its convolution (see :mod:`alphapose.fuse`).
+checked first, then every batch norm is folded into its convolution (see :mod:`alphapose.engines.fuse`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from alphapose.detection import FAMILIES
-from alphapose.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
-from alphapose.fuse import fold_batch_norms
-from alphapose.presets import PRESETS, PosePreset, get_preset
-from alphapose.sources import load_checkpoint
+from alphapose.pose.presets import PRESETS, PosePreset, get_preset
+from alphapose.weights.files import load_checkpoint
 
 _SHOWN_KEYS = 5
 
@@ -64,11 +64,11 @@ def load_detector(
     """The detector whose official weights file this is, loaded strictly, in eval mode on ``device``.
 
     The family is recognised from the official file name (``yolov3-spp.weights``, ...; see
-    :mod:`alphapose.detectors`), or named by ``detector`` for a file under another name. ``input_size``
-    defaults to the detector's official one. The network takes that family's official input and returns
-    its raw predictions: for YOLOv3-SPP (N, 3, S, S) letterboxed RGB in [0, 1] in, (N, boxes, 85) out;
-    for YOLOX (N, 3, S, S) BGR in 0..255 pasted top-left on grey in, decoded (N, boxes, 85) out.
-    ``fold_batch_norm`` as in :func:`load_pose_model`.
+    :mod:`alphapose.detection.detectors`), or named by ``detector`` for a file under another name.
+    ``input_size`` defaults to the detector's official one. The network takes that family's official
+    input and returns its raw predictions: for YOLOv3-SPP (N, 3, S, S) letterboxed RGB in [0, 1] in,
+    (N, boxes, 85) out; for YOLOX (N, 3, S, S) BGR in 0..255 pasted top-left on grey in, decoded
+    (N, boxes, 85) out. ``fold_batch_norm`` as in :func:`load_pose_model`.
     """
     path = Path(weights)
     spec = get_detector(detector) if detector else detector_for_file(path.name)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from alphapose.errors import PrecisionError
-from alphapose.models.resnet import DeformConv2d
+from alphapose.pose.models.resnet import DeformConv2d
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -38,14 +38,14 @@ from urllib.parse import urlsplit
 
 import torch
 
-from alphapose.build import expected_shapes, load_detector, load_pose_model
+from alphapose.detection.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
+from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.detection.yolox import expected_shapes as yolox_shapes
-from alphapose.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
+from alphapose.detection.yolox_net import get_variant
 from alphapose.errors import UnknownNameError, WeightsError, lookup
-from alphapose.models.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
-from alphapose.models.yolox import get_variant
-from alphapose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
-from alphapose.sources import CHECKSUM_FILE, WeightsFile, read_checksums
+from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
+from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums
+from alphapose.weights.load import expected_shapes, load_detector, load_pose_model
 
 if TYPE_CHECKING:
     import requests
@@ -528,7 +528,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.append(f"--checksums {args.checksums}")
     _report(files, recorded_now, " ".join(command))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

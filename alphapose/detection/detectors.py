@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alphapose.errors import lookup
-from alphapose.sources import WeightsFile, google_drive
+from alphapose.weights.files import WeightsFile, google_drive
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alphapose.models.resnet import ResNet, resnet50, resnet152
+from alphapose.pose.models.resnet import ResNet, resnet50, resnet152
 
 DCN_STAGES = (False, True, True, True)
 

@@ -4,14 +4,14 @@ In the first block of stages 2-4 the strided 3x3 conv becomes ``PixelUnshuffle(2
 conv over four times the channels: every input pixel of a 2x2 cell reaches the output, none is skipped by the
 stride. The pair is a ``Sequential`` named ``conv2``, so its weight is ``layerN.0.conv2.1.weight`` as in the
 official checkpoints; everything else (SE gates, projection shortcuts, key names) is the SE-ResNet of
-:mod:`alphapose.models.resnet`.
+:mod:`alphapose.pose.models.resnet`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from alphapose.models.resnet import RESNET50_LAYERS, ResNet
+from alphapose.pose.models.resnet import RESNET50_LAYERS, ResNet
 
 UNSHUFFLE_FACTOR = 2
 

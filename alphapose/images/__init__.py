@@ -1,0 +1,1 @@
+"""Pixels in: video files and directories of frames read one frame at a time (:mod:`.video`)."""
