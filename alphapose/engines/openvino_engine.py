@@ -52,6 +52,11 @@ CAPS_WITHOUT = {
 }
 QUANTIZER = "nncf"  # the package that quantizes (the int8 extra)
 QUANTIZER_PRESET = "mixed"  # nncf.QuantizationPreset.MIXED: symmetric weights, asymmetric activations
+# The graph quantized is OpenVINO's conversion of the export (openvino.convert_model), whose fusions turn
+# x * sigmoid(x) into one Swish: quantized as one activation, it runs fused into its convolution, where the
+# ONNX graph read as it is leaves a float sigmoid and a re-quantized product after every convolution of
+# YOLOX (bench/README.md, "Engines").
+QUANTIZED_GRAPH = "openvino.convert_model"
 
 
 def version() -> str:
@@ -98,7 +103,7 @@ def quantizer() -> dict[str, Any]:
         )
     import nncf
 
-    return {"quantizer": f"{QUANTIZER} {nncf.__version__}", "preset": QUANTIZER_PRESET}
+    return {"quantizer": f"{QUANTIZER} {nncf.__version__}", "preset": QUANTIZER_PRESET, "graph": QUANTIZED_GRAPH}
 
 
 def quantize(export: Path, target: Path, inputs: Sequence[np.ndarray]) -> None:
@@ -110,7 +115,7 @@ def quantize(export: Path, target: Path, inputs: Sequence[np.ndarray]) -> None:
     # its progress bars go to standard error: standard output may be a caller's (a worker's answers)
     with contextlib.redirect_stdout(sys.stderr):
         model = nncf.quantize(
-            openvino.Core().read_model(str(export)),
+            openvino.convert_model(str(export)),
             nncf.Dataset(list(inputs)),
             subset_size=len(inputs),
             preset=nncf.QuantizationPreset.MIXED,
