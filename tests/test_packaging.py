@@ -30,8 +30,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     package selection is what keeps them out), so that setuptools' ``build/`` and ``*.egg-info`` land
     in the temporary directory, not in the checkout."""
     source, out = tmp_path_factory.mktemp("source") / "checkout", tmp_path_factory.mktemp("dist")
-    ignored = (".git", ".venv", "build", "weights", "__pycache__", "*.egg-info", ".*_cache")
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*ignored))
+    ignored = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".*_cache")
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        """The checkout's own weights and build folders, not the package's alphapose/weights/."""
+        top = {"build", "weights"} & set(names) if Path(directory) == REPO else set()
+        return set(ignored(directory, names)) | top
+
+    shutil.copytree(REPO, source, ignore=ignore)
     subprocess.run(
         [
             sys.executable,
