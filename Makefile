@@ -153,10 +153,10 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
 		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
 
-bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.engines, bench.answers, bench.video, bench.tracks) and update the README's figures
+bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.engines, bench.answers, bench.video, bench.tracks) and update the figures in docs/performance.md
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.engines $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
-	$(PY) -m bench.report --readme README.md
+	$(PY) -m bench.report --readme docs/performance.md
 	$(PY) -m bench.answers
 	$(PY) -m bench.video
 	$(PY) -m bench.tracks

@@ -1,4 +1,4 @@
-"""The README's performance figures are generated from the committed benchmark results, and stay so."""
+"""docs/performance.md's figures are generated from the committed benchmark results, and stay so."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ from bench.report import (
     update_readme,
 )
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
 
 def test_readme_block_is_the_committed_results() -> None:
     runs = committed_runs()
     assert runs, "no full benchmark run committed under bench/results"
-    text = README.read_text()
+    text = PERFORMANCE.read_text()
     block = text[text.index(README_BEGIN) : text.index(README_END) + len(README_END)]
     assert block == readme_section(runs, committed_engine_runs()), (
-        "README is stale: run python -m bench.report --readme README.md"
+        "docs/performance.md is stale: run python -m bench.report --readme docs/performance.md"
     )
 
 
