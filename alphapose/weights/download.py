@@ -23,7 +23,6 @@ they are built; it needs the ``weights`` extra (gdown, requests) only to downloa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import shutil
@@ -44,7 +43,7 @@ from alphapose.detection.yolox import expected_shapes as yolox_shapes
 from alphapose.detection.yolox_net import get_variant
 from alphapose.errors import UnknownNameError, WeightsError, lookup
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
-from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums
+from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums, sha256_of
 from alphapose.weights.load import expected_shapes, load_detector, load_pose_model
 
 if TYPE_CHECKING:
@@ -172,14 +171,6 @@ def is_synthetic(path: Path, name: str | None = None) -> bool:
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]  # a YOLOX release file
     return SYNTHETIC_MARK in getattr(state, "_metadata", {})
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def minimum_size(name: str) -> int:
