@@ -40,7 +40,6 @@ import torch
 from alphapose.detection.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.detection.yolox import expected_shapes as yolox_shapes
-from alphapose.detection.yolox_net import get_variant
 from alphapose.errors import UnknownNameError, WeightsError, lookup
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
 from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums, sha256_of
@@ -180,7 +179,7 @@ def minimum_size(name: str) -> int:
     if detector is not None and detector.family == "yolov3":
         return DARKNET_WEIGHTS_BYTES
     if detector is not None and detector.family == "yolox":
-        shapes = yolox_shapes(get_variant(detector.name))
+        shapes = yolox_shapes(detector.name)
         elements = sum(math.prod(shape) for key, shape in shapes.items() if "num_batches" not in key)
         return _HALF_BYTES * elements
     preset = preset_for_checkpoint(name)
