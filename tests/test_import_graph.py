@@ -177,7 +177,7 @@ def test_only_the_sdk_function_imports_cvat_sdk(project: tuple[Graph, dict[str, 
         for module, names in imported.items()
         if any(n.split(".")[0] == CVAT_SDK for n in names) and module != CVAT_SDK_USER
     )
-    assert users == []
+    assert users == [], f"cvat_sdk imported outside {CVAT_SDK_USER}: {users}"
 
 
 def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
