@@ -18,7 +18,7 @@ from torch import nn
 from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engines, prepare_network
 from alphapose.engines.calibration import CalibrationSet, detector_inputs, pose_inputs
-from alphapose.engines.precision import Precision, resolve_precision
+from alphapose.engines.precision import Precision, require_cpu_units, resolve_precision
 from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pose.nms import pose_nms
@@ -110,7 +110,8 @@ class PosePipeline:
         The networks are loaded in their inference form: batch norms folded into the convolutions and
         weights in channels-last layout, which oneDNN runs faster on the CPU (bench/README.md) and which
         is cuDNN's layout for fp16 tensor-core convolutions; then put in ``options.precision``
-        (:mod:`alphapose.engines.precision`; on a CPU, bf16 and fp16 convert the weights, on any CPU). Nothing
+        (:mod:`alphapose.engines.precision`; on a CPU, bf16 and fp16 convert the weights, and a CPU without
+        the units for them is refused before anything loads, as they would run slower than fp32). Nothing
         process-wide is changed: capping the CPU threads is
         :func:`alphapose.engines.threads.configure_cpu_threads`, a separate start-up step.
         ``options.engine`` other than ``torch`` runs a network's ONNX export in that runtime instead
@@ -124,6 +125,9 @@ class PosePipeline:
         options = replace(options or PipelineOptions(), **overrides)
         preset, detector_spec = options.pose_preset, options.detector_spec
         device = resolve_device(options.device)  # a missing GPU is named before missing files
+        precision = resolve_precision(options.precision, device)
+        chosen = check_engines(options.engine, device, precision)  # refused before anything loads
+        require_cpu_units(precision)  # bf16 or fp16 emulated on this CPU would be slower than fp32
         directory = Path(path)
         files = (detector_spec.weights.name, preset.checkpoint.name)
         missing = [name for name in files if not (directory / name).is_file()]
@@ -132,8 +136,6 @@ class PosePipeline:
                 f"missing weights in {directory}: {', '.join(missing)}; download them with "
                 + download_hint(directory, preset.name, detector_spec.name)
             )
-        precision = resolve_precision(options.precision, device)
-        chosen = check_engines(options.engine, device, precision)  # refused before anything loads
         images = None
         if precision.name == "int8" and options.calibration is not None:
             images = CalibrationSet.from_directory(options.calibration)

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import torch
 
+from alphapose.detection import yolox_net
+from alphapose.detection.detectors import DETECTORS
 from alphapose.detection.yolox import (
     CANVAS_VALUE,
     Placement,
@@ -34,7 +36,7 @@ from alphapose.detection.yolox import (
     load_yolox,
     select_persons,
 )
-from alphapose.detection.yolox_net import BN_EPS, BN_MOMENTUM, VARIANTS, YOLOX
+from alphapose.detection.yolox_net import BN_EPS, BN_MOMENTUM, YOLOX
 from tests.golden import conditioning
 from tests.golden.gen_yolox import calibration_inputs, crowd_predictions, key_list_digest, load_view
 from tools.synthetic_weights import write_synthetic_yolox
@@ -89,7 +91,7 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def weights_file(variant: str, tmp: Path) -> Path:
     """The case's synthetic weights, written as an official release file."""
     case = MANIFEST["cases"][variant]
-    path = tmp / VARIANTS[variant].file_name
+    path = tmp / DETECTORS[variant].weights.name
     calibration = calibration_inputs([official_input(view) for view in case["views"]])
     return write_synthetic_yolox(path, variant, boxes="many", seed=case["seed"], calibration=calibration)
 
@@ -130,11 +132,11 @@ def assert_detections_match(
 
 def test_state_dict_keys_are_the_official_ones() -> None:
     recorded = json.loads((DATA / "yolox_state_dict.json").read_text())
-    ours = [[key, list(shape)] for key, shape in expected_shapes(VARIANTS["yolox-s"]).items()]
+    ours = [[key, list(shape)] for key, shape in expected_shapes("yolox-s").items()]
     assert ours == recorded["yolox-s"]
     for name, digest in recorded["digests"].items():
         with torch.device("meta"):
-            state = YOLOX(VARIANTS[name]).state_dict()
+            state = getattr(yolox_net, name.replace("-", "_"))().state_dict()  # each variant's builder
         assert key_list_digest(state) == digest, name
     assert recorded["batch_norm"] == {"eps": BN_EPS, "momentum": BN_MOMENTUM}
 

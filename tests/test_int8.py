@@ -37,6 +37,7 @@ from alphapose.engines.export import CacheError
 from alphapose.engines.precision import resolve_precision
 from alphapose.errors import OptionError, PrecisionError
 from alphapose.options import PipelineOptions
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.transforms import PIXEL_MEANS, crop_persons
 
 INT8 = resolve_precision("int8", "cpu")
@@ -288,8 +289,9 @@ def test_int8_without_a_calibration_set_or_outside_openvino_is_refused() -> None
     options = PipelineOptions(precision="int8", engine="openvino", calibration="frames")
     assert options.calibration == "frames"
     assert PipelineOptions(precision="fp32", calibration="frames").precision == "fp32"  # read with int8 only
-    with pytest.raises(OptionError, match="the detector and pose would run in torch; use engine openvino"):
-        check_engines("torch", CPU, INT8)
+    with pytest.raises(OptionError, match="the detector would run in torch; use engine openvino") as caught:
+        check_engines("pose=openvino", CPU, INT8)
+    assert caught.value.option == "engine"
     with pytest.raises(OptionError, match="the pose would run in torch"):
         check_engines("detector=openvino", CPU, INT8)
     with pytest.raises(OptionError, match=r"openvino \(bf16, int8\)"):
@@ -297,6 +299,27 @@ def test_int8_without_a_calibration_set_or_outside_openvino_is_refused() -> None
     with pytest.raises(PrecisionError, match="int8 runs on the CPU only"):
         resolve_precision("int8", "cuda")
     assert check_engines("openvino", CPU, INT8) == {"detector": "openvino", "pose": "openvino"}
+
+
+def test_int8_with_the_engine_left_at_its_default_names_the_precision(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    """The user who set only the precision hears about the precision and the setting that completes it,
+    not about an engine they never set; one who chose an engine that keeps torch hears about the engine."""
+    words = r"int8 runs on engine openvino .*set engine=openvino \(ALPHAPOSE_ENGINE, --engine\)"
+    for engine in ("torch", " Torch "):
+        with pytest.raises(OptionError, match=words) as caught:
+            check_engines(engine, CPU, INT8)
+        assert (caught.value.option, caught.value.value) == ("precision", "int8")
+    options = PipelineOptions(precision="int8", calibration=write_frames(tmp_path / "frames", range(1)))
+    with pytest.raises(OptionError, match=words) as caught:
+        PosePipeline.from_weights_dir(weights_dir, options, device="cpu")
+    assert caught.value.option == "precision"
+    config = Config.from_env({"ALPHAPOSE_PRECISION": "int8", "ALPHAPOSE_CALIBRATION_DIR": "frames"})
+    assert str(config.explain(caught.value)).startswith("invalid ALPHAPOSE_PRECISION='int8': int8 runs on")
+    with pytest.raises(OptionError, match="the detector and pose would run in torch") as caught:
+        check_engines("detector=torch,pose=torch", CPU, INT8)
+    assert caught.value.option == "engine"
 
 
 def test_without_the_quantizer_int8_names_the_extra_to_install(

@@ -24,7 +24,7 @@ from alphapose.engines.precision import (
     require_cpu_units,
     resolve_precision,
 )
-from alphapose.errors import OptionError, PrecisionError
+from alphapose.errors import OptionError, PrecisionError, WeightsError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.models.resnet import Bottleneck
@@ -276,8 +276,25 @@ def test_the_function_refuses_bf16_on_a_cpu_without_the_units(monkeypatch: pytes
     config.check_precision(torch.device("cpu"))
 
 
-def test_the_library_builds_bf16_on_any_cpu(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_library_refuses_a_precision_the_cpu_has_no_units_for_before_loading_anything(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    for name, units in (("bf16", "amx_bf16 or avx512_bf16"), ("fp16", "amx_fp16 or avx512_fp16")):
+        with pytest.raises(OptionError, match=units) as caught:  # the directory is empty: not looked at
+            PosePipeline.from_weights_dir(tmp_path, device="cpu", precision=name)
+        assert (caught.value.option, caught.value.value) == ("precision", name)
     monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset())
+    with pytest.raises(OptionError, match="lists no flags here"):
+        PosePipeline.from_weights_dir(tmp_path, device="cpu", precision="bf16")
+    with pytest.raises(WeightsError, match="missing weights"):  # fp32 needs no units: the files are next
+        PosePipeline.from_weights_dir(tmp_path, device="cpu", precision="fp32")
+
+
+def test_the_library_builds_bf16_on_a_cpu_with_the_units(
+    weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"avx512_bf16"}))
     pipeline = PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160, precision="bf16")
     assert pipeline.precision.describe() == "bf16 weights"
     assert pipeline.pose_model.conv_out.weight.dtype == torch.bfloat16

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
 from alphapose.detection.yolox import (
     CANVAS_VALUE,
     Placement,
@@ -20,9 +21,9 @@ from alphapose.detection.yolox import (
     load_yolox,
     read_yolox_checkpoint,
     select_persons,
-    variant_for_file,
+    yolox_detectors,
 )
-from alphapose.detection.yolox_net import VARIANTS, get_variant, yolox_s, yolox_tiny
+from alphapose.detection.yolox_net import YoloxScale, yolox_l, yolox_m, yolox_s, yolox_tiny, yolox_x
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from tools.synthetic_weights import write_synthetic_yolox
@@ -108,19 +109,21 @@ def test_more_than_100_boxes_are_nmsed_again_at_0_55() -> None:
     assert len(boxes) == 101
 
 
-def test_variant_table_and_names() -> None:
-    assert [(v.depth, v.width) for v in VARIANTS.values()] == [
+def test_variant_builders_and_the_table_rows_that_point_at_them() -> None:
+    with torch.device("meta"):
+        scales = [builder().scale for builder in (yolox_tiny, yolox_s, yolox_m, yolox_l, yolox_x)]
+    assert [(v.depth, v.width) for v in scales] == [
         (0.33, 0.375),
         (0.33, 0.50),
         (0.67, 0.75),
         (1.0, 1.0),
         (1.33, 1.25),
     ]
-    assert get_variant("yolox_m") is VARIANTS["yolox-m"]
-    assert variant_for_file("/w/yolox_x.pth") is VARIANTS["yolox-x"]
-    assert variant_for_file("yolov3-spp.weights") is None
+    assert [d.network for d in yolox_detectors().values()] == [yolox_s, yolox_m, yolox_l, yolox_x]
+    assert detector_for_file("yolox_x.pth") is DETECTORS["yolox-x"] is get_detector("yolox-x")
+    assert detector_for_file("yolov3-spp.weights") not in yolox_detectors().values()
     with pytest.raises(ValueError, match="yolox-s"):
-        get_variant("yolox-xl")
+        get_detector("yolox-xl")
 
 
 def test_forward_refuses_sizes_that_are_not_multiples_of_32() -> None:
@@ -131,45 +134,49 @@ def test_forward_refuses_sizes_that_are_not_multiples_of_32() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An official-format yolox_tiny.pth with plain random weights (the cheapest variant)."""
-    path = tmp_path_factory.mktemp("yolox") / "yolox_tiny.pth"
-    torch.save({"start_epoch": 300, "model": yolox_tiny().state_dict()}, path)
+def small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An official-format yolox_s.pth with plain random weights (the cheapest detector in the table)."""
+    path = tmp_path_factory.mktemp("yolox") / "yolox_s.pth"
+    torch.save({"start_epoch": 300, "model": yolox_s().state_dict()}, path)
     return path
 
 
-def test_release_file_loads_strictly_in_eval_mode(tiny_file: Path) -> None:
-    model = load_yolox(tiny_file)
-    assert model.variant is VARIANTS["yolox-tiny"] and not model.training
-    expected = read_yolox_checkpoint(tiny_file)
+def test_release_file_loads_strictly_in_eval_mode(small_file: Path) -> None:
+    model = load_yolox(small_file)
+    assert model.scale == YoloxScale(depth=0.33, width=0.50) and not model.training
+    expected = read_yolox_checkpoint(small_file)
     assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
 
 
-def test_a_file_of_another_variant_is_refused_naming_the_one_it_fits(tiny_file: Path, tmp_path: Path) -> None:
-    renamed = tmp_path / "yolox_s.pth"
-    renamed.write_bytes(tiny_file.read_bytes())
-    with pytest.raises(WeightsError, match=r"does not fit yolox-s: .*wrong shapes.*fits yolox-tiny"):
+def test_a_file_of_another_variant_is_refused_naming_the_one_it_fits(
+    small_file: Path, tmp_path: Path
+) -> None:
+    renamed = tmp_path / "yolox_m.pth"
+    renamed.write_bytes(small_file.read_bytes())
+    with pytest.raises(WeightsError, match=r"does not fit yolox-m: .*wrong shapes.*fits yolox-s"):
         load_yolox(renamed)
-    with pytest.raises(WeightsError, match="fits yolox-tiny"):
-        load_yolox(tiny_file, "yolox-m")
+    with pytest.raises(WeightsError, match=r"fits yolox-s: use that variant \(its official file is yolox_s"):
+        load_yolox(small_file, "yolox-l")
 
 
-def test_unreadable_or_foreign_files_are_refused(tiny_file: Path, tmp_path: Path) -> None:
+def test_unreadable_or_foreign_files_are_refused(small_file: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="not found"):
         load_yolox(tmp_path / "yolox_s.pth")
     (tmp_path / "yolox_s.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
         load_yolox(tmp_path / "yolox_s.pth")
-    torch.save(yolox_tiny().state_dict(), tmp_path / "yolox_tiny.pth")  # a bare state_dict
+    torch.save(read_yolox_checkpoint(small_file), tmp_path / "yolox_m.pth")  # a bare state_dict
     with pytest.raises(WeightsError, match="'model' entry"):
-        load_yolox(tmp_path / "yolox_tiny.pth")
+        load_yolox(tmp_path / "yolox_m.pth")
     with pytest.raises(WeightsError, match="cannot tell the YOLOX variant"):
         load_yolox(tmp_path / "detector.pth")
-    state = read_yolox_checkpoint(tiny_file)
+    with pytest.raises(WeightsError, match="cannot tell the YOLOX variant"):
+        load_yolox(tmp_path / "yolov3-spp.weights")  # a detector of another family
+    state = read_yolox_checkpoint(small_file)
     state["extra.weight"] = torch.zeros(1)
     torch.save({"model": state}, tmp_path / "extra.pth")
     with pytest.raises(WeightsError, match=r"1 unexpected keys: extra\.weight.*fits no YOLOX variant"):
-        load_yolox(tmp_path / "extra.pth", "yolox-tiny")
+        load_yolox(tmp_path / "extra.pth", "yolox-s")
 
 
 def test_folded_channels_last_network_computes_the_same_function() -> None:
@@ -208,7 +215,7 @@ def test_decoding_places_boxes_on_the_official_grid() -> None:
 
 @pytest.mark.parametrize(("boxes", "found"), [("one", 1), ("none", 0)])
 def test_synthetic_release_files_find_one_person_or_nobody(boxes: str, found: int, tmp_path: Path) -> None:
-    path = write_synthetic_yolox(tmp_path / "yolox_tiny.pth", "yolox-tiny", boxes=boxes, person_score=0.8)
+    path = write_synthetic_yolox(tmp_path / "yolox_s.pth", "yolox-s", boxes=boxes, person_score=0.8)
     detector = PersonDetector(load_yolox(path, fold_batch_norm=True), FAMILIES["yolox"], 320)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     detected, scores = detector(image)

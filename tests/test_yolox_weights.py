@@ -17,7 +17,7 @@ import torch
 import alphapose
 from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
-from alphapose.detection.yolox_net import YOLOX
+from alphapose.detection.yolox_net import YOLOX, YoloxScale
 from alphapose.errors import WeightsError
 from alphapose.weights.download import ensure_weights, http_download, minimum_size, verify_file
 
@@ -44,7 +44,8 @@ def test_table_rows_name_the_release_files() -> None:
 
 def test_load_detector_recognises_the_family_from_the_file_name(yolox_dir: Path) -> None:
     model = alphapose.load_detector(yolox_dir / "yolox_s.pth", device="cpu", input_size=None)
-    assert isinstance(model, YOLOX) and model.variant.name == "yolox-s" and not model.training
+    assert isinstance(model, YOLOX) and not model.training
+    assert model.scale == YoloxScale(depth=0.33, width=0.50)
     with pytest.raises(WeightsError, match=r"does not fit yolox-m.*fits yolox-s"):
         alphapose.load_detector(yolox_dir / "yolox_s.pth", detector="yolox-m")
     with pytest.raises(ValueError, match="multiple of 32"):

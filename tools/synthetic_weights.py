@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from alphapose.detection.darknet import YoloV3SPP, write_darknet_weights
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, get_detector
-from alphapose.detection.yolox_net import STRIDES, YOLOX, YoloxVariant, get_variant
+from alphapose.detection.yolox_net import STRIDES, YOLOX
 from alphapose.pose.models.resnet import DeformConv2d
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights.download import SYNTHETIC_DARKNET_SEEN, mark_synthetic
@@ -119,13 +119,17 @@ _MANY_LOG_SIZE = 3.0  # boxes about 20 cells wide, so that scattered candidates 
 
 def write_synthetic_yolox(
     path: str | Path,
-    variant: str | YoloxVariant,
+    variant: str | Callable[[], YOLOX],
     boxes: Boxes = "one",
     person_score: float = 0.9,
     seed: int = 0,
     calibration: Tensor | None = None,
 ) -> Path:
-    """Write an official-format release file of ``variant`` with random weights (see the module docstring)."""
+    """Write an official-format release file of ``variant`` with random weights (see the module docstring).
+
+    ``variant``: a YOLOX detector's name, or a network builder (``yolox_net.yolox_tiny``, the cheapest
+    network, is in no detector's row).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = synthetic_yolox(variant, torch.Generator().manual_seed(seed), boxes, person_score, calibration)
@@ -134,7 +138,7 @@ def write_synthetic_yolox(
 
 
 def synthetic_yolox(
-    variant: str | YoloxVariant,
+    variant: str | Callable[[], YOLOX],
     generator: torch.Generator,
     boxes: Boxes = "one",
     person_score: float = 0.9,
@@ -151,7 +155,9 @@ def synthetic_yolox(
         raise ValueError(f"boxes must be 'one', 'none' or 'many', got {boxes!r}")
     if not 0 < person_score < 1:
         raise ValueError(f"person_score must be strictly between 0 and 1, got {person_score}")
-    model = YOLOX(variant if isinstance(variant, YoloxVariant) else get_variant(variant))
+    if isinstance(variant, str) and get_detector(variant).family != "yolox":
+        raise ValueError(f"{variant} is not a YOLOX detector")
+    model = (get_detector(variant).network if isinstance(variant, str) else variant)()
     _randomise(model, generator)
     sample = yolox_calibration_batch(generator) if calibration is None else calibration.float()
     head_inputs = _capture_head_inputs(model)

@@ -17,14 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from alphapose.detection import yolov3, yolox
+from alphapose.detection.detectors import DetectorSpec
 
 
 @dataclass(frozen=True)
 class DetectorFamily:
     """The three steps that differ between detector families."""
 
-    # (weights file, input size, detector name) -> eval-mode network on the CPU
-    load: Callable[[Path, int, str], nn.Module]
+    # (weights file, input size, detector's row) -> eval-mode network on the CPU
+    load: Callable[[Path, int, DetectorSpec], nn.Module]
     prepare: Callable[[Sequence[np.ndarray], int, torch.device], tuple[Tensor, list[Any]]]
     select: Callable[[Tensor, Any, float, float], tuple[Tensor, Tensor]]  # (pred, placement, conf, nms)
 

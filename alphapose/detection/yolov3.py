@@ -20,6 +20,7 @@ from torch import Tensor
 
 from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
 from alphapose.detection.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
+from alphapose.detection.detectors import DetectorSpec
 from alphapose.errors import WeightsError
 
 CANVAS_VALUE = 128  # grey of the letterbox border
@@ -141,9 +142,9 @@ def select_persons(
     return boxes[keep], rows[keep, 4]
 
 
-def load(weights: Path, input_size: int, detector: str = "yolov3-spp") -> YoloV3SPP:
-    """YOLOv3-SPP on the CPU with darknet ``.weights`` loaded, in eval mode (one detector: the name is
-    not needed).
+def load(weights: Path, input_size: int, detector: DetectorSpec) -> YoloV3SPP:
+    """``detector``'s network (YOLOv3-SPP at ``input_size``) on the CPU with darknet ``.weights`` loaded,
+    in eval mode.
 
     The file fills every parameter and batch-norm statistic, so the network is allocated without
     initialisation.
@@ -151,7 +152,7 @@ def load(weights: Path, input_size: int, detector: str = "yolov3-spp") -> YoloV3
     if not weights.is_file():
         raise WeightsError(f"detector weights not found: {weights}")
     with torch.device("meta"):
-        model = YoloV3SPP(input_size)
+        model = detector.network(input_size)
     model = model.to_empty(device="cpu")
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):

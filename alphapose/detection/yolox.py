@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 
 import cv2
@@ -20,10 +21,12 @@ import torchvision
 from torch import Tensor
 
 from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
-from alphapose.detection.yolox_net import NUM_ATTRS, VARIANTS, YOLOX, YoloxVariant, get_variant
+from alphapose.detection.detectors import DETECTORS, DetectorSpec, detector_for_file, get_detector
+from alphapose.detection.yolox_net import NUM_ATTRS, YOLOX
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.weights.files import load_checkpoint
+from alphapose.weights.strict import fitting, load_strictly, network_shapes
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 CANVAS_VALUE = 114  # grey of the unused part of the canvas
@@ -96,8 +99,8 @@ def select_persons(
     return boxes[kept].cpu(), rows[kept, 4].cpu()
 
 
-def load(weights: Path, input_size: int, detector: str) -> YOLOX:
-    """The YOLOX variant named ``detector`` on the CPU with its release file loaded, in eval mode.
+def load(weights: Path, input_size: int, detector: DetectorSpec) -> YOLOX:
+    """``detector``'s network on the CPU with its release file loaded, in eval mode.
 
     The network reads any input size that is a multiple of 32; ``input_size`` is checked here.
     """
@@ -124,12 +127,6 @@ def select(
     return placement.to_image(boxes), scores
 
 
-def variant_for_file(path: str | Path) -> YoloxVariant | None:
-    """The variant whose official release file has this name (``yolox_s.pth`` -> yolox-s), if any."""
-    name = Path(path).name.lower()
-    return next((v for v in VARIANTS.values() if v.file_name == name), None)
-
-
 def read_yolox_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """The network weights of an official YOLOX release file: the state_dict under its ``"model"`` key."""
     path = Path(path)
@@ -144,54 +141,53 @@ def read_yolox_checkpoint(path: str | Path) -> dict[str, Tensor]:
     return dict(state)
 
 
-def expected_shapes(variant: YoloxVariant) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of a variant's state_dict, built on the meta device (no memory, no init cost)."""
-    with torch.device("meta"):
-        model = YOLOX(variant)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def yolox_detectors() -> dict[str, DetectorSpec]:
+    """The rows of the detector table whose family is YOLOX."""
+    return {name: spec for name, spec in DETECTORS.items() if spec.family == "yolox"}
+
+
+@cache
+def expected_shapes(detector: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a YOLOX detector's state_dict."""
+    return network_shapes(yolox_detectors()[detector].network)
 
 
 def load_yolox(
     path: str | Path,
-    variant: str | YoloxVariant | None = None,
+    detector: str | DetectorSpec | None = None,
     device: str | torch.device = "cpu",
     *,
     fold_batch_norm: bool = False,
 ) -> YOLOX:
-    """A YOLOX network with an official release file loaded strictly, in eval mode on ``device``.
+    """A YOLOX detector's network with its official release file loaded strictly, in eval mode on ``device``.
 
-    The variant defaults to the one the official file name says (``yolox_m.pth`` -> yolox-m). The file is
-    read with ``weights_only=True`` and must match the variant key for key and shape for shape; a file of
-    another variant is refused with the variant it fits. ``fold_batch_norm`` folds the batch norms after
-    the strict load (same outputs to float rounding, faster; the state_dict is no longer the file's).
+    The detector defaults to the one whose official file name this is (``yolox_m.pth`` -> yolox-m). The
+    file is read with ``weights_only=True`` and must match the network key for key and shape for shape; a
+    file of another YOLOX detector is refused naming the one it fits. ``fold_batch_norm`` folds the batch
+    norms after the strict load (same outputs to float rounding, faster; the state_dict is no longer the
+    file's).
     """
-    if variant is None:
-        variant = variant_for_file(path)
-        if variant is None:
-            names = ", ".join(v.file_name for v in VARIANTS.values())
-            raise WeightsError(
-                f"cannot tell the YOLOX variant of {Path(path).name!r}: name the variant, or keep the "
-                f"official file name ({names})"
-            )
-    from alphapose.weights.load import describe_mismatch  # build imports this module through the family table
-
-    variant = variant if isinstance(variant, YoloxVariant) else get_variant(variant)
-    state = read_yolox_checkpoint(path)
-    problems = describe_mismatch(expected_shapes(variant), state)
-    if problems:
-        others = (v for v in VARIANTS.values() if v != variant)
-        fits = [v.name for v in others if not describe_mismatch(expected_shapes(v), state)]
-        hint = (
-            f" The file fits {' / '.join(fits)}: use that variant (its official file is "
-            f"{get_variant(fits[0]).file_name})."
-            if fits
-            else " It fits no YOLOX variant either."
+    spec = get_detector(detector) if isinstance(detector, str) else detector
+    spec = spec or detector_for_file(Path(path).name)
+    if spec is None or spec.family != "yolox":
+        names = ", ".join(d.weights.name for d in yolox_detectors().values())
+        raise WeightsError(
+            f"cannot tell the YOLOX variant of {Path(path).name!r}: name the detector, or keep the "
+            f"official file name ({names})"
         )
-        raise WeightsError(f"{path} does not fit {variant.name}: {problems}.{hint}")
-    with torch.device("meta"):
-        model = YOLOX(variant)
-    model.load_state_dict(state, strict=True, assign=True)
-    model.float().eval()
+    state = read_yolox_checkpoint(path)
+    candidates = {name: partial(expected_shapes, name) for name in yolox_detectors() if name != spec.name}
+
+    def hint(state: Mapping[str, Tensor]) -> str:
+        fits = fitting(candidates, state)
+        if not fits:
+            return "It fits no YOLOX variant either."
+        official = DETECTORS[fits[0]].weights.name
+        return f"The file fits {' / '.join(fits)}: use that variant (its official file is {official})."
+
+    model = load_strictly(
+        spec.network, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
+    )
     if fold_batch_norm:
         fold_batch_norms(model)
     return model.to(device)

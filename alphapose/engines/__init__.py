@@ -104,9 +104,20 @@ def parse_engines(value: str) -> dict[str, str]:
 
 
 def check_engines(value: str, device: torch.device, precision: Precision) -> dict[str, str]:
-    """:func:`parse_engines`, with a runtime's refusals: not on CUDA, not installed, not in this precision."""
+    """:func:`parse_engines`, with a runtime's refusals: not on CUDA, not installed, not in this precision.
+
+    int8 with the engine left at its default is the precision's problem (the user chose only that);
+    with an engine chosen that runs a network in torch, it is the engine's.
+    """
     chosen = parse_engines(value)
     if precision.name == "int8" and "torch" in chosen.values():
+        if str(value).strip().lower() == DEFAULT_ENGINE:  # left alone: the precision asked for what it lacks
+            raise OptionError(
+                "precision",
+                precision.name,
+                f"int8 runs on engine openvino and the engine is {DEFAULT_ENGINE} by default: set "
+                "engine=openvino (ALPHAPOSE_ENGINE, --engine), or choose another precision",
+            )
         torch_networks = " and ".join(n for n in NETWORKS if chosen[n] == "torch")
         raise OptionError(
             "engine",

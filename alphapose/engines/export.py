@@ -35,7 +35,7 @@ from torch import nn
 from alphapose import __version__
 from alphapose.errors import WeightsError
 from alphapose.pose.models.resnet import DeformConv2d
-from alphapose.weights.download import sha256_of
+from alphapose.weights.files import sha256_of
 
 OPSET = 17  # what both runtimes read; networks with deformable convolutions need 19 (ONNX DeformConv)
 DEFORM_OPSET = 19

@@ -18,9 +18,9 @@ hands the network's dtype on); both work for any ``nn.Module``, so new detectors
 covered by the same code.
 
 CPUs run bf16 convolutions fast only with AMX or AVX512-BF16 (fp16: AMX-FP16 or AVX512-FP16); elsewhere
-oneDNN emulates them, slower than float32. The library accepts any precision on any CPU (so the reduced
-paths can be tested anywhere); the function refuses one the CPU has no units for, through
-:func:`require_cpu_units`.
+oneDNN emulates them, slower than float32, so :meth:`alphapose.PosePipeline.from_weights_dir` refuses
+one the CPU has no units for (:func:`require_cpu_units`); :func:`convert_model` itself runs on any CPU,
+which is how the reduced paths are tested anywhere.
 
 ``int8`` is not a PyTorch path: it runs a runtime's quantized export (OpenVINO, quantized post-training
 on the user's calibration images, :mod:`alphapose.engines.quantize`), on the CPU only. It is fastest with

@@ -23,7 +23,6 @@ they are built; it needs the ``weights`` extra (gdown, requests) only to downloa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import shutil
@@ -41,10 +40,9 @@ import torch
 from alphapose.detection.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.detection.yolox import expected_shapes as yolox_shapes
-from alphapose.detection.yolox_net import get_variant
 from alphapose.errors import UnknownNameError, WeightsError, lookup
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
-from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums
+from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums, sha256_of
 from alphapose.weights.load import expected_shapes, load_detector, load_pose_model
 
 if TYPE_CHECKING:
@@ -174,14 +172,6 @@ def is_synthetic(path: Path, name: str | None = None) -> bool:
     return SYNTHETIC_MARK in getattr(state, "_metadata", {})
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def minimum_size(name: str) -> int:
     """Bytes an intact file has at least: the darknet file's exact size, a checkpoint's raw tensor bytes
     (a YOLOX release file's at half precision: nothing says its network weights are float32)."""
@@ -189,7 +179,7 @@ def minimum_size(name: str) -> int:
     if detector is not None and detector.family == "yolov3":
         return DARKNET_WEIGHTS_BYTES
     if detector is not None and detector.family == "yolox":
-        shapes = yolox_shapes(get_variant(detector.name))
+        shapes = yolox_shapes(detector.name)
         elements = sum(math.prod(shape) for key, shape in shapes.items() if "num_batches" not in key)
         return _HALF_BYTES * elements
     preset = preset_for_checkpoint(name)

@@ -7,6 +7,7 @@ images' build steps, the README and the checks all read it from there.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,3 +73,12 @@ def load_checkpoint(path: Path, what: str) -> Any:
         raise WeightsError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
         ) from exc
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in blocks (the checksum files record it; export caches are keyed on it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,7 +7,7 @@ checked first, then every batch norm is folded into its convolution (see :mod:`a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -19,8 +19,7 @@ from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.pose.presets import PRESETS, PosePreset, get_preset
 from alphapose.weights.files import load_checkpoint
-
-_SHOWN_KEYS = 5
+from alphapose.weights.strict import fitting, load_strictly, network_shapes
 
 
 def load_pose_model(
@@ -33,21 +32,29 @@ def load_pose_model(
     """The preset's network with an official checkpoint loaded, in eval mode on ``device``.
 
     Input (N, 3, 256, 192) normalised crops, output heatmaps (N, K, 64, 48). The checkpoint is read with
-    ``weights_only=True`` (no code runs from the file) and must match the preset key for key. The network
-    is built on the meta device and takes the checkpoint's tensors as its parameters, so no time goes into
-    a random initialisation that would be overwritten. ``fold_batch_norm`` folds the batch norms after the
-    strict load: same outputs to float rounding, faster, but the state_dict no longer is the checkpoint's.
+    ``weights_only=True`` (no code runs from the file) and must match the preset key for key
+    (:func:`alphapose.weights.strict.load_strictly`; a file of another preset is refused naming it).
+    ``fold_batch_norm`` folds the batch norms after the strict load: same outputs to float rounding,
+    faster, but the state_dict no longer is the checkpoint's.
     """
     preset = preset if isinstance(preset, PosePreset) else get_preset(preset)
     state = read_state_dict(checkpoint)
-    problems = describe_mismatch(expected_shapes(preset.name), state)
-    if problems:
-        hint = _fitting_presets_hint(state, preset.name)
-        raise WeightsError(f"{checkpoint} does not fit preset {preset.name!r}: {problems}.{hint}")
-    with torch.device("meta"):
-        model = preset.build()
-    model.load_state_dict(state, strict=True, assign=True)
-    model.float().eval()  # float32 whatever the file stores, as a copy into the built network would give
+    candidates = {name: partial(expected_shapes, name) for name in PRESETS if name != preset.name}
+
+    def hint(state: Mapping[str, torch.Tensor]) -> str:
+        fits = fitting(candidates, state)
+        if not fits:
+            return "No other preset fits this file either."
+        return f"The file fits preset {' / '.join(repr(f) for f in fits)}: choose that preset instead."
+
+    model = load_strictly(
+        preset.build,
+        state,
+        source=checkpoint,
+        target=f"preset {preset.name!r}",
+        expected=expected_shapes(preset.name),
+        hint=hint,
+    )
     if fold_batch_norm:
         fold_batch_norms(model)
     return model.to(device)
@@ -75,7 +82,7 @@ def load_detector(
     if spec is None:
         known = ", ".join(d.weights.name for d in DETECTORS.values())
         raise WeightsError(f"{path}: not the name of an official detector weights file ({known})")
-    model = FAMILIES[spec.family].load(path, input_size or spec.input_size, spec.name)
+    model = FAMILIES[spec.family].load(path, input_size or spec.input_size, spec)
     if fold_batch_norm:
         fold_batch_norms(model)
     return model.to(device)
@@ -92,38 +99,5 @@ def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
 
 @cache
 def expected_shapes(preset_name: str) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of a preset's state_dict, built on the meta device (no memory, no init cost)."""
-    preset = get_preset(preset_name)
-    with torch.device("meta"):
-        model = preset.builder(preset.skeleton.num_keypoints)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def describe_mismatch(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, torch.Tensor]) -> str:
-    """Empty when ``state`` has exactly the expected keys and shapes, else an account of the differences."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    parts = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
-        if items:
-            shown = ", ".join(items[:_SHOWN_KEYS]) + (
-                f" (+{len(items) - _SHOWN_KEYS} more)" if len(items) > _SHOWN_KEYS else ""
-            )
-            parts.append(f"{len(items)} {label}: {shown}")
-    if unexpected and all(k.startswith("module.") for k in state):
-        parts.append(
-            "the keys carry a 'module.' prefix (a DataParallel wrapper); save model.module.state_dict()"
-        )
-    return "; ".join(parts)
-
-
-def _fitting_presets_hint(state: Mapping[str, torch.Tensor], tried: str) -> str:
-    fits = [name for name in PRESETS if name != tried and not describe_mismatch(expected_shapes(name), state)]
-    if not fits:
-        return " No other preset fits this file either."
-    return f" The file fits preset {' / '.join(repr(f) for f in fits)}: choose that preset instead."
+    """Key -> shape of a preset's state_dict."""
+    return network_shapes(get_preset(preset_name).build)
