@@ -37,7 +37,6 @@ from bench.measure import cpu_model, load_average
 from tools.cli import main as tools_main
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the stub CVAT server lives with the tests
 
 from cvat_server_stub import ImageTask, cvat_labels, serve  # noqa: E402
 
