@@ -1,4 +1,4 @@
-"""Photo-like synthetic images and person boxes, for the tests and the benchmarks (bench.workloads)."""
+"""Photo-like synthetic images and person boxes, for the tests and the benchmarks (bench/)."""
 
 from __future__ import annotations
 

@@ -205,10 +205,9 @@ def fp32_pipeline(weights_dir: Path) -> PosePipeline:
     return PosePipeline.from_weights_dir(weights_dir, device="cpu", detector_size=160)
 
 
-# Bounds from the measurement on the calibrated synthetic weights (bench/README.md, "Precision"): the
-# heatmaps' rms difference over their spread was 0.65 to 0.68 in bf16 on four sets of crops, and 1.42 to
-# 1.51 for a broken bf16 path (weights rounded to 8 bits); keypoints moved by a median of 54 to 56 px
-# (random networks amplify rounding; the README says what that means for real weights).
+# Bounds from the measurement on the synthetic weights (bench/README.md, "bf16 next to fp32, and their
+# agreement"): bf16 lies inside them, a broken bf16 path (weights rounded to 8 bits) far outside; random
+# networks amplify rounding, hence the loose keypoint bound.
 HEATMAP_BOUND = 0.8
 KEYPOINT_MEDIAN_BOUND_PX = 80.0
 
