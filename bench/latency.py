@@ -61,6 +61,9 @@ from tools.synthetic_weights import synthetic_pose_model
 
 MAX_PIXELS = 100_000_000
 GPU_BATCH = 64  # the presets' pose batch on CUDA
+SEED = 0  # of the presets' synthetic weights and crops
+# (image size, person count) of the detectors' end-to-end requests: one per image size
+REQUESTS = tuple(zip(IMAGE_SIZES, (1, 5, 20), strict=True))
 STAGES = (
     "image_decode",
     "letterbox",
@@ -222,10 +225,7 @@ def latency_table(pipeline: PosePipeline, plan: Plan, log: Callable[[str], None]
     return {"rows": rows, "detector_input": detector.input_size}
 
 
-SEED = 0
-
-
-def _forward(model: nn.Module, crops: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _pose_forward(model: nn.Module, crops: torch.Tensor, device: torch.device) -> torch.Tensor:
     with torch.inference_mode(), autocast(device):
         return model(crops).float().cpu()
 
@@ -255,7 +255,7 @@ def preset_speeds(device: torch.device, plan: Plan, log: Callable[[str], None]) 
             crops = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(SEED)) - 0.45
             crops = crops.to(device).contiguous(memory_format=torch.channels_last)
             flops[name] = count_flops(model, crops[:1])
-            works[name] = partial(_forward, model, crops, device)
+            works[name] = partial(_pose_forward, model, crops, device)
     log("timing the pose network of every preset, in turns")
     timings = measure_interleaved(works, plan.repeats, plan.warmup, device)
     return [
@@ -271,10 +271,6 @@ def preset_speeds(device: torch.device, plan: Plan, log: Callable[[str], None]) 
         }
         for name, timing in timings.items()
     ]
-
-
-# (image size, person count) of the end-to-end requests: one per image size, as in the README summary
-REQUESTS = tuple(zip(IMAGE_SIZES, (1, 5, 20), strict=True))
 
 
 def detector_rows(
@@ -296,7 +292,7 @@ def detector_rows(
         family = FAMILIES[DETECTORS[name].family]
         inputs, _ = family.prepare([small], pipeline.detector.input_size, pipeline.device)
         flops[name] = detector_flops(pipeline.detector.model, name, inputs)
-        forwards[name] = partial(_forward, pipeline, inputs)
+        forwards[name] = partial(_detector_forward_alone, pipeline, inputs)
         detectors[name] = partial(_detect, pipeline, small)
     log("detectors: forward alone, in turns")
     forward_times = measure_interleaved(forwards, plan.repeats, plan.warmup, device)
@@ -326,7 +322,7 @@ def detector_rows(
     return list(rows.values())
 
 
-def _forward(pipeline: PosePipeline, inputs: torch.Tensor) -> torch.Tensor:
+def _detector_forward_alone(pipeline: PosePipeline, inputs: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode(), autocast(pipeline.device):
         return pipeline.detector.model(inputs)
 
