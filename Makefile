@@ -33,7 +33,7 @@ BASE_DETECTORS ?= yolox-x
 # other CPUs compute: `make test-isa`.
 PARITY_TESTS ?= tests/test_golden_*.py tests/test_fast_paths.py tests/test_precision.py tests/test_transforms.py \
 	tests/test_pose_nms.py tests/test_wholebody_decoding.py tests/test_yolox.py tests/test_detector.py tests/test_engines.py \
-	tests/test_int8.py tests/test_bench_measure.py
+	tests/test_int8.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
 # OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2 (the table in tools/isa.py; expanded
 # when a recipe runs, after .venv exists).
@@ -103,10 +103,11 @@ test-isa: $(STAMP) ## Run PARITY_TESTS (slow cases too) as an AVX2-only CPU comp
 test-avx2: $(STAMP) ## Run the whole default suite as an AVX2-only CPU computes (what make test does on one)
 	env $(AVX2_CAPS) $(PY) -m pytest -q
 
-lint: $(STAMP) ## ruff, and a check that the function*.yaml files are up to date
+lint: $(STAMP) ## ruff, and checks that the function*.yaml files and docs/performance.md's figures are up to date
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m tools.function_yaml --check
+	$(PY) -m bench.report --docs docs/performance.md --check
 
 weights: $(STAMP) ## Download (resumable) and verify the files of PRESET and DETECTOR into WEIGHTS_DIR (all: every one)
 	$(PY) -m alphapose.weights --preset $(PRESET) --detector $(DETECTOR) --dir $(WEIGHTS_DIR)
@@ -153,13 +154,11 @@ deploy-kube: ## Deploy FUNCTION_FILE with nuctl --platform kube (REGISTRY, NAMES
 		--namespace $(NAMESPACE) --registry $(REGISTRY) $(if $(RUN_REGISTRY),--run-registry $(RUN_REGISTRY)) \
 		--http-trigger-service-type $(SERVICE_TYPE) $(GPU_ARGS) $(NUCTL_ARGS)
 
-bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.engines, bench.answers, bench.video, bench.tracks) and update the figures in docs/performance.md
+bench: $(STAMP) ## Measure speed on this machine (python -m bench, bench.engines, bench.video) and update docs/performance.md's figures
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.engines $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
-	$(PY) -m bench.report --readme docs/performance.md
-	$(PY) -m bench.answers
+	$(PY) -m bench.report --docs docs/performance.md
 	$(PY) -m bench.video
-	$(PY) -m bench.tracks
 
 bench-tracking: $(STAMP) ## Install the peers (ByteTrack, OC-SORT) and evaluators, then compare identities (python -m bench.tracking)
 	$(PY) -m pip install --no-deps -r requirements-bench.txt

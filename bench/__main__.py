@@ -1,9 +1,10 @@
-"""Speed of the AlphaPose function on this machine: ``python -m bench [--quick] [--ablation]``.
+"""Speed of the AlphaPose function on this machine: ``python -m bench [--quick] [--precision P]``.
 
 Prints a markdown table and writes ``bench/results/<device>.json`` and ``.md`` (``-quick`` appended for
 quick runs), e.g. ``cpu-amd-epyc-2threads.json`` or ``cuda-nvidia-h100-80gb-hbm3.json``. Weights are
 official-format random ones unless ``--weights`` names a directory with real ones (the person count is
-fixed by the benchmark either way). See bench/README.md for what each figure means.
+fixed by the benchmark either way): latency stage by stage, cold start and memory of a fresh worker, the
+pose network of every preset, every detector. See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ from typing import Any
 import torch
 
 from alphapose.detection.detectors import DETECTORS
+from alphapose.engines.precision import PRECISIONS
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS
 from bench.coldstart import measure_cold_start
-from bench.detectors import detector_rows
+from bench.latency import Plan, detector_rows, latency_table, preset_speeds
 from bench.measure import device_label, environment, load_average, peak_rss_mb
-from bench.precision import compare
-from bench.presets import preset_speeds
 from bench.report import RESULTS, render_markdown, write_report
-from bench.speedups import CPU_BATCHES, GPU_BATCHES, ablation, efficiency, loop_vs_batch, pose_throughput
-from bench.stages import Plan, latency_table
 
 
 def plan_for(device: torch.device, quick: bool) -> Plan:
@@ -41,11 +39,6 @@ def plan_for(device: torch.device, quick: bool) -> Plan:
             repeats=10 if quick else 30, warmup=3 if quick else 10, end_to_end_repeats=10 if quick else 30
         )
     return Plan(repeats=2 if quick else 5, warmup=1, end_to_end_repeats=2 if quick else 3)
-
-
-def throughput_batches(device: torch.device, quick: bool) -> tuple[int, ...]:
-    batches = GPU_BATCHES if device.type == "cuda" else CPU_BATCHES
-    return batches[::2] if quick else batches
 
 
 @contextmanager
@@ -79,28 +72,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cold = None
         if not args.no_cold_start:
             log("cold start (fresh worker process)")
-            cold = measure_cold_start(weights, args.preset, args.device, args.detector_size)
+            cold = measure_cold_start(
+                weights, args.preset, args.device, args.detector_size, precision=args.precision
+            )
         pipeline = PosePipeline.from_weights_dir(
-            weights, preset=args.preset, device=args.device, detector_size=args.detector_size
+            weights,
+            preset=args.preset,
+            device=args.device,
+            detector_size=args.detector_size,
+            precision=args.precision,
         )
         device = pipeline.device
         plan = plan_for(device, args.quick)
         env = environment(device)
         log(f"{env['device_name']} ({device}), {env['torch_threads']} threads, torch {env['torch']}")
         latency = latency_table(pipeline, plan, log)
-        log("pose throughput by batch size")
-        throughput = pose_throughput(pipeline, throughput_batches(device, args.quick), plan)
-        log("per-person loop against the batched pose stage")
-        loop = loop_vs_batch(pipeline, plan)
-        log("FLOPs and the matmul ceiling")
-        eff = efficiency(pipeline, plan)
         log("pose network of every preset")
         presets = preset_speeds(device, plan, log)
-        ablations = ablation(pipeline, weights, plan, log) if args.ablation else None
-        precision = None if args.no_precision else compare(pipeline, plan, log)
         detectors = None if args.no_detectors else detector_rows(weights, args.preset, args.device, plan, log)
     env["load_average_end"] = load_average()
-    name = device_label(device) + ("-quick" if args.quick else "")
+    name = device_label(device) + (f"-{args.precision}" if args.precision != "auto" else "")
+    name += "-quick" if args.quick else ""
     results: dict[str, Any] = {
         "schema": 1,
         "name": name,
@@ -113,14 +105,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "end_to_end_repeats": plan.end_to_end_repeats,
             "quick": args.quick,
         },
+        "precision": {"main": pipeline.precision.describe()},
         "latency": latency,
-        "pose_throughput": throughput,
-        "loop_vs_batch": loop,
-        "efficiency": eff,
         "presets": presets,
         "cold_start": cold,
-        "ablation": ablations,
-        "precision": precision,
         "detectors": detectors,
         "bench_process_peak_rss_mb": peak_rss_mb(),
         "bench_seconds": round(time.perf_counter() - started, 1),
@@ -132,10 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs and batch sizes")
-    parser.add_argument(
-        "--ablation", action="store_true", help="also time each optimisation off and on (a few minutes more)"
-    )
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
     parser.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda, cuda:N")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument(
@@ -147,9 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process measurement")
     parser.add_argument(
-        "--no-precision",
-        action="store_true",
-        help="skip the second precision (bf16 on a CPU with the units for it, fp32 on CUDA)",
+        "--precision",
+        default="auto",
+        choices=[name for name in PRECISIONS if name != "int8"],
+        help="the networks' precision, as ALPHAPOSE_PRECISION sets it (run twice to compare two; int8 is "
+        "measured by python -m bench.engines)",
     )
     parser.add_argument(
         "--no-detectors", action="store_true", help="skip the comparison of every detector of the table"

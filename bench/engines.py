@@ -60,20 +60,34 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
+from synthetic_images import person_boxes, synthetic_photo
 from torch import nn
 
 from alphapose.engines import ENGINES
 from alphapose.engines.export import CACHE_DIRECTORY, export_onnx
-from alphapose.engines.precision import DTYPES, cpu_flags, resolve_precision
+from alphapose.engines.precision import (
+    CPU_UNIT_FLAGS,
+    DTYPES,
+    cpu_flags,
+    missing_cpu_units,
+    resolve_precision,
+)
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
 from bench.coldstart import measure_cold_start
-from bench.measure import count_flops, cpu_model, environment, load_average, slug
-from bench.precision import skip_reason
-from bench.stages import answer
-from bench.workloads import person_boxes, request_image, synthetic_photo
+from bench.latency import answer
+from bench.measure import (
+    count_flops,
+    cpu_model,
+    detector_flops,
+    environment,
+    load_average,
+    request_image,
+    slug,
+)
 from tools.isa import AVX2_CAPS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -143,6 +157,28 @@ def dense_product(engine: str, directory: Path, precision: str = "fp32") -> Call
     return partial(run, inputs.numpy())
 
 
+def checked(product: Callable[[], object], precision: str) -> Callable[[], object]:
+    """``product`` once it has computed what its rate claims, else RuntimeError: in fp32, within 1e-5 of
+    the largest entry of the float64 product (OpenVINO's CPU plugin would pick bf16 on a CPU with the
+    units, some thousand times further off); in int8, a relative RMS error of 8-bit operands (about 1.4%:
+    each operand rounded to one of some 255 steps across its range), far above float32's."""
+    if precision not in ("fp32", INT8):
+        return product
+    expected = (dense_inputs().double() @ DenseProduct().weight.double()).numpy()
+    got = np.asarray(product(), dtype=np.float64)
+    if got.shape != expected.shape:
+        raise RuntimeError(f"the dense product's shape is {got.shape}, not {expected.shape}")
+    if precision == "fp32":
+        error = np.abs(got - expected).max() / np.abs(expected).max()
+        within = error <= 1e-5
+    else:
+        error = np.sqrt(((got - expected) ** 2).mean() / (expected**2).mean())
+        within = 1e-3 < error < 0.03
+    if not within:
+        raise RuntimeError(f"the dense product in {precision} is off by {error:.2e}: not that arithmetic")
+    return product
+
+
 def write_calibration(directory: Path) -> Path:
     """The synthetic photos int8 is calibrated on, as JPEG files in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -159,7 +195,7 @@ def network_flops(weights: Path) -> dict[str, int]:
     labels = network_labels()
     per_crop = count_flops(pipeline.pose_model, torch.zeros(1, 3, height, width))
     return {
-        labels[0]: count_flops(pipeline.detector.model, torch.zeros(1, 3, size, size)),
+        labels[0]: detector_flops(pipeline.detector.model, DETECTOR, torch.zeros(1, 3, size, size)),
         **{label: count * per_crop for label, count in zip(labels[1:], POSE_CROPS, strict=True)},
         DENSE_LABEL: DenseProduct().flops(),
     }
@@ -225,7 +261,7 @@ def worker(weights: Path, engine: str, precision: str, calibration: Path | None 
     table = works(pipeline)
     if engine in ENGINES:
         with tempfile.TemporaryDirectory(prefix="alphapose-bench-dense-") as directory:
-            table[DENSE_LABEL] = dense_product(engine, Path(directory), precision)
+            table[DENSE_LABEL] = checked(dense_product(engine, Path(directory), precision), precision)
     print(json.dumps({network: str(e) for network, e in pipeline.engines.items()}), flush=True)
     with torch.inference_mode():
         for line in sys.stdin:
@@ -414,7 +450,7 @@ def run(
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
         flops = network_flops(weights)
         skipped = {
-            REDUCED: skip_reason(resolve_precision(REDUCED, "cpu")),
+            REDUCED: bf16_skip_reason(),
             INT8: int8_skip_reason(),
             f"{INT8}_avx2_caps": int8_skip_reason(),
         }
@@ -451,6 +487,13 @@ def run(
         **figures,
         "cold_start": cold,
     }
+
+
+def bf16_skip_reason() -> str | None:
+    """Why this run does not measure bf16 (the CPU has no units for it), or None."""
+    if missing_cpu_units(resolve_precision(REDUCED, "cpu")) is None:
+        return None
+    return f"not measured: this CPU has none of {', '.join(CPU_UNIT_FLAGS[REDUCED])}"
 
 
 def int8_skip_reason() -> str | None:

@@ -40,8 +40,7 @@ from typing import Any
 import numpy as np
 import requests
 from PIL import Image
-
-from bench.server_process import ServerProcess
+from server_process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPOSITORY / "bench" / "results"

@@ -1,7 +1,14 @@
-"""Timers and machine facts for the benchmark: medians after warm-up, FLOP counts, the matmul ceiling."""
+"""What the benchmarks share: medians after warm-up, FLOP counts, machine facts, and the requests.
+
+The weights are random, so the detector's boxes say nothing about how many persons an image holds; the
+pose stage therefore runs on fixed person boxes (tests/synthetic_images.py), which fixes the person
+count for every figure.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import platform
 import re
@@ -11,15 +18,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from alphapose.detection.detectors import DETECTORS
+
+IMAGE_SIZES: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720), (1920, 1080))  # (width, height)
+PERSON_COUNTS: tuple[int, ...] = (1, 5, 20)  # fixed boxes (random weights find nobody in particular)
+JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -91,15 +104,15 @@ def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul(device: torch.device, dtype: torch.dtype) -> tuple[Callable[[], object], int]:
-    """The machine's practical ceiling: a product of two large square matrices, and their size. Timed
-    next to the networks, it gives the GFLOP/s they are measured against (TF32 is off on CUDA, so
-    float32 means float32)."""
-    size = 8192 if device.type == "cuda" else 2048
-    generator = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
-    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
-    return partial(torch.mm, a, b), size
+def detector_flops(model: nn.Module, name: str, inputs: torch.Tensor) -> int:
+    """The FLOPs of detector ``name`` on ``inputs``. At the table's input size they must be the published
+    figure (Darknet and YOLOX count a multiply-add as two), else the GFLOP/s compare with nothing: the
+    benchmark stops instead of printing them."""
+    flops = count_flops(model, inputs)
+    spec = DETECTORS[name]
+    if inputs.shape[-1] == spec.input_size and abs(flops / 1e9 - spec.gflops) > 0.005 * spec.gflops:
+        raise RuntimeError(f"{name}: counted {flops / 1e9:.2f} GFLOP, published {spec.gflops}")
+    return flops
 
 
 def cpu_model() -> str:
@@ -157,3 +170,10 @@ def load_average() -> list[float]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def request_image(image: np.ndarray) -> str:
+    """The ``image`` field CVAT posts: the frame as a base64-encoded JPEG."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

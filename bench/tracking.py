@@ -9,7 +9,7 @@ seeded, so every run sees the same detections):
 * ``dancers``: persons circling a common centre, swapping sides in front of and behind each other;
 * ``clutter``: walkers among low-score false detections, static ghosts and NMS duplicates.
 
-Every person is a 17-keypoint COCO body with a gait (:data:`bench.tracks.BODY`), its own arm pose and
+Every person is a 17-keypoint COCO body with a gait (:data:`BODY`), its own arm pose and
 size by depth. What a detector and a pose network would give is drawn from what is visible: a person
 covered by pillars or by persons in front (greater foot y) is missed below a quarter visible and
 scored low below 60 %; boxes are the whole person with noise growing with the cover; a keypoint
@@ -49,9 +49,18 @@ import numpy as np
 from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, oks_sigmas
 from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
-from bench.tracks import BODY, SWING
 
 WIDTH, HEIGHT = 1280, 720
+# A standing COCO body (offsets from the hips' centre, pixels), and how far each point swings with the gait.
+BODY = np.array(
+    [
+        (0, -150), (-5, -155), (5, -155), (-12, -150), (12, -150),  # nose, eyes, ears
+        (-22, -120), (22, -120), (-28, -80), (28, -80), (-30, -42), (30, -42),  # shoulders, elbows, wrists
+        (-12, 0), (12, 0), (-14, 45), (14, 45), (-15, 90), (15, 90),  # hips, knees, ankles
+    ],
+    dtype=float,
+)  # fmt: skip
+SWING = np.array([0, 0, 0, 0, 0, 0, 0, -6, 6, -12, 12, 0, 0, 8, -8, 15, -15], dtype=float)
 FRAMES = 150
 SEEDS = range(30)  # the scenes reported; the tracker's defaults were chosen on seeds 100 to 129
 KINDS = ("crossing", "occlusion", "camera", "dancers", "clutter")

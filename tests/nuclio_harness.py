@@ -16,7 +16,7 @@ code is the local server's (:mod:`tools.server.events`), so both are tested by t
 :meth:`NuclioFunction.post_batch` sends a batch as a trigger with ``batch`` enabled does: one msgpack
 array of event maps, a list of responses back, each routed by its ``event_id``.
 
-:class:`bench.server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
+:class:`server_process.ServerProcess` runs that local server for real, and :func:`cvat_violations`
 checks an answer the way CVAT would.
 """
 

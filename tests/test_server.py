@@ -22,10 +22,10 @@ import pytest
 import requests
 from nuclio_harness import cvat_violations
 from PIL import Image
+from server_process import ServerProcess
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
-from bench.server_process import ServerProcess
 from tools.errors import WorkerStartError
 from tools.server.events import create_context, decode_event, decode_result, encode_event, run_handler
 from tools.server.pool import WorkerPool

@@ -1,21 +1,9 @@
-"""Inputs of the benchmark: images as CVAT sends them and a fixed number of person boxes.
-
-The weights are random, so the detector's boxes say nothing about how many persons an image holds; the
-pose stage therefore runs on boxes placed here, which fixes the person count for every figure.
-"""
+"""Photo-like synthetic images and person boxes, for the tests and the benchmarks (bench/)."""
 
 from __future__ import annotations
 
-import base64
-import io
-
 import cv2
 import numpy as np
-from PIL import Image
-
-IMAGE_SIZES: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720), (1920, 1080))  # (width, height)
-PERSON_COUNTS: tuple[int, ...] = (1, 5, 20)
-JPEG_QUALITY = 90
 
 
 def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -26,13 +14,6 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.int16)
     grain = rng.normal(0, 6, (height, width, 3)).astype(np.int16)
     return np.clip(smooth + grain, 0, 255).astype(np.uint8)
-
-
-def request_image(image: np.ndarray) -> str:
-    """The ``image`` field CVAT posts: the frame as a base64-encoded JPEG."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def person_boxes(width: int, height: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
