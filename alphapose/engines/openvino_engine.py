@@ -103,7 +103,11 @@ def quantizer() -> dict[str, Any]:
         )
     import nncf
 
-    return {"quantizer": f"{QUANTIZER} {nncf.__version__}", "preset": QUANTIZER_PRESET, "graph": QUANTIZED_GRAPH}
+    return {
+        "quantizer": f"{QUANTIZER} {nncf.__version__}",
+        "preset": QUANTIZER_PRESET,
+        "graph": QUANTIZED_GRAPH,
+    }
 
 
 def quantize(export: Path, target: Path, inputs: Sequence[np.ndarray]) -> None:
