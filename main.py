@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import RequestError
 from alphapose.cvat.request import PoseRequest, allow_large_images, parse_request
+from alphapose.cvat.settings import Config
 from alphapose.engines.threads import configure_cpu_threads
 from model_handler import ModelHandler
 

@@ -1,6 +1,6 @@
 """The model behind the Nuclio function: one loaded pipeline and one call from request to answer.
 
-Configuration (``ALPHAPOSE_*``) is parsed in :mod:`alphapose.cvat.config`, requests in
+Configuration (``ALPHAPOSE_*``) is parsed in :mod:`alphapose.cvat.settings`, requests in
 :mod:`alphapose.cvat.request`, answers written by :mod:`alphapose.cvat.formats`; this class joins them to
 the pose library.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.request import PoseRequest
+from alphapose.cvat.settings import Config
 from alphapose.engines import describe as describe_engines
 from alphapose.errors import SyntheticWeightsWarning
 from alphapose.images.video import frame_poses

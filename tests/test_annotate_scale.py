@@ -301,7 +301,7 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
 def test_several_tasks_load_the_local_model_once(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alphapose.cvat.config import Config
+    from alphapose.cvat.settings import Config
 
     loads = []
 

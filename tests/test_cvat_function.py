@@ -35,10 +35,10 @@ from cvat_server_stub import ImageTask, cvat_labels, serve
 from nuclio_harness import NuclioFunction
 from PIL import Image
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.request import decode_image
 from alphapose.cvat.sdk_function import PARAMETERS, AlphaPoseFunction, config_from_parameters, detection_spec
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.pipeline import Pose

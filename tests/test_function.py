@@ -20,8 +20,8 @@ from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
 
 import main
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.options import PipelineOptions

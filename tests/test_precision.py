@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.settings import Config
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.engines.precision import (
     CPU_UNIT_FLAGS,

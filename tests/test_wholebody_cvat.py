@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.formats import cvat_skeletons
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.pipeline import Pose
 from alphapose.pose.presets import PRESETS, get_preset

@@ -369,8 +369,8 @@ def annotate(
     return tracks
 
 
-def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register ``annotate-task`` in ``python -m tools``; ``add_model_options`` adds predict's model flags."""
+def add_parser(commands: Any) -> None:
+    """Register ``annotate-task`` in ``python -m tools``."""
     parser = commands.add_parser(
         "annotate-task", help="track persons over CVAT tasks' frames and upload skeleton tracks"
     )
@@ -426,8 +426,10 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
         "task-ID.xml files)",
     )
     parser.add_argument("--no-upload", action="store_true", help="only write --xml, upload nothing")
-    add_model_options(parser)
-    from tools.cli import add_tracker_options
+    from alphapose.cvat.settings import add_setting_flags
+
+    add_setting_flags(parser)
+    from tools.tracker_flags import add_tracker_options
 
     add_tracker_options(parser.add_argument_group("tracker", "how persons are followed from frame to frame"))
     parser.set_defaults(command=run)
@@ -447,10 +449,10 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alphapose.cvat.config import Config
     from alphapose.cvat.errors import ConfigError
-    from tools.cli import setting_flags, tracker_options
+    from alphapose.cvat.settings import Config, setting_flags
     from tools.errors import network_errors
+    from tools.tracker_flags import tracker_options
 
     usage = _usage_error(args)
     if usage:

@@ -28,15 +28,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.request import OUTPUT_FORMATS, allow_large_images, decode_image
-from alphapose.errors import OptionError, SyntheticWeightsWarning, VideoError, WeightsError
+from alphapose.cvat.settings import Config, add_setting_flags, setting_flags
+from alphapose.errors import SyntheticWeightsWarning, VideoError, WeightsError
 from alphapose.images.video import FRAME_SUFFIXES
 from tools import annotate_task
 from tools.errors import network_errors, network_problem
 from tools.remote import CVAT_REQUEST_TIMEOUT
 from tools.server import http
+from tools.tracker_flags import add_tracker_options, tracker_options
 
 IMAGE_SUFFIXES = FRAME_SUFFIXES  # the image files --render writes, as a directory's frames are read
 RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images; a video always gives coco, with the track in idx)",
     )
     predict.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
-    _add_model_options(predict)
+    add_setting_flags(predict)
     _add_video_options(predict)
     predict.set_defaults(command=_predict)
 
@@ -114,92 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_arguments(serve)
     serve.set_defaults(command=_serve)
 
-    annotate_task.add_parser(commands, _add_model_options)
+    annotate_task.add_parser(commands)
     from tools import evaluate
 
     evaluate.add_parser(commands)
     return parser
-
-
-# Flags of `predict` that override the function's settings (the ALPHAPOSE_* variable of the same name;
-# --calibration's is ALPHAPOSE_CALIBRATION_DIR, alphapose.cvat.config.variable).
-_SETTING_FLAGS = (
-    "--weights-dir",
-    "--preset",
-    "--detector",
-    "--device",
-    "--detector-size",
-    "--flip",
-    "--keypoint-threshold",
-    "--precision",
-    "--engine",
-    "--calibration",
-)
-
-
-def setting_flags(args: argparse.Namespace) -> dict[str, str]:
-    """The setting flags given on the command line, as :meth:`Config.from_env` takes them."""
-    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _SETTING_FLAGS}
-    return {flag: value for flag, value in given.items() if value}
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights-dir", help="directory of the weights files (ALPHAPOSE_WEIGHTS_DIR)")
-    parser.add_argument("--preset", help="pose model, e.g. fastpose_res50_halpe26 (ALPHAPOSE_PRESET)")
-    parser.add_argument("--detector", help="person detector, e.g. yolov3-spp (ALPHAPOSE_DETECTOR)")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (ALPHAPOSE_DEVICE)")
-    parser.add_argument(
-        "--detector-size", help="detector input size, a multiple of 32 (ALPHAPOSE_DETECTOR_SIZE)"
-    )
-    parser.add_argument(
-        "--flip", action="store_const", const="1", help="average in the mirrored crops (ALPHAPOSE_FLIP=1)"
-    )
-    parser.add_argument(
-        "--keypoint-threshold", help="keypoints below it are outside (ALPHAPOSE_KEYPOINT_THRESHOLD)"
-    )
-    parser.add_argument(
-        "--precision",
-        help="auto, fp32, bf16, fp16 or int8; bf16 is refused on a CPU without AMX or AVX512-BF16; int8 "
-        "needs --engine openvino and --calibration (ALPHAPOSE_PRECISION)",
-    )
-    parser.add_argument(
-        "--engine",
-        help="torch, onnxruntime or openvino (CPU), or detector=NAME,pose=NAME (ALPHAPOSE_ENGINE)",
-    )
-    parser.add_argument(
-        "--calibration",
-        metavar="DIR",
-        help="int8 only: images like those to annotate, to quantize on (ALPHAPOSE_CALIBRATION_DIR)",
-    )
-
-
-# The tracker's flags, for `predict` on a video and `annotate-task`: option of
-# alphapose.tracking.TrackerOptions -> (flag, help); the type and default shown come from TrackerOptions.
-_TRACKER_FLAGS = {
-    "high_score": ("--track-high-score", "poses scoring at least this are matched first"),
-    "low_score": (
-        "--track-low-score",
-        "poses scoring less are ignored; between the two they only continue tracks",
-    ),
-    "start_score": ("--track-start-score", "only a pose scoring at least this starts a track"),
-    "start_keypoint_score": (
-        "--track-start-keypoint-score",
-        "and only if its best 17 keypoints score this on average",
-    ),
-    "iou_weight": ("--iou-weight", "share of box IoU in the similarity, the rest the pose's OKS"),
-    "min_similarity": ("--min-similarity", "pairs less similar are never the same person"),
-    "low_similarity": ("--low-similarity", "the same for a low-score pose"),
-    "lost_discount": ("--lost-discount", "share of those bounds for a person not seen last frame"),
-    "max_age": ("--max-age", "frames a lost person is waited for"),
-    "min_hits": ("--min-hits", "poses before a track is confirmed and given an id"),
-    "tentative_misses": ("--tentative-misses", "frames a track not yet confirmed may miss"),
-    "keypoint_threshold": ("--track-keypoint-threshold", "keypoints below it are left out of OKS"),
-    "motion_damping": ("--motion-damping", "share of a hidden person's speed kept each frame"),
-    "follow_camera": (
-        "--follow-camera",
-        "move every prediction by the camera's motion, measured on the persons",
-    ),
-}
 
 
 def _add_video_options(parser: argparse.ArgumentParser) -> None:
@@ -211,31 +131,6 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_tracker_options(group)
-
-
-def add_tracker_options(group: Any) -> None:
-    """The tracker's flags (``_TRACKER_FLAGS``), for ``predict`` and ``annotate-task``."""
-    from alphapose.tracking import TrackerOptions
-
-    defaults = TrackerOptions()
-    for name, (flag, text) in _TRACKER_FLAGS.items():
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{text} ({default})")
-        else:
-            group.add_argument(flag, type=type(default), help=f"{text} ({default})")
-
-
-def tracker_options(args: argparse.Namespace) -> Any:
-    """The :class:`alphapose.tracking.TrackerOptions` the tracker flags give; a bad value is a
-    ``ValueError`` whose message names the flag typed."""
-    from alphapose.tracking import TrackerOptions
-
-    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, (flag, _) in _TRACKER_FLAGS.items()}
-    try:
-        return TrackerOptions(**{name: value for name, value in given.items() if value is not None})
-    except OptionError as exc:
-        raise ValueError(f"invalid {_TRACKER_FLAGS[exc.option][0]} {exc.value!r}: {exc.problem}") from None
 
 
 def _video_input(paths: Sequence[Path]) -> Path | None:

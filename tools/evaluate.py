@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError, RequestError
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import allow_large_images, decode_image
+from alphapose.cvat.settings import FLAGS, Config, add_setting_flags, setting_flags
 from alphapose.errors import WeightsError
 from alphapose.evaluation import (
     EVALUATORS,
@@ -45,7 +45,6 @@ from alphapose.evaluation import (
 from alphapose.pipeline import Pose
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
-from tools.cli import _SETTING_FLAGS, _add_model_options, setting_flags
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -112,7 +111,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
     parser.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
-    _add_model_options(parser)
+    add_setting_flags(parser)
     parser.set_defaults(command=run)
 
 
@@ -249,7 +248,7 @@ def format_displacement(per_image: Sequence[dict[str, Any]]) -> str:
 
 
 def _compare_flags(items: Sequence[str]) -> dict[str, str]:
-    allowed = {flag[2:]: flag for flag in _SETTING_FLAGS}
+    allowed = {flag[2:]: flag for flag in FLAGS}
     flags = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -336,8 +335,10 @@ def _coco_names(truth: GroundTruth) -> tuple[str, ...]:
 
 
 def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.Namespace) -> dict[str, Any]:
-    """What a partial results file must have been produced with to be continued."""
-    return {
+    """What a partial results file must have been produced with to be continued. The calibration set
+    counts by its contents (its digest), not its path: changed frames in the same directory quantize
+    the networks differently."""
+    settings = {
         "annotations": str(truth.path.resolve()),
         "boxes": boxes.source,
         "detections": boxes.detections_file,
@@ -345,6 +346,11 @@ def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.N
         "weights_dir": str(config.weights_dir.resolve()),
         **{key: str(value) for key, value in asdict(config.options).items()},
     }
+    if config.options.calibration is not None:
+        from alphapose.engines.calibration import CalibrationSet
+
+        settings["calibration"] = CalibrationSet.from_directory(config.options.calibration).digest
+    return settings
 
 
 def _progress(items: list[Any], enabled: bool) -> Any:

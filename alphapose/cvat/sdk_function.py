@@ -23,10 +23,10 @@ import cvat_sdk.auto_annotation as cvataa
 import PIL.Image
 from cvat_sdk import models
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.formats import cvat_skeletons
 from alphapose.cvat.request import to_rgb
+from alphapose.cvat.settings import SDK_PARAMETERS, Config
 from alphapose.cvat.spec import label_spec
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pose.skeletons import Skeleton
@@ -34,16 +34,7 @@ from alphapose.pose.skeletons import Skeleton
 PERSON_LABEL_ID = 0  # the function's own id for its one label; CVAT maps it to the task's label by name
 
 # cvat-cli parameter -> the Python type of its value (``-p NAME=str:VALUE``, ``-p NAME=float:VALUE``).
-PARAMETERS: dict[str, type] = {
-    "weights_dir": str,
-    "preset": str,
-    "detector": str,
-    "device": str,
-    "precision": str,
-    "engine": str,
-    "calibration": str,
-    "keypoint_threshold": float,
-}
+PARAMETERS = SDK_PARAMETERS
 
 
 def create(**parameters: Any) -> AlphaPoseFunction:
