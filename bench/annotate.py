@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the stub CVAT server lives with the t
 from cvat_server_stub import ImageTask, cvat_labels, serve  # noqa: E402
 
 from alphapose.cvat.spec import label_spec  # noqa: E402
-from alphapose.pipeline import Pose, pose_score  # noqa: E402
 from alphapose.pose.presets import DEFAULT_PRESET, get_preset  # noqa: E402
+from alphapose.structures import Pose, pose_score  # noqa: E402
 
 PRESET = get_preset(DEFAULT_PRESET)
 SIZE = (320, 240)

@@ -25,9 +25,10 @@ import torch
 
 from alphapose.cvat.formats import cvat_skeletons
 from alphapose.engines.threads import configure_cpu_threads
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PRESETS, get_preset
 from alphapose.pose.transforms import decode_outputs
+from alphapose.structures import Pose
 from bench.measure import device_label, measure
 from bench.presets import load_network
 from bench.workloads import person_boxes, synthetic_photo

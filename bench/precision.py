@@ -28,7 +28,8 @@ from alphapose.engines.precision import (
     missing_cpu_units,
     resolve_precision,
 )
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
+from alphapose.structures import Pose
 from bench.measure import measure_interleaved
 from bench.stages import Plan, latency_table
 from bench.workloads import IMAGE_SIZES, PERSON_COUNTS, person_boxes, synthetic_photo

@@ -24,10 +24,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alphapose.cvat.request import decode_base64, decode_base64_lenient, decode_image, decode_with_pillow
+from alphapose.cvat.request import decode_base64, decode_base64_lenient, decode_image
 from alphapose.detection.darknet import Yolo
 from alphapose.detection.detectors import DETECTORS
 from alphapose.detection.yolov3 import letterbox, network_input
+from alphapose.images.decode import decode_with_pillow
 from alphapose.pipeline import CPU_FORWARD_BATCH, PosePipeline
 from alphapose.pose.nms import pose_nms
 from alphapose.pose.transforms import crop_persons, crop_persons_batched, decode_heatmaps

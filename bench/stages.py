@@ -28,10 +28,11 @@ from alphapose.cvat.formats import cvat_skeletons
 from alphapose.cvat.request import decode_base64, decode_image
 from alphapose.detection import PersonDetector
 from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.nms import pose_nms
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.transforms import decode_outputs
+from alphapose.structures import Pose
 from bench.measure import Timing, measure, measure_interleaved
 from bench.workloads import IMAGE_SIZES, PERSON_COUNTS, person_boxes, request_image, synthetic_photo
 

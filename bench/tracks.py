@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from alphapose.cvat.skeleton_tracks import build_tracks, cvat_view
-from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, oks_sigmas
+from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker
 
 FRAMES = 300

@@ -33,9 +33,10 @@ from alphapose.evaluation import (
     load_ground_truth,
     oks,
 )
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PRESETS
 from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133
+from alphapose.structures import Pose
 from tests.golden.wholebody_eval_set import flat as flat_pose
 from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main

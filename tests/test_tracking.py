@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from alphapose.errors import OptionError
-from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, SKELETONS, oks_sigmas
+from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, object_keypoint_similarity, pose_similarity
 
 SIGMAS = oks_sigmas(COCO17)
