@@ -90,9 +90,9 @@ def test_frames_share_detector_forwards_by_the_device_s_batch() -> None:
     on_gpu = FakePipeline(frames, device="cuda")
     poses = list(LocalPoses(Predictor(on_gpu)).poses((i, _pil(frame(i))) for i in range(10)))
     assert len(poses) == 10 and on_gpu.detector.batches == [8, 2]
-    on_cpu = FakePipeline(frames)
-    list(Predictor(on_cpu).poses(frame(i) for i in range(3)))
-    assert on_cpu.detector.batches == [1, 1, 1]
+    on_cpu = FakePipeline(frames)  # one frame per forward: the pipeline's own call
+    assert len(list(Predictor(on_cpu).poses(frame(i) for i in range(3)))) == 3
+    assert on_cpu.detector.batches == []
 
 
 def test_tracking_sees_every_pose_and_the_threshold_filters_after_it() -> None:
