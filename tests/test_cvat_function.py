@@ -228,6 +228,7 @@ def answer_with(
 
     class Pipeline:
         skeleton = function.predictor.pipeline.skeleton
+        preset = function.predictor.pipeline.preset
 
         def __call__(self, pixels: np.ndarray) -> list[Pose]:
             if received is not None:
