@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import RequestError
-from alphapose.cvat.request import PoseRequest, allow_large_images, parse_request
-from alphapose.engines.threads import configure_cpu_threads
+from alphapose.cvat.predictor import start_process
+from alphapose.cvat.request import PoseRequest
+from alphapose.cvat.settings import Config
 from model_handler import ModelHandler
 
 
@@ -32,8 +32,7 @@ def init_context(context: Any) -> None:
     start = time.perf_counter()
     try:
         config = Config.from_env()
-        configure_cpu_threads()
-        allow_large_images(config.max_pixels)
+        start_process(config)
         model = ModelHandler(config)
     except Exception as exc:
         context.logger.error_with("AlphaPose function failed to start", error=str(exc))
@@ -87,12 +86,7 @@ def _answer(
     valid: list[tuple[int, PoseRequest]] = []
     for index, event in enumerate(events):
         try:
-            request = parse_request(
-                event.body,
-                max_pixels=model.config.max_pixels,
-                keypoint_threshold=model.config.keypoint_threshold,
-                decoded=_decoded_by_nuclio(event),
-            )
+            request = model.parse(event.body, decoded=_decoded_by_nuclio(event))
         except RequestError as exc:
             context.logger.warn_with(
                 "Request refused", request_id=event.id, error=exc.error, detail=exc.detail

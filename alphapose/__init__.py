@@ -13,7 +13,7 @@ __version__ = "0.2.0"  # equal to pyproject.toml's (tests/test_packaging.py); na
 _EXPORTS = {
     "load_pose_model": "alphapose.weights.load",
     "load_detector": "alphapose.weights.load",
-    "Pose": "alphapose.pipeline",
+    "Pose": "alphapose.structures",
     "PosePipeline": "alphapose.pipeline",
     "PipelineOptions": "alphapose.options",
     "DEFAULT_PRESET": "alphapose.pose.presets",

@@ -56,3 +56,12 @@ class PrecisionError(OptionError):
 
 class VideoError(AlphaPoseError, ValueError):
     """A video file or a directory of frames that cannot be read; the message names the file."""
+
+
+class ImageError(AlphaPoseError, ValueError):
+    """An image file that cannot be used: not an image, a refused format, broken pixel data, or over the
+    pixel limit (``too_large``, which a server answers with 413 rather than 400)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large

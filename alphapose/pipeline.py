@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,12 @@ from alphapose.pose.nms import pose_nms
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.pose.transforms import crop_persons, crop_persons_batched, decode_outputs, flip_heatmaps
+from alphapose.structures import Pose, pose_score
 from alphapose.weights.download import download_hint, is_synthetic
 from alphapose.weights.load import load_detector, load_pose_model
 
 # Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
 CPU_FORWARD_BATCH = 8
-
-
-@dataclass(frozen=True)
-class Pose:
-    """One person. Coordinates are image pixels; ``score`` is AlphaPose's proposal score
-    (mean keypoint score + box score + 1.25 x best keypoint score), not a probability."""
-
-    box: np.ndarray  # (4,) float32 xyxy detector box
-    box_score: float  # detector objectness in [0, 1]
-    keypoints: np.ndarray  # (K, 2) float32
-    keypoint_scores: np.ndarray  # (K,) float32 heatmap maxima (sigmoid maxima for regression joints)
-    score: float
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -199,7 +188,7 @@ class PosePipeline:
         _check_image(image)
         with self.precision.autocast():
             boxes, scores = self.detector(image)
-        return self.estimate(image, boxes, scores)
+        return self._estimate(image, boxes, scores)
 
     def estimate(
         self,
@@ -215,6 +204,17 @@ class PosePipeline:
         validation on ground-truth boxes merges nothing, since each box is a different person.
         """
         _check_image(image)
+        return self._estimate(image, boxes_xyxy, box_scores, nms=nms)
+
+    def _estimate(
+        self,
+        image: np.ndarray,
+        boxes_xyxy: np.ndarray | torch.Tensor,
+        box_scores: np.ndarray | torch.Tensor,
+        *,
+        nms: bool = True,
+    ) -> list[Pose]:
+        """:meth:`estimate` on an image already checked (by :meth:`__call__`)."""
         boxes = torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4))
         scores = torch.as_tensor(np.asarray(box_scores, dtype=np.float32).reshape(-1))
         if len(boxes) != len(scores):
@@ -278,19 +278,6 @@ class PosePipeline:
             keypoint_scores=kp_scores,
             score=pose_score(kp_scores, box_score),
         )
-
-
-def pose_score(keypoint_scores: np.ndarray, box_score: float) -> float:
-    """AlphaPose's proposal score of a person: mean keypoint score + box score + 1.25 x best keypoint
-    score (float32 keypoint scores, as the pipeline computes it)."""
-    return float(keypoint_scores.mean() + box_score + 1.25 * keypoint_scores.max())
-
-
-def box_score_of(score: float, keypoint_scores: np.ndarray) -> float:
-    """The box score :func:`pose_score` was given, from the pose score and the keypoint scores: for
-    answers that carry only the pose score (AlphaPose's results JSON). Exact up to the float32 rounding
-    of the pose score, a few 1e-7."""
-    return float(score) - float(keypoint_scores.mean()) - 1.25 * float(keypoint_scores.max())
 
 
 def _check_image(image: np.ndarray) -> None:

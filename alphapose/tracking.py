@@ -55,7 +55,8 @@ from scipy.optimize import linear_sum_assignment
 from alphapose.errors import OptionError
 
 if TYPE_CHECKING:
-    from alphapose.pipeline import Pose, PosePipeline
+    from alphapose.pipeline import PosePipeline
+    from alphapose.structures import Pose
 
 
 @dataclass(frozen=True)

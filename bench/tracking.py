@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, oks_sigmas
+from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
 
 WIDTH, HEIGHT = 1280, 720

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from cvat_server_stub import ImageTask, serve
 from PIL import Image
 from test_annotate_task import (
@@ -43,7 +44,7 @@ from test_annotate_task import (
 import tools.remote as remote
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import decode_base64, decode_image
-from alphapose.pipeline import Pose, pose_score
+from alphapose.structures import Pose, pose_score
 from tools.annotate_task import Progress, duration
 from tools.checkpoint import checkpoint_path
 from tools.cli import main
@@ -301,12 +302,13 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
 def test_several_tasks_load_the_local_model_once(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alphapose.cvat.config import Config
+    from alphapose.cvat.settings import Config
 
     loads = []
 
     class Scene:
         skeleton = SKELETON
+        device = torch.device("cpu")
 
         def __call__(self, image: np.ndarray) -> list[Pose]:
             return scene_poses(int(image[0, 0, 0]))

@@ -16,16 +16,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from cvat_sdk import Client, Config
 from cvat_server_stub import ImageTask, cvat_labels, serve
 from cvat_track_view import load_video_xml, shown
 from PIL import Image
 
 import tools.annotate_task as annotate_task
+from alphapose.cvat.predictor import Predictor
 from alphapose.cvat.spec import label_spec
-from alphapose.pipeline import Pose
 from alphapose.pose.presets import get_preset
 from alphapose.pose.skeletons import Skeleton
+from alphapose.structures import Pose
 from alphapose.tracking import TrackedFrame
 from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
 from tools.cli import main
@@ -68,6 +70,7 @@ class ScenePipeline:
     """The pipeline's interface over the scene: the frame number from the pixels, the persons there."""
 
     skeleton: Skeleton = SKELETON
+    device = torch.device("cpu")  # one frame per forward, as the pipeline on a CPU
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.fail_on = fail_on
@@ -122,7 +125,7 @@ def run(task: ImageTask, tmp_path: Path, **options: Any) -> list:
         opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
         return annotate(
             opened,
-            LocalPoses(ScenePipeline()),
+            LocalPoses(Predictor(ScenePipeline())),
             IdentityTracker(),
             keypoint_threshold=0.4,
             tolerance=TOLERANCE,
@@ -218,7 +221,7 @@ def test_a_failure_on_a_frame_uploads_nothing(tmp_path: Path) -> None:
         opened = open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
         pipeline = ScenePipeline(fail_on=7)
         with pytest.raises(RuntimeError, match="frame 7"):
-            estimator = LocalPoses(pipeline)
+            estimator = LocalPoses(Predictor(pipeline))
             annotate(opened, estimator, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
     assert pipeline.frames == list(range(8))
     assert task.uploads == [] and task.replaced == []

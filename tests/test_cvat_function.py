@@ -35,14 +35,14 @@ from cvat_server_stub import ImageTask, cvat_labels, serve
 from nuclio_harness import NuclioFunction
 from PIL import Image
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.request import decode_image
 from alphapose.cvat.sdk_function import PARAMETERS, AlphaPoseFunction, config_from_parameters, detection_spec
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
-from alphapose.pipeline import Pose
 from alphapose.pose.presets import get_preset
+from alphapose.structures import Pose
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_FILE = ROOT / "cvat_function.py"
@@ -138,14 +138,15 @@ def test_spec_is_one_person_skeleton_with_the_preset_keypoints(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
     function: AlphaPoseFunction = request.getfixturevalue(fixture)
-    keypoints = get_preset(function.config.options.preset).skeleton.keypoints
+    keypoints = get_preset(function.predictor.settings.options.preset).skeleton.keypoints
     (label,) = cvataa.DetectionFunctionSpec(labels=function.spec.labels).labels  # the SDK's own validation
     assert (label.name, label.type) == ("person", "skeleton")
     assert [sublabel.name for sublabel in label.sublabels] == list(keypoints)
     assert {sublabel.type for sublabel in label.sublabels} == {"points"}
     # the same sublabel ids as the label spec function.yaml advertises
     nuclio_ids = [
-        s["id"] for s in label_spec(get_preset(function.config.options.preset).skeleton)[0]["sublabels"]
+        s["id"]
+        for s in label_spec(get_preset(function.predictor.settings.options.preset).skeleton)[0]["sublabels"]
     ]
     assert [sublabel.id for sublabel in label.sublabels] == nuclio_ids
     (registered,) = registered_labels(function.spec)
@@ -226,14 +227,15 @@ def answer_with(
     pipeline's input goes to ``received``."""
 
     class Pipeline:
-        skeleton = function.pipeline.skeleton
+        skeleton = function.predictor.pipeline.skeleton
+        preset = function.predictor.pipeline.preset
 
         def __call__(self, pixels: np.ndarray) -> list[Pose]:
             if received is not None:
                 received.append(pixels)
             return poses
 
-    monkeypatch.setattr(function, "pipeline", Pipeline())
+    monkeypatch.setattr(function.predictor, "pipeline", Pipeline())
     return validated(function, function.detect(context(), image))
 
 
@@ -242,8 +244,8 @@ def test_keypoint_threshold_sets_outside(
 ) -> None:
     """The keypoint scores are set here: the synthetic pose network's heatmap maxima exceed 1 on the photo."""
     function = load(weights_dir, "keypoint_threshold=float:0.5")
-    assert function.config.keypoint_threshold == 0.5
-    scores = np.linspace(0.05, 0.95, function.pipeline.skeleton.num_keypoints, dtype=np.float32)
+    assert function.predictor.settings.keypoint_threshold == 0.5
+    scores = np.linspace(0.05, 0.95, function.predictor.pipeline.skeleton.num_keypoints, dtype=np.float32)
     (person,) = answer_with(function, [pose_with_scores(scores)], monkeypatch, photo)
     assert [e.outside for e in person.elements] == (scores < 0.5).tolist()
     # a person with every keypoint outside is left out, as in the Nuclio answer
@@ -256,10 +258,10 @@ def test_scores_are_clipped_to_what_the_sdk_accepts(
     coco: AlphaPoseFunction, photo: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Heatmap maxima are not probabilities; the SDK refuses a ``score`` outside [0, 1]."""
-    scores = np.linspace(-0.2, 1.3, coco.pipeline.skeleton.num_keypoints, dtype=np.float32)
+    scores = np.linspace(-0.2, 1.3, coco.predictor.skeleton.num_keypoints, dtype=np.float32)
     (person,) = answer_with(coco, [pose_with_scores(scores)], monkeypatch, photo)
     assert [e.score for e in person.elements] == pytest.approx(np.clip(scores, 0, 1).tolist())
-    thresholds = np.asarray(coco.config.keypoint_thresholds(coco.config.options.pose_preset))  # 0.4 each
+    thresholds = np.asarray(coco.predictor.keypoint_thresholds())  # 0.4 each
     assert [e.outside for e in person.elements] == (scores < thresholds).tolist()
 
 

@@ -17,7 +17,7 @@ from cvat_track_view import kept, load_video_xml, shown
 
 from alphapose.cvat.skeleton_tracks import SkeletonTrack, build_tracks, cvat_view
 from alphapose.cvat.video_xml import TaskFrames, video_xml
-from alphapose.pipeline import Pose
+from alphapose.structures import Pose
 from tools.annotate_task import TaskLabels, track_requests
 
 K = 5  # keypoints of the synthetic skeletons

@@ -510,7 +510,7 @@ def test_stage_with_calibration_frames_builds_an_int8_cpu_function(
         "--calibration /opt/nuclio/calibration"
     )
     # what the image's build step runs parses as the function's settings
-    from alphapose.cvat.config import Config
+    from alphapose.cvat.settings import Config
 
     config = Config.from_env({e["name"]: e["value"] for e in doc["spec"]["env"]})
     assert config.options.precision == "int8" and str(config.options.calibration) == "/opt/nuclio/calibration"

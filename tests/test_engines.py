@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from alphapose import engines
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.sdk_function import PARAMETERS
+from alphapose.cvat.settings import Config
 from alphapose.engines import ENGINES, RuntimeNetwork, check_engines, parse_engines, prepare_network
 from alphapose.engines import export as export_module
 from alphapose.engines.export import cache_path, export_onnx, exported

@@ -33,13 +33,14 @@ from alphapose.evaluation import (
     load_ground_truth,
     oks,
 )
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PRESETS
 from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133
+from alphapose.structures import Pose
 from tests.golden.wholebody_eval_set import flat as flat_pose
 from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main
-from tools.evaluate import Boxes, _check_keypoints, partial_file, predict, write_results
+from tools.evaluate import Boxes, _check_keypoints, _settings, partial_file, predict, write_results
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 WIDTH = HEIGHT = 512
@@ -409,6 +410,36 @@ def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     path.write_text('{"settings": {"precision": "fp32"}}\nnot json\n{"image_id": 1, "results": []}\n')
     with pytest.raises(ResumeError, match="line 2 is damaged"):
         PartialResults(path, {"precision": "fp32"})
+
+
+def test_a_changed_calibration_image_refuses_the_resume(tmp_path: Path) -> None:
+    """The resume key holds the calibration set's digest: new frames under the same path are other
+    settings (they quantize the networks differently)."""
+    import argparse
+
+    from alphapose.cvat.settings import Config
+
+    annotations = write_set(tmp_path)
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    frame = calibration / "a.png"
+    cv2.imwrite(str(frame), np.zeros((8, 8, 3), np.uint8))
+    config = Config.from_env(
+        {
+            "ALPHAPOSE_PRECISION": "int8",
+            "ALPHAPOSE_ENGINE": "openvino",
+            "ALPHAPOSE_CALIBRATION_DIR": str(calibration),
+        }
+    )
+    truth = load_ground_truth(annotations)
+    args = argparse.Namespace(threshold=0.0)
+    before = _settings(config, Boxes("detector"), truth, args)
+    assert _settings(config, Boxes("detector"), truth, args) == before  # the same files: the same key
+    path = tmp_path / "r.json.partial"
+    PartialResults(path, before).close()
+    cv2.imwrite(str(frame), np.full((8, 8, 3), 255, np.uint8))
+    with pytest.raises(ResumeError, match=r"different: calibration\); pass --restart"):
+        PartialResults(path, _settings(config, Boxes("detector"), truth, args))
 
 
 # --- bad input ------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from alphapose.cvat.formats import coco_results, cvat_skeletons
-from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, HALPE26
+from alphapose.structures import Pose
 
 
 def make_pose(

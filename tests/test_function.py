@@ -20,8 +20,8 @@ from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
 
 import main
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
 from alphapose.options import PipelineOptions
@@ -346,7 +346,7 @@ def test_pipeline_exception_gives_500_and_the_worker_keeps_serving(
     def broken(image: np.ndarray) -> list:
         raise RuntimeError("secret internal state")
 
-    monkeypatch.setattr(coco.model, "pipeline", broken)
+    monkeypatch.setattr(coco.model.predictor, "pipeline", broken)
     result = coco.post_json({"image": IMAGE_B64})
     payload = assert_error(result, 500, "internal_error")
     assert "Traceback" not in result.body.decode() and "secret" not in payload["detail"]
@@ -368,7 +368,7 @@ def test_out_of_memory_gives_503_and_empties_the_cache(
     def out_of_memory(image: np.ndarray) -> list:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(coco.model, "pipeline", out_of_memory)
+    monkeypatch.setattr(coco.model.predictor, "pipeline", out_of_memory)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     assert_error(coco.post_json({"image": IMAGE_B64}), 503, "out_of_memory")
     assert emptied == [True]

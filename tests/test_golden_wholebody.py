@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.nms import pose_nms
 from alphapose.pose.presets import PRESETS as PRESETS_TABLE
 from alphapose.pose.presets import get_preset
 from alphapose.pose.transforms import decode_outputs
+from alphapose.structures import Pose
 from alphapose.weights.load import expected_shapes, load_pose_model
 from tests.golden import conditioning
 from tests.golden._official_wholebody import state_dict_digest

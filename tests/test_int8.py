@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.settings import Config
 from alphapose.engines import Calibration, check_engines, prepare_network
 from alphapose.engines import export as export_module
 from alphapose.engines.calibration import CalibrationSet, pose_inputs

@@ -15,8 +15,8 @@ import torch
 from synthetic_images import person_boxes, synthetic_photo
 from torch import nn
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.settings import Config
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.engines.precision import (
     CPU_UNIT_FLAGS,

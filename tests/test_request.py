@@ -18,10 +18,10 @@ from alphapose.cvat.request import (
     decode_base64,
     decode_base64_lenient,
     decode_image,
-    decode_jpeg_with_opencv,
     parse_body,
     parse_request,
 )
+from alphapose.images.decode import decode_jpeg_with_opencv
 
 MAX_PIXELS = 10_000
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from alphapose.errors import OptionError
-from alphapose.pipeline import Pose
 from alphapose.pose.skeletons import COCO17, SKELETONS, oks_sigmas
+from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, object_keypoint_similarity, pose_similarity
 
 SIGMAS = oks_sigmas(COCO17)
@@ -463,14 +463,14 @@ def test_oks_sigmas_are_alphapose_s() -> None:
 
 def test_the_readme_lists_every_tracker_flag_with_its_default() -> None:
     """The README's table of the tracker's flags (predict and annotate-task) says what the code does:
-    every flag of tools.cli's table, with TrackerOptions' default."""
+    every flag of tools.tracker_flags's table, with TrackerOptions' default."""
     import re
 
-    from tools.cli import _TRACKER_FLAGS
+    from tools.tracker_flags import TRACKER_FLAGS
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     defaults = TrackerOptions()
-    for name, (flag, _) in _TRACKER_FLAGS.items():
+    for name, (flag, _) in TRACKER_FLAGS.items():
         row = re.search(r"^\| `" + re.escape(flag) + r"`[^|]*\| `?([^|`]+)`? \|", readme, re.MULTILINE)
         assert row, f"{flag} is not in the README's table"
         default = getattr(defaults, name)

@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pytest
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.formats import cvat_skeletons
+from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
-from alphapose.pipeline import Pose
 from alphapose.pose.presets import PRESETS, get_preset
 from alphapose.pose.skeletons import COCO_WHOLEBODY133, HALPE68, HALPE136, SKELETONS, Skeleton
+from alphapose.structures import Pose
 
 # Flip pairs as written in AlphaPose c60106d, alphapose/datasets/halpe_136.py (also
 # halpe_coco_wholebody_136.py), coco_wholebody.py and halpe_68_noface.py (``joint_pairs``).

@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     from cvat_sdk.core.proxies.tasks import Task
     from cvat_sdk.datasets import TaskDataset
 
-    from alphapose.pipeline import Pose
+    from alphapose.cvat.predictor import Predictor
     from alphapose.pose.skeletons import Skeleton
+    from alphapose.structures import Pose
     from alphapose.tracking import TrackerOptions
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines
@@ -62,14 +63,6 @@ class Tracker(Protocol):
     def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]]) -> Iterator[Any]: ...
 
 
-class Pipeline(Protocol):
-    """What the command needs of :class:`alphapose.PosePipeline`."""
-
-    skeleton: Skeleton
-
-    def __call__(self, image: Any) -> list[Pose]: ...
-
-
 class Estimator(Protocol):
     """Where the poses come from: :class:`LocalPoses` or :class:`tools.remote.RemoteFunction`."""
 
@@ -81,17 +74,17 @@ class Estimator(Protocol):
 
 
 class LocalPoses:
-    """The pipeline loaded in this process, one frame at a time."""
+    """The model loaded in this process: frames go through :meth:`Predictor.poses`, the detector
+    batching them as for ``predict``'s videos (the device's frame batch)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.skeleton = pipeline.skeleton
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.skeleton = predictor.skeleton
 
     def poses(self, frames: Iterable[tuple[int, Any]]) -> Iterator[list[Pose]]:
-        from alphapose.cvat.request import to_rgb
+        from alphapose.images.decode import to_rgb
 
-        for _, image in frames:
-            yield self.pipeline(to_rgb(image))
+        return self.predictor.poses(to_rgb(image) for _, image in frames)
 
 
 class Progress:
@@ -369,8 +362,8 @@ def annotate(
     return tracks
 
 
-def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register ``annotate-task`` in ``python -m tools``; ``add_model_options`` adds predict's model flags."""
+def add_parser(commands: Any) -> None:
+    """Register ``annotate-task`` in ``python -m tools``."""
     parser = commands.add_parser(
         "annotate-task", help="track persons over CVAT tasks' frames and upload skeleton tracks"
     )
@@ -426,8 +419,10 @@ def add_parser(commands: Any, add_model_options: Callable[[argparse.ArgumentPars
         "task-ID.xml files)",
     )
     parser.add_argument("--no-upload", action="store_true", help="only write --xml, upload nothing")
-    add_model_options(parser)
-    from tools.cli import add_tracker_options
+    from alphapose.cvat.settings import add_setting_flags
+
+    add_setting_flags(parser)
+    from tools.tracker_flags import add_tracker_options
 
     add_tracker_options(parser.add_argument_group("tracker", "how persons are followed from frame to frame"))
     parser.set_defaults(command=run)
@@ -447,29 +442,25 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alphapose.cvat.config import Config
     from alphapose.cvat.errors import ConfigError
-    from tools.cli import setting_flags, tracker_options
-    from tools.errors import network_errors
+    from alphapose.cvat.settings import Config, setting_flags
+    from tools.errors import CommandError, network_errors
+    from tools.tracker_flags import tracker_options
 
     usage = _usage_error(args)
     if usage:
-        print(f"error: {usage}", file=sys.stderr)
-        return 2
+        raise CommandError(usage)
     try:
         options = tracker_options(args)
         config = Config.from_env(flags=setting_flags(args))
         client = _client(args.server_host, args.auth)
         task_ids = _task_ids(client, args)
     except (ValueError, ConfigError, TaskError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     except _api_errors() as exc:
-        print(f"error: {_api_message(exc, args.server_host, project=args.project)}", file=sys.stderr)
-        return 1
+        raise CommandError(_api_message(exc, args.server_host, project=args.project), 1) from None
     except network_errors() as exc:
-        print(f"error: {_unreachable(args.server_host, exc)}", file=sys.stderr)
-        return 1
+        raise CommandError(_unreachable(args.server_host, exc), 1) from None
     runner = _Runner(args, config, options, client, several=len(task_ids) > 1)
     outcomes = []
     try:
@@ -482,8 +473,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     except _FatalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     for line in summary(outcomes, upload=not args.no_upload, xml=args.xml):
         print(line, file=sys.stderr)
     return max(outcome.status for outcome in outcomes)
@@ -564,15 +554,15 @@ class _Runner:
 
     def _load(self) -> Estimator:
         from alphapose.cvat.errors import ConfigError
-        from alphapose.engines.threads import configure_cpu_threads
+        from alphapose.cvat.predictor import Predictor, start_process
         from alphapose.errors import WeightsError
         from tools.remote import RemoteFunction
 
         if self.args.function_url:
             return RemoteFunction(self.args.function_url, self.skeleton, concurrency=self.args.concurrency)
-        configure_cpu_threads()
+        start_process(self.config)
         try:
-            return LocalPoses(self.config.load_pipeline())
+            return LocalPoses(Predictor.load(self.config))
         except (ConfigError, WeightsError) as exc:
             raise _FatalError(str(exc)) from None
 

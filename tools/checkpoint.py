@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from alphapose.evaluation import PartialResults, ResumeError
-from alphapose.pipeline import Pose
+from alphapose.structures import Pose
 
 RESUME_REMEDY = "delete it to start the task over"
 

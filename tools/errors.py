@@ -1,4 +1,5 @@
-"""The tools' exceptions (the local server's worker pool), and how a network failure is told in one line."""
+"""The tools' exceptions (a user's mistake, the local server's worker pool), and how a network failure
+is told in one line."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ def network_problem(exc: BaseException) -> str:
     if any(isinstance(c, urllib3.exceptions.SSLError | ssl.SSLError) for c in chain):
         return f"the TLS handshake failed ({cause}); is the scheme right (http:// or https://)?"
     return f"the connection failed ({cause})"
+
+
+class CommandError(Exception):
+    """Something the user can fix: ``python -m tools`` prints ``error: <message>`` on one line and exits
+    with ``status`` (2 for a bad command line or setting, 1 for a file or server that failed)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status

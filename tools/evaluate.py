@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from alphapose.cvat.config import Config
-from alphapose.cvat.errors import ConfigError, RequestError
+from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.formats import coco_results
-from alphapose.cvat.request import allow_large_images, decode_image
-from alphapose.errors import WeightsError
+from alphapose.cvat.predictor import Predictor, start_process
+from alphapose.cvat.settings import FLAGS, Config, add_setting_flags, setting_flags
+from alphapose.errors import ImageError, WeightsError
 from alphapose.evaluation import (
     EVALUATORS,
     AnnotationError,
@@ -42,10 +42,11 @@ from alphapose.evaluation import (
     load_detections,
     load_ground_truth,
 )
-from alphapose.pipeline import Pose
+from alphapose.images.decode import decode_image
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
-from tools.cli import _SETTING_FLAGS, _add_model_options, setting_flags
+from alphapose.structures import Pose
+from tools.errors import CommandError
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -112,26 +113,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
     parser.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
-    _add_model_options(parser)
+    add_setting_flags(parser)
     parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
-        return _fail(f"--limit {args.limit}: must be at least 1")
+        raise CommandError(f"--limit {args.limit}: must be at least 1")
     flags = setting_flags(args)
     try:
         check_evaluator(args.evaluator)
     except ImportError as exc:
-        return _fail(f"--evaluator {args.evaluator}: {exc}")
+        raise CommandError(f"--evaluator {args.evaluator}: {exc}") from None
     try:
         truth = load_ground_truth(args.annotations)
     except AnnotationError as exc:
-        return _fail(f"--annotations: {exc}")
+        raise CommandError(f"--annotations: {exc}") from None
     try:
         boxes = _boxes(args, truth)
     except AnnotationError as exc:
-        return _fail(f"--detections: {exc}")
+        raise CommandError(f"--detections: {exc}") from None
     images = truth.images[: args.limit]
     # Everything that can be wrong is found before the first image runs: a run can take hours.
     try:
@@ -142,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
             _check_keypoints(config.options.pose_preset, truth)
         pipelines = []
         for config in configs:
-            allow_large_images(config.max_pixels)
-            pipelines.append(config.load_pipeline())
+            start_process(config)
+            pipelines.append(Predictor.load(config).pipeline)
     except (AnnotationError, ConfigError, WeightsError) as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from None
     outs = [args.out] + ([_compare_path(args.out)] if second else [])
     reports, runs = [], []
     for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 threshold=args.threshold, restart=args.restart, max_pixels=config.max_pixels, progress=True,
             )  # fmt: skip
         except (ResumeError, AnnotationError) as exc:
-            return _fail(str(exc))
+            raise CommandError(str(exc)) from None
         write_results(results, out)
         print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
         reports.append(evaluate(truth, results, evaluator=args.evaluator))
@@ -249,7 +250,7 @@ def format_displacement(per_image: Sequence[dict[str, Any]]) -> str:
 
 
 def _compare_flags(items: Sequence[str]) -> dict[str, str]:
-    allowed = {flag[2:]: flag for flag in _SETTING_FLAGS}
+    allowed = {flag[2:]: flag for flag in FLAGS}
     flags = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -295,8 +296,8 @@ def _read(path: Path, image: dict[str, Any], truth: GroundTruth, max_pixels: int
         pixels = decode_image(path.read_bytes(), max_pixels=max_pixels)
     except OSError as exc:
         raise AnnotationError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except RequestError as exc:
-        raise AnnotationError(f"cannot use {path} as an image: {exc.detail}") from None
+    except ImageError as exc:
+        raise AnnotationError(f"cannot use {path} as an image: {exc}") from None
     height, width = pixels.shape[:2]
     if (width, height) != (image["width"], image["height"]):
         raise AnnotationError(
@@ -336,8 +337,10 @@ def _coco_names(truth: GroundTruth) -> tuple[str, ...]:
 
 
 def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.Namespace) -> dict[str, Any]:
-    """What a partial results file must have been produced with to be continued."""
-    return {
+    """What a partial results file must have been produced with to be continued. The calibration set
+    counts by its contents (its digest), not its path: changed frames in the same directory quantize
+    the networks differently."""
+    settings = {
         "annotations": str(truth.path.resolve()),
         "boxes": boxes.source,
         "detections": boxes.detections_file,
@@ -345,6 +348,11 @@ def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.N
         "weights_dir": str(config.weights_dir.resolve()),
         **{key: str(value) for key, value in asdict(config.options).items()},
     }
+    if config.options.calibration is not None:
+        from alphapose.engines.calibration import CalibrationSet
+
+        settings["calibration"] = CalibrationSet.from_directory(config.options.calibration).digest
+    return settings
 
 
 def _progress(items: list[Any], enabled: bool) -> Any:
@@ -353,8 +361,3 @@ def _progress(items: list[Any], enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(items, unit="image", file=sys.stderr, disable=None)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2

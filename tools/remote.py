@@ -27,9 +27,9 @@ import requests
 from PIL import Image
 
 from alphapose.cvat.formats import coco_poses
-from alphapose.cvat.request import to_rgb
-from alphapose.pipeline import Pose
+from alphapose.images.decode import to_rgb
 from alphapose.pose.skeletons import Skeleton
+from alphapose.structures import Pose
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 RETRY_STATUSES = (408, 503)  # Nuclio's event timeout and worker-availability timeout

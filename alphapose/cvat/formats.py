@@ -23,7 +23,7 @@ from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.pose.skeletons import Skeleton
 
 if TYPE_CHECKING:
-    from alphapose.pipeline import Pose
+    from alphapose.structures import Pose
 
 COCO_PERSON_CATEGORY = 1
 
@@ -108,7 +108,7 @@ def coco_poses(entries: Any, num_keypoints: int) -> list[Pose]:
     carry, is solved from the pose score (:func:`alphapose.pipeline.box_score_of`). A ``ValueError``
     says what in the answer is not such a list.
     """
-    from alphapose.pipeline import Pose, box_score_of
+    from alphapose.structures import Pose, box_score_of
 
     if not isinstance(entries, list):
         raise ValueError(f"expected a list of results, got {type(entries).__name__}")

@@ -23,36 +23,26 @@ import cvat_sdk.auto_annotation as cvataa
 import PIL.Image
 from cvat_sdk import models
 
-from alphapose.cvat.config import Config
 from alphapose.cvat.errors import ConfigError
-from alphapose.cvat.formats import cvat_skeletons
-from alphapose.cvat.request import to_rgb
+from alphapose.cvat.predictor import Predictor, start_process
+from alphapose.cvat.settings import SDK_PARAMETERS, Config
 from alphapose.cvat.spec import label_spec
-from alphapose.engines.threads import configure_cpu_threads
+from alphapose.images.decode import to_rgb
 from alphapose.pose.skeletons import Skeleton
 
 PERSON_LABEL_ID = 0  # the function's own id for its one label; CVAT maps it to the task's label by name
 
 # cvat-cli parameter -> the Python type of its value (``-p NAME=str:VALUE``, ``-p NAME=float:VALUE``).
-PARAMETERS: dict[str, type] = {
-    "weights_dir": str,
-    "preset": str,
-    "detector": str,
-    "device": str,
-    "precision": str,
-    "engine": str,
-    "calibration": str,
-    "keypoint_threshold": float,
-}
+PARAMETERS = SDK_PARAMETERS
 
 
 def create(**parameters: Any) -> AlphaPoseFunction:
     """The function cvat-cli runs, configured by its ``-p`` parameters (see :data:`PARAMETERS`).
 
-    Like the Nuclio function's start-up, it caps the CPU threads at the CPUs this process may use.
+    It makes the Nuclio function's process-wide start-up steps (:func:`start_process`).
     """
     config = config_from_parameters(parameters)
-    configure_cpu_threads()
+    start_process(config)
     return AlphaPoseFunction(config)
 
 
@@ -104,12 +94,11 @@ def detection_spec(skeleton: Skeleton) -> cvataa.DetectionFunctionSpec:
 
 
 class AlphaPoseFunction:
-    """A loaded pipeline behind the SDK's detection-function interface (``spec`` and ``detect``)."""
+    """A loaded predictor behind the SDK's detection-function interface (``spec`` and ``detect``)."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.pipeline = config.load_pipeline()
-        self.spec = detection_spec(self.pipeline.skeleton)
+        self.predictor = Predictor.load(config)
+        self.spec = detection_spec(self.predictor.skeleton)
         self._sublabel_ids = {
             sublabel.name: sublabel.id for label in self.spec.labels for sublabel in label.sublabels
         }
@@ -123,13 +112,7 @@ class AlphaPoseFunction:
         Nuclio path's conversion to RGB. Keypoints below the keypoint threshold are ``outside``; a person
         with every keypoint outside is left out, as in the Nuclio answer.
         """
-        poses = self.pipeline(to_rgb(image))
-        answer = cvat_skeletons(
-            poses,
-            self.pipeline.skeleton,
-            threshold=context.conf_threshold or 0.0,
-            keypoint_threshold=self.config.keypoint_thresholds(self.config.options.pose_preset),
-        )
+        answer = self.predictor.predict(to_rgb(image), threshold=context.conf_threshold or 0.0)
         return [self._skeleton(person) for person in answer]
 
     def _skeleton(self, person: Mapping[str, Any]) -> models.LabeledShapeRequest:

@@ -60,7 +60,7 @@ import numpy as np
 from alphapose.cvat.formats import per_keypoint
 
 if TYPE_CHECKING:
-    from alphapose.pipeline import Pose
+    from alphapose.structures import Pose
 
 TrackedFrame = tuple[int, Sequence[tuple[int, "Pose"]]]
 

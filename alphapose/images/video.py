@@ -25,7 +25,8 @@ import torch
 from alphapose.errors import VideoError
 
 if TYPE_CHECKING:
-    from alphapose.pipeline import Pose, PosePipeline
+    from alphapose.pipeline import PosePipeline
+    from alphapose.structures import Pose
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # Names that say "video file" to the command line (FrameSource itself opens whatever FFmpeg reads).

@@ -1,0 +1,54 @@
+"""``python -m tools call``: post an image to a deployed function exactly as CVAT does."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+
+from alphapose.images.decode import decode_image
+from tools.errors import CommandError, network_errors, network_problem
+from tools.output import render_image, write_json
+from tools.remote import CVAT_REQUEST_TIMEOUT
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("call", help="post an image to a deployed function as CVAT does")
+    parser.add_argument("url", help="the function's HTTP address, e.g. http://localhost:32768")
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--threshold", type=float, default=0.0, help="sent only when non-zero, as CVAT does")
+    parser.add_argument("--out", type=Path, help="write the answer here instead of stdout")
+    parser.add_argument("--render", type=Path, help="draw the answer on the image into this file")
+    parser.add_argument(
+        "--timeout", type=float, default=CVAT_REQUEST_TIMEOUT, help="seconds (default: %(default)s)"
+    )
+    parser.set_defaults(command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import requests
+
+    payload: dict[str, Any] = {"image": base64.b64encode(args.image.read_bytes()).decode("ascii")}
+    if args.threshold:
+        payload["threshold"] = args.threshold
+    try:
+        reply = requests.post(args.url, json=payload, timeout=args.timeout)
+    except network_errors() as exc:
+        waited = f" within --timeout {args.timeout:g} s" if isinstance(exc, requests.Timeout) else ""
+        raise CommandError(
+            f"cannot reach the function at {args.url}: {network_problem(exc)}{waited}; check the URL "
+            "and that the function runs (make serve locally; nuctl get function shows a deployed one's port)",
+            1,
+        ) from None
+    except requests.RequestException as exc:
+        raise CommandError(f"{args.url}: {exc}", 1) from None
+    if reply.status_code != 200:
+        raise CommandError(f"HTTP {reply.status_code}: {reply.text}", 1)
+    answer = reply.json()
+    print(f"{args.image}: {len(answer)} person(s)", file=sys.stderr)
+    if args.render:
+        render_image(decode_image(args.image.read_bytes(), max_pixels=sys.maxsize), answer, args.render)
+    write_json(answer, args.out)
+    return 0
