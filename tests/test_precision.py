@@ -30,8 +30,9 @@ from alphapose.engines.precision import (
 )
 from alphapose.errors import OptionError, PrecisionError, WeightsError
 from alphapose.options import PipelineOptions
-from alphapose.pipeline import Pose, PosePipeline
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.models.resnet import Bottleneck
+from alphapose.structures import Pose
 
 
 @pytest.mark.parametrize("value", ["auto", "fp32", "bf16", "fp16", " BF16 "])
@@ -319,17 +320,21 @@ def test_the_function_reads_alphapose_precision() -> None:
         Config.from_env({"ALPHAPOSE_PRECISION": "double"})
 
 
-def test_the_function_refuses_bf16_on_a_cpu_without_the_units(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_function_refuses_bf16_on_a_cpu_without_the_units(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The library's refusal (before any file is looked for) names the variable the user set."""
     monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    config = Config.from_env({"ALPHAPOSE_PRECISION": "bf16"})
+    env = {"ALPHAPOSE_PRECISION": "bf16", "ALPHAPOSE_DEVICE": "cpu", "ALPHAPOSE_WEIGHTS_DIR": str(tmp_path)}
     with pytest.raises(ConfigError) as error:
-        config.check_precision(torch.device("cpu"))
+        Config.from_env(env).load_pipeline()
     assert "ALPHAPOSE_PRECISION='bf16'" in str(error.value)
     assert "amx_bf16 or avx512_bf16" in str(error.value)
-    Config.from_env({"ALPHAPOSE_PRECISION": "fp32"}).check_precision(torch.device("cpu"))
-    config.check_precision(torch.device("cuda"))  # a GPU has its own units
+    with pytest.raises(WeightsError, match="missing weights"):  # fp32 passes, on to the files
+        Config.from_env({**env, "ALPHAPOSE_PRECISION": "fp32"}).load_pipeline()
     monkeypatch.setattr("alphapose.engines.precision.cpu_flags", lambda: frozenset({"amx_bf16"}))
-    config.check_precision(torch.device("cpu"))
+    with pytest.raises(WeightsError, match="missing weights"):  # bf16 passes with the units
+        Config.from_env(env).load_pipeline()
 
 
 def test_the_library_refuses_a_precision_the_cpu_has_no_units_for_before_loading_anything(

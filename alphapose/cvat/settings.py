@@ -17,13 +17,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from alphapose.cvat.errors import ConfigError
-from alphapose.engines.precision import require_cpu_units, resolve_precision
 from alphapose.errors import OptionError, WeightsError
 from alphapose.options import PipelineOptions
-from alphapose.pipeline import PosePipeline, resolve_device
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
 
 ENV_PREFIX = "ALPHAPOSE_"
@@ -292,24 +289,14 @@ class Config:
         source = self.spelled.get(setting, variable(setting))
         return ConfigError(f"invalid {_shown(source, str(value))}: {problem}")
 
-    def check_precision(self, device: torch.device) -> None:
-        """Refuse a bf16 or fp16 precision on a CPU without the units for it (see
-        :func:`alphapose.engines.precision.require_cpu_units`): the library would run it, emulated and slower
-        than fp32, which a deployed function should not do silently."""
-        try:
-            require_cpu_units(resolve_precision(self.options.precision, device))
-        except OptionError as exc:
-            raise self.explain(exc) from None
-
     def explain(self, exc: OptionError) -> ConfigError:
         """An option problem found when the pipeline was built (a missing GPU), named as spelled."""
         return self.error(exc.option, exc.value, exc.problem)
 
     def load_pipeline(self) -> PosePipeline:
-        """The pipeline these settings describe; a problem found while loading names its setting, and a
-        precision the CPU has no units for is refused before anything loads."""
+        """The pipeline these settings describe; a problem found while loading (a missing GPU, a precision
+        the CPU has no units for, both refused before anything loads) names its setting as spelled."""
         try:
-            self.check_precision(resolve_device(self.options.device))
             return PosePipeline.from_weights_dir(self.weights_dir, self.options)
         except OptionError as exc:
             raise self.explain(exc) from None
