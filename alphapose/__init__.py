@@ -8,7 +8,7 @@ importing the networks. Importing the library changes no process-wide setting.
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.2.0"  # equal to pyproject.toml's (tests/test_packaging.py); names cached exports
+__version__ = "0.2.0"  # equal to pyproject.toml's (tests/end_to_end/test_packaging.py); names cached exports
 
 _EXPORTS = {
     "load_pose_model": "alphapose.weights.load",

@@ -9,4 +9,4 @@ CVAT server, synthetic photos and person boxes), so the tests import nothing fro
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "helpers"))

@@ -4,7 +4,7 @@
                              [--out FILE]
 
 One CVAT task of ``--frames`` 320x240 photo crops (the tests' stub CVAT server,
-tests/cvat_server_stub.py, serves it as CVAT's API does) annotated by the real command with
+tests/helpers/cvat_server_stub.py, serves it as CVAT's API does) annotated by the real command with
 ``--function-url`` pointing at ``python -m tools serve --workers W`` (synthetic weights, one person per
 frame, the CPU), once per concurrency after a warm-up run; the figure is the task's frames over the
 command's wall time, upload included, with the workers' threads sharing the cores (bench.load's rule).

@@ -1,5 +1,5 @@
 """``python -m tools.readme``: write the settings table (alphapose/cvat/settings.py) into README.md,
-between its markers; tests/test_settings.py fails while the two disagree."""
+between its markers; tests/alphapose/cvat/test_settings.py fails while the two disagree."""
 
 from __future__ import annotations
 

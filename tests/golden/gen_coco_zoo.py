@@ -3,7 +3,8 @@
 The OFFICIAL classes (``FastPose_DUC`` and ``PoseHighResolutionNet`` of AlphaPose c60106d, built from the
 COCO configs below) load seeded checkpoints (:func:`seeded_state_dict`, official keys and dtypes, as a
 ``.pth`` file would hold them) with a strict ``load_state_dict`` and run on a fixed batch of two crops; the
-heatmaps are what our networks must reproduce from the same checkpoints (tests/test_golden_coco_zoo.py).
+heatmaps are what our networks must reproduce from the same
+checkpoints (tests/golden/test_golden_coco_zoo.py).
 
 The official modules are imported from the checkout under a private package name (the project's own
 package is also called ``alphapose``), with two stand-ins, used only here:

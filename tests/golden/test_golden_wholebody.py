@@ -1,25 +1,24 @@
 """The whole-body presets against outputs recorded from the official AlphaPose code.
 
-tests/golden/gen_wholebody.py ran the official pose stage (crops, network, flip averaging, decoding by
-loss type, whole-body pose NMS) on seeded weights and fixed boxes of a real photo; these tests rebuild
-the same weights, load them strictly and run our pose stage on the same boxes; pose NMS runs on the
-official keypoints and scores it was handed. The networks run unfolded (tests/test_fast_paths.py covers
-the folded form). Tolerances follow from what the fixture records (tests/golden/conditioning.py): the
-network outputs from the draw's condition; a heatmap joint must decode to the official cell and quarter
-offset where its decoding margins exceed the output tolerance (then its position agrees to the affine
-map's rounding), a regression joint within the recorded sensitivity of its decoding. See
-tests/golden/README.md.
+tests/golden/gen_wholebody.py ran the official pose stage (crops, network, flip averaging, decoding by loss
+type, whole-body pose NMS) on seeded weights and fixed boxes of a real photo; these tests rebuild the same
+weights, load them strictly and run our pose stage on the same boxes; pose NMS runs on the official keypoints
+and scores it was handed. The networks run unfolded (tests/alphapose/test_fast_paths.py covers the folded
+form). Tolerances follow from what the fixture records (tests/golden/conditioning.py): the network outputs
+from the draw's condition; a heatmap joint must decode to the official cell and quarter offset where its
+decoding margins exceed the output tolerance (then its position agrees to the affine map's rounding), a
+regression joint within the recorded sensitivity of its decoding. See tests/golden/README.md.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.nms import pose_nms
@@ -39,7 +38,7 @@ from tests.golden.gen_wholebody import (
     write_seeded_checkpoint,
 )
 
-DATA = Path(__file__).parent / "golden" / "data"
+DATA = GOLDEN_DATA
 AFFINE_TOLERANCE = 1e-3  # pixels: a heatmap joint decided as the official one, mapped to the image
 REGRESSION_FLOOR = 1e-3  # pixels: the least tolerance of a regression joint
 NMS_TOLERANCE = 1e-4  # pose NMS on the official float32 values: the same arithmetic up to its order

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.detection import yolox_net
 from alphapose.detection.detectors import DETECTORS
@@ -41,7 +42,7 @@ from tests.golden import conditioning
 from tests.golden.gen_yolox import calibration_inputs, crowd_predictions, key_list_digest, load_view
 from tools.synthetic_weights import write_synthetic_yolox
 
-DATA = Path(__file__).parent / "golden" / "data"
+DATA = GOLDEN_DATA
 MANIFEST = json.loads((DATA / "yolox_cases.json").read_text())
 PHOTO_CASES = [
     (variant, view)

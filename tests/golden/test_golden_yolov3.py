@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.detection.yolov3 import CANVAS_VALUE, Letterbox, letterbox, network_input, select_persons
 from alphapose.weights.load import load_detector
@@ -45,7 +46,7 @@ BOX_ATOL, SCORE_ATOL = 1e-3, 0.0
 
 @pytest.fixture(scope="module")
 def golden() -> dict[str, np.ndarray]:
-    with np.load(Path(__file__).parent / "golden" / "data" / FIXTURE) as data:
+    with np.load(GOLDEN_DATA / FIXTURE) as data:
         return dict(data)
 
 

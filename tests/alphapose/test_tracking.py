@@ -4,10 +4,10 @@ its similarity against AlphaPose's formula, and the OKS sigmas against the offic
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import REPO, TEST_DATA
 
 from alphapose.errors import OptionError
 from alphapose.pose.skeletons import COCO17, SKELETONS, oks_sigmas
@@ -454,7 +454,7 @@ def test_pose_similarity_compares_bodies_wherever_their_boxes_are() -> None:
 
 def test_oks_sigmas_are_alphapose_s() -> None:
     """tests/data/oks_sigmas_official.json was recorded from the official oks_iou (see its source)."""
-    recorded = json.loads((Path(__file__).parent / "data" / "oks_sigmas_official.json").read_text())
+    recorded = json.loads((TEST_DATA / "oks_sigmas_official.json").read_text())
     assert "c60106d" in recorded["source"]
     for name, sigmas in recorded["sigmas"].items():
         assert oks_sigmas(SKELETONS[name]) == pytest.approx(sigmas, abs=1e-9), name
@@ -468,7 +468,7 @@ def test_the_readme_lists_every_tracker_flag_with_its_default() -> None:
 
     from tools.tracker_flags import TRACKER_FLAGS
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     defaults = TrackerOptions()
     for name, (flag, _) in TRACKER_FLAGS.items():
         row = re.search(r"^\| `" + re.escape(flag) + r"`[^|]*\| `?([^|`]+)`? \|", readme, re.MULTILINE)

@@ -1,6 +1,6 @@
 """Skeleton tracks from tracked poses (alphapose.cvat.skeleton_tracks) and their CVAT for video 1.1 file.
 
-Every check goes through what CVAT would show (tests/cvat_track_view.py, written from CVAT's
+Every check goes through what CVAT would show (tests/helpers/cvat_track_view.py, written from CVAT's
 interpolation code): the kept keyframes, re-interpolated CVAT's way, must put every visible point
 within the tolerance of where the model put it, on every frame, and show exactly the points above
 the keypoint threshold.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from repo_paths import REPO
 
 from alphapose.cvat.settings import (
     BY_NAME,
@@ -16,7 +16,7 @@ from alphapose.cvat.settings import (
 from alphapose.options import PipelineOptions
 from tools.cli import build_parser
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def test_the_readme_table_is_the_settings_table() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from repo_paths import REPO
 
 from alphapose.cvat.spec import label_spec
 from alphapose.detection.detectors import DEFAULT_DETECTOR
@@ -27,7 +28,7 @@ from alphapose.pose.presets import PRESETS
 from alphapose.weights.download import required_files
 from tools import function_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 DOCKERFILE = ROOT / "Dockerfile.base"
 
 # Written out here, independent of the generator's own table.

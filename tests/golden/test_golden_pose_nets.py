@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.pose.transforms import normalize_crop
 from alphapose.weights.load import load_pose_model
@@ -21,7 +22,7 @@ from tests.golden.gen_pose_nets import FIXTURE, PRESET_CONFIGS
 
 @pytest.fixture(scope="module")
 def golden() -> dict[str, np.ndarray]:
-    with np.load(Path(__file__).parent / "golden" / "data" / FIXTURE) as data:
+    with np.load(GOLDEN_DATA / FIXTURE) as data:
         return dict(data)
 
 

@@ -1,10 +1,10 @@
 """``python -m tools annotate-task``: a CVAT task's frames through the SDK to uploaded skeleton tracks.
 
-The task lives on the stub CVAT server (tests/cvat_server_stub.py); the SDK reads its frames and sends
+The task lives on the stub CVAT server (tests/helpers/cvat_server_stub.py); the SDK reads its frames and sends
 the tracks as its own request models. The pipeline and tracker are stand-ins (a scene of walking
 persons whose identity each pose carries; each frame's image encodes its number), except in the slow
 case, which runs the real pipeline on synthetic weights. What the server receives is checked through
-what CVAT would show of it on every frame (tests/cvat_track_view.py).
+what CVAT would show of it on every frame (tests/helpers/cvat_track_view.py).
 """
 
 from __future__ import annotations
@@ -18,52 +18,21 @@ import numpy as np
 import pytest
 import torch
 from cvat_sdk import Client, Config
-from cvat_server_stub import ImageTask, cvat_labels, serve
+from cvat_server_stub import ImageTask, serve
 from cvat_track_view import load_video_xml, shown
 from PIL import Image
+from repo_paths import TEST_DATA
+from task_scene import SKELETON, TASK, K, coco_labels, make_task, person_points, present, scores
 
 import tools.annotate_task as annotate_task
 from alphapose.cvat.predictor import Predictor
-from alphapose.cvat.spec import label_spec
-from alphapose.pose.presets import get_preset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
 from alphapose.tracking import TrackedFrame
 from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
 from tools.cli import main
 
-SKELETON = get_preset("fastpose_res50_coco").skeleton
-K = SKELETON.num_keypoints
-TASK = 5
 TOLERANCE = 1.0
-RNG = np.random.default_rng(0)
-TEMPLATE = RNG.uniform(-30, 30, (K, 2))  # a person's points around its centre
-
-
-def frame_image(number: int) -> bytes:
-    """A frame whose pixels say its number (lossless PNG), so the stand-in pipeline knows the frame."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (number, 0, 0)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def person_points(track_id: int, frame: int) -> np.ndarray:
-    """Person 1 walks right and stops at frame 6; person 2 walks down and left, swinging."""
-    if track_id == 1:
-        return TEMPLATE + np.array([100 + 5 * min(frame, 6), 200])
-    return TEMPLATE + np.array([400 - 2 * frame, 100 + 3 * frame + 4 * np.sin(frame / 2)])
-
-
-def present(track_id: int, frame: int) -> bool:
-    return frame < 8 if track_id == 1 else frame >= 3
-
-
-def scores(track_id: int, frame: int) -> np.ndarray:
-    """Person 2's first point drops below the threshold on frames 5 and 6."""
-    values = np.full(K, 0.9)
-    if track_id == 2 and frame in (5, 6):
-        values[0] = 0.1
-    return values
 
 
 class ScenePipeline:
@@ -103,17 +72,6 @@ class IdentityTracker:
     def track(self, frames: Iterable[tuple[int, Sequence[Pose]]]) -> Iterator[TrackedFrame]:
         for frame, poses in frames:
             yield TrackedFrame(frame, [(int(pose.score), pose) for pose in poses])
-
-
-def coco_labels() -> list[dict[str, Any]]:
-    return cvat_labels(label_spec(SKELETON), TASK)
-
-
-def make_task(frames: int, labels: list[dict[str, Any]] | None = None, **options: Any) -> ImageTask:
-    images = [(f"frame_{i:06d}.png", frame_image(i)) for i in range(frames)]
-    return ImageTask(
-        TASK, coco_labels() if labels is None else labels, images, [(64, 48)] * frames, **options
-    )
 
 
 def client(url: str, tmp_path: Path) -> Client:
@@ -300,7 +258,7 @@ def test_command_end_to_end_on_synthetic_weights(
 ) -> None:
     """The real pipeline (the synthetic detector finds one person covering the frame) and the real tracker
     over three frames of a photo: one track of 17 points uploaded, the XML written."""
-    photo = (Path(__file__).parent / "data" / "astronaut.jpg").read_bytes()
+    photo = (TEST_DATA / "astronaut.jpg").read_bytes()
     with Image.open(io.BytesIO(photo)) as image:
         size = image.size
     task = ImageTask(TASK, coco_labels(), [("a.jpg", photo)] * 3, [size] * 3)

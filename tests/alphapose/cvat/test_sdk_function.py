@@ -34,6 +34,7 @@ from cvat_sdk.auto_annotation.driver import _AnnotationMapper, _DetectionFunctio
 from cvat_server_stub import ImageTask, cvat_labels, serve
 from nuclio_harness import NuclioFunction
 from PIL import Image
+from repo_paths import REPO, TEST_DATA
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.request import decode_image
@@ -44,10 +45,10 @@ from alphapose.errors import WeightsError
 from alphapose.pose.presets import get_preset
 from alphapose.structures import Pose
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 FUNCTION_FILE = ROOT / "cvat_function.py"
 MODULE = "alphapose.cvat.sdk_function"
-PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
+PHOTO = TEST_DATA / "astronaut.jpg"
 BOX_SCORE = 0.9  # the synthetic detector's objectness (a float32, so slightly below 0.9 as a double)
 FRAME = 7  # any task frame: the mapper moves the shapes from frame 0 to it
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import Params
+from repo_paths import GOLDEN_DATA, TEST_DATA
 
 from alphapose.evaluation import (
     COCO17_SIGMAS,
@@ -42,7 +43,7 @@ from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main
 from tools.evaluate import Boxes, _check_keypoints, _settings, partial_file, predict, write_results
 
-PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
+PHOTO = TEST_DATA / "astronaut.jpg"
 WIDTH = HEIGHT = 512
 AREA = 150_000.0  # the person's segmented area in the hand-made annotation: the OKS scale s^2
 # Hand-placed on the photo (x, y, v): face, shoulders, elbows and the right wrist are visible; the left
@@ -285,9 +286,7 @@ def test_wholebody_figures_are_xtcocotools(tmp_path: Path, evaluator: str) -> No
     """The part-by-part figures of a synthetic COCO-WholeBody set as xtcocotools 1.14.3 computed them
     (tests/golden/gen_xtcocotools.py): crowds, unlabelled parts, missed persons, false poses and poses
     whose hands all score 0 included."""
-    recorded = json.loads(
-        (Path(__file__).parent / "golden" / "data" / "xtcocotools_wholebody.json").read_text()
-    )
+    recorded = json.loads((GOLDEN_DATA / "xtcocotools_wholebody.json").read_text())
     dataset, poses = make_set()
     (tmp_path / "wholebody.json").write_text(json.dumps(dataset))
     report = evaluate(

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
-FUNCTION_ROOT = Path(__file__).resolve().parent.parent
+from repo_paths import REPO
+
+FUNCTION_ROOT = REPO
 
 
 class ServerProcess:
@@ -85,3 +87,12 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def server_env(weights: Path) -> dict[str, str]:
+    """A small, fast server on synthetic weights: the CPU, the detector at 160."""
+    return {
+        "ALPHAPOSE_WEIGHTS_DIR": str(weights),
+        "ALPHAPOSE_DETECTOR_SIZE": "160",
+        "ALPHAPOSE_DEVICE": "cpu",
+    }

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA, REPO
 from torch import nn
 
 from alphapose import engines
@@ -36,7 +37,7 @@ from alphapose.pose.transforms import normalize_crop
 from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_nets import FIXTURE
-from tests.test_golden_yolox import (
+from tests.golden.test_golden_yolox import (
     DATA,
     MANIFEST,
     Tolerance,
@@ -49,7 +50,7 @@ from tests.test_golden_yolox import (
 RUNTIMES = [name for name in ENGINES if name != "torch"]
 POSE_PRESET = "fastpose_res50_coco"
 FP32 = resolve_precision("fp32", "cpu")
-GOLDEN = Path(__file__).parent / "golden" / "data"
+GOLDEN = GOLDEN_DATA
 
 
 @cache
@@ -393,7 +394,7 @@ def test_library_version_is_the_package_version() -> None:
 
     import alphapose
 
-    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert alphapose.__version__ == pyproject["project"]["version"]
 
 

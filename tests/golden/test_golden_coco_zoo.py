@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.pose.presets import get_preset
 from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning
 from tests.golden.gen_coco_zoo import MODELS, OUTPUT, seeded_state_dict
 
-GOLDEN = Path(__file__).parent / "golden" / "data" / OUTPUT
+GOLDEN = GOLDEN_DATA / OUTPUT
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 # Modules only the tools need: building and running a pipeline must import none of them.
 TOOL_MODULES = ("msgpack", "yaml", "gdown", "tqdm", "requests", "nuclio_sdk", "http.server", "cvat_sdk")
 

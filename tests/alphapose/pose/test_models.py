@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from repo_paths import GOLDEN_DATA
 from torch import nn
 
 from alphapose.pose.models.fastpose import DUC, FastPose, fastpose_dcn_res50, fastpose_res50
@@ -19,7 +20,7 @@ from alphapose.pose.models.simplepose import simplepose_res50
 
 # Key lists recorded from the official model classes by tests/golden/make_golden.py (gen_pose_nets.py);
 # what the networks compute is checked against the official ones in test_golden_pose_nets.py.
-DATA = Path(__file__).parent / "golden" / "data" / "keys"
+DATA = GOLDEN_DATA / "keys"
 
 OFFICIAL_LAYOUTS = [
     (fastpose_res50, 17, "fastpose_keys.txt"),

@@ -9,12 +9,12 @@ change when each constant changes.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.nms import pose_nms
@@ -24,7 +24,7 @@ from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_stage import FIXTURE, NMS_FIXTURE, PHOTO, PRESET
 
-GOLDEN = Path(__file__).parent / "golden" / "data"
+GOLDEN = GOLDEN_DATA
 # R, G, B means subtracted by the official SimpleTransform.test_transform
 # (alphapose/utils/presets/simple_transform.py: img[0].add_(-0.406); img[1] ...-0.457; img[2] ...-0.480).
 OFFICIAL_MEANS = np.array([0.406, 0.457, 0.480], dtype=np.float32)

@@ -19,6 +19,7 @@ import gdown
 import pytest
 import requests
 import torch
+from repo_paths import REPO
 
 from alphapose.detection.detectors import DETECTORS
 from alphapose.errors import UnknownNameError, WeightsError
@@ -238,9 +239,7 @@ def test_offline_download_says_so_once_and_points_to_synthetic_weights(
     # The offline hint works as printed: a make target, whose commands run in the project's venv (a bare
     # `python -m tools.synthetic_weights` outside it fails without torch).
     (hint,) = re.findall(r"`(make [^`]+)`", message)
-    dry_run = subprocess.run(
-        [*hint.split(), "-n"], cwd=Path(__file__).parents[1], capture_output=True, text=True
-    )
+    dry_run = subprocess.run([*hint.split(), "-n"], cwd=REPO, capture_output=True, text=True)
     assert dry_run.returncode == 0, dry_run.stderr
     assert ".venv/bin/python -m tools.synthetic_weights build/synthetic-weights" in dry_run.stdout
     assert ".venv/bin/python -m tools serve" in dry_run.stdout

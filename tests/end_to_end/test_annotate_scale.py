@@ -1,8 +1,8 @@
 """``annotate-task`` at scale: the checkpoint and ``--resume``, frames sent to a running function
 (``--function-url``, ``--concurrency``), several tasks per run, progress lines.
 
-The tasks live on the stub CVAT server (tests/cvat_server_stub.py) and show the scene of
-tests/test_annotate_task.py (two walking persons; each frame's pixels say its number). The function is
+The tasks live on the stub CVAT server (tests/helpers/cvat_server_stub.py) and show the scene of
+tests/tools/test_annotate_task.py (two walking persons; each frame's pixels say its number). The function is
 a stub HTTP server in this process that answers as the real one does for ``format: coco`` (AlphaPose's
 results of the scene's poses) and can refuse, stall or hold frames. The tracker is the real one. The
 slow case compares ``python -m tools serve`` on synthetic weights with the same model loaded locally.
@@ -30,7 +30,8 @@ import pytest
 import torch
 from cvat_server_stub import ImageTask, serve
 from PIL import Image
-from test_annotate_task import (
+from repo_paths import REPO
+from task_scene import (
     SKELETON,
     TASK,
     coco_labels,
@@ -50,7 +51,7 @@ from tools.checkpoint import checkpoint_path
 from tools.cli import main
 from tools.remote import FunctionError, RemoteFunction, RetryPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 FAST_RETRY = RetryPolicy(attempts=3, first_pause=0.01, longest_pause=0.02)
 
 
@@ -359,8 +360,7 @@ def test_function_url_gives_the_tracks_of_the_local_model(
 ) -> None:
     """The real pipeline on synthetic weights: loaded here, and behind ``python -m tools serve`` with
     two workers, four frames in flight. Both upload the same tracks."""
-    from server_process import ServerProcess
-    from test_server import server_env
+    from server_process import ServerProcess, server_env
 
     with Image.open(ROOT / "tests" / "data" / "astronaut.jpg") as photo:
         crops = [photo.convert("RGB").crop((16 * i, 8 * i, 16 * i + 256, 8 * i + 224)) for i in range(6)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import GOLDEN_DATA
 from torch import nn
 
 from alphapose.detection.darknet import (
@@ -32,7 +33,7 @@ from alphapose.errors import WeightsError
 
 # Recorded from the official Darknet by tests/golden/make_golden.py (gen_yolov3.py); the network's outputs are
 # checked against the official ones in test_golden_yolov3.py.
-KEYS_FILE = Path(__file__).parent / "golden" / "data" / "keys" / "darknet_keys.txt"
+KEYS_FILE = GOLDEN_DATA / "keys" / "darknet_keys.txt"
 HEADS = (88, 100, 112)  # the linear 1x1 convs that feed the YOLO layers
 COCO_ANCHORS = [
     (10, 13),

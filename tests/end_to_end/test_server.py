@@ -22,7 +22,8 @@ import pytest
 import requests
 from nuclio_harness import cvat_violations
 from PIL import Image
-from server_process import ServerProcess
+from repo_paths import REPO
+from server_process import ServerProcess, server_env
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
@@ -142,14 +143,6 @@ def test_worker_pool_reports_a_failed_start() -> None:
 
 
 # --- the real server ---------------------------------------------------------------------------------
-
-
-def server_env(weights: Path) -> dict[str, str]:
-    return {
-        "ALPHAPOSE_WEIGHTS_DIR": str(weights),
-        "ALPHAPOSE_DETECTOR_SIZE": "160",
-        "ALPHAPOSE_DEVICE": "cpu",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +267,7 @@ def test_busy_port_fails_at_once_with_one_line_and_no_model_load(tmp_path: Path)
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "tools", "serve", "--port", str(port)],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPO,
             env={**os.environ, **server_env(tmp_path)},  # no weights there: nothing may get that far
             capture_output=True,
             text=True,
@@ -311,7 +304,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tools", "serve", "--port", "0"],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPO,
             env={**os.environ, **server_env(weights_dir)},
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import TEST_DATA
 from torch import nn
 
 from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
@@ -34,7 +35,7 @@ from alphapose.pose.models.shuffle_resnet import UnshuffleConv, shuffle_resnet50
 from alphapose.pose.presets import get_preset
 from tools.synthetic_weights import synthetic_pose_model
 
-DATA = Path(__file__).parent / "data"
+DATA = TEST_DATA
 SMALL_CROPS = (2, 3, 128, 96)  # fully convolutional networks: small inputs keep the tests fast
 
 NETWORKS: list[tuple[Callable[[int], nn.Module], str]] = [

@@ -377,7 +377,7 @@ def test_the_pipeline_in_int8_end_to_end(weights_dir: Path, tmp_path: Path) -> N
 def test_evaluate_compares_int8_with_fp32(
     weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.test_evaluate import evaluate_argv, write_set
+    from tests.tools.test_evaluate import evaluate_argv, write_set
     from tools.cli import main
 
     annotations = write_set(tmp_path)
