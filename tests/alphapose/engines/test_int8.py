@@ -401,3 +401,19 @@ def test_evaluate_compares_int8_with_fp32(
     assert [line.split()[0] for line in printed[1:4]] == ["this", "--compare", "difference"]
     assert printed[4].startswith("keypoint displacement over 2 images, px:")
     assert len(json.loads((tmp_path / "results-compare.json").read_text())) == 2
+
+
+def test_the_quantized_graph_runs_each_silu_as_one_swish(tmp_path: Path) -> None:
+    """YOLOX's x * sigmoid(x) must reach the quantizer as one Swish, which runs fused into its convolution:
+    quantized as a sigmoid and a product it costs a float sigmoid and a re-quantization per convolution
+    (bench/README.md, "Engines")."""
+    import openvino
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 8, 3, padding=1)).eval()
+    weights = tmp_path / "silu.pth"
+    weights.write_bytes(b"the stand-in's weights file")
+    inputs = [np.random.default_rng(seed).normal(size=(1, 3, *CROP)).astype(np.float32) for seed in range(4)]
+    prepare_network("pose", "openvino", model, INT8, weights, (3, *CROP), Calibration("silu", lambda: inputs))
+    (cached,) = (tmp_path / export_module.CACHE_DIRECTORY).glob("*-int8.xml")
+    operations = {op.get_type_name() for op in openvino.Core().read_model(str(cached)).get_ops()}
+    assert "Swish" in operations and "Sigmoid" not in operations, sorted(operations)
