@@ -251,6 +251,7 @@ def test_sigint_stops_the_server_cleanly(server: ServerProcess) -> None:
         requests.get(server.url, timeout=5)
 
 
+@pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_server_does_not_start_without_weights(tmp_path: Path) -> None:
     server = ServerProcess(server_env(tmp_path), tmp_path / "server.log")
     assert server.url is None

@@ -404,6 +404,7 @@ def test_stage_carries_hand_saved_weights_and_the_build_verifies_them(
     assert stage(tmp_path / "gpu", "function-gpu.yaml", weights_dir) == []
 
 
+@pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_stage_refuses_synthetic_weights_unless_asked_for_a_test_deployment(
     weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -436,6 +437,7 @@ def test_stage_refuses_synthetic_weights_unless_asked_for_a_test_deployment(
     assert (tmp_path / "make" / "weights" / "yolox_s.pth").is_file()
 
 
+@pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_base_image_weights_step_refuses_synthetic_files_unless_the_build_arg_allows_them(
     weights_dir: Path, tmp_path: Path
 ) -> None:

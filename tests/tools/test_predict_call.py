@@ -276,6 +276,7 @@ def test_annotate_task_needs_a_server_and_says_when_it_is_not_cvat(
     assert f"--server-host {url} answers, but not as CVAT (HTTP 501" in err
 
 
+@pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Path) -> None:
     env = {
         "ALPHAPOSE_WEIGHTS_DIR": str(weights_dir),
