@@ -31,9 +31,10 @@ BASE_DETECTORS ?= yolox-x
 
 # The tests that compare numbers with the official code or with a reference path, which CI runs again as
 # other CPUs compute: `make test-isa`.
-PARITY_TESTS ?= tests/test_golden_*.py tests/alphapose/test_fast_paths.py tests/alphapose/engines/test_precision.py tests/alphapose/pose/test_transforms.py \
-	tests/alphapose/pose/test_nms.py tests/alphapose/pose/test_wholebody_decoding.py tests/alphapose/detection/test_yolox.py tests/alphapose/detection/test_person_detector.py tests/alphapose/engines/test_engines.py \
-	tests/alphapose/engines/test_int8.py
+PARITY_TESTS ?= tests/golden/test_golden_*.py tests/alphapose/test_fast_paths.py \
+	tests/alphapose/engines/test_precision.py tests/alphapose/engines/test_engines.py tests/alphapose/engines/test_int8.py \
+	tests/alphapose/pose/test_transforms.py tests/alphapose/pose/test_nms.py tests/alphapose/pose/test_wholebody_decoding.py \
+	tests/alphapose/detection/test_yolox.py tests/alphapose/detection/test_person_detector.py
 # An AVX2-only CPU (AMD EPYC Zen 3 and the like) as the libraries see it: PyTorch's kernels, oneDNN, MKL,
 # OpenCV's dispatch and its IPP, and NumPy's dispatch capped at AVX2 (the table in tools/isa.py; expanded
 # when a recipe runs, after .venv exists).
