@@ -37,15 +37,13 @@ from task_scene import (
     coco_labels,
     frame_image,
     make_task,
-    person_points,
-    present,
-    scores,
+    scene_poses,
 )
 
 import tools.remote as remote
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import decode_base64, decode_image
-from alphapose.structures import Pose, pose_score
+from alphapose.structures import Pose
 from tools.annotate_task import Progress, duration
 from tools.checkpoint import checkpoint_path
 from tools.cli import main
@@ -53,25 +51,6 @@ from tools.remote import FunctionError, RemoteFunction, RetryPolicy
 
 ROOT = REPO
 FAST_RETRY = RetryPolicy(attempts=3, first_pause=0.01, longest_pause=0.02)
-
-
-def scene_poses(frame: int) -> list[Pose]:
-    """The scene's persons on a frame, scored as the pipeline scores (box score 0.9)."""
-    poses = []
-    for track_id in (1, 2):
-        if present(track_id, frame):
-            points = person_points(track_id, frame).astype(np.float32)
-            keypoint_scores = scores(track_id, frame).astype(np.float32)
-            poses.append(
-                Pose(
-                    box=np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32),
-                    box_score=0.9,
-                    keypoints=points,
-                    keypoint_scores=keypoint_scores,
-                    score=pose_score(keypoint_scores, 0.9),
-                )
-            )
-    return poses
 
 
 @dataclass

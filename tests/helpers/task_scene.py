@@ -12,6 +12,7 @@ from PIL import Image
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.presets import get_preset
+from alphapose.structures import Pose, pose_score
 
 SKELETON = get_preset("fastpose_res50_coco").skeleton
 K = SKELETON.num_keypoints
@@ -55,3 +56,23 @@ def make_task(frames: int, labels: list[dict[str, Any]] | None = None, **options
     return ImageTask(
         TASK, coco_labels() if labels is None else labels, images, [(64, 48)] * frames, **options
     )
+
+
+def scene_poses(frame: int, *, identity_as_score: bool = False) -> list[Pose]:
+    """The scene's persons on a frame with box score 0.9, scored as the pipeline scores, or with the
+    person's number as the score (``identity_as_score``: what a stand-in tracker reads the identity from)."""
+    poses = []
+    for track_id in (1, 2):
+        if present(track_id, frame):
+            points = person_points(track_id, frame).astype(np.float32)
+            keypoint_scores = scores(track_id, frame).astype(np.float32)
+            poses.append(
+                Pose(
+                    box=np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32),
+                    box_score=0.9,
+                    keypoints=points,
+                    keypoint_scores=keypoint_scores,
+                    score=float(track_id) if identity_as_score else pose_score(keypoint_scores, 0.9),
+                )
+            )
+    return poses

@@ -22,7 +22,7 @@ from cvat_server_stub import ImageTask, serve
 from cvat_track_view import load_video_xml, shown
 from PIL import Image
 from repo_paths import TEST_DATA
-from task_scene import SKELETON, TASK, K, coco_labels, make_task, person_points, present, scores
+from task_scene import SKELETON, TASK, K, coco_labels, make_task, person_points, present, scene_poses, scores
 
 import tools.annotate_task as annotate_task
 from alphapose.cvat.predictor import Predictor
@@ -50,20 +50,7 @@ class ScenePipeline:
         self.frames.append(frame)
         if frame == self.fail_on:
             raise RuntimeError(f"the model failed on frame {frame}")
-        poses = []
-        for track_id in (1, 2):
-            if present(track_id, frame):
-                points = person_points(track_id, frame).astype(np.float32)
-                poses.append(
-                    Pose(
-                        box=np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32),
-                        box_score=0.9,
-                        keypoints=points,
-                        keypoint_scores=scores(track_id, frame).astype(np.float32),
-                        score=float(track_id),  # the stand-in tracker reads the identity here
-                    )
-                )
-        return poses
+        return scene_poses(frame, identity_as_score=True)
 
 
 class IdentityTracker:
