@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cvat_server_stub import ImageTask, cvat_labels, serve
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
@@ -33,6 +32,9 @@ from bench.measure import cpu_model, load_average
 from tools.cli import main as tools_main
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))  # the stub CVAT server is a test double
+
+from cvat_server_stub import ImageTask, cvat_labels, serve  # noqa: E402
 
 PRESET = get_preset(DEFAULT_PRESET)
 SIZE = (320, 240)

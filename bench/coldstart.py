@@ -115,9 +115,9 @@ def _worker() -> dict[str, Any]:
     memory_after_init = _memory_now_mb()
 
     import torch
-    from synthetic_images import person_boxes, synthetic_photo
 
     from bench.measure import IMAGE_SIZES, request_image
+    from tools.synthetic_images import person_boxes, synthetic_photo
 
     requests = {}
     for index, size in enumerate(IMAGE_SIZES):

@@ -63,7 +63,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from synthetic_images import person_boxes, synthetic_photo
 from torch import nn
 
 from alphapose.engines import ENGINES
@@ -89,6 +88,7 @@ from bench.measure import (
     slug,
 )
 from tools.isa import AVX2_CAPS
+from tools.synthetic_images import person_boxes, synthetic_photo
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from synthetic_images import person_boxes, synthetic_photo
 from torch import nn
 
 from alphapose.cvat.formats import cvat_skeletons
@@ -57,6 +56,7 @@ from bench.measure import (
     measure_interleaved,
     request_image,
 )
+from tools.synthetic_images import person_boxes, synthetic_photo
 from tools.synthetic_weights import synthetic_pose_model
 
 MAX_PIXELS = 100_000_000

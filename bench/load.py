@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import requests
 from PIL import Image
-from server_process import ServerProcess
+
+from tools.server.process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPOSITORY / "bench" / "results"

@@ -1,7 +1,7 @@
 """What the benchmarks share: medians after warm-up, FLOP counts, machine facts, and the requests.
 
 The weights are random, so the detector's boxes say nothing about how many persons an image holds; the
-pose stage therefore runs on fixed person boxes (tests/helpers/synthetic_images.py), which fixes the person
+pose stage therefore runs on fixed person boxes (tools/synthetic_images.py), which fixes the person
 count for every figure.
 """
 

@@ -25,7 +25,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from synthetic_images import synthetic_photo
 
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.images.video import FrameSource
@@ -33,6 +32,7 @@ from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
 from bench.measure import device_label, environment, load_average, measure_interleaved
 from bench.report import RESULTS
+from tools.synthetic_images import synthetic_photo
 
 PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
 SIZE = (640, 480)

@@ -339,7 +339,9 @@ def test_function_url_gives_the_tracks_of_the_local_model(
 ) -> None:
     """The real pipeline on synthetic weights: loaded here, and behind ``python -m tools serve`` with
     two workers, four frames in flight. Both upload the same tracks."""
-    from server_process import ServerProcess, server_env
+    from nuclio_harness import server_env
+
+    from tools.server.process import ServerProcess
 
     with Image.open(ROOT / "tests" / "data" / "astronaut.jpg") as photo:
         crops = [photo.convert("RGB").crop((16 * i, 8 * i, 16 * i + 256, 8 * i + 224)) for i in range(6)]

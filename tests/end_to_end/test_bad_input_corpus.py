@@ -28,10 +28,10 @@ import pytest
 import requests
 from nuclio_harness import NuclioFunction, cvat_violations
 from PIL import Image
-from server_process import ServerProcess
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
+from tools.server.process import ServerProcess
 
 MAX_PIXELS = 200_000_000  # above Pillow's refusal threshold of 178,956,970 pixels
 MAX_BODY_SIZE = 100_000  # bytes, for the local server

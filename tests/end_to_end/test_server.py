@@ -20,16 +20,16 @@ import nuclio_sdk
 import numpy as np
 import pytest
 import requests
-from nuclio_harness import cvat_violations
+from nuclio_harness import cvat_violations, server_env
 from PIL import Image
 from repo_paths import REPO
-from server_process import ServerProcess, server_env
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
 from tools.errors import WorkerStartError
 from tools.server.events import create_context, decode_event, decode_result, encode_event, run_handler
 from tools.server.pool import WorkerPool
+from tools.server.process import ServerProcess
 
 # The Go processor's event map: nuclio pkg/processor/runtime/rpc/encoder/encode.go (eventAsMap).
 PROCESSOR_KEYS = {

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from nuclio_harness import cvat_violations
 from PIL import Image
-from server_process import ServerProcess
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
 from tools.cli import main
 from tools.render import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, draw_skeletons
+from tools.server.process import ServerProcess
 
 GREY = 90
 MODEL_OPTIONS = ["--detector-size", "160", "--device", "cpu"]

@@ -182,9 +182,8 @@ def test_pipeline_on_an_engine_finds_the_poses_of_pytorch(
     engine: str, weights_dir: Path, tmp_path: Path
 ) -> None:
     """The whole pipeline (YOLOv3-SPP and FastPose exported) against the PyTorch one on a photo."""
-    from synthetic_images import synthetic_photo
-
     from alphapose.pipeline import PosePipeline
+    from tools.synthetic_images import synthetic_photo
 
     for path in weights_dir.iterdir():
         if path.is_file():

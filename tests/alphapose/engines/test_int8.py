@@ -349,9 +349,8 @@ def linked_weights(weights_dir: Path, directory: Path) -> Path:
 def test_the_pipeline_in_int8_end_to_end(weights_dir: Path, tmp_path: Path) -> None:
     """YOLOX-s and FastPose quantized on frames, cached, and answering as the fp32 pipeline does where the
     synthetic weights fix the answer (one person covering the image)."""
-    from synthetic_images import synthetic_photo
-
     from alphapose.pipeline import PosePipeline
+    from tools.synthetic_images import synthetic_photo
 
     weights = linked_weights(weights_dir, tmp_path / "weights")
     frames = tmp_path / "frames"

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from synthetic_images import person_boxes, synthetic_photo
 from torch import nn
 
 from alphapose.cvat.errors import ConfigError
@@ -33,6 +32,7 @@ from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.models.resnet import Bottleneck
 from alphapose.structures import Pose
+from tools.synthetic_images import person_boxes, synthetic_photo
 
 
 @pytest.mark.parametrize("value", ["auto", "fp32", "bf16", "fp16", " BF16 "])

@@ -1,4 +1,5 @@
-"""The local server in a subprocess, for the tests and the load and soak scripts that need the real one."""
+"""The local server (``python -m tools serve``) in a subprocess, for the tests and the benchmarks that need
+the real one."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
-from repo_paths import REPO
-
-FUNCTION_ROOT = REPO
+FUNCTION_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
@@ -87,12 +86,3 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def server_env(weights: Path) -> dict[str, str]:
-    """A small, fast server on synthetic weights: the CPU, the detector at 160."""
-    return {
-        "ALPHAPOSE_WEIGHTS_DIR": str(weights),
-        "ALPHAPOSE_DETECTOR_SIZE": "160",
-        "ALPHAPOSE_DEVICE": "cpu",
-    }
