@@ -110,8 +110,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _summary(results: dict[str, Any]) -> list[str]:
-    """The summary figures; the efficiency and batching rows only for the runs that measured them
-    (before bench/speedups.py was removed, see bench/README.md)."""
+    """The summary figures; the efficiency and batching rows only for the recorded runs that hold them
+    (bench/README.md, "Recorded one-off comparisons")."""
     rows = []
     eff, loop = results.get("efficiency"), results.get("loop_vs_batch")
     if eff and loop:
@@ -200,7 +200,7 @@ def _precision(results: dict[str, Any]) -> list[str]:
     forwards, end to end, and how far the reduced precision moves the results from fp32; or why the run
     did not measure it."""
     part = results.get("precision")
-    if not part or "other" not in part:  # runs since bench/precision.py was removed measure one precision
+    if not part or "other" not in part:  # a run of one precision (python -m bench --precision P)
         return []
     main, other = part["main"], part["other"]
     if part.get("skipped"):
