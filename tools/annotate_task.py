@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -117,12 +118,6 @@ class Progress:
         if now - self.last >= self.interval or self.done == self.total:
             self.last = now
             self.log(self.line(now))
-
-    @property
-    def rate(self) -> float:
-        """Frames computed per second so far."""
-        elapsed = self.clock() - self.started
-        return self.computed / elapsed if elapsed > 0 else 0.0
 
     def line(self, now: float) -> str:
         elapsed = now - self.started
@@ -569,17 +564,15 @@ class _Runner:
     def _settings(self, task_id: int, opened: OpenedTask) -> dict[str, Any]:
         """What a checkpoint must have been made with to be continued: the task (server, id, frames)
         and what computed the poses (the function, or the model's settings)."""
-        from dataclasses import asdict
+        frames = len(opened.dataset.samples)
+        return {"server": self.args.server_host, "task": task_id, "frames": frames, "poses": self._source}
 
+    @cached_property
+    def _source(self) -> dict[str, str]:
+        """What computes the poses, the same for every task of the run (the calibration set is read once)."""
         if self.args.function_url:
-            source = {"function_url": self.args.function_url, "preset": self.config.options.pose_preset.name}
-        else:
-            source = {
-                "weights_dir": str(self.config.weights_dir.resolve()),
-                **{key: str(value) for key, value in asdict(self.config.options).items()},
-            }
-        frames = [sample.frame_index for sample in opened.dataset.samples]
-        return {"server": self.args.server_host, "task": task_id, "frames": len(frames), "poses": source}
+            return {"function_url": self.args.function_url, "preset": self.config.options.pose_preset.name}
+        return self.config.model_record()
 
     def _xml(self, task_id: int) -> Path | None:
         if self.args.xml is None or not self.several:

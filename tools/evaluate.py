@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -337,22 +337,15 @@ def _coco_names(truth: GroundTruth) -> tuple[str, ...]:
 
 
 def _settings(config: Config, boxes: Boxes, truth: GroundTruth, args: argparse.Namespace) -> dict[str, Any]:
-    """What a partial results file must have been produced with to be continued. The calibration set
-    counts by its contents (its digest), not its path: changed frames in the same directory quantize
-    the networks differently."""
-    settings = {
+    """What a partial results file must have been produced with to be continued
+    (:meth:`Config.model_record` for the model)."""
+    return {
         "annotations": str(truth.path.resolve()),
         "boxes": boxes.source,
         "detections": boxes.detections_file,
         "threshold": args.threshold,
-        "weights_dir": str(config.weights_dir.resolve()),
-        **{key: str(value) for key, value in asdict(config.options).items()},
+        **config.model_record(),
     }
-    if config.options.calibration is not None:
-        from alphapose.engines.calibration import CalibrationSet
-
-        settings["calibration"] = CalibrationSet.from_directory(config.options.calibration).digest
-    return settings
 
 
 def _progress(items: list[Any], enabled: bool) -> Any:

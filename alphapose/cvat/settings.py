@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,21 @@ class Config:
         display thresholds (0.4 for heatmap keypoints, 0.05 for regression ones)."""
         value = self.keypoint_threshold if requested is None else requested
         return preset.keypoint_thresholds if value is None else value
+
+    def model_record(self) -> dict[str, str]:
+        """What decides the poses a model loaded from these settings finds, as text for the record a
+        results file keeps to be continued (evaluate's partial results, annotate-task's checkpoint): the
+        weights directory, every pipeline option, and the calibration set by its contents (its digest;
+        changed frames in the same directory quantize the networks differently)."""
+        record = {
+            "weights_dir": str(self.weights_dir.resolve()),
+            **{key: str(value) for key, value in asdict(self.options).items()},
+        }
+        if self.options.calibration is not None:
+            from alphapose.engines.calibration import CalibrationSet
+
+            record["calibration"] = CalibrationSet.from_directory(self.options.calibration).digest
+        return record
 
     def error(self, setting: str, value: object, problem: str) -> ConfigError:
         """A :class:`ConfigError` naming the setting as the user spelled it."""

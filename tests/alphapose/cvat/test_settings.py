@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 from repo_paths import REPO
 
 from alphapose.cvat.settings import (
@@ -48,3 +52,24 @@ def test_each_command_takes_the_setting_flags_of_the_table() -> None:
         True,
         "cal",
     )
+
+
+def test_the_model_record_holds_the_calibration_set_by_its_contents(tmp_path: Path) -> None:
+    """What evaluate's partial results and annotate-task's checkpoints are continued under: a changed
+    calibration frame in the same directory is another model (it quantizes the networks differently)."""
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    frame = calibration / "a.png"
+    cv2.imwrite(str(frame), np.zeros((8, 8, 3), np.uint8))
+    config = Config.from_env(
+        {
+            "ALPHAPOSE_PRECISION": "int8",
+            "ALPHAPOSE_ENGINE": "openvino",
+            "ALPHAPOSE_CALIBRATION_DIR": str(calibration),
+        }
+    )
+    before = config.model_record()
+    assert config.model_record() == before and before["precision"] == "int8"
+    cv2.imwrite(str(frame), np.full((8, 8, 3), 255, np.uint8))
+    assert config.model_record()["calibration"] != before["calibration"]
+    assert Config.from_env({}).model_record()["calibration"] == "None"  # no set: nothing read
