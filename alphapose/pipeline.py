@@ -126,7 +126,7 @@ class PosePipeline:
                 + download_hint(directory, preset.name, detector_spec.name)
             )
         images = None
-        if precision.name == "int8" and options.calibration is not None:
+        if precision.name == "int8":  # PipelineOptions refuses int8 without a calibration set
             images = CalibrationSet.from_directory(options.calibration)
         detector_weights, size = directory / detector_spec.weights.name, options.detector_input_size
         family = FAMILIES[detector_spec.family]

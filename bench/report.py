@@ -175,7 +175,7 @@ def _summary(results: dict[str, Any]) -> list[str]:
 
 
 def _detectors(rows: list[dict[str, Any]]) -> list[str]:
-    """Every detector of the table on the same requests (bench/detectors.py)."""
+    """Every detector of the table on the same requests (bench/latency.py, ``detector_rows``)."""
     requests = list(rows[0]["end_to_end_ms"])
     header = ["detector", "input", "GFLOP", "detector ms", "forward ms", "GFLOP/s"]
     header += [f"end to end {r.replace('/', ', ')} p." for r in requests]

@@ -105,7 +105,7 @@ def coco_poses(entries: Any, num_keypoints: int) -> list[Pose]:
     """The poses an answer in the coco format was written from (:func:`coco_results` read back), for a
     caller that runs the function remotely and tracks locally. Coordinates and scores come back as the
     function computed them (float32 values survive JSON); the box score, which the format does not
-    carry, is solved from the pose score (:func:`alphapose.pipeline.box_score_of`). A ``ValueError``
+    carry, is solved from the pose score (:func:`alphapose.structures.box_score_of`). A ``ValueError``
     says what in the answer is not such a list.
     """
     from alphapose.structures import Pose, box_score_of

@@ -18,6 +18,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,7 @@ def detector_inputs(
 ) -> list[np.ndarray]:
     """The detector's input (1, 3, size, size) for each image, made by its family's ``prepare``."""
     cpu = torch.device("cpu")
-    inputs = [prepare([image], size, cpu)[0].numpy() for image in calibration.images()]
-    return inputs[:MAX_INPUTS]
+    return [prepare([image], size, cpu)[0].numpy() for image in islice(calibration.images(), MAX_INPUTS)]
 
 
 def pose_inputs(

@@ -55,7 +55,7 @@ QUANTIZER_PRESET = "mixed"  # nncf.QuantizationPreset.MIXED: symmetric weights, 
 # The graph quantized is OpenVINO's conversion of the export (openvino.convert_model), whose fusions turn
 # x * sigmoid(x) into one Swish: quantized as one activation, it runs fused into its convolution, where the
 # ONNX graph read as it is leaves a float sigmoid and a re-quantized product after every convolution of
-# YOLOX (bench/README.md, "Engines").
+# YOLOX (docs/precision.md, "int8").
 QUANTIZED_GRAPH = "openvino.convert_model"
 
 

@@ -23,7 +23,7 @@ one the CPU has no units for (:func:`require_cpu_units`); :func:`convert_model` 
 which is how the reduced paths are tested anywhere.
 
 ``int8`` is not a PyTorch path: it runs a runtime's quantized export (OpenVINO, quantized post-training
-on the user's calibration images, :mod:`alphapose.engines.quantize`), on the CPU only. It is fastest with
+on the user's calibration images, :mod:`alphapose.engines.calibration`), on the CPU only. It is fastest with
 VNNI or AMX-INT8 (:data:`INT8_UNIT_FLAGS`) and still faster than float32 on an AVX2-only CPU (bench/README.md
 has the figures), so no CPU is refused for it; the start-up log says when the CPU lacks those units.
 """

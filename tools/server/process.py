@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
-FUNCTION_ROOT = Path(__file__).resolve().parents[2]
+from tools.server.events import FUNCTION_ROOT
 
 
 class ServerProcess:
