@@ -313,7 +313,7 @@ def test_low_scoring_keypoints_are_left_out_of_oks() -> None:
 
 def test_identities_never_repeat_and_reset_starts_again() -> None:
     """Random walkers that come and go: identities are unique in a frame, one that has ended never comes
-    back, and they are exactly 1..N, given in the order the tracks are confirmed."""
+    back, and they are exactly 1..N (none skipped)."""
     rng = np.random.default_rng(7)
     tracker = PoseTracker(TrackerOptions(max_age=2), sigmas=SIGMAS)
     positions = rng.uniform(0, 2000, 12)

@@ -405,7 +405,7 @@ def test_evaluate_compares_int8_with_fp32(
 def test_the_quantized_graph_runs_each_silu_as_one_swish(tmp_path: Path) -> None:
     """YOLOX's x * sigmoid(x) must reach the quantizer as one Swish, which runs fused into its convolution:
     quantized as a sigmoid and a product it costs a float sigmoid and a re-quantization per convolution
-    (bench/README.md, "Engines")."""
+    (docs/precision.md, "int8")."""
     import openvino
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 8, 3, padding=1)).eval()

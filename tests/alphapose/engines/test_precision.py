@@ -42,7 +42,7 @@ def test_parse_accepts_the_names(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["", "float32", "bfloat16", "half", "int4"])
 def test_parse_refuses_anything_else_listing_the_choices(value: str) -> None:
-    with pytest.raises(PrecisionError, match="expected one of auto, fp32, bf16, fp16"):
+    with pytest.raises(PrecisionError, match="expected one of auto, fp32, bf16, fp16, int8"):
         parse_precision(value)
 
 
