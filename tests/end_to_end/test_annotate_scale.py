@@ -37,10 +37,10 @@ from task_scene import (
     coco_labels,
     frame_image,
     make_task,
+    own_sdk_cache,
     scene_poses,
 )
 
-import tools.annotate_task as annotate_task
 import tools.remote as remote
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import decode_base64, decode_image
@@ -123,22 +123,10 @@ def serve_function(function: StubFunction) -> Iterator[str]:
 
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A token, the SDK's cache under ``tmp_path``, the default preset; the checkpoint directory.
-
-    The cache is set on each client the command makes in this process (the SDK reads its default
-    directory once, when it is imported, and a cache shared between tests keyed by server address would
-    hand a task's metadata from an earlier stub server on the same port to a later one) and through
-    ``XDG_CACHE_HOME`` for a command run in a subprocess."""
+    """A token, the SDK's cache under ``tmp_path`` (:func:`own_sdk_cache`), the default preset; the
+    checkpoint directory."""
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    make_client = annotate_task._client
-
-    def client_with_own_cache(host: str, auth: str | None) -> Any:
-        made = make_client(host, auth)
-        made.config.cache_dir = tmp_path / "cache"
-        return made
-
-    monkeypatch.setattr(annotate_task, "_client", client_with_own_cache)
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
     for name in [name for name in os.environ if name.startswith("ALPHAPOSE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setattr(remote, "DEFAULT_RETRY", FAST_RETRY)

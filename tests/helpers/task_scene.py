@@ -4,12 +4,15 @@ of numbered frames on the stub CVAT server, each pose carrying the person it was
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from cvat_server_stub import ImageTask, cvat_labels
 from PIL import Image
 
+import tools.annotate_task as annotate_task
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.presets import get_preset
 from alphapose.structures import Pose, pose_score
@@ -76,3 +79,19 @@ def scene_poses(frame: int, *, identity_as_score: bool = False) -> list[Pose]:
                 )
             )
     return poses
+
+
+def own_sdk_cache(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """Every CVAT client the annotate-task command makes, in this process or in a subprocess, caches
+    under ``directory``. The SDK reads its default directory (``XDG_CACHE_HOME``) once, when imported,
+    and a cache shared between tests, keyed by server address, would hand one stub server's task
+    metadata to a later one on the same port."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory))
+    make_client = annotate_task._client
+
+    def client_with_own_cache(host: str, auth: str | None) -> Any:
+        made = make_client(host, auth)
+        made.config.cache_dir = directory
+        return made
+
+    monkeypatch.setattr(annotate_task, "_client", client_with_own_cache)

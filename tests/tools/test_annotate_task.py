@@ -22,7 +22,18 @@ from cvat_server_stub import ImageTask, serve
 from cvat_track_view import load_video_xml, shown
 from PIL import Image
 from repo_paths import TEST_DATA
-from task_scene import SKELETON, TASK, K, coco_labels, make_task, person_points, present, scene_poses, scores
+from task_scene import (
+    SKELETON,
+    TASK,
+    K,
+    coco_labels,
+    make_task,
+    own_sdk_cache,
+    person_points,
+    present,
+    scene_poses,
+    scores,
+)
 
 import tools.annotate_task as annotate_task
 from alphapose.cvat.predictor import Predictor
@@ -231,6 +242,7 @@ def test_command_line_errors_name_the_flag_or_the_task(
     assert main(["annotate-task", "5", "--server-host", "http://127.0.0.1:9"]) == 2
     assert "no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
     task = make_task(3, without_point("nose"))
     with serve(task) as url:
         assert main(["annotate-task", "5", "--server-host", url]) == 2
@@ -249,13 +261,6 @@ def test_command_end_to_end_on_synthetic_weights(
     with Image.open(io.BytesIO(photo)) as image:
         size = image.size
     task = ImageTask(TASK, coco_labels(), [("a.jpg", photo)] * 3, [size] * 3)
-    make_client = annotate_task._client
-
-    def cached_client(host: str, auth: str | None) -> Client:
-        made = make_client(host, auth)
-        made.config.cache_dir = tmp_path / "cache"
-        return made
-
     trackers = []
     make_tracker = annotate_task._tracker
 
@@ -263,7 +268,7 @@ def test_command_end_to_end_on_synthetic_weights(
         trackers.append(options)
         return make_tracker(skeleton, options)
 
-    monkeypatch.setattr(annotate_task, "_client", cached_client)
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
     monkeypatch.setattr(annotate_task, "_tracker", recorded_tracker)
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
     for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_KEYPOINT_THRESHOLD", "ALPHAPOSE_DETECTOR"):
