@@ -40,6 +40,18 @@ def empty_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_weights(tmp_path_factory.mktemp("weights_empty"), TEST_PRESETS[:1], persons=False)
 
 
+@pytest.fixture
+def linked_weights_dir(weights_dir: Path, tmp_path: Path) -> Path:
+    """The session's weights files linked into a directory of this test's: what a test builds beside them
+    (an engine's export cache, a quantized model) stays its own, and ``weights_dir`` holds the files only."""
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    for path in weights_dir.iterdir():
+        if path.is_file():
+            (directory / path.name).symlink_to(path)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def unmarked_weights_dir(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The detectors' and the COCO preset's files of ``weights_dir`` without the synthetic writer's mark:

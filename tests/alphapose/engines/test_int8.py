@@ -336,29 +336,22 @@ def test_without_the_quantizer_int8_names_the_extra_to_install(
         )
 
 
-def linked_weights(weights_dir: Path, directory: Path) -> Path:
-    """The session's weights files linked into ``directory``, so the cache made beside them is this test's."""
-    directory.mkdir()
-    for path in weights_dir.iterdir():
-        if path.is_file():
-            (directory / path.name).symlink_to(path)
-    return directory
-
-
 @pytest.mark.slow
-def test_the_pipeline_in_int8_end_to_end(weights_dir: Path, tmp_path: Path) -> None:
+def test_the_pipeline_in_int8_end_to_end(linked_weights_dir: Path, tmp_path: Path) -> None:
     """YOLOX-s and FastPose quantized on frames, cached, and answering as the fp32 pipeline does where the
     synthetic weights fix the answer (one person covering the image)."""
     from alphapose.pipeline import PosePipeline
     from tools.synthetic_images import synthetic_photo
 
-    weights = linked_weights(weights_dir, tmp_path / "weights")
     frames = tmp_path / "frames"
     frames.mkdir()
     for seed in range(3):
         Image.fromarray(synthetic_photo(320, 240, seed=seed)).save(frames / f"{seed}.jpg")
+    weights = linked_weights_dir
     settings = {"detector": "yolox-s", "detector_size": 160, "device": "cpu", "engine": "openvino"}
-    pipeline = PosePipeline.from_weights_dir(weights, precision="int8", calibration=frames, **settings)
+    pipeline = PosePipeline.from_weights_dir(
+        linked_weights_dir, precision="int8", calibration=frames, **settings
+    )
     for network in ("detector", "pose"):
         assert pipeline.engines[network].description.endswith(" int8")
         assert pipeline.engines[network].note.startswith("quantized to")
@@ -367,25 +360,26 @@ def test_the_pipeline_in_int8_end_to_end(weights_dir: Path, tmp_path: Path) -> N
     (reference,) = PosePipeline.from_weights_dir(weights, **{**settings, "engine": "torch"})(image)
     np.testing.assert_allclose(pose.box, reference.box, atol=1.0)
     assert pose.keypoints.shape == reference.keypoints.shape == (17, 2)
-    again = PosePipeline.from_weights_dir(weights, precision="int8", calibration=frames, **settings)
+    again = PosePipeline.from_weights_dir(
+        linked_weights_dir, precision="int8", calibration=frames, **settings
+    )
     assert all(e.note.startswith("cached int8 model") for e in again.engines.values())
     np.testing.assert_array_equal(again(image)[0].keypoints, pose.keypoints)
 
 
 @pytest.mark.slow
 def test_evaluate_compares_int8_with_fp32(
-    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    linked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.tools.test_evaluate import evaluate_argv, write_set
     from tools.cli import main
 
     annotations = write_set(tmp_path)
-    weights = linked_weights(weights_dir, tmp_path / "weights")
     out = tmp_path / "results.json"
     argv = evaluate_argv(annotations, tmp_path / "images", out)
     model = [
         "--weights-dir",
-        str(weights),
+        str(linked_weights_dir),
         "--detector",
         "yolox-s",
         "--detector-size",

@@ -284,7 +284,7 @@ def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipel
 
 
 def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
-    weights_dir: Path, fp32_pipeline: PosePipeline
+    linked_weights_dir: Path, fp32_pipeline: PosePipeline
 ) -> None:
     """The fast CPU setting the README names (``openvino`` with ``bf16``), end to end against fp32
     PyTorch, within the bounds of PyTorch's own bf16. Where the plugin cannot run bf16 (a CPU without
@@ -292,7 +292,7 @@ def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
     from alphapose.engines import openvino_engine
 
     build = partial(
-        PosePipeline.from_weights_dir, weights_dir, device="cpu", detector_size=160, precision="bf16"
+        PosePipeline.from_weights_dir, linked_weights_dir, device="cpu", detector_size=160, precision="bf16"
     )
     refusal = openvino_engine.check_precision(resolve_precision("bf16", "cpu"))
     if refusal is not None:  # no bf16 units, or oneDNN capped below them (make test-isa)

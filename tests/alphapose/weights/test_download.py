@@ -180,6 +180,9 @@ def test_synthetic_files_carry_their_mark_wherever_they_are_copied(
 ) -> None:
     """The mark is inside the file: a copy alone in another directory, or under a staging name, is still
     synthetic, is never recorded, and a record of its sha256 made by mistake is an error."""
+    assert sorted(p.name for p in weights_dir.iterdir()) == sorted(
+        [DETECTOR_WEIGHTS, "yolox_s.pth", COCO.checkpoint.name, HALPE.checkpoint.name]
+    )  # nothing beside the files says what they are
     copy = tmp_path / "elsewhere" / f"{name}.download"  # alone, under a staging name
     copy.parent.mkdir()
     shutil.copyfile(weights_dir / name, copy)
