@@ -140,7 +140,11 @@ def decode_result(line: str) -> HandlerResult:
     trigger copies only ``string`` and ``int`` header values (pkg/processor/trigger/http/trigger.go). So
     only string values arrive: a header the handler sets to a number, a boolean or null is dropped.
     """
-    result = json.loads(line)
+    return _decoded(json.loads(line))
+
+
+def _decoded(result: dict[str, Any]) -> HandlerResult:
+    """One response map, decoded as :func:`decode_result` says."""
     encoding = result.get("body_encoding", "text")
     if encoding == "base64":
         body = base64.b64decode(result["body"])
@@ -162,7 +166,7 @@ def decode_batch_result(line: str) -> dict[str, HandlerResult]:
     if not isinstance(results, list):
         return {}
     return {
-        str(result["event_id"]): decode_result(json.dumps(result))
+        str(result["event_id"]): _decoded(result)
         for result in results
         if result.get("event_id")
     }
