@@ -165,11 +165,7 @@ def decode_batch_result(line: str) -> dict[str, HandlerResult]:
     results = json.loads(line)
     if not isinstance(results, list):
         return {}
-    return {
-        str(result["event_id"]): _decoded(result)
-        for result in results
-        if result.get("event_id")
-    }
+    return {str(result["event_id"]): _decoded(result) for result in results if result.get("event_id")}
 
 
 def load_entrypoint(spec: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
