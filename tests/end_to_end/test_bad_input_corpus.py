@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from nuclio_harness import NuclioFunction, cvat_violations
+from nuclio_harness import NuclioFunction, cvat_violations, server_env
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
@@ -39,12 +39,7 @@ DETAIL_LIMIT = 300  # characters: an error detail must never echo a large input 
 
 
 def function_env(weights: Path) -> dict[str, str]:
-    return {
-        "ALPHAPOSE_WEIGHTS_DIR": str(weights),
-        "ALPHAPOSE_DETECTOR_SIZE": "160",
-        "ALPHAPOSE_DEVICE": "cpu",
-        "ALPHAPOSE_MAX_PIXELS": str(MAX_PIXELS),
-    }
+    return {**server_env(weights), "ALPHAPOSE_MAX_PIXELS": str(MAX_PIXELS)}
 
 
 # --- image files -------------------------------------------------------------------------------------

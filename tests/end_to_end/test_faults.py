@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import requests
 import torch
-from nuclio_harness import NuclioFunction, function_environment
+from nuclio_harness import NuclioFunction, function_environment, server_env
 from PIL import Image
 from torch import nn
 
@@ -45,14 +45,6 @@ FAULT_HEADER = "X-Inject-Fault"
 PID_HEADER = "X-Worker-Pid"
 CHECKPOINT = "fast_res50_256x192.pth"
 DETECTOR = "yolov3-spp.weights"
-
-
-def function_env(weights: Path) -> dict[str, str]:
-    return {
-        "ALPHAPOSE_WEIGHTS_DIR": str(weights),
-        "ALPHAPOSE_DETECTOR_SIZE": "160",
-        "ALPHAPOSE_DEVICE": "cpu",
-    }
 
 
 def coco_request(width: int, height: int, image_id: str) -> dict[str, Any]:
@@ -136,7 +128,7 @@ def test_corrupt_weights_fail_init_naming_the_file(
 ) -> None:
     directory = weights_with_corrupt(weights_dir, tmp_path / "weights", name, corruption)
     with pytest.raises(WeightsError) as info:
-        NuclioFunction(function_env(directory))
+        NuclioFunction(server_env(directory))
     message = str(info.value)
     assert str(directory / name) in message
     other = DETECTOR if name == CHECKPOINT else CHECKPOINT
@@ -148,7 +140,7 @@ def test_truncated_weights_stop_the_server_worker_with_the_file_named(
     weights_dir: Path, tmp_path: Path
 ) -> None:
     directory = weights_with_corrupt(weights_dir, tmp_path / "weights", DETECTOR, "truncated")
-    with function_environment(function_env(directory)), pytest.raises(WorkerStartError) as info:
+    with function_environment(server_env(directory)), pytest.raises(WorkerStartError) as info:
         WorkerPool(1).start()
     assert str(info.value).startswith("WeightsError: ")
     assert str(directory / DETECTOR) in str(info.value) and "short" in str(info.value)
@@ -159,7 +151,7 @@ def test_truncated_weights_stop_the_server_worker_with_the_file_named(
 
 @pytest.fixture(scope="module")
 def function(weights_dir: Path) -> NuclioFunction:
-    return NuclioFunction(function_env(weights_dir))
+    return NuclioFunction(server_env(weights_dir))
 
 
 def test_out_of_memory_releases_the_request_before_emptying_the_cache(
@@ -193,7 +185,7 @@ def test_out_of_memory_releases_the_request_before_emptying_the_cache(
 @pytest.fixture(scope="module")
 def fault_server(weights_dir: Path) -> Iterator[FunctionServer]:
     """One worker running this module's ``handler``; the environment stays set for restarted workers."""
-    with function_environment(function_env(weights_dir)):
+    with function_environment(server_env(weights_dir)):
         pool = WorkerPool(1, "test_faults:handler")
         pool.start()
         server = FunctionServer(("127.0.0.1", 0), pool, availability_timeout=300, event_timeout=120)

@@ -15,7 +15,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
-from nuclio_harness import cvat_violations
+from nuclio_harness import cvat_violations, server_env
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
@@ -278,12 +278,7 @@ def test_annotate_task_needs_a_server_and_says_when_it_is_not_cvat(
 
 @pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Path) -> None:
-    env = {
-        "ALPHAPOSE_WEIGHTS_DIR": str(weights_dir),
-        "ALPHAPOSE_DETECTOR_SIZE": "160",
-        "ALPHAPOSE_DEVICE": "cpu",
-    }
-    server = ServerProcess(env, tmp_path / "server.log")
+    server = ServerProcess(server_env(weights_dir), tmp_path / "server.log")
     try:
         assert server.url, server.log()
         image = write_image(tmp_path / "frame.jpg", 48, 64)

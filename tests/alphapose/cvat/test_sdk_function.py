@@ -32,7 +32,7 @@ from cvat_cli._internal.parsers import parse_function_parameter
 from cvat_sdk import models
 from cvat_sdk.auto_annotation.driver import _AnnotationMapper, _DetectionFunctionContextImpl
 from cvat_server_stub import ImageTask, cvat_labels, serve
-from nuclio_harness import NuclioFunction
+from nuclio_harness import NuclioFunction, server_env
 from PIL import Image
 from repo_paths import REPO, TEST_DATA
 
@@ -177,13 +177,7 @@ def test_the_answer_is_the_nuclio_functions_answer(
     coco: AlphaPoseFunction, weights_dir: Path, photo: Image.Image
 ) -> None:
     """Same configuration, same photo: the same persons, points, outside flags and confidences."""
-    nuclio = NuclioFunction(
-        {
-            "ALPHAPOSE_WEIGHTS_DIR": str(weights_dir),
-            "ALPHAPOSE_DETECTOR_SIZE": "160",
-            "ALPHAPOSE_DEVICE": "cpu",
-        }
-    )
+    nuclio = NuclioFunction(server_env(weights_dir))
     answer = nuclio.post_json({"image": base64.b64encode(PHOTO.read_bytes()).decode("ascii")})
     assert answer.status == 200
     expected = json.loads(answer.body)
