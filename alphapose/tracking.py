@@ -245,11 +245,17 @@ class PoseTracker:
         self._tracks = [t for t in self._tracks if t.confirmed]
         return self._settled()
 
-    def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]]) -> Iterator[TrackedFrame]:
-        """Every frame of ``(handle, poses)`` pairs, tracked and settled, in order; then :meth:`finish`."""
+    def track(
+        self, frames: Iterable[tuple[Any, Sequence[Pose]]], *, threshold: float = 0.0
+    ) -> Iterator[TrackedFrame]:
+        """Every frame of ``(handle, poses)`` pairs, tracked and settled, in order; then :meth:`finish`.
+        Each frame keeps the persons whose box score is at least ``threshold``
+        (:meth:`TrackedFrame.above`): the tracker sees every pose, the threshold filters after it."""
         for handle, poses in frames:
-            yield from self.update(poses, handle)
-        yield from self.finish()
+            for tracked in self.update(poses, handle):
+                yield tracked.above(threshold)
+        for tracked in self.finish():
+            yield tracked.above(threshold)
 
     # --- association ---------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, TrackedFrame, build_tracks
+from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
 from tools.checkpoint import TaskCheckpoint, checkpoint_path
@@ -59,9 +59,10 @@ class TaskError(Exception):
 
 class Tracker(Protocol):
     """What the command needs of :class:`alphapose.tracking.PoseTracker`: each frame's poses in,
-    the settled frames with their persons' track ids out."""
+    the settled frames with their persons' track ids out, persons under ``threshold`` left out after
+    tracking."""
 
-    def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]]) -> Iterator[Any]: ...
+    def track(self, frames: Iterable[tuple[Any, Sequence[Pose]]], *, threshold: float) -> Iterator[Any]: ...
 
 
 class Estimator(Protocol):
@@ -257,16 +258,6 @@ def task_poses(
         computed.close()
 
 
-def tracked_frames(
-    frames: Iterable[tuple[int, list[Pose]]], tracker: Tracker, *, threshold: float = 0.0
-) -> Iterator[TrackedFrame]:
-    """Each frame with its tracked persons whose box score is at least ``threshold``: the tracker
-    sees every pose, and ``--threshold`` filters after tracking, as ``predict`` does
-    (:meth:`alphapose.tracking.TrackedFrame.above`), for every source."""
-    for tracked in tracker.track(frames):
-        yield tracked.above(threshold)
-
-
 def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
     """The tracks as the SDK's request models: a skeleton track, and an element track per point that
     CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.skeleton_tracks`)."""
@@ -345,7 +336,7 @@ def annotate(
     ``checkpoint``)."""
     frames = task_poses(opened, estimator, checkpoint, progress)
     tracks = build_tracks(
-        tracked_frames(frames, tracker, threshold=threshold),
+        tracker.track(frames, threshold=threshold),
         estimator.skeleton.num_keypoints,
         keypoint_threshold=keypoint_threshold,
         tolerance=tolerance,

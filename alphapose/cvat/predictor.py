@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,9 +75,14 @@ class Predictor:
     def preset(self) -> PosePreset:
         return self.pipeline.preset
 
+    @cached_property
+    def default_keypoint_thresholds(self) -> float | tuple[float, ...]:
+        """What a request that sets no keypoint threshold gets, resolved once."""
+        return self.settings.keypoint_thresholds(self.preset)
+
     def keypoint_thresholds(self, requested: float | None = None) -> float | tuple[float, ...]:
         """The request's keypoint threshold, else the setting's, else the preset's per keypoint."""
-        return self.settings.keypoint_thresholds(self.preset, requested)
+        return self.default_keypoint_thresholds if requested is None else requested
 
     def poses(self, images: Iterable[np.ndarray], frame_batch: int | None = None) -> Iterator[list[Pose]]:
         """Each RGB image's poses, in order, the detector running on ``frame_batch`` images per forward
@@ -123,8 +129,7 @@ class Predictor:
         from alphapose.tracking import PoseTracker
 
         tracker = PoseTracker(options, oks_sigmas(self.skeleton))
-        for tracked in tracker.track(enumerate(self.poses(frames, frame_batch))):
-            yield tracked.above(threshold)
+        return tracker.track(enumerate(self.poses(frames, frame_batch)), threshold=threshold)
 
     def describe(self) -> dict[str, Any]:
         """What is loaded, for the function's start-up log and the local server's health answer; each
@@ -133,7 +138,7 @@ class Predictor:
         names = (options.detector_spec.weights.name, options.pose_preset.checkpoint.name)
         checksums = read_checksums()
         weights = [identify_file(self.settings.weights_dir / name, checksums) for name in names]
-        keypoint_threshold = self.settings.keypoint_threshold
+        thresholds = self.default_keypoint_thresholds
         return {
             "preset": pipeline.preset.name,
             "detector": options.detector,
@@ -144,9 +149,9 @@ class Predictor:
             "weights": {str(f.path): f.state for f in weights},
             "detector_size": options.detector_input_size,
             "flip": options.flip,
-            "keypoint_threshold": keypoint_threshold
-            if keypoint_threshold is not None
-            else f"per keypoint: {_describe_thresholds(pipeline.preset.keypoint_thresholds)}",
+            "keypoint_threshold": thresholds
+            if not isinstance(thresholds, tuple)
+            else f"per keypoint: {_describe_thresholds(thresholds)}",
             "threads": torch.get_num_threads(),
             "load_seconds": round(self.load_seconds, 3),
         }

@@ -65,20 +65,16 @@ def parse_body(body: Any, *, decoded: bool = False) -> dict[str, Any]:
     return body
 
 
-def parse_request(
-    body: Any, *, max_pixels: int, keypoint_threshold: float | None = None, decoded: bool = False
-) -> PoseRequest:
+def parse_request(body: Any, *, max_pixels: int, decoded: bool = False) -> PoseRequest:
     """Validate every field, then decode the image (cheap checks first).
 
-    ``keypoint_threshold`` is what a request that sets none gets; the function leaves it None, and its
-    predictor fills in its setting, else the preset's per-keypoint thresholds, in one place;
-    ``decoded`` is :func:`parse_body`'s. Unknown fields are ignored so that newer callers keep working.
+    A field the request leaves out stays None where the predictor has the default (the keypoint
+    threshold: the setting's, else the preset's per keypoint); ``decoded`` is :func:`parse_body`'s.
+    Unknown fields are ignored so that newer callers keep working.
     """
     data = parse_body(body, decoded=decoded)
     threshold = _probability(data, "threshold", "invalid_threshold", default=0.0)
-    keypoint_threshold = _probability(
-        data, "keypoint_threshold", "invalid_keypoint_threshold", default=keypoint_threshold
-    )
+    keypoint_threshold = _probability(data, "keypoint_threshold", "invalid_keypoint_threshold", default=None)
     output_format = data.get("format", "cvat")
     if output_format not in OUTPUT_FORMATS:
         raise RequestError(

@@ -275,14 +275,11 @@ class Config:
         if self.max_pixels < 1:
             raise self.error("max_pixels", self.max_pixels, "must be at least 1")
 
-    def keypoint_thresholds(
-        self, preset: PosePreset, requested: float | None = None
-    ) -> float | tuple[float, ...]:
-        """What an answer's keypoints are held to: the request's value, else the function's
-        (``ALPHAPOSE_KEYPOINT_THRESHOLD``), either for every keypoint; else the preset's per-keypoint
+    def keypoint_thresholds(self, preset: PosePreset) -> float | tuple[float, ...]:
+        """What an answer's keypoints are held to when its request sets no keypoint threshold: this
+        setting (``ALPHAPOSE_KEYPOINT_THRESHOLD``) for every keypoint, else the preset's per-keypoint
         display thresholds (0.4 for heatmap keypoints, 0.05 for regression ones)."""
-        value = self.keypoint_threshold if requested is None else requested
-        return preset.keypoint_thresholds if value is None else value
+        return preset.keypoint_thresholds if self.keypoint_threshold is None else self.keypoint_threshold
 
     def model_record(self) -> dict[str, str]:
         """What decides the poses a model loaded from these settings finds, as text for the record a

@@ -124,13 +124,14 @@ def assert_well_formed(error: RequestError) -> None:
 def parse_anything(body: Any, decoded: bool = False) -> None:
     """Parse ``body``: a valid request, or a well-formed RequestError and nothing else."""
     try:
-        request = parse_request(body, max_pixels=MAX_PIXELS, keypoint_threshold=0.4, decoded=decoded)
+        request = parse_request(body, max_pixels=MAX_PIXELS, decoded=decoded)
     except RequestError as error:
         assert_well_formed(error)
         return
     height, width, channels = request.image.shape
     assert request.image.dtype == np.uint8 and channels == 3 and 0 < width * height <= MAX_PIXELS
-    assert 0.0 <= request.threshold <= 1.0 and 0.0 <= request.keypoint_threshold <= 1.0
+    assert 0.0 <= request.threshold <= 1.0
+    assert request.keypoint_threshold is None or 0.0 <= request.keypoint_threshold <= 1.0
     assert request.output_format in OUTPUT_FORMATS
     assert isinstance(request.image_id, int | str) and not isinstance(request.image_id, bool)
 
@@ -193,13 +194,12 @@ def test_valid_requests_round_trip_their_options(
         "image_id": image_id,
     }
     body = payload if decoded else json.dumps(payload).encode("utf-8")
-    request = parse_request(body, max_pixels=MAX_PIXELS, keypoint_threshold=0.25, decoded=decoded)
+    request = parse_request(body, max_pixels=MAX_PIXELS, decoded=decoded)
     assert type(request.threshold) is float and request.threshold == threshold
-    expected_keypoint_threshold = 0.25 if keypoint_threshold is None else keypoint_threshold
-    assert (
-        type(request.keypoint_threshold) is float
-        and request.keypoint_threshold == expected_keypoint_threshold
-    )
+    if keypoint_threshold is None:
+        assert request.keypoint_threshold is None
+    else:
+        assert type(request.keypoint_threshold) is float and request.keypoint_threshold == keypoint_threshold
     assert (request.output_format, request.image_id) == (output_format, image_id)
     np.testing.assert_array_equal(request.image, SMALL_RGB)
 

@@ -351,13 +351,16 @@ def test_a_pose_of_another_skeleton_is_refused() -> None:
 
 
 def test_the_threshold_filters_after_tracking() -> None:
-    """``TrackedFrame.above``: the one rule for ``--threshold`` on a video keeps the identities the
-    tracker gave with every pose seen, and drops the persons scored lower."""
+    """``track``'s threshold, the one rule for ``--threshold`` on a video: the identities are the ones
+    the tracker gave with every pose seen, and the persons scored lower are dropped after it."""
     frames = [[person(10 + 3 * t, score=0.9 if t < 4 else 0.3)] for t in range(6)]
-    settled = list(PoseTracker(sigmas=SIGMAS).track(enumerate(frames)))
-    kept = [[i for i, _ in frame.above(0.5).persons] for frame in settled]
-    assert kept == [[1]] * 4 + [[]] * 2
-    assert [[i for i, _ in frame.above(0.0).persons] for frame in settled] == [[1]] * 6
+
+    def kept(threshold: float) -> list[list[int]]:
+        settled = PoseTracker(sigmas=SIGMAS).track(enumerate(frames), threshold=threshold)
+        return [[i for i, _ in frame.persons] for frame in settled]
+
+    assert kept(0.5) == [[1]] * 4 + [[]] * 2
+    assert kept(0.0) == [[1]] * 6
 
 
 # --- options ---------------------------------------------------------------------------------------

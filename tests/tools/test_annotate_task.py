@@ -67,9 +67,11 @@ class ScenePipeline:
 class IdentityTracker:
     """The tracker's interface: each pose's id is the person it was made for."""
 
-    def track(self, frames: Iterable[tuple[int, Sequence[Pose]]]) -> Iterator[TrackedFrame]:
+    def track(
+        self, frames: Iterable[tuple[int, Sequence[Pose]]], *, threshold: float
+    ) -> Iterator[TrackedFrame]:
         for frame, poses in frames:
-            yield TrackedFrame(frame, [(int(pose.score), pose) for pose in poses])
+            yield TrackedFrame(frame, [(int(pose.score), pose) for pose in poses]).above(threshold)
 
 
 def client(url: str, tmp_path: Path) -> Client:

@@ -58,7 +58,7 @@ SMALL_PNG = png_bytes(Image.fromarray(SMALL_RGB))
 
 
 def parse(payload: dict, **kwargs) -> object:
-    return parse_request(payload, max_pixels=MAX_PIXELS, keypoint_threshold=0.4, **kwargs)
+    return parse_request(payload, max_pixels=MAX_PIXELS, **kwargs)
 
 
 # --- body forms --------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_base64_errors(value: object, error: str) -> None:
 def test_defaults_and_unknown_fields() -> None:
     request = parse({"image": b64(SMALL_PNG), "quality": "original", "type": "annotate_frame"})
     assert request.threshold == 0.0
-    assert request.keypoint_threshold == 0.4
+    assert request.keypoint_threshold is None  # the predictor's default applies
     assert request.output_format == "cvat"
     assert request.image_id == 0
     np.testing.assert_array_equal(request.image, SMALL_RGB)
@@ -171,7 +171,7 @@ def test_explicit_fields() -> None:
 
 def test_null_thresholds_mean_not_given() -> None:
     request = parse({"image": b64(SMALL_PNG), "threshold": None, "keypoint_threshold": None})
-    assert (request.threshold, request.keypoint_threshold) == (0.0, 0.4)
+    assert (request.threshold, request.keypoint_threshold) == (0.0, None)
 
 
 @pytest.mark.parametrize("key", ["threshold", "keypoint_threshold"])
@@ -183,9 +183,7 @@ def test_threshold_must_be_a_number_in_unit_interval(key: str, value: object) ->
 
 
 def test_json_nan_threshold_is_refused() -> None:
-    exc = refused(
-        parse_request, b'{"image": "AAAA", "threshold": NaN}', max_pixels=10, keypoint_threshold=0.4
-    )
+    exc = refused(parse_request, b'{"image": "AAAA", "threshold": NaN}', max_pixels=10)
     assert exc.error == "invalid_threshold"
 
 
@@ -425,6 +423,6 @@ def test_float_is_scaled(values: list[float], expected: list[int]) -> None:
 
 def test_request_with_a_json_bytes_body_decodes_the_image() -> None:
     body = json.dumps({"image": "data:image/png;base64," + b64(SMALL_PNG)}).encode()
-    request = parse_request(body, max_pixels=MAX_PIXELS, keypoint_threshold=0.3)
+    request = parse_request(body, max_pixels=MAX_PIXELS)
     np.testing.assert_array_equal(request.image, SMALL_RGB)
-    assert request.keypoint_threshold == 0.3
+    assert request.keypoint_threshold is None

@@ -184,9 +184,7 @@ def test_the_function_uses_the_presets_thresholds_unless_a_value_is_given() -> N
     preset = get_preset("fastpose_dcn_res50_wholebody136")
     unset, function_wide = Config(), Config(keypoint_threshold=0.2)
     assert unset.keypoint_thresholds(preset) == (0.4,) * 26 + (0.05,) * 110
-    assert unset.keypoint_thresholds(preset, requested=0.3) == 0.3
     assert function_wide.keypoint_thresholds(preset) == 0.2
-    assert function_wide.keypoint_thresholds(preset, requested=0.3) == 0.3
     for preset in PRESETS.values():
         if preset.regression_joints == 0:
             assert set(preset.keypoint_thresholds) == {0.4}  # unchanged for every heatmap model
