@@ -20,6 +20,7 @@ from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engine
 from alphapose.engines.calibration import CalibrationSet, detector_inputs, pose_inputs
 from alphapose.engines.precision import Precision, require_cpu_units, resolve_precision
 from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
+from alphapose.images.decode import rgb_image_size
 from alphapose.options import PipelineOptions
 from alphapose.pose.nms import pose_nms
 from alphapose.pose.presets import PosePreset
@@ -185,8 +186,7 @@ class PosePipeline:
         The whole pipeline is the call itself, since that is what a pipeline is for; :meth:`estimate` is
         the one other operation, the pose stage on boxes the caller brings.
         """
-        _check_image(image)
-        with self.precision.autocast():
+        with self.precision.autocast():  # the detector checks the image
             boxes, scores = self.detector(image)
         return self._estimate(image, boxes, scores)
 
@@ -203,7 +203,7 @@ class PosePipeline:
         ``nms=False`` skips pose NMS and answers one pose per box, in the boxes' order: the official
         validation on ground-truth boxes merges nothing, since each box is a different person.
         """
-        _check_image(image)
+        rgb_image_size(image)
         return self._estimate(image, boxes_xyxy, box_scores, nms=nms)
 
     def _estimate(
@@ -214,7 +214,7 @@ class PosePipeline:
         *,
         nms: bool = True,
     ) -> list[Pose]:
-        """:meth:`estimate` on an image already checked (by :meth:`__call__`)."""
+        """:meth:`estimate` on an image already checked (by the detector's letterbox or :meth:`estimate`)."""
         boxes = torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4))
         scores = torch.as_tensor(np.asarray(box_scores, dtype=np.float32).reshape(-1))
         if len(boxes) != len(scores):
@@ -278,13 +278,6 @@ class PosePipeline:
             keypoint_scores=kp_scores,
             score=pose_score(kp_scores, box_score),
         )
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise ValueError(f"expected an RGB uint8 HxWx3 array, got shape {shape} dtype {dtype}")
 
 
 def _warn_if_synthetic(paths: Sequence[Path]) -> tuple[Path, ...]:

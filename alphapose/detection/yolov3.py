@@ -18,10 +18,11 @@ import torch
 import torchvision
 from torch import Tensor
 
-from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
+from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP
 from alphapose.detection.darknet import NUM_ATTRS, YoloV3SPP, read_darknet_weights
 from alphapose.detection.detectors import DetectorSpec
 from alphapose.errors import WeightsError
+from alphapose.images.decode import rgb_image_size
 
 CANVAS_VALUE = 128  # grey of the letterbox border
 
@@ -59,7 +60,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[Tensor, Letterbox]:
     offsets ``(size - new) // 2``. (A side that would round to 0 pixels is kept at 1, where the official
     code fails.)
     """
-    height, width = image_size(image)
+    height, width = rgb_image_size(image)
     scale = min(size / width, size / height)
     new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
     resized = cv2.resize(np.ascontiguousarray(image), (new_width, new_height), interpolation=cv2.INTER_CUBIC)

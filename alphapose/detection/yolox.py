@@ -20,11 +20,12 @@ import torch
 import torchvision
 from torch import Tensor
 
-from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP, image_size
+from alphapose.detection.common import MAX_BOXES, PERSON_CLASS, RETRY_STEP
 from alphapose.detection.detectors import DETECTORS, DetectorSpec, detector_for_file, get_detector
 from alphapose.detection.yolox_net import NUM_ATTRS, YOLOX
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
+from alphapose.images.decode import rgb_image_size
 from alphapose.weights.files import load_checkpoint
 from alphapose.weights.strict import fitting, load_strictly, network_shapes
 
@@ -61,7 +62,7 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[Tensor, Placem
     network takes these values as float32, 0..255 with no normalisation. (A side that would round to 0
     pixels is kept at 1, where the official code fails.)
     """
-    height, width = image_size(image)
+    height, width = rgb_image_size(image)
     scale = min(size / height, size / width)
     new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
     bgr = np.ascontiguousarray(image[:, :, ::-1])  # the official network reads OpenCV's channel order

@@ -25,6 +25,20 @@ _EXIF_ORIENTATION = 0x0112
 _OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow applies rotations
 
 
+def rgb_image_size(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of an HxWx3 uint8 RGB array, the form :func:`decode_image` gives: the one check of
+    an image a caller hands the library (the detector's letterbox, the pose stage on given boxes);
+    anything else is a ValueError saying what it got."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"expected an RGB uint8 HxWx3 image array, got shape {shape} dtype {dtype}")
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    return height, width
+
+
 def decode_image(data: bytes, *, max_pixels: int, limit_name: str = "ALPHAPOSE_MAX_PIXELS") -> np.ndarray:
     """An image file's pixels as (H, W, 3) uint8 RGB, upright as a viewer shows it.
 

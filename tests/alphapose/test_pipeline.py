@@ -137,3 +137,5 @@ def test_rejects_non_rgb_input(pipeline: PosePipeline) -> None:
         pipeline(np.zeros((10, 10), dtype=np.uint8))
     with pytest.raises(ValueError, match="RGB uint8"):
         pipeline(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="RGB uint8"):  # the pose stage alone checks it too
+        pipeline.estimate(np.zeros((10, 10), dtype=np.uint8), np.zeros((1, 4)), np.ones(1))

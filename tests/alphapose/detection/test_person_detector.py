@@ -106,9 +106,9 @@ def test_network_input_is_the_official_division_by_255() -> None:
 
 
 def test_letterbox_rejects_what_is_not_an_rgb_uint8_image() -> None:
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
+    with pytest.raises(ValueError, match="RGB uint8 HxWx3"):
         letterbox(np.zeros((10, 10, 3), dtype=np.float32), 64)
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
+    with pytest.raises(ValueError, match="RGB uint8 HxWx3"):
         letterbox(np.zeros((10, 10), dtype=np.uint8), 64)
 
 
