@@ -6,6 +6,10 @@ to dodge a cycle still runs, and the cycle it hides still ties the modules toget
 ``if TYPE_CHECKING:`` are left out (they never run). Importing ``a.b.c`` runs ``a/__init__.py`` and
 ``a/b/__init__.py`` first, so those packages are edges too, except the importing module's own packages,
 which are already running when it runs.
+
+The tests are held to one rule of their own: no module under tests/ imports a test module. What tests
+share lives in tests/helpers (or, for the golden fixtures, beside their generators), so running, moving or
+deleting one test module never changes another.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ CVAT_SDK_USER = "alphapose.cvat.sdk_function"  # the one module of the function'
 # What the Nuclio images run: the library and the function's two files (the images lack the ``cvat`` extra;
 # the tools that talk to a CVAT server, annotate-task, need it and may import it).
 FUNCTION_CODE = (LIBRARY, "main", "model_handler")
+
+TESTS = ROOT / "tests"
+TEST_MODULE_FILES = ("test_*.py", "*_test.py")  # pytest's default ``python_files``: what it collects
 
 Graph = dict[str, set[str]]
 
@@ -145,6 +152,30 @@ def all_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+def importable_test_names(tests: Path) -> set[str]:
+    """Every name a test module can be imported by: dotted from the checkout (``tests.tools.test_x``) and
+    bare (``test_x``: pytest puts a test module's folder on ``sys.path`` to import it)."""
+    names = set()
+    for pattern in TEST_MODULE_FILES:
+        for path in tests.rglob(pattern):
+            names.add(".".join(path.relative_to(tests.parent).with_suffix("").parts))
+            names.add(path.stem)
+    return names
+
+
+def imports_of_test_modules(tests: Path) -> dict[str, list[str]]:
+    """Each module under ``tests`` (helpers and conftest.py included) -> the test modules it imports."""
+    targets = importable_test_names(tests)
+    found = {}
+    for path in sorted(tests.rglob("*.py")):
+        module = ".".join(path.relative_to(tests.parent).with_suffix("").parts)
+        names = imported_names(module, path, path.name == "__init__.py")
+        imported = sorted({target for name in names for target in _packages(name) if target in targets})
+        if imported:
+            found[str(path.relative_to(tests.parent))] = imported
+    return found
+
+
 @pytest.fixture(scope="module")
 def project() -> tuple[Graph, dict[str, set[str]]]:
     return import_graph(module_files())
@@ -207,3 +238,29 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Pat
     )
     graph, _ = import_graph(module_files(tmp_path))
     assert graph["alphapose.y.n"] == set() and find_cycle(graph) is None and all_cycles(graph) == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """A helper two test modules need belongs in tests/helpers, not in one of them."""
+    assert imports_of_test_modules(TESTS) == {}
+
+
+def test_the_checker_finds_a_test_module_imported(tmp_path: Path) -> None:
+    """A test module imported dotted, bare, or as a package's attribute is found, inside a function too;
+    a helper, conftest.py and a generator beside the tests are not test modules."""
+    tests = tmp_path / "tests"
+    for folder in ("a", "b", "helpers"):
+        (tests / folder).mkdir(parents=True)
+    (tests / "conftest.py").write_text("import shared\n")
+    (tests / "helpers" / "shared.py").write_text("X = 1\n")
+    (tests / "a" / "gen_data.py").write_text("Y = 2\n")
+    (tests / "a" / "test_one.py").write_text("from shared import X\nfrom tests.a.gen_data import Y\n")
+    assert imports_of_test_modules(tests) == {}
+    for back, name in (
+        ("from tests.a.test_one import X\n", "tests.a.test_one"),
+        ("from tests.a import test_one\n", "tests.a.test_one"),
+        ("import test_one\n", "test_one"),
+        ("def f():\n    from test_one import X\n", "test_one"),
+    ):
+        (tests / "b" / "test_two.py").write_text(back)
+        assert imports_of_test_modules(tests) == {"tests/b/test_two.py": [name]}, back

@@ -482,13 +482,25 @@ class _Runner:
         self.estimator: Estimator | None = None
 
     def task(self, task_id: int) -> Outcome:
-        """Annotate one task; any failure a task can have is its outcome, not an exception."""
-        from tools.checkpoint import CheckpointError
-        from tools.errors import network_errors
-        from tools.remote import FunctionError
+        """Annotate one task; a failure the user can fix ends only this task: it is reported as the command
+        reports its own errors, becomes the task's outcome, and the other tasks go on."""
+        from tools.errors import CommandError
 
         started = time.perf_counter()
         outcome = Outcome(task_id)
+        try:
+            self._annotate(task_id, outcome)
+        except CommandError as exc:
+            outcome.error, outcome.status = str(exc), exc.report()
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _annotate(self, task_id: int, outcome: Outcome) -> None:
+        """Annotate one task into ``outcome``; any failure a task can have is raised as a CommandError."""
+        from tools.checkpoint import CheckpointError
+        from tools.errors import CommandError, network_errors
+        from tools.remote import FunctionError
+
         try:
             opened = open_task(self.client, task_id, self.skeleton.keypoints)
             estimator = self._estimator()
@@ -517,21 +529,17 @@ class _Runner:
             checkpoint.remove()
             outcome.frames, outcome.computed = progress.done, progress.computed
         except TaskError as exc:
-            outcome.error, outcome.status = str(exc), 2
+            raise CommandError(str(exc)) from None
         except CheckpointError as exc:
-            outcome.error, outcome.status = f"task {task_id}: {exc}", 2
+            raise CommandError(f"task {task_id}: {exc}") from None
         except FunctionError as exc:
-            outcome.error, outcome.status = f"task {task_id}: {exc}", 1
+            raise CommandError(f"task {task_id}: {exc}", 1) from None
         except _api_errors() as exc:
-            outcome.error, outcome.status = _api_message(exc, self.args.server_host, task=task_id), 1
+            raise CommandError(_api_message(exc, self.args.server_host, task=task_id), 1) from None
         except network_errors() as exc:
-            outcome.error, outcome.status = f"task {task_id}: {_unreachable(self.args.server_host, exc)}", 1
+            raise CommandError(f"task {task_id}: {_unreachable(self.args.server_host, exc)}", 1) from None
         except OSError as exc:
-            outcome.error, outcome.status = f"task {task_id}: {exc}", 1
-        outcome.seconds = time.perf_counter() - started
-        if outcome.error:
-            print(f"error: {outcome.error}", file=sys.stderr)
-        return outcome
+            raise CommandError(f"task {task_id}: {exc}", 1) from None
 
     def _estimator(self) -> Estimator:
         if self.estimator is None:

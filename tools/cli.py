@@ -40,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return command(args)
         except CommandError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return exc.status
+            return exc.report()
 
 
 def _show_warning(show: Callable[..., None]) -> Callable[..., None]:

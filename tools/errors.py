@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 
 
 class WorkerStartError(RuntimeError):
@@ -63,3 +64,9 @@ class CommandError(Exception):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
+
+    def report(self) -> int:
+        """Print the error's one line on stderr and answer its exit status: for the error that ends a
+        command and for one that ends only a part of it (a task of several), so both read alike."""
+        print(f"error: {self}", file=sys.stderr)
+        return self.status

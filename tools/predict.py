@@ -163,7 +163,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
         except VideoError as exc:
             error = str(exc)
         if error:
-            print(f"error: {error}", file=sys.stderr)
+            CommandError(error, 1).report()  # the line a single video's failure ends the command with
             failed.append(video)
     print(f"{len(videos) - len(failed)} of {len(videos)} videos tracked into {args.out}", file=sys.stderr)
     for video in failed:

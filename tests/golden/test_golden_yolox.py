@@ -1,11 +1,12 @@
 """Our YOLOX detectors against outputs recorded from the official code (tests/golden/gen_yolox.py).
 
-The weights are rebuilt here exactly as the generator wrote them (same writer, seed, and calibration on
-the official network inputs the fixture holds), and our loader, letterbox, network and post-processing
-run on them. Each stage starts from the official values of the stage before it: our letterbox is
-compared with the official network input, our network is fed the official input, our post-processing
-the official predictions. So OpenCV's resize, which rounds some pixels the other way on other CPUs, can
-fail only the letterbox test, and only by more than that rounding.
+The weights are rebuilt exactly as the generator wrote them (same writer, seed, and calibration on the
+official network inputs the fixture holds; tests/helpers/golden_yolox.py, which the engines' parity tests
+share), and our loader, letterbox, network and post-processing run on them. Each stage starts from the
+official values of the stage before it: our letterbox is compared with the official network input, our
+network is fed the official input, our post-processing the official predictions. So OpenCV's resize,
+which rounds some pixels the other way on other CPUs, can fail only the letterbox test, and only by more
+than that rounding.
 
 Tolerances: the letterbox's geometry exactly, its pixels exactly as this machine's OpenCV resizes with
 the official filter and within one grey level of the official input. The network, plain or folded and
@@ -17,48 +18,40 @@ kept. Post-processing on the official predictions: 1e-3 px, scores exact.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from golden_yolox import (
+    MANIFEST,
+    Tolerance,
+    assert_predictions_match,
+    network,
+    network_tolerance,
+    official_input,
+)
 from repo_paths import GOLDEN_DATA
 
 from alphapose.detection import yolox_net
-from alphapose.detection.detectors import DETECTORS
 from alphapose.detection.yolox import (
     CANVAS_VALUE,
     Placement,
     expected_shapes,
     letterbox,
-    load_yolox,
     select_persons,
 )
-from alphapose.detection.yolox_net import BN_EPS, BN_MOMENTUM, YOLOX
-from tests.golden import conditioning
-from tests.golden.gen_yolox import calibration_inputs, crowd_predictions, key_list_digest, load_view
-from tools.synthetic_weights import write_synthetic_yolox
+from alphapose.detection.yolox_net import BN_EPS, BN_MOMENTUM
+from tests.golden.gen_yolox import crowd_predictions, key_list_digest, load_view
 
 DATA = GOLDEN_DATA
-MANIFEST = json.loads((DATA / "yolox_cases.json").read_text())
 PHOTO_CASES = [
     (variant, view)
     for variant, case in MANIFEST["cases"].items()
     if variant != "crowd"
     for view in case["views"]
 ]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    probability: float  # objectness and class scores, absolute
-    box_rtol: float  # raw box coordinates in input pixels
-    box_atol: float
-    final_box: float  # final boxes in image pixels, absolute
-    score: float  # score handed on, absolute
 
 
 EXACT = Tolerance(probability=0.0, box_rtol=0.0, box_atol=1e-3, final_box=1e-3, score=0.0)
@@ -68,57 +61,14 @@ LETTERBOX_MAX_LEVELS = 1
 LETTERBOX_MAX_FRACTION = 0.1  # of the pasted pixel values that may differ by one level
 
 
-def network_tolerance(variant: str, view: str, scale: float) -> Tolerance:
-    """The tolerances that follow from the view's recorded condition; ``scale``: largest box value."""
-    photo = MANIFEST["cases"][variant]["photos"][view]
-    box = conditioning.tolerance(photo["condition_xywh"], scale)
-    probability = conditioning.tolerance(photo["condition_probability"], 1.0)
-    return Tolerance(probability=probability, box_rtol=0.0, box_atol=box, final_box=box, score=probability)
-
-
-@cache
-def official_input(view: str) -> np.ndarray:
-    """The official network input of a view: (3, 640, 640) uint8 BGR."""
-    with np.load(DATA / "yolox_inputs.npz") as inputs:
-        return inputs[view]
-
-
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("yolox")
 
 
-@cache
-def weights_file(variant: str, tmp: Path) -> Path:
-    """The case's synthetic weights, written as an official release file."""
-    case = MANIFEST["cases"][variant]
-    path = tmp / DETECTORS[variant].weights.name
-    calibration = calibration_inputs([official_input(view) for view in case["views"]])
-    return write_synthetic_yolox(path, variant, boxes="many", seed=case["seed"], calibration=calibration)
-
-
-@cache
-def network(variant: str, tmp: Path, folded: bool) -> YOLOX:
-    """Our loader on that file: the plain network, or the pipeline's folded channels-last form."""
-    model = load_yolox(weights_file(variant, tmp), fold_batch_norm=folded)
-    return model.to(memory_format=torch.channels_last) if folded else model
-
-
 def placement(view: str) -> Placement:
     height, width = load_view(view).shape[:2]
     return Placement(size=MANIFEST["input_size"], scale=0.0, width=width, height=height)
-
-
-def assert_predictions_match(ours: torch.Tensor, variant: str, view: str, tol: Tolerance) -> None:
-    assert ours.shape == (1, 8400, 85) and ours.dtype == torch.float32
-    raw = np.load(DATA / f"yolox_{variant.removeprefix('yolox-')}_raw.npz")
-    rows, expected = ours[0, raw["rows"]].numpy(), raw[f"{view}_rows"]
-    np.testing.assert_allclose(rows[:, :4], expected[:, :4], rtol=tol.box_rtol, atol=tol.box_atol)
-    np.testing.assert_allclose(rows[:, 4:], expected[:, 4:], rtol=0, atol=tol.probability)
-    sums = ours[0].double().sum(dim=0).numpy()
-    # a sum over 8,400 rows: each row within the tolerance, most errors of either sign
-    np.testing.assert_allclose(sums[:4], raw[f"{view}_column_sums"][:4], rtol=0, atol=100 * tol.box_atol)
-    np.testing.assert_allclose(sums[4:], raw[f"{view}_column_sums"][4:], rtol=0, atol=100 * tol.probability)
 
 
 def assert_detections_match(

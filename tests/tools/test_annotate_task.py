@@ -10,6 +10,7 @@ what CVAT would show of it on every frame (tests/helpers/cvat_track_view.py).
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from alphapose.structures import Pose
 from alphapose.tracking import TrackedFrame
 from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
 from tools.cli import main
+from tools.errors import CommandError
 
 TOLERANCE = 1.0
 
@@ -251,6 +253,40 @@ def test_command_line_errors_name_the_flag_or_the_task(
         assert "task 5's 'person' skeleton lacks the preset's points nose" in capsys.readouterr().err
         assert main(["annotate-task", "6", "--server-host", url]) == 1
         assert f"error: task 6 on {url}: HTTP 404" in capsys.readouterr().err
+
+
+def test_a_task_failure_reads_as_the_command_failing_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure that ends one task is printed by the same CommandError.report as the error that ends the
+    command: the same line and status as main gives for it, and it changes when that report changes."""
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
+    argv = ["annotate-task", str(TASK), "--checkpoint-dir", str(tmp_path)]
+    with serve(make_task(3, without_point("nose"))) as url:
+        argv += ["--server-host", url]
+        with pytest.raises(TaskError) as refused:
+            open_task(client(url, tmp_path), TASK, SKELETON.keypoints)
+        failure = CommandError(str(refused.value))
+        assert main(argv) == failure.status
+        of_the_task = capsys.readouterr().err
+
+        def failing(*args: Any) -> list[int]:
+            raise failure  # the same error, ending the command before any task
+
+        with monkeypatch.context() as patched:
+            patched.setattr(annotate_task, "_task_ids", failing)
+            assert main(argv) == failure.status
+        assert capsys.readouterr().err == of_the_task
+        assert of_the_task.count("\n") == 1
+
+        def reported(error: CommandError) -> int:
+            print(f"reported: {error}", file=sys.stderr)
+            return error.status
+
+        monkeypatch.setattr(CommandError, "report", reported)
+        assert main(argv) == failure.status
+        assert capsys.readouterr().err == f"reported: {failure}\n"
 
 
 @pytest.mark.slow

@@ -19,6 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from golden_yolox import (
+    MANIFEST,
+    Tolerance,
+    assert_predictions_match,
+    network,
+    network_tolerance,
+    official_input,
+)
 from repo_paths import GOLDEN_DATA, REPO
 from torch import nn
 
@@ -37,15 +45,6 @@ from alphapose.pose.transforms import normalize_crop
 from alphapose.weights.load import load_pose_model
 from tests.golden import conditioning, seeded
 from tests.golden.gen_pose_nets import FIXTURE
-from tests.golden.test_golden_yolox import (
-    DATA,
-    MANIFEST,
-    Tolerance,
-    assert_predictions_match,
-    network,
-    network_tolerance,
-    official_input,
-)
 
 RUNTIMES = [name for name in ENGINES if name != "torch"]
 POSE_PRESET = "fastpose_res50_coco"
@@ -137,7 +136,7 @@ def predict(model: nn.Module, view: str) -> torch.Tensor:
 
 
 def view_tolerance(view: str) -> Tolerance:
-    raw = np.load(DATA / "yolox_s_raw.npz")
+    raw = np.load(GOLDEN / "yolox_s_raw.npz")
     return network_tolerance("yolox-s", view, np.abs(raw[f"{view}_rows"][:, :4]).max())
 
 

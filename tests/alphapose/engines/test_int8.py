@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from coco_set import evaluate_argv, write_set
 from PIL import Image
 from torch import nn
 
@@ -371,7 +372,6 @@ def test_the_pipeline_in_int8_end_to_end(linked_weights_dir: Path, tmp_path: Pat
 def test_evaluate_compares_int8_with_fp32(
     linked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.tools.test_evaluate import evaluate_argv, write_set
     from tools.cli import main
 
     annotations = write_set(tmp_path)

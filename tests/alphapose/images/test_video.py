@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from alphapose.images.video import DEFAULT_FPS, FrameSource, frame_poses
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
 from tools.cli import main
+from tools.errors import CommandError
 from tools.render import draw_labels
 
 MODEL_OPTIONS = ["--detector", "yolox-s", "--detector-size", "160", "--device", "cpu"]
@@ -204,6 +206,29 @@ def test_predict_directory_of_videos_writes_one_results_file_each(
         assert FrameSource(render / f"{name}.mp4").frame_count == frames
     assert predict(str(videos), "--out", str(tmp_path / "r.json"), weights=weights_dir) == 2
     assert "is a directory of 3 videos: give --out DIR" in capsys.readouterr().err
+
+
+def test_a_failed_video_of_a_directory_is_reported_as_the_command_reports_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line of a video that fails while the others go on is CommandError.report's, the one the
+    command ends with when a single video fails."""
+    import tools.predict
+
+    def reported(error: CommandError) -> int:
+        print(f"reported: {error}", file=sys.stderr)
+        return error.status
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "b.avi").write_bytes(b"RIFF" + b"\x00" * 500)
+    monkeypatch.setattr(tools.predict, "load", lambda args: None)  # the video fails before any frame
+    monkeypatch.setattr(CommandError, "report", reported)
+    assert main(["predict", str(videos), "--no-progress", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"reported: cannot read {videos / 'b.avi'} as a video" in err and "0 of 1 videos tracked" in err
+    assert main(["predict", str(videos / "b.avi"), "--no-progress"]) == 1
+    assert capsys.readouterr().err.startswith(f"reported: cannot read {videos / 'b.avi'} as a video")
 
 
 def test_predict_video_errors(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
