@@ -24,8 +24,6 @@ from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
 
 ENV_PREFIX = "ALPHAPOSE_"
-README_BEGIN = "<!-- settings table: begin -->"
-README_END = "<!-- settings table: end -->"
 _OPTION_DEFAULTS = {f.name: f.default for f in fields(PipelineOptions) if f.default is not MISSING}
 
 
@@ -341,7 +339,7 @@ def setting_flags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def readme_table() -> str:
-    """The README's settings table (between :data:`README_BEGIN` and :data:`README_END`)."""
+    """The README's settings table (``python -m tools.readme`` writes it there)."""
     lines = [
         "| variable | flag | SDK parameter | default | meaning |",
         "|---|---|---|---|---|",
@@ -352,8 +350,3 @@ def readme_table() -> str:
         default = s.shown_default if s.shown_default is not None else f"`{s.default}`"
         lines.append(f"| `{s.env}` | {flag} | {parameter} | {default} | {s.help}{s.more} |")
     return "\n".join(lines) + "\n"
-
-
-def readme_block(text: str) -> str:
-    """What lies between the README's settings-table markers."""
-    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
