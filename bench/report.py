@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.engine_measurements import MEASUREMENTS
 from bench.latency import STAGES
 from tools.markers import Block
 
@@ -317,15 +318,7 @@ def render_engines(results: dict[str, Any]) -> list[str]:
         "",
     ]
     uncapped = {n for n, variable in results["capped_by"].items() if variable is None}
-    measurements = (
-        ("native", "native instruction set"),
-        ("avx2_caps", "under the AVX2 caps"),
-        ("one_thread", "one thread per worker, native instruction set"),
-        ("bf16", "bf16 beside torch in fp32, native instruction set"),
-        ("int8", "int8 beside torch in fp32, native instruction set"),
-        ("int8_avx2_caps", "int8 beside torch in fp32, under the AVX2 caps"),
-    )
-    for key, title in measurements:
+    for key, title in ((m.key, m.title) for m in MEASUREMENTS):
         figures = results.get(key)
         if figures is None:
             continue
