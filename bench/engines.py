@@ -77,11 +77,11 @@ from alphapose.engines.precision import (
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
 from bench.coldstart import measure_cold_start
+from bench.cpu import cpu_model
 from bench.engine_measurements import INT8, KEYS, REDUCED, run_order
 from bench.latency import answer
 from bench.measure import (
     count_flops,
-    cpu_model,
     detector_flops,
     environment,
     load_average,
