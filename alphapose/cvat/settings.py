@@ -19,6 +19,7 @@ from typing import Any
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
+from alphapose.images.decode import DEFAULT_MAX_PIXELS
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
@@ -183,7 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
         "max_pixels",
         _integer,
         "larger images are refused (with 413 by the function)",
-        default=50_000_000,
+        default=DEFAULT_MAX_PIXELS,
         flag=False,
     ),
     _pipeline("detector_confidence", _number, "detector score threshold (AlphaPose's value)", flag=False),
