@@ -104,10 +104,11 @@ test-isa: $(STAMP) ## Run PARITY_TESTS (slow cases too) as an AVX2-only CPU comp
 test-avx2: $(STAMP) ## Run the whole default suite as an AVX2-only CPU computes (what make test does on one)
 	env $(AVX2_CAPS) $(PY) -m pytest -q
 
-lint: $(STAMP) ## ruff, and checks that the function*.yaml files and docs/performance.md's figures are up to date
+lint: $(STAMP) ## ruff, and checks that the function*.yaml files, README.md's settings table and docs/performance.md's figures are up to date
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m tools.function_yaml --check
+	$(PY) -m tools.readme --check
 	$(PY) -m bench.report --docs docs/performance.md --check
 
 weights: $(STAMP) ## Download (resumable) and verify the files of PRESET and DETECTOR into WEIGHTS_DIR (all: every one)

@@ -77,10 +77,11 @@ from alphapose.engines.precision import (
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
 from bench.coldstart import measure_cold_start
+from bench.cpu import cpu_model
+from bench.engine_measurements import INT8, KEYS, REDUCED, run_order
 from bench.latency import answer
 from bench.measure import (
     count_flops,
-    cpu_model,
     detector_flops,
     environment,
     load_average,
@@ -112,9 +113,6 @@ FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vn
 DENSE_NOT_CAPPED = ("onnxruntime", "openvino")
 DENSE_SIZE = 2048
 DENSE_LABEL = f"matrix product {DENSE_SIZE}x{DENSE_SIZE}"
-# The reduced precision measured beside fp32 where the CPU has its units.
-REDUCED = "bf16"
-INT8 = "int8"
 CALIBRATION_IMAGES = 24  # synthetic 640x480 photos, as many as the issue's first probe calibrated on
 CALIBRATION = "calibration"  # their directory, beside the synthetic weights
 
@@ -434,11 +432,8 @@ def measure(
     }
 
 
-MEASUREMENTS = ("native", "avx2_caps", "one_thread", REDUCED, INT8, f"{INT8}_avx2_caps")
-
-
 def run(
-    quick: bool, log: Callable[[str], None], cold: bool = True, only: tuple[str, ...] = MEASUREMENTS
+    quick: bool, log: Callable[[str], None], cold: bool = True, only: tuple[str, ...] = KEYS
 ) -> dict[str, Any]:
     """The measurements (native, under the AVX2 caps, one thread, bf16 where the CPU has the units, int8
     natively and under the caps; ``only`` those named) and the cold starts."""
@@ -449,28 +444,17 @@ def run(
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-engines-") as directory:
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
         flops = network_flops(weights)
-        skipped = {
-            REDUCED: bf16_skip_reason(),
-            INT8: int8_skip_reason(),
-            f"{INT8}_avx2_caps": int8_skip_reason(),
-        }
-        plans = {  # int8 first: its workers quantize, the step most likely to stop a run
-            INT8: (f"in {INT8} (each network quantized on first use)", {}, INT8),
-            f"{INT8}_avx2_caps": (f"in {INT8} under the AVX2 caps", AVX2_CAPS, INT8),
-            "native": ("", {}, "fp32"),
-            "avx2_caps": ("under the AVX2 caps", AVX2_CAPS, "fp32"),
-            "one_thread": ("with one thread per worker", {"OMP_NUM_THREADS": "1"}, "fp32"),
-            REDUCED: (f"in {REDUCED}", {}, REDUCED),
-        }
+        skipped = {REDUCED: bf16_skip_reason(), INT8: int8_skip_reason()}
         if not skipped[INT8]:
             write_calibration(weights / CALIBRATION)
         figures: dict[str, Any] = {}
-        for key, (title, caps, precision) in plans.items():
-            if skipped.get(key):
-                figures[key] = {"skipped": skipped[key]}
-            elif key in only:
-                log(f"measuring {title or 'natively'}")
-                figures[key] = measure(weights, flops, quick, {**os.environ, **caps}, log, precision)
+        for measurement in run_order():
+            if skipped.get(measurement.precision):
+                figures[measurement.key] = {"skipped": skipped[measurement.precision]}
+            elif measurement.key in only:
+                log(f"measuring: {measurement.title}")
+                environ = {**os.environ, **measurement.environ}
+                figures[measurement.key] = measure(weights, flops, quick, environ, log, measurement.precision)
         cold = cold_starts(weights, log, int8=not skipped[INT8]) if cold else None
     return {
         "schema": 1,
@@ -516,8 +500,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
     parser.add_argument(
         "--only",
-        default=",".join(MEASUREMENTS),
-        help=f"the measurements to make, comma-separated (default: all of {', '.join(MEASUREMENTS)})",
+        default=",".join(KEYS),
+        help=f"the measurements to make, comma-separated (default: all of {', '.join(KEYS)})",
     )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one engine's process, these weights
     parser.add_argument("--engine", help=argparse.SUPPRESS)
@@ -537,11 +521,9 @@ def main(argv: list[str] | None = None) -> None:
     from bench.report import render_engines
 
     only = tuple(name.strip() for name in args.only.split(","))
-    unknown = sorted(set(only) - set(MEASUREMENTS))
+    unknown = sorted(set(only) - set(KEYS))
     if unknown:
-        parser.error(
-            f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}"
-        )
+        parser.error(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(KEYS)}")
     results = run(args.quick, log, cold=not args.no_cold_start, only=only)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{results['name']}.json"

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from alphapose.detection.detectors import DETECTORS
+from bench.cpu import cpu_model
 
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720), (1920, 1080))  # (width, height)
 PERSON_COUNTS: tuple[int, ...] = (1, 5, 20)  # fixed boxes (random weights find nobody in particular)
@@ -113,18 +114,6 @@ def detector_flops(model: nn.Module, name: str, inputs: torch.Tensor) -> int:
     if inputs.shape[-1] == spec.input_size and abs(flops / 1e9 - spec.gflops) > 0.005 * spec.gflops:
         raise RuntimeError(f"{name}: counted {flops / 1e9:.2f} GFLOP, published {spec.gflops}")
     return flops
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def slug(text: str) -> str:

@@ -49,6 +49,7 @@ import numpy as np
 from alphapose.pose.skeletons import COCO17, oks_sigmas
 from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
+from bench.cpu import cpu_model
 
 WIDTH, HEIGHT = 1280, 720
 # A standing COCO body (offsets from the hips' centre, pixels), and how far each point swings with the gait.
@@ -541,20 +542,18 @@ def main(argv: Iterable[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--seeds {args.seeds}: give FIRST:STOP, e.g. 0:30")
     scenes = [make_scene(kind, seed) for kind in KINDS for seed in (seeds[:1] if args.quick else seeds)]
-    results: dict[str, Any] = {"seeds": args.seeds, "scenes": len(scenes), "frames": FRAMES, "cpu": _cpu()}
+    results: dict[str, Any] = {
+        "seeds": args.seeds,
+        "scenes": len(scenes),
+        "frames": FRAMES,
+        "cpu": cpu_model(),
+    }
     results["scores"] = score_all(scenes, TRACKERS | SANITY)
     results["timing"] = {} if args.quick else {n: time_per_frame(TRACKERS, n) for n in (5, 20)}
     print(table(results))
     if not args.quick:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

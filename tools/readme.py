@@ -1,25 +1,34 @@
 """``python -m tools.readme``: write the settings table (alphapose/cvat/settings.py) into README.md,
-between its markers; tests/alphapose/cvat/test_settings.py fails while the two disagree."""
+between its markers; ``--check`` (``make lint``) and tests/alphapose/cvat/test_settings.py fail while the
+two disagree."""
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
-from alphapose.cvat.settings import README_BEGIN, README_END, readme_table
+from alphapose.cvat.settings import readme_table
+from tools.markers import Block
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_TABLE = Block("settings table", "python -m tools.readme")
 
 
-def update_readme(path: Path = README) -> bool:
-    """Write the table between the markers of the README at ``path``; whether it changed."""
-    text = path.read_text()
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    updated = f"{head}{README_BEGIN}\n{readme_table()}{README_END}{tail}"
-    path.write_text(updated)
-    return updated != text
+def settings_block() -> str:
+    """What the README holds between the settings table's markers."""
+    return f"\n{readme_table()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.readme", description="Write the settings table into README.md."
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when README.md's table is not the code's"
+    )
+    args = parser.parse_args(argv)
+    print(SETTINGS_TABLE.sync(README, settings_block(), check=args.check))
 
 
 if __name__ == "__main__":
-    print(f"{README}: {'updated' if update_readme() else 'already up to date'}", file=sys.stderr)
+    main()

@@ -19,13 +19,12 @@ from typing import Any
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
+from alphapose.images.decode import DEFAULT_MAX_PIXELS
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
 
 ENV_PREFIX = "ALPHAPOSE_"
-README_BEGIN = "<!-- settings table: begin -->"
-README_END = "<!-- settings table: end -->"
 _OPTION_DEFAULTS = {f.name: f.default for f in fields(PipelineOptions) if f.default is not MISSING}
 
 
@@ -185,7 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
         "max_pixels",
         _integer,
         "larger images are refused (with 413 by the function)",
-        default=50_000_000,
+        default=DEFAULT_MAX_PIXELS,
         flag=False,
     ),
     _pipeline("detector_confidence", _number, "detector score threshold (AlphaPose's value)", flag=False),
@@ -338,7 +337,7 @@ def setting_flags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def readme_table() -> str:
-    """The README's settings table (between :data:`README_BEGIN` and :data:`README_END`)."""
+    """The README's settings table (``python -m tools.readme`` writes it there)."""
     lines = [
         "| variable | flag | SDK parameter | default | meaning |",
         "|---|---|---|---|---|",
@@ -349,8 +348,3 @@ def readme_table() -> str:
         default = s.shown_default if s.shown_default is not None else f"`{s.default}`"
         lines.append(f"| `{s.env}` | {flag} | {parameter} | {default} | {s.help}{s.more} |")
     return "\n".join(lines) + "\n"
-
-
-def readme_block(text: str) -> str:
-    """What lies between the README's settings-table markers."""
-    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"

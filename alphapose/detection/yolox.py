@@ -27,7 +27,7 @@ from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.images.decode import rgb_image_size
 from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import fitting, load_strictly, network_shapes
+from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 CANVAS_VALUE = 114  # grey of the unused part of the canvas
@@ -179,13 +179,12 @@ def load_yolox(
     state = read_yolox_checkpoint(path)
     candidates = {name: partial(expected_shapes, name) for name in yolox_detectors() if name != spec.name}
 
-    def hint(state: Mapping[str, Tensor]) -> str:
-        fits = fitting(candidates, state)
-        if not fits:
-            return "It fits no YOLOX variant either."
-        official = DETECTORS[fits[0]].weights.name
-        return f"The file fits {' / '.join(fits)}: use that variant (its official file is {official})."
-
+    hint = other_fit_hint(
+        candidates,
+        named=" / ".join,
+        advice=lambda fits: f"use that variant (its official file is {DETECTORS[fits[0]].weights.name})",
+        none="It fits no YOLOX variant either.",
+    )
     model = load_strictly(
         spec.network, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
     )

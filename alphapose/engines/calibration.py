@@ -5,7 +5,9 @@ scales from it, so the inputs must be what the network sees in the pipeline: the
 input (its family's own preparation, BGR 0..255 for YOLOX) and the pose network's normalised person crops
 (RGB, mean subtracted), both cut from the user's frames with the same code a request runs. The user names a
 directory of frames like those to be annotated (``calibration``); nothing ships with the library, since a
-set that does not look like the user's frames sets ranges that clip them.
+set that does not look like the user's frames sets ranges that clip them. The frames are read as a
+request's image is (:func:`alphapose.images.decode.decode_image`, the same file suffixes as a directory of
+frames), so the ranges are measured on the pixels inference sees.
 
 A set is identified by :attr:`CalibrationSet.digest`, the sha256 of its files' names and contents: the
 quantized models cached beside the weights carry it in their key, so another set quantizes again.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -23,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from alphapose.errors import OptionError
+from alphapose.errors import ImageError, OptionError
+from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
+from alphapose.images.video import FRAME_SUFFIXES
 from alphapose.pose.transforms import crop_persons
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # At most this many inputs per network: the quantizer's default statistics subset; more only cost time.
 MAX_INPUTS = 300
 # Person crops taken from one frame for the pose network, best-scoring boxes first.
 CROPS_PER_IMAGE = 4
-MAX_PIXELS = 50_000_000  # a larger calibration image is refused rather than decoded
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,12 @@ class CalibrationSet:
         path = Path(directory)
         if not path.is_dir():
             raise OptionError("calibration", str(directory), "no such directory (a directory of images)")
-        files = tuple(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        files = tuple(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES))
         if not files:
             raise OptionError(
                 "calibration",
                 str(directory),
-                f"no image files in it ({', '.join(IMAGE_SUFFIXES)}); put frames like those to annotate "
+                f"no image files in it ({', '.join(FRAME_SUFFIXES)}); put frames like those to annotate "
                 "there",
             )
         digest = hashlib.sha256()
@@ -68,27 +68,29 @@ class CalibrationSet:
         return cls(path, files, digest.hexdigest())
 
     def images(self) -> Iterator[np.ndarray]:
-        """Each file as RGB uint8 (H, W, 3), upright as a viewer shows it (EXIF orientation applied, as
-        CVAT's frames are); a file that is not a readable image is an :class:`OptionError` naming it."""
+        """Each file as RGB uint8 (H, W, 3), decoded as a request's image is; a file a request would have
+        refused is an :class:`OptionError` naming it."""
         for file in self.files:
             yield read_image(file, self.directory)
 
 
 def read_image(file: Path, directory: Path) -> np.ndarray:
+    """``file``'s pixels as :func:`decode_image` gives a request's (upright, high-depth images scaled to 8
+    bits, alpha dropped), at most :data:`DEFAULT_MAX_PIXELS` pixels, the function's default limit."""
+
     def refuse(problem: str) -> OptionError:
         return OptionError("calibration", str(directory), f"{file.name}: {problem}")
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(file) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise refuse(f"{image.width}x{image.height} is larger than {MAX_PIXELS} pixels")
-                return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise refuse("not an image file of a format Pillow reads (JPEG, PNG, ...)") from None
+        return decode_image(file.read_bytes(), max_pixels=DEFAULT_MAX_PIXELS, subject="the file")
+    except ImageError as exc:
+        if exc.too_large:
+            raise refuse(
+                f"larger than {DEFAULT_MAX_PIXELS} pixels; use frames of the size you annotate"
+            ) from None
+        raise refuse(str(exc)) from None
     except OSError as exc:
-        raise refuse(f"not a readable image ({exc})") from None
+        raise refuse(f"cannot read it ({exc.strerror or exc})") from None
 
 
 def detector_inputs(

@@ -171,14 +171,23 @@ def quantized(
     yield path, f"quantized to {path} in {seconds:.1f} s"
 
 
-def _place(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` atomically, through a partial file in the target's directory."""
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[Path]:
+    """A partial file in ``target``'s directory for the block to write; it replaces ``target`` atomically
+    when the block ends and is removed when it fails, so a reader never finds a half-written file (another
+    process writing the same target has its own partial file)."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        shutil.move(source, partial)
+        yield partial
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` atomically (:func:`_replacing`)."""
+    with _replacing(target) as partial:
+        shutil.move(source, partial)
 
 
 def check_recorded(path: Path, fields: Mapping[str, Any]) -> None:
@@ -221,24 +230,25 @@ def writable(directory: Path) -> bool:
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
     """Write ``model``'s ONNX graph (batch dimension dynamic) to ``path``, atomically."""
     example = torch.zeros((1, *input_shape))
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with _deform_conv_symbolic(), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            # the TorchScript exporter warns about its own deprecation and about traced shape arithmetic
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(partial),
-                dynamo=False,
-                opset_version=opset_for(model),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with (
+        _replacing(path) as partial,
+        _deform_conv_symbolic(),
+        warnings.catch_warnings(),
+        torch.inference_mode(False),
+        torch.no_grad(),
+    ):
+        # the TorchScript exporter warns about its own deprecation and about traced shape arithmetic
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(partial),
+            dynamo=False,
+            opset_version=opset_for(model),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
     return path
 
 

@@ -20,6 +20,9 @@ from alphapose.errors import ImageError
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 # Formats Pillow decodes by running another program (EPS: Ghostscript); never run one on a caller's bytes.
 _REFUSED_FORMATS = ("EPS",)
+# The function's limit on an image's pixels unless ALPHAPOSE_MAX_PIXELS says otherwise; calibration frames
+# are held to it too.
+DEFAULT_MAX_PIXELS = 50_000_000
 _JPEG_END = b"\xff\xd9"  # the EOI marker that closes a complete JPEG
 _EXIF_ORIENTATION = 0x0112
 _OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow applies rotations
@@ -39,7 +42,9 @@ def rgb_image_size(image: np.ndarray) -> tuple[int, int]:
     return height, width
 
 
-def decode_image(data: bytes, *, max_pixels: int, limit_name: str = "ALPHAPOSE_MAX_PIXELS") -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_pixels: int, limit_name: str = "ALPHAPOSE_MAX_PIXELS", subject: str = "'image'"
+) -> np.ndarray:
     """An image file's pixels as (H, W, 3) uint8 RGB, upright as a viewer shows it.
 
     The pixel limit is checked on the header, before any pixel is decoded, so a small file that
@@ -51,7 +56,8 @@ def decode_image(data: bytes, *, max_pixels: int, limit_name: str = "ALPHAPOSE_M
     direct callers that send camera JPEGs get keypoints in the coordinates their viewer displays.
 
     Anything wrong with the file is an :class:`ImageError`; ``limit_name`` is the setting that holds
-    ``max_pixels``, named when the image is over it.
+    ``max_pixels``, named when the image is over it, and ``subject`` what the messages call the file (the
+    request's field by default).
     """
     try:
         with warnings.catch_warnings():
@@ -61,9 +67,11 @@ def decode_image(data: bytes, *, max_pixels: int, limit_name: str = "ALPHAPOSE_M
     except Image.DecompressionBombError as exc:
         raise ImageError(f"the image is too large to decode safely: {exc}", too_large=True) from None
     except UnidentifiedImageError:
-        raise ImageError("'image' is not an image file of a format Pillow reads (JPEG, PNG, ...)") from None
+        raise ImageError(
+            f"{subject} is not an image file of a format Pillow reads (JPEG, PNG, ...)"
+        ) from None
     except Exception as exc:  # Pillow raises many exception types on malformed files
-        raise ImageError(f"'image' is not a readable image file: {exc}") from None
+        raise ImageError(f"{subject} is not a readable image file: {exc}") from None
     if image.format in _REFUSED_FORMATS:
         raise ImageError(f"{image.format} images are not accepted; send JPEG or PNG")
     width, height = image.size

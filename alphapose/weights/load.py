@@ -19,7 +19,7 @@ from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.pose.presets import PRESETS, PosePreset, get_preset
 from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import fitting, load_strictly, network_shapes
+from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
 
 
 def load_pose_model(
@@ -41,12 +41,12 @@ def load_pose_model(
     state = read_state_dict(checkpoint)
     candidates = {name: partial(expected_shapes, name) for name in PRESETS if name != preset.name}
 
-    def hint(state: Mapping[str, torch.Tensor]) -> str:
-        fits = fitting(candidates, state)
-        if not fits:
-            return "No other preset fits this file either."
-        return f"The file fits preset {' / '.join(repr(f) for f in fits)}: choose that preset instead."
-
+    hint = other_fit_hint(
+        candidates,
+        named=lambda fits: "preset " + " / ".join(repr(f) for f in fits),
+        advice=lambda _: "choose that preset instead",
+        none="No other preset fits this file either.",
+    )
     model = load_strictly(
         preset.build,
         state,

@@ -8,7 +8,7 @@ imports only torch and the library's errors, so every loader can use it without 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -56,6 +56,27 @@ def fitting(candidates: Mapping[str, Callable[[], Shapes]], state: Mapping[str, 
     return [name for name, shapes in candidates.items() if not describe_mismatch(shapes(), state)]
 
 
+def other_fit_hint(
+    candidates: Mapping[str, Callable[[], Shapes]],
+    *,
+    named: Callable[[Sequence[str]], str],
+    advice: Callable[[Sequence[str]], str],
+    none: str,
+) -> Callable[[Mapping[str, torch.Tensor]], str]:
+    """The ``hint`` for :func:`load_strictly` that tells a person which other network a refused file fits.
+
+    The sentence reads "The file fits ``named(fits)``: ``advice(fits)``." when some of ``candidates`` (name
+    -> its expected shapes) fit the file, else ``none``; only the words for the kind of network (preset,
+    YOLOX variant) and what to do differ between loaders, so the search and the sentence are written here.
+    """
+
+    def hint(state: Mapping[str, torch.Tensor]) -> str:
+        fits = fitting(candidates, state)
+        return f"The file fits {named(fits)}: {advice(fits)}." if fits else none
+
+    return hint
+
+
 def load_strictly(
     build: Callable[[], nn.Module],
     state: Mapping[str, torch.Tensor],
@@ -69,10 +90,10 @@ def load_strictly(
 
     ``expected`` is the network's key -> shape (:func:`network_shapes`). On a mismatch the
     :class:`WeightsError` reads "``source`` does not fit ``target``: what differs.", then ``hint(state)``:
-    which other network the file fits (:func:`fitting`; called only then, as it may build every candidate
-    on the meta device). The network is built on the meta device and takes the checkpoint's tensors as
-    its parameters, so no time goes into a random initialisation that would be overwritten; whatever the
-    file stores, the weights become float32, as a copy into a built network would give.
+    which other network the file fits (:func:`other_fit_hint`; called only then, as it may build every
+    candidate on the meta device). The network is built on the meta device and takes the checkpoint's
+    tensors as its parameters, so no time goes into a random initialisation that would be overwritten;
+    whatever the file stores, the weights become float32, as a copy into a built network would give.
     """
     problems = describe_mismatch(expected, state)
     if problems:

@@ -13,19 +13,18 @@ from alphapose.cvat.settings import (
     FLAGS,
     SETTINGS,
     Config,
-    readme_block,
-    readme_table,
     setting_flags,
 )
 from alphapose.options import PipelineOptions
 from tools.cli import build_parser
+from tools.readme import SETTINGS_TABLE, settings_block
 
 README = REPO / "README.md"
 
 
 def test_the_readme_table_is_the_settings_table() -> None:
     # python -m tools.readme writes it; a row changed in either place fails here
-    assert readme_block(README.read_text()) == readme_table()
+    assert SETTINGS_TABLE.current(README) == settings_block()
 
 
 def test_every_setting_has_one_row_and_pipeline_defaults_are_pipeline_options() -> None:

@@ -269,6 +269,24 @@ def test_runtime_runs_the_cached_export_like_pytorch(tmp_path: Path) -> None:
             np.testing.assert_allclose(runtime(inputs), model(inputs), atol=1e-5)
 
 
+def test_an_export_that_fails_leaves_the_file_it_would_replace_and_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "net.onnx"
+    export_onnx(_Tiny().eval(), (3, 8, 8), target)
+    before = target.read_bytes()
+
+    def half_written(model: nn.Module, args: tuple, path: str, **kwargs: object) -> None:
+        Path(path).write_bytes(before[: len(before) // 2])
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch.onnx, "export", half_written)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_onnx(_Tiny().eval(), (3, 8, 8), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
 class _Deformable(nn.Module):
     def __init__(self) -> None:
         super().__init__()

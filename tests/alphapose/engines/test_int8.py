@@ -276,7 +276,7 @@ def test_a_calibration_file_that_is_no_image_is_refused_naming_it(tmp_path: Path
     directory = write_frames(tmp_path / "frames", range(1))
     (directory / "broken.jpg").write_bytes(b"not a JPEG")
     with pytest.raises(
-        OptionError, match=r"broken\.jpg: not an image file of a format Pillow reads"
+        OptionError, match=r"broken\.jpg: the file is not an image file of a format Pillow reads"
     ) as caught:
         list(CalibrationSet.from_directory(directory).images())
     assert caught.value.option == "calibration"
