@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         return _predict_video(args, video)
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
         raise CommandError(f"--render {args.render} names one file but there are {len(args.images)} images")
-    predictor = load(args)
+    predictor = load(read_settings(args))
     cvat_answers: dict[str, list[dict[str, Any]]] = {}
     coco_answers: list[dict[str, Any]] = []
     read: deque[tuple[Path, Any]] = deque()  # the images decoded, not yet answered
@@ -102,10 +102,17 @@ def _read_image(path: Path, max_pixels: int) -> Any:
         raise CommandError(f"cannot use {path} as an image: {exc}", 1) from None
 
 
-def load(args: argparse.Namespace) -> Predictor:
-    """The predictor of the command's setting flags, after the process-wide start-up steps."""
+def read_settings(args: argparse.Namespace) -> Config:
+    """The settings of the command's setting flags over the ``ALPHAPOSE_*`` environment."""
     try:
-        settings = Config.from_env(flags=setting_flags(args))
+        return Config.from_env(flags=setting_flags(args))
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def load(settings: Config) -> Predictor:
+    """The predictor of ``settings``, after the process-wide start-up steps."""
+    try:
         start_process(settings)
         return Predictor.load(settings)
     except (ConfigError, WeightsError) as exc:
@@ -141,13 +148,14 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
         options = tracker_options(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    settings = read_settings(args)
     source = None
     if not videos:
         try:
-            source = FrameSource(path)
+            source = FrameSource(path, max_pixels=settings.max_pixels)
         except VideoError as exc:
             raise CommandError(str(exc), 1) from None
-    predictor = load(args)
+    predictor = load(settings)
     if source is not None:
         error = _track_video(args, source, predictor, options, args.out, args.render)
         if error:
@@ -158,7 +166,12 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
         render = None if args.render is None else args.render / f"{video.stem}.mp4"
         try:
             error = _track_video(
-                args, FrameSource(video), predictor, options, args.out / f"{video.stem}.json", render
+                args,
+                FrameSource(video, max_pixels=settings.max_pixels),
+                predictor,
+                options,
+                args.out / f"{video.stem}.json",
+                render,
             )
         except VideoError as exc:
             error = str(exc)

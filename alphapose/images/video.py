@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from alphapose.errors import VideoError
+from alphapose.errors import ImageError, VideoError
+from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
 
 if TYPE_CHECKING:
     from alphapose.pipeline import PosePipeline
@@ -55,12 +56,15 @@ class Frame:
 class FrameSource:
     """A video file or a directory of image files, checked when opened and read as an iterable.
 
-    ``fps`` is the video's frame rate (:data:`DEFAULT_FPS` for a directory); ``frame_count`` the
-    container's count (exact for a directory), or None when the container does not say.
+    A directory's frames are decoded as a request's image is (:func:`decode_image`: upright, high-depth
+    images scaled to 8 bits), each at most ``max_pixels``. ``fps`` is the video's frame rate
+    (:data:`DEFAULT_FPS` for a directory); ``frame_count`` the container's count (exact for a
+    directory), or None when the container does not say.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self._files: list[Path] | None = None
         if self.path.is_dir():
             self._files = sorted(
@@ -118,12 +122,13 @@ class FrameSource:
             )
         return capture
 
-    @staticmethod
-    def _read_image(file: Path) -> np.ndarray:
-        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise VideoError(f"cannot read frame {file}: not an image OpenCV can decode")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    def _read_image(self, file: Path) -> np.ndarray:
+        try:
+            return decode_image(file.read_bytes(), max_pixels=self.max_pixels, subject="the file")
+        except ImageError as exc:
+            raise VideoError(f"cannot read frame {file}: {exc}") from None
+        except OSError as exc:
+            raise VideoError(f"cannot read frame {file}: {exc.strerror or exc}") from None
 
 
 def _natural_key(path: Path) -> list[int | str]:

@@ -3,67 +3,20 @@ scales are measured on the pixels inference sees, whatever the file's depth, alp
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from image_files import KINDS
 
 from alphapose.cvat.request import decode_image
 from alphapose.engines.calibration import CalibrationSet
 from alphapose.errors import OptionError
 from alphapose.images.decode import DEFAULT_MAX_PIXELS
 
-HEIGHT, WIDTH = 24, 32
-_ORIENTATION = 0x0112
 
-
-def _gradient(high: float) -> np.ndarray:
-    return np.linspace(0, high, HEIGHT * WIDTH).reshape(HEIGHT, WIDTH)
-
-
-def grey16_png() -> bytes:
-    """A 16-bit grey ramp over the whole range: clipped at 255 it would be white but for a corner."""
-    out = io.BytesIO()
-    Image.fromarray(_gradient(65535).astype(np.uint16)).save(out, "PNG")
-    return out.getvalue()
-
-
-def float_tiff() -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(_gradient(1.0).astype(np.float32), mode="F").save(out, "TIFF")
-    return out.getvalue()
-
-
-def rgba_png() -> bytes:
-    rng = np.random.default_rng(0)
-    out = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 4), dtype=np.uint8), "RGBA").save(out, "PNG")
-    return out.getvalue()
-
-
-def rotated_jpeg() -> bytes:
-    """A camera JPEG stored sideways, its EXIF orientation (6) saying how to show it."""
-    rng = np.random.default_rng(1)
-    image = Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
-    exif = Image.Exif()
-    exif[_ORIENTATION] = 6
-    out = io.BytesIO()
-    image.save(out, "JPEG", exif=exif.tobytes())
-    return out.getvalue()
-
-
-@pytest.mark.parametrize(
-    ("name", "make"),
-    [
-        ("grey16.png", grey16_png),
-        ("float.tif", float_tiff),
-        ("alpha.png", rgba_png),
-        ("camera.jpg", rotated_jpeg),
-    ],
-)
+@pytest.mark.parametrize(("name", "make"), KINDS)
 def test_a_calibration_frame_has_the_pixels_of_a_request_image(
     tmp_path: Path, name: str, make: Callable[[], bytes]
 ) -> None:

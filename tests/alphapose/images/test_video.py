@@ -9,12 +9,15 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from image_files import KINDS
 
 from alphapose.errors import VideoError
+from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
 from alphapose.images.video import DEFAULT_FPS, FrameSource, frame_poses
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
@@ -73,6 +76,22 @@ def test_directory_frames_in_natural_order(tmp_path: Path) -> None:
     assert [f.name for f in frames] == ["frame_1.png", "frame_2.png", "frame_10.png"]
     assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 100]
     assert all(int(f.image[0, 0, 2]) == 0 for f in frames)
+
+
+@pytest.mark.parametrize(("name", "make"), KINDS)
+def test_a_directory_s_frame_has_the_pixels_of_a_request_image(tmp_path: Path, name: str, make: Any) -> None:
+    """``predict`` on a directory of frames sees what it sees on the same file given as an image."""
+    data = make()
+    (tmp_path / name).write_bytes(data)
+    (frame,) = FrameSource(tmp_path)
+    np.testing.assert_array_equal(frame.image, decode_image(data, max_pixels=DEFAULT_MAX_PIXELS))
+
+
+def test_a_frame_over_the_pixel_limit_is_an_error_naming_it(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(VideoError, match=r"cannot read frame .*big\.png: .*more than the limit of 599"):
+        list(FrameSource(tmp_path, max_pixels=599))
+    assert len(list(FrameSource(tmp_path, max_pixels=600))) == 1
 
 
 def test_unreadable_inputs_are_errors_naming_the_file(tmp_path: Path) -> None:
