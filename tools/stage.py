@@ -27,6 +27,7 @@ from pathlib import Path
 from alphapose.engines.calibration import CalibrationSet
 from alphapose.errors import OptionError, WeightsError
 from alphapose.weights.download import download_hint, is_synthetic, required_files
+from tools.errors import CommandError
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
 
 SOURCES = (
@@ -125,14 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibration=args.calibration,
         )
     except WeightsError as exc:
-        print(f"error: --weights-dir {args.weights_dir}: {exc}", file=sys.stderr)
-        return 1
+        return CommandError(f"--weights-dir {args.weights_dir}: {exc}", 1).report()
     except OptionError as exc:
-        print(f"error: --calibration {exc.value!r}: {exc.problem}", file=sys.stderr)
-        return 2
+        return CommandError(f"--calibration {exc.value!r}: {exc.problem}").report()
     except ValueError as exc:
-        print(f"error: --file: {exc}", file=sys.stderr)
-        return 2
+        return CommandError(f"--file: {exc}").report()
     if args.calibration is not None:
         print(
             f"staged the frames of {args.calibration}: {args.file} runs int8, quantized on them in its build"

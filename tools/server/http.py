@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tools.errors import EventTimeoutError, WorkerDiedError, WorkerStartError
+from tools.errors import CommandError, EventTimeoutError, WorkerDiedError, WorkerStartError
 from tools.server.events import DEFAULT_HANDLER, decode_result, encode_event
 from tools.server.pool import WorkerPool
 
@@ -187,8 +187,8 @@ def serve(
     availability_timeout: float = DEFAULT_WORKER_AVAILABILITY_TIMEOUT,
     event_timeout: float | None = DEFAULT_EVENT_TIMEOUT,
 ) -> int:
-    """Run until SIGINT or SIGTERM; the exit status (1 when the port is taken or a worker failed to start,
-    130 after Ctrl-C during start-up).
+    """Run until SIGINT or SIGTERM; the exit status (130 after Ctrl-C during start-up). A port that is
+    taken or a worker that fails to start is a :class:`CommandError` (status 1).
 
     The address is claimed first, so a busy port fails at once, before any model loads; connections are
     accepted only after every worker is ready, as Nuclio starts its trigger. The address is printed on
@@ -202,12 +202,11 @@ def serve(
         server.server_bind()
     except OSError as exc:
         server.server_close()
-        print(
-            f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or choose "
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or choose "
             "another port with --port",
-            file=sys.stderr,
-        )
-        return 1
+            1,
+        ) from None
     # Ctrl-C in a terminal reaches the whole process group, and only the server decides what it means: an
     # ignored signal stays ignored in a process started meanwhile (Python keeps it so), so the workers
     # never see it, from their first instruction on.
@@ -218,8 +217,7 @@ def serve(
         pool.wait_ready()
     except WorkerStartError as exc:
         server.server_close()
-        print(f"error: the function failed to start: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"the function failed to start: {exc}", 1) from None
     except KeyboardInterrupt:
         server.server_close()
         print("interrupted while the workers were starting", file=sys.stderr)
