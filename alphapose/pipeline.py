@@ -142,9 +142,11 @@ class PosePipeline:
         calibrations = {"detector": None, "pose": None}
         if images is not None:
             calibrations = {
-                "detector": Calibration(images.digest, lambda: detector_inputs(images, family.prepare, size)),
+                "detector": Calibration(
+                    images.cache_key, lambda: detector_inputs(images, family.prepare, size)
+                ),
                 "pose": Calibration(
-                    images.digest, lambda: pose_inputs(images, float_detector, preset.input_size)
+                    images.cache_key, lambda: pose_inputs(images, float_detector, preset.input_size)
                 ),
             }
         detector_model, detector_engine = prepare_network(

@@ -292,7 +292,7 @@ class Config:
         if self.options.calibration is not None:
             from alphapose.engines.calibration import CalibrationSet
 
-            record["calibration"] = CalibrationSet.from_directory(self.options.calibration).digest
+            record["calibration"] = CalibrationSet.from_directory(self.options.calibration).cache_key
         return record
 
     def error(self, setting: str, value: object, problem: str) -> ConfigError:

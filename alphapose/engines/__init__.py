@@ -178,10 +178,11 @@ class NetworkEngine:
 
 @dataclass(frozen=True)
 class Calibration:
-    """One network's calibration for int8: the set's digest (part of the cache key) and its inputs, made
-    only when no quantized model is cached (:mod:`alphapose.engines.calibration`)."""
+    """One network's calibration for int8: what identifies the set (its cache key, part of the quantized
+    model's) and its inputs, made only when no quantized model is cached
+    (:mod:`alphapose.engines.calibration`)."""
 
-    digest: str
+    key: str
     inputs: Callable[[], list[np.ndarray]]
 
 
@@ -216,7 +217,7 @@ def prepare_network(
     if precision.name == "int8":
         if calibration is None:
             raise ValueError("int8 needs the network's calibration")
-        fields = {**driver.quantizer(), "calibration_sha256": calibration.digest}
+        fields = {**driver.quantizer(), "calibration": calibration.key}
 
         def quantize(export: Path, target: Path) -> None:
             LOGGER.info("%s network: quantizing for int8 on its calibration inputs", network)

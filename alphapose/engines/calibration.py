@@ -10,7 +10,8 @@ request's image is (:func:`alphapose.images.decode.decode_image`, the same file 
 frames), so the ranges are measured on the pixels inference sees.
 
 A set is identified by :attr:`CalibrationSet.digest`, the sha256 of its files' names and contents: the
-quantized models cached beside the weights carry it in their key, so another set quantizes again.
+quantized models cached beside the weights carry it in their key (with how the frames are read,
+:attr:`CalibrationSet.cache_key`), so another set quantizes again.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from alphapose.pose.transforms import crop_persons
 MAX_INPUTS = 300
 # Person crops taken from one frame for the pose network, best-scoring boxes first.
 CROPS_PER_IMAGE = 4
+# How the frames are read, in the int8 cache key beside the set's digest: quantized models cached from
+# frames read another way (before: Pillow, clipping 16-bit and float frames at 255) are made again.
+FRAME_READING = "decode_image"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class CalibrationSet:
                 raise OptionError("calibration", str(directory), f"cannot read {file}: {exc}") from None
             digest.update(json.dumps([file.name, hashlib.sha256(content).hexdigest()]).encode())
         return cls(path, files, digest.hexdigest())
+
+    @property
+    def cache_key(self) -> str:
+        """What a quantized model is cached under: the set's :attr:`digest` and :data:`FRAME_READING`."""
+        return f"{self.digest}:{FRAME_READING}"
 
     def images(self) -> Iterator[np.ndarray]:
         """Each file as RGB uint8 (H, W, 3), decoded as a request's image is; a file a request would have

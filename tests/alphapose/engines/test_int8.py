@@ -33,7 +33,7 @@ from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.settings import Config
 from alphapose.engines import Calibration, check_engines, prepare_network
 from alphapose.engines import export as export_module
-from alphapose.engines.calibration import CalibrationSet, pose_inputs
+from alphapose.engines.calibration import FRAME_READING, CalibrationSet, pose_inputs
 from alphapose.engines.export import CacheError
 from alphapose.engines.precision import resolve_precision
 from alphapose.errors import OptionError, PrecisionError
@@ -194,6 +194,8 @@ def test_a_set_is_named_by_its_files_names_and_contents(tmp_path: Path) -> None:
     assert CalibrationSet.from_directory(copy).digest != first.digest
     Image.fromarray(frame(9)).save(frames / "frame02.png")
     assert CalibrationSet.from_directory(frames).digest != first.digest
+    # the cache key adds how the frames are read: models cached from frames read another way are made again
+    assert first.cache_key != first.digest and FRAME_READING in first.cache_key
 
 
 def test_a_new_calibration_set_quantizes_again_and_a_foreign_cache_entry_is_refused(
@@ -215,12 +217,12 @@ def test_a_new_calibration_set_quantizes_again_and_a_foreign_cache_entry_is_refu
     models = sorted((tmp_path / "onnx").glob("*-int8.xml"))
     assert len(models) == 2 and not list((tmp_path / "onnx").glob(".*"))
     one, two = (json.loads(p.with_suffix(".json").read_text()) for p in models)
-    assert {k for k in one if one[k] != two[k]} == {"calibration_sha256"}
+    assert {k for k in one if one[k] != two[k]} == {"calibration"}
     # a record that says another set made the model under this name
     record = models[0].with_suffix(".json")
     recorded = json.loads(record.read_text())
-    digest = recorded["calibration_sha256"]
-    record.write_text(json.dumps({**recorded, "calibration_sha256": "another set"}))
+    digest = recorded["calibration"]
+    record.write_text(json.dumps({**recorded, "calibration": "another set"}))
     with pytest.raises(CacheError, match=r"made from other inputs than its name says \(differing: calibrat"):
         prepared(digest)
     record.unlink()
@@ -366,6 +368,9 @@ def test_the_pipeline_in_int8_end_to_end(linked_weights_dir: Path, tmp_path: Pat
     )
     assert all(e.note.startswith("cached int8 model") for e in again.engines.values())
     np.testing.assert_array_equal(again(image)[0].keypoints, pose.keypoints)
+    records = [json.loads(p.read_text()) for p in (linked_weights_dir / "onnx").glob("*-int8.json")]
+    key = CalibrationSet.from_directory(frames).cache_key  # the set, and how its frames were read
+    assert len(records) == 2 and {record["calibration"] for record in records} == {key}
 
 
 @pytest.mark.slow
