@@ -246,16 +246,18 @@ class PoseTracker:
         return self._settled()
 
     def track(
-        self, frames: Iterable[tuple[Any, Sequence[Pose]]], *, threshold: float = 0.0
+        self, frames: Iterable[tuple[Any, Sequence[Pose]]], *, threshold: float | None = None
     ) -> Iterator[TrackedFrame]:
         """Every frame of ``(handle, poses)`` pairs, tracked and settled, in order; then :meth:`finish`.
-        Each frame keeps the persons whose box score is at least ``threshold``
+        With a ``threshold`` each frame keeps the persons whose box score is at least it
         (:meth:`TrackedFrame.above`): the tracker sees every pose, the threshold filters after it."""
+
+        def kept(settled: list[TrackedFrame]) -> list[TrackedFrame]:
+            return settled if threshold is None else [tracked.above(threshold) for tracked in settled]
+
         for handle, poses in frames:
-            for tracked in self.update(poses, handle):
-                yield tracked.above(threshold)
-        for tracked in self.finish():
-            yield tracked.above(threshold)
+            yield from kept(self.update(poses, handle))
+        yield from kept(self.finish())
 
     # --- association ---------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def cvat_skeletons(
     ``keypoint_threshold`` is one value for every keypoint or one per keypoint (a whole-body preset's
     defaults: its regression keypoints score on another scale than its heatmap ones).
     """
-    thresholds = per_keypoint(keypoint_threshold, len(skeleton.keypoints), f"skeleton {skeleton.name} of ")
+    thresholds = per_keypoint(keypoint_threshold, skeleton.num_keypoints, f"skeleton {skeleton.name} of ")
     results = []
     for pose in poses:
         if not pose.box_score >= threshold:

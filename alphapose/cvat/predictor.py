@@ -2,10 +2,10 @@
 
 The Nuclio handler, the SDK function and the tools (``predict``, ``annotate-task``, ``evaluate``) hold a
 :class:`Predictor` and ask it for answers: CVAT skeletons or AlphaPose's results for images, tracked
-frames for a video. The thresholds are applied here and only here: the box-score threshold drops
-persons, the keypoint threshold (the request's, else the setting's, else the preset's per keypoint)
-marks keypoints ``outside``; on a video the tracker sees every pose and the box-score threshold
-filters after it (:meth:`alphapose.tracking.TrackedFrame.above`).
+frames for a video. The thresholds of an image's answer are applied here and only here: the box-score
+threshold drops persons, the keypoint threshold (the request's, else the setting's, else the preset's
+per keypoint) marks keypoints ``outside``; on a video the tracker sees every pose and applies the
+box-score threshold after tracking (:meth:`alphapose.tracking.PoseTracker.track`).
 """
 
 from __future__ import annotations

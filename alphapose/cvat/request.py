@@ -35,7 +35,7 @@ class PoseRequest:
 
     image: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
     threshold: float  # persons whose detector score is below this are dropped
-    keypoint_threshold: float | None  # keypoints below it are outside; None: the preset's per-keypoint ones
+    keypoint_threshold: float | None  # keypoints below it are outside; None: the predictor's default
     output_format: str  # "cvat" or "coco"
     image_id: int | str  # echoed in the coco results
 

@@ -29,8 +29,8 @@ _OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow app
 
 
 def rgb_image_size(image: np.ndarray) -> tuple[int, int]:
-    """(height, width) of an HxWx3 uint8 RGB array, the form :func:`decode_image` gives: the one check of
-    an image a caller hands the library (the detector's letterbox, the pose stage on given boxes);
+    """(height, width) of an HxWx3 uint8 RGB array, the form :func:`decode_image` gives: the check of an
+    image a caller hands the library, written once (the detector's letterbox, the pose stage on given boxes);
     anything else is a ValueError saying what it got."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)

@@ -352,15 +352,20 @@ def test_a_pose_of_another_skeleton_is_refused() -> None:
 
 def test_the_threshold_filters_after_tracking() -> None:
     """``track``'s threshold, the one rule for ``--threshold`` on a video: the identities are the ones
-    the tracker gave with every pose seen, and the persons scored lower are dropped after it."""
-    frames = [[person(10 + 3 * t, score=0.9 if t < 4 else 0.3)] for t in range(6)]
+    the tracker gave with every pose seen, and the persons scored lower are dropped after it. A person
+    scored low for longer than max_age keeps its identity: filtered before tracking, it would have been
+    lost and come back as a new track."""
+    low = range(4, 9)  # 5 frames, max_age 3
+    frames = [[person(10 + 3 * t, score=0.3 if t in low else 0.9)] for t in range(14)]
 
-    def kept(threshold: float) -> list[list[int]]:
-        settled = PoseTracker(sigmas=SIGMAS).track(enumerate(frames), threshold=threshold)
-        return [[i for i, _ in frame.persons] for frame in settled]
+    def kept(threshold: float | None) -> list[list[int]]:
+        tracker = PoseTracker(TrackerOptions(max_age=3), sigmas=SIGMAS)
+        return [
+            [i for i, _ in frame.persons] for frame in tracker.track(enumerate(frames), threshold=threshold)
+        ]
 
-    assert kept(0.5) == [[1]] * 4 + [[]] * 2
-    assert kept(0.0) == [[1]] * 6
+    assert kept(0.5) == [[] if t in low else [1] for t in range(14)]
+    assert kept(None) == kept(0.0) == [[1]] * 14
 
 
 # --- options ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from PIL import Image
 
 import main
 from alphapose.cvat.errors import ConfigError
+from alphapose.cvat.predictor import Predictor
 from alphapose.cvat.settings import Config
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import WeightsError
@@ -111,6 +112,16 @@ def test_init_context_logs_what_it_loaded(coco: NuclioFunction, weights_dir: Pat
         "cpu",
     )
     assert details["seconds"] > 0
+
+
+def test_the_health_answer_names_the_keypoint_thresholds_a_request_gets(
+    coco: NuclioFunction, weights_dir: Path
+) -> None:
+    """The preset's per-keypoint defaults, or the setting's one value when it is set."""
+    model = coco.context.user_data.model
+    assert model.info()["keypoint_threshold"] == "per keypoint: 0.4 for 17"
+    settings = Config(weights_dir=weights_dir, keypoint_threshold=0.2)
+    assert Predictor(model.pipeline, settings).describe()["keypoint_threshold"] == 0.2
 
 
 def test_missing_weights_fail_init_naming_the_files(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def frame(index: int) -> np.ndarray:
 def test_keypoint_thresholds_are_the_request_s_else_the_setting_s_else_the_preset_s() -> None:
     pipeline = FakePipeline({0: [pose(0.9)]})  # every keypoint scores 0.5
     assert Predictor(pipeline).keypoint_thresholds() == PRESET.keypoint_thresholds
+    assert Predictor(pipeline).keypoint_thresholds(0.3) == 0.3  # over the preset's per-keypoint ones
     assert Predictor(pipeline, Config(keypoint_threshold=0.2)).keypoint_thresholds() == 0.2
     assert Predictor(pipeline, Config(keypoint_threshold=0.2)).keypoint_thresholds(0.7) == 0.7
     (person,) = Predictor(pipeline).predict(frame(0))

@@ -241,7 +241,7 @@ def test_a_failed_video_of_a_directory_is_reported_as_the_command_reports_errors
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "b.avi").write_bytes(b"RIFF" + b"\x00" * 500)
-    monkeypatch.setattr(tools.predict, "load", lambda args: None)  # the video fails before any frame
+    monkeypatch.setattr(tools.predict, "load", lambda settings: None)  # the video fails before any frame
     monkeypatch.setattr(CommandError, "report", reported)
     assert main(["predict", str(videos), "--no-progress", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
