@@ -1,8 +1,10 @@
 """``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, ends it quietly."""
 
+import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 
 def _interrupted_while_importing(signum: int, frame: object) -> None:
@@ -11,16 +13,22 @@ def _interrupted_while_importing(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # an ignored Ctrl-C stays ignored
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
-    from tools.cli import main
+def _parsed() -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
+    """:func:`tools.cli.run` and the command line parsed, its command's module imported."""
+    from tools.cli import build_parser, run
 
+    return run, build_parser(sys.argv[1:]).parse_args()
+
+
+ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # an ignored Ctrl-C stays ignored
+if not ignored:
+    signal.signal(signal.SIGINT, _interrupted_while_importing)
+run, args = _parsed()
+if not ignored:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-else:
-    from tools.cli import main
 
 try:
-    status = main()
+    status = run(args)
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     status = 130

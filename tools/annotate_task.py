@@ -348,11 +348,8 @@ def annotate(
     return tracks
 
 
-def add_parser(commands: Any) -> None:
-    """Register ``annotate-task`` in ``python -m tools``."""
-    parser = commands.add_parser(
-        "annotate-task", help="track persons over CVAT tasks' frames and upload skeleton tracks"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``annotate-task``'s arguments in ``python -m tools``."""
     parser.add_argument("task_ids", type=int, nargs="*", metavar="TASK_ID", help="the tasks to annotate")
     parser.add_argument("--project", type=int, metavar="ID", help="also every task of this project")
     parser.add_argument(
@@ -411,7 +408,6 @@ def add_parser(commands: Any) -> None:
     from tools.tracker_flags import add_tracker_options
 
     add_tracker_options(parser.add_argument_group("tracker", "how persons are followed from frame to frame"))
-    parser.set_defaults(command=run)
 
 
 @dataclass

@@ -14,8 +14,7 @@ from tools.output import render_image, write_json
 from tools.remote import CVAT_REQUEST_TIMEOUT
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("call", help="post an image to a deployed function as CVAT does")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="the function's HTTP address, e.g. http://localhost:32768")
     parser.add_argument("image", type=Path)
     parser.add_argument("--threshold", type=float, default=0.0, help="sent only when non-zero, as CVAT does")
@@ -24,7 +23,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=CVAT_REQUEST_TIMEOUT, help="seconds (default: %(default)s)"
     )
-    parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

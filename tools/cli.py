@@ -9,7 +9,8 @@
     python -m tools evaluate --annotations FILE --images DIR [--detections FILE | --gt-boxes]
 
 Each command is a module (tools/predict.py, call.py, serve.py, annotate_task.py, evaluate.py) with
-``add_parser(commands)`` and ``run(args) -> int``, registered in :data:`COMMANDS`. ``predict`` reads the
+``add_arguments(parser)`` and ``run(args) -> int``, registered with its help in :data:`COMMANDS`; only the
+command that runs is imported, so ``call`` and ``serve`` start without PyTorch. ``predict`` reads the
 same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers with the same formats;
 ``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local stand-in for Nuclio's
 HTTP trigger. ``python -m alphapose.weights`` downloads the official weights.
@@ -21,18 +22,33 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from typing import Any
 
 from alphapose.errors import SyntheticWeightsWarning
-from tools import annotate_task, call, evaluate, predict, serve
 from tools.errors import CommandError
 
-COMMANDS = (predict, call, serve, annotate_task, evaluate)  # each: add_parser(commands), run(args) -> int
+# command -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("tools.predict", "run the model on image files, or track persons through a video"),
+    "call": ("tools.call", "post an image to a deployed function as CVAT does"),
+    "serve": ("tools.serve", "serve main.handler over HTTP like a Nuclio HTTP trigger"),
+    "annotate-task": (
+        "tools.annotate_task",
+        "track persons over CVAT tasks' frames and upload skeleton tracks",
+    ),
+    "evaluate": ("tools.evaluate", "COCO keypoint AP of the pipeline on an annotated image set"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; a :class:`CommandError` (anything the user can fix) is one line on stderr."""
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    return run(build_parser(arguments).parse_args(arguments))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run parsed arguments' command (:func:`main` after :func:`build_parser`)."""
     command: Callable[[argparse.Namespace], int] = args.command
     with warnings.catch_warnings():  # restores both settings below when the command ends
         warnings.simplefilter("default", SyntheticWeightsWarning)  # once per run and directory
@@ -55,12 +71,19 @@ def _show_warning(show: Callable[..., None]) -> Callable[..., None]:
     return shown
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of every command, with the arguments of the one ``argv`` names (its module imported
+    here); the others list their help only."""
     parser = argparse.ArgumentParser(
         prog="python -m tools",
         description="Run the function's model locally, call a deployed function, or serve it.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(commands)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(command=module.run)
     return parser

@@ -80,10 +80,7 @@ class Boxes:
         return pipeline.estimate(image, boxes, scores)
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "evaluate", help="COCO keypoint AP of the pipeline on an annotated image set"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--annotations",
         type=Path,
@@ -114,7 +111,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
     parser.add_argument("--threshold", type=float, default=0.0, help="minimum person (box) score")
     add_setting_flags(parser)
-    parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

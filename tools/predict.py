@@ -25,10 +25,7 @@ from tools.tracker_flags import add_tracker_options, tracker_options
 IMAGE_SUFFIXES = FRAME_SUFFIXES  # the image files --render writes, as a directory's frames are read
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "predict", help="run the model on image files, or track persons through a video"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "images",
         nargs="+",
@@ -60,7 +57,6 @@ def add_parser(commands: Any) -> None:
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_tracker_options(group)
-    parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

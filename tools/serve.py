@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from tools.server import http
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("serve", help="serve main.handler over HTTP like a Nuclio HTTP trigger")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     http.add_arguments(parser)
-    parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -301,10 +301,13 @@ def _cmdline(pid: str) -> bytes:
 def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
     weights_dir: Path, tmp_path: Path, moment: str
 ) -> None:
+    """Interrupted while ``python -m tools`` imports (``predict``'s module imports PyTorch for seconds;
+    ``serve``'s are done in a fraction of one), or while the server's workers start."""
     log = tmp_path / "server.log"
+    command = ["predict", str(tmp_path / "photo.jpg")] if moment == "importing" else ["serve", "--port", "0"]
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tools", "serve", "--port", "0"],
+            [sys.executable, "-m", "tools", *command],
             cwd=REPO,
             env={**os.environ, **server_env(weights_dir)},
             stdout=subprocess.PIPE,

@@ -37,12 +37,12 @@ def test_every_setting_has_one_row_and_pipeline_defaults_are_pipeline_options() 
 
 
 def test_each_command_takes_the_setting_flags_of_the_table() -> None:
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices
     for name in ("predict", "annotate-task", "evaluate"):
+        commands = build_parser([name])._subparsers._group_actions[0].choices
         taken = {flag for action in commands[name]._actions for flag in action.option_strings}
         assert set(FLAGS) <= taken, name
-    args = parser.parse_args(["predict", "x.png", "--device", "cpu", "--flip", "--calibration", "cal"])
+    argv = ["predict", "x.png", "--device", "cpu", "--flip", "--calibration", "cal"]
+    args = build_parser(argv).parse_args(argv)
     given = setting_flags(args)
     assert given == {"--device": "cpu", "--flip": "1", "--calibration": "cal"}
     config = Config.from_env({}, flags=given)
