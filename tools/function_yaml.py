@@ -36,6 +36,11 @@ from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
 from alphapose.images.video import default_frame_batch
 from alphapose.pose.presets import get_preset
+from tools.server.trigger import (
+    EVENT_TIMEOUT_SECONDS,
+    MAX_REQUEST_BODY_SIZE,
+    WORKER_AVAILABILITY_TIMEOUT_SECONDS,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # What the function images install: the run-time requirements and the build's (downloading the weights).
@@ -138,16 +143,11 @@ FUNCTION_FILES: dict[str, FunctionVariant] = {
 # the container may use (alphapose.engines.threads.configure_cpu_threads); a second worker process would halve
 # each one's threads at best and oversubscribe the cores at worst (figures in the README's trigger
 # settings). Each GPU worker holds its own copy of the models in GPU memory, so a GPU
-# gets exactly one. More throughput comes from replicas (see the README).
-# The event timeout covers one large frame with room to spare (a CPU frame takes seconds, a GPU
-# frame well under one) and stays below CVAT's own
-# 120 s request timeout, so a stuck request is answered 408 by Nuclio and its worker restarted.
+# gets exactly one. More throughput comes from replicas (see the README). The trigger's other
+# settings are tools.server.trigger's, which the local server shares.
 _WORKERS = 1
-_EVENT_TIMEOUT = {False: "60s", True: "30s"}
 _DEVICE = {False: "cpu", True: "cuda"}
 _READINESS_TIMEOUT_SECONDS = 300  # image start + every worker's torch import and model load
-_MAX_REQUEST_BODY_SIZE = 32 * 1024 * 1024  # base64 frames exceed Nuclio's 4 MiB default
-_WORKER_AVAILABILITY_TIMEOUT_MS = 10_000
 # Nuclio's batch mode in the GPU files: requests arriving together (annotate-task --function-url
 # --concurrency N, several CVAT jobs) share one detector forward (main.handler takes the list). The
 # processor sends a batch when it is full or when its first request has waited the timeout, so a lone
@@ -285,7 +285,7 @@ def function_config(
         "description": preset.description,
         "runtime": RUNTIME,
         "handler": "main:handler",
-        "eventTimeout": _EVENT_TIMEOUT[variant.gpu],
+        "eventTimeout": f"{EVENT_TIMEOUT_SECONDS[_DEVICE[variant.gpu]]}s",
         "readinessTimeoutSeconds": _READINESS_TIMEOUT_SECONDS,
         "env": [
             {"name": "ALPHAPOSE_PRESET", "value": preset.name},
@@ -305,8 +305,8 @@ def function_config(
             "myHttpTrigger": {
                 "kind": "http",
                 "numWorkers": _WORKERS,
-                "workerAvailabilityTimeoutMilliseconds": _WORKER_AVAILABILITY_TIMEOUT_MS,
-                "attributes": {"maxRequestBodySize": _MAX_REQUEST_BODY_SIZE},
+                "workerAvailabilityTimeoutMilliseconds": WORKER_AVAILABILITY_TIMEOUT_SECONDS * 1000,
+                "attributes": {"maxRequestBodySize": MAX_REQUEST_BODY_SIZE},
             }
         },
     }

@@ -23,10 +23,16 @@ from urllib.parse import parse_qsl, urlsplit
 from tools.errors import CommandError, EventTimeoutError, WorkerDiedError, WorkerStartError
 from tools.server.events import DEFAULT_HANDLER, decode_result, encode_event
 from tools.server.pool import WorkerPool
+from tools.server.trigger import (
+    EVENT_TIMEOUT_SECONDS,
+    MAX_REQUEST_BODY_SIZE,
+    WORKER_AVAILABILITY_TIMEOUT_SECONDS,
+)
 
-DEFAULT_MAX_BODY_SIZE = 33_554_432  # function.yaml's maxRequestBodySize (Nuclio's own default is 4 MiB)
-DEFAULT_WORKER_AVAILABILITY_TIMEOUT = 10.0  # seconds, Nuclio's workerAvailabilityTimeoutMilliseconds
-DEFAULT_EVENT_TIMEOUT = 60.0  # seconds, function.yaml's eventTimeout on CPU
+# the CPU function files' trigger settings
+DEFAULT_MAX_BODY_SIZE = MAX_REQUEST_BODY_SIZE
+DEFAULT_WORKER_AVAILABILITY_TIMEOUT = float(WORKER_AVAILABILITY_TIMEOUT_SECONDS)
+DEFAULT_EVENT_TIMEOUT = float(EVENT_TIMEOUT_SECONDS["cpu"])
 CONNECTION_TIMEOUT = 60.0  # seconds a client may stay silent while the server reads its request
 ALLOWED_METHODS = ("GET", "POST")
 
