@@ -42,7 +42,7 @@ from alphapose.evaluation import (
     load_detections,
     load_ground_truth,
 )
-from alphapose.images.decode import decode_image
+from alphapose.images.decode import read_image_file
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
@@ -289,11 +289,9 @@ def _image_paths(truth: GroundTruth, images: Sequence[dict[str, Any]], directory
 
 def _read(path: Path, image: dict[str, Any], truth: GroundTruth, max_pixels: int) -> np.ndarray:
     try:
-        pixels = decode_image(path.read_bytes(), max_pixels=max_pixels)
-    except OSError as exc:
-        raise AnnotationError(f"cannot read {path}: {exc.strerror or exc}") from None
+        pixels = read_image_file(path, max_pixels=max_pixels)
     except ImageError as exc:
-        raise AnnotationError(f"cannot use {path} as an image: {exc}") from None
+        raise AnnotationError(str(exc)) from None
     height, width = pixels.shape[:2]
     if (width, height) != (image["width"], image["height"]):
         raise AnnotationError(

@@ -15,7 +15,7 @@ from alphapose.cvat.predictor import Predictor, start_process
 from alphapose.cvat.request import OUTPUT_FORMATS
 from alphapose.cvat.settings import Config, add_setting_flags, setting_flags
 from alphapose.errors import ImageError, VideoError, WeightsError
-from alphapose.images.decode import decode_image
+from alphapose.images.decode import read_image_file
 from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from tools.errors import CommandError
 from tools.output import JsonList, render_image, write_json
@@ -91,11 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_image(path: Path, max_pixels: int) -> Any:
     try:
-        return decode_image(path.read_bytes(), max_pixels=max_pixels)
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", 1) from None
+        return read_image_file(path, max_pixels=max_pixels)
     except ImageError as exc:
-        raise CommandError(f"cannot use {path} as an image: {exc}", 1) from None
+        raise CommandError(str(exc), 1) from None
 
 
 def read_settings(args: argparse.Namespace) -> Config:

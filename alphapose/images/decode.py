@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -40,6 +41,17 @@ def rgb_image_size(image: np.ndarray) -> tuple[int, int]:
     if height == 0 or width == 0:
         raise ValueError(f"empty image of shape {image.shape}")
     return height, width
+
+
+def read_image_file(path: Path, *, max_pixels: int) -> np.ndarray:
+    """The pixels of the image file at ``path`` (:func:`decode_image`), for the tools and the frames of a
+    directory: a file that cannot be read or used is an :class:`ImageError` naming it."""
+    try:
+        return decode_image(path.read_bytes(), max_pixels=max_pixels, subject="the file")
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ImageError as exc:
+        raise ImageError(f"cannot use {path} as an image: {exc}", too_large=exc.too_large) from None
 
 
 def decode_image(

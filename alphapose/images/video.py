@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from alphapose.errors import ImageError, VideoError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
+from alphapose.images.decode import DEFAULT_MAX_PIXELS, read_image_file
 
 if TYPE_CHECKING:
     from alphapose.pipeline import PosePipeline
@@ -56,7 +56,7 @@ class Frame:
 class FrameSource:
     """A video file or a directory of image files, checked when opened and read as an iterable.
 
-    A directory's frames are decoded as a request's image is (:func:`decode_image`: upright, high-depth
+    A directory's frames are decoded as a request's image is (:func:`read_image_file`: upright, high-depth
     images scaled to 8 bits), each at most ``max_pixels``. ``fps`` is the video's frame rate
     (:data:`DEFAULT_FPS` for a directory); ``frame_count`` the container's count (exact for a
     directory), or None when the container does not say.
@@ -124,11 +124,9 @@ class FrameSource:
 
     def _read_image(self, file: Path) -> np.ndarray:
         try:
-            return decode_image(file.read_bytes(), max_pixels=self.max_pixels, subject="the file")
+            return read_image_file(file, max_pixels=self.max_pixels)
         except ImageError as exc:
-            raise VideoError(f"cannot read frame {file}: {exc}") from None
-        except OSError as exc:
-            raise VideoError(f"cannot read frame {file}: {exc.strerror or exc}") from None
+            raise VideoError(str(exc)) from None
 
 
 def _natural_key(path: Path) -> list[int | str]:

@@ -89,7 +89,7 @@ def test_a_directory_s_frame_has_the_pixels_of_a_request_image(tmp_path: Path, n
 
 def test_a_frame_over_the_pixel_limit_is_an_error_naming_it(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "big.png"), np.zeros((20, 30, 3), np.uint8))
-    with pytest.raises(VideoError, match=r"cannot read frame .*big\.png: .*more than the limit of 599"):
+    with pytest.raises(VideoError, match=r"cannot use .*big\.png as an image: .*more than the limit of 599"):
         list(FrameSource(tmp_path, max_pixels=599))
     assert len(list(FrameSource(tmp_path, max_pixels=600))) == 1
 
@@ -106,7 +106,7 @@ def test_unreadable_inputs_are_errors_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match=r"empty holds no image files"):
         FrameSource(empty)
     (empty / "0.png").write_bytes(b"not a png")
-    with pytest.raises(VideoError, match=r"cannot read frame .*0\.png"):
+    with pytest.raises(VideoError, match=r"cannot use .*0\.png as an image"):
         list(FrameSource(empty))
 
 
@@ -197,7 +197,7 @@ def test_predict_directory_of_frames_to_stdout(
     (tmp_path / "b_3.png").write_bytes(b"not a png")
     out = tmp_path / "out" / "results.json"
     assert predict(str(tmp_path), "--no-progress", "--out", str(out), weights=weights_dir) == 1
-    assert f"error: cannot read frame {tmp_path / 'b_3.png'}" in capsys.readouterr().err
+    assert f"error: cannot use {tmp_path / 'b_3.png'} as an image: " in capsys.readouterr().err
     assert not out.exists() and not list(out.parent.iterdir())
 
 
