@@ -27,7 +27,6 @@ _EXPORTS = {
     "configure_cpu_threads": "alphapose.engines.threads",
     "oks_sigmas": "alphapose.pose.skeletons",
     "FrameSource": "alphapose.images.video",
-    "frame_poses": "alphapose.images.video",
     "PoseTracker": "alphapose.tracking",
     "TrackerOptions": "alphapose.tracking",
     "TrackedFrame": "alphapose.tracking",

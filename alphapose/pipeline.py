@@ -5,8 +5,9 @@ detect persons -> crop every box -> one batched pose forward -> decode heatmaps 
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ from alphapose.weights.load import load_detector, load_pose_model
 
 # Crops per pose forward on the CPU: the time per crop is lowest from 4 to 8, then grows (bench/README.md).
 CPU_FORWARD_BATCH = 8
+# Frames per detector forward by device type (PosePipeline.frames). On the CPU a batch of frames costs what
+# the frames cost one by one (bench/README.md, "Videos"), so frames go one at a time; on a GPU one 640x640
+# frame leaves most of the device idle and a batch shares each forward's fixed costs (not yet measured:
+# bench.video --device cuda measures it).
+FRAME_BATCH = {"cpu": 1, "cuda": 8}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -191,6 +197,24 @@ class PosePipeline:
         with self.precision.autocast():  # the detector checks the image
             boxes, scores = self.detector(image)
         return self._estimate(image, boxes, scores)
+
+    def frames(self, images: Iterable[np.ndarray], frame_batch: int | None = None) -> Iterator[list[Pose]]:
+        """Each RGB frame's poses, in order: the detector runs on ``frame_batch`` frames per forward
+        (default: the device's, :data:`FRAME_BATCH`), the pose stage on each frame's persons; a frame's
+        poses equal ``self(frame)``'s, which is the call for one frame per forward. Nothing is read
+        ahead beyond one batch."""
+        size = FRAME_BATCH.get(self.device.type, 1) if frame_batch is None else frame_batch
+        if size < 1:
+            raise ValueError(f"frame_batch must be at least 1, got {size}")
+        if size == 1:
+            yield from map(self, images)
+            return
+        iterator = iter(images)
+        while chunk := list(itertools.islice(iterator, size)):
+            with self.precision.autocast():  # the detector checks each frame
+                detections = self.detector.detect_batch(chunk)
+            for image, (boxes, scores) in zip(chunk, detections, strict=True):
+                yield self._estimate(image, boxes, scores)
 
     def estimate(
         self,

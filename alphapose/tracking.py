@@ -545,9 +545,7 @@ def track_video(
     """``(frame index, [(identity, pose), ...])`` for each RGB frame, in order, as they are settled.
 
     Frames are read, estimated and tracked ``frame_batch`` at a time (default: the device's,
-    :func:`alphapose.images.video.default_frame_batch`); the tracker holds back only the few frames whose new
-    tracks are still tentative, so memory does not grow with the video's length.
+    :meth:`PosePipeline.frames`); the tracker holds back only the few frames whose new tracks are still
+    tentative, so memory does not grow with the video's length.
     """
-    from alphapose.images.video import frame_poses
-
-    yield from tracker.track(enumerate(frame_poses(pipeline, frames, frame_batch)))
+    yield from tracker.track(enumerate(pipeline.frames(frames, frame_batch)))

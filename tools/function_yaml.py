@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from alphapose.cvat.spec import label_spec_json
 from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
-from alphapose.images.video import default_frame_batch
+from alphapose.pipeline import FRAME_BATCH
 from alphapose.pose.presets import get_preset
 from tools.server.trigger import (
     EVENT_TIMEOUT_SECONDS,
@@ -153,7 +152,7 @@ _READINESS_TIMEOUT_SECONDS = 300  # image start + every worker's torch import an
 # processor sends a batch when it is full or when its first request has waited the timeout, so a lone
 # request (CVAT posts a task's frames one at a time) waits that long too: it is kept short. A batch
 # holds as many frames as a local run on CUDA puts in one forward
-# (alphapose.images.video.default_frame_batch).
+# (alphapose.pipeline.FRAME_BATCH).
 # A CPU gains nothing from batching frames, so the CPU files leave it off.
 _BATCH_TIMEOUT = "10ms"
 # The CPU files name ALPHAPOSE_PRECISION with its default, and say above it when to change it.
@@ -313,7 +312,7 @@ def function_config(
     if variant.gpu:
         spec["triggers"]["myHttpTrigger"]["batch"] = {
             "mode": "enable",
-            "batchSize": default_frame_batch(torch.device("cuda")),
+            "batchSize": FRAME_BATCH["cuda"],
             "timeout": _BATCH_TIMEOUT,
         }
         spec["resources"] = {"limits": {"nvidia.com/gpu": 1}}

@@ -24,7 +24,6 @@ from alphapose.cvat.settings import Config
 from alphapose.engines import describe as describe_engines
 from alphapose.errors import SyntheticWeightsWarning
 from alphapose.images.decode import allow_large_images
-from alphapose.images.video import default_frame_batch, frame_poses
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton, oks_sigmas
@@ -86,11 +85,8 @@ class Predictor:
 
     def poses(self, images: Iterable[np.ndarray], frame_batch: int | None = None) -> Iterator[list[Pose]]:
         """Each RGB image's poses, in order, the detector running on ``frame_batch`` images per forward
-        (default: the device's); one image per forward is the pipeline's own call."""
-        size = default_frame_batch(self.pipeline.device) if frame_batch is None else frame_batch
-        if size == 1:
-            return (self.pipeline(image) for image in images)
-        return frame_poses(self.pipeline, images, size)
+        (default: the device's; :meth:`PosePipeline.frames`)."""
+        return self.pipeline.frames(images, frame_batch)
 
     def answer(
         self,

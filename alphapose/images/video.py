@@ -1,4 +1,5 @@
-"""Frames of a video file or of a directory of images, read one at a time, and poses for each.
+"""Frames of a video file or of a directory of images, read one at a time (their poses:
+:meth:`alphapose.pipeline.PosePipeline.frames`).
 
 The decoder is OpenCV's ``VideoCapture`` with its FFmpeg back end: OpenCV is already a run-time
 requirement and its wheels bundle FFmpeg, so every container and codec FFmpeg reads is read without
@@ -6,28 +7,22 @@ another package, and frames are decoded strictly in order, which is all a tracke
 wheel would buy exact seeking and timestamps, which nothing here uses). The frame count OpenCV reports
 is read from the container and may be an estimate; it serves only progress display.
 
-Nothing is read ahead beyond the frames of one batch, so memory stays flat in the video's length.
+Frames are read as they are asked for, so memory stays flat in the video's length.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from alphapose.errors import ImageError, VideoError
 from alphapose.images.decode import DEFAULT_MAX_PIXELS, read_image_file
-
-if TYPE_CHECKING:
-    from alphapose.pipeline import PosePipeline
-    from alphapose.structures import Pose
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # Names that say "video file" to the command line (FrameSource itself opens whatever FFmpeg reads).
@@ -36,11 +31,6 @@ VIDEO_SUFFIXES = (
 )  # fmt: skip
 # AlphaPose's video writer's frame rate (alphapose/utils/writer.py), for frames that come without one.
 DEFAULT_FPS = 25.0
-# Frames per detector forward by device type. On the CPU a batch of frames costs what the frames cost
-# one by one (bench/README.md, "Videos"), so frames go one at a time; on a GPU one 640x640 frame leaves
-# most of the device idle and a batch shares each forward's fixed costs (not yet measured: bench.video
-# --device cuda measures it).
-FRAME_BATCH = {"cpu": 1, "cuda": 8}
 
 
 @dataclass(frozen=True)
@@ -132,25 +122,3 @@ class FrameSource:
 def _natural_key(path: Path) -> list[int | str]:
     """``frame_2`` before ``frame_10``: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def default_frame_batch(device: torch.device) -> int:
-    """Frames per detector forward on ``device`` (:data:`FRAME_BATCH`)."""
-    return FRAME_BATCH.get(device.type, 1)
-
-
-def frame_poses(
-    pipeline: PosePipeline, frames: Iterable[np.ndarray], frame_batch: int | None = None
-) -> Iterator[list[Pose]]:
-    """The poses of each RGB frame, in order: the detector runs on ``frame_batch`` frames per forward
-    (default: :func:`default_frame_batch`), the pose stage on each frame's persons; a frame's poses
-    equal ``pipeline(frame)``'s."""
-    size = default_frame_batch(pipeline.device) if frame_batch is None else frame_batch
-    if size < 1:
-        raise ValueError(f"frame_batch must be at least 1, got {size}")
-    iterator = iter(frames)
-    while chunk := list(itertools.islice(iterator, size)):
-        with pipeline.precision.autocast():
-            detections = pipeline.detector.detect_batch(chunk)
-        for image, (boxes, scores) in zip(chunk, detections, strict=True):
-            yield pipeline.estimate(image, boxes, scores)

@@ -44,6 +44,7 @@ from task_scene import (
 import tools.remote as remote
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import decode_base64, decode_image
+from alphapose.pipeline import PosePipeline
 from alphapose.structures import Pose
 from tools.annotate_task import Progress, duration
 from tools.checkpoint import checkpoint_path
@@ -291,6 +292,7 @@ def test_several_tasks_load_the_local_model_once(
     class Scene:
         skeleton = SKELETON
         device = torch.device("cpu")
+        frames = PosePipeline.frames
 
         def __call__(self, image: np.ndarray) -> list[Pose]:
             return scene_poses(int(image[0, 0, 0]))

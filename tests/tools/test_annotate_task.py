@@ -38,6 +38,7 @@ from task_scene import (
 
 import tools.annotate_task as annotate_task
 from alphapose.cvat.predictor import Predictor
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
 from alphapose.tracking import TrackedFrame
@@ -53,14 +54,15 @@ class ScenePipeline:
 
     skeleton: Skeleton = SKELETON
     device = torch.device("cpu")  # one frame per forward, as the pipeline on a CPU
+    frames = PosePipeline.frames  # which then calls the pipeline on each frame
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.fail_on = fail_on
-        self.frames: list[int] = []
+        self.seen: list[int] = []
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
         frame = int(image[0, 0, 0])
-        self.frames.append(frame)
+        self.seen.append(frame)
         if frame == self.fail_on:
             raise RuntimeError(f"the model failed on frame {frame}")
         return scene_poses(frame, identity_as_score=True)
@@ -183,7 +185,7 @@ def test_a_failure_on_a_frame_uploads_nothing(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="frame 7"):
             estimator = LocalPoses(Predictor(pipeline))
             annotate(opened, estimator, IdentityTracker(), keypoint_threshold=0.4, xml=tmp_path / "x.xml")
-    assert pipeline.frames == list(range(8))
+    assert pipeline.seen == list(range(8))
     assert task.uploads == [] and task.replaced == []
     assert not (tmp_path / "x.xml").exists()
 

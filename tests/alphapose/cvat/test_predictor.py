@@ -12,6 +12,7 @@ import torch
 
 from alphapose.cvat.predictor import Predictor
 from alphapose.cvat.settings import Config
+from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import get_preset
 from alphapose.structures import Pose
 from tools.annotate_task import LocalPoses
@@ -42,21 +43,23 @@ class Detector:
 
 
 class FakePipeline:
-    """The pipeline's interface: the poses of a frame are those listed for its first pixel's value."""
+    """The pipeline's interface: the poses of a frame are those listed for its first pixel's value;
+    several frames go through the real :meth:`PosePipeline.frames` (its batching by device)."""
 
     preset = PRESET
     skeleton = PRESET.skeleton
+    frames = PosePipeline.frames
 
     def __init__(self, frames: dict[int, list[Pose]], device: str = "cpu") -> None:
-        self.frames, self.device = frames, torch.device(device)
+        self.listed, self.device = frames, torch.device(device)
         self.detector = Detector()
         self.precision = type("Precision", (), {"autocast": staticmethod(contextlib.nullcontext)})()
 
     def __call__(self, image: np.ndarray) -> list[Pose]:
-        return self.estimate(image, None, None)
+        return self._estimate(image, None, None)
 
-    def estimate(self, image: np.ndarray, boxes: Any, scores: Any) -> list[Pose]:
-        return self.frames[int(image[0, 0, 0])]
+    def _estimate(self, image: np.ndarray, boxes: Any, scores: Any) -> list[Pose]:
+        return self.listed[int(image[0, 0, 0])]
 
 
 def frame(index: int) -> np.ndarray:

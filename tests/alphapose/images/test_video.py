@@ -18,7 +18,7 @@ from image_files import KINDS
 
 from alphapose.errors import VideoError
 from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
-from alphapose.images.video import DEFAULT_FPS, FrameSource, frame_poses
+from alphapose.images.video import DEFAULT_FPS, FrameSource
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
 from tools.cli import main
@@ -125,7 +125,7 @@ def test_track_labels_are_white_on_a_dark_patch_at_the_box_corner() -> None:
 def test_batched_frames_give_each_frame_s_own_poses(pipeline: PosePipeline) -> None:
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (HEIGHT + 16 * k, WIDTH, 3), dtype=np.uint8) for k in range(2)]
-    batched = list(frame_poses(pipeline, frames, frame_batch=2))
+    batched = list(pipeline.frames(frames, frame_batch=2))
     assert len(batched) == 2
     for frame, poses in zip(frames, batched, strict=True):
         alone = pipeline(frame)
@@ -133,7 +133,7 @@ def test_batched_frames_give_each_frame_s_own_poses(pipeline: PosePipeline) -> N
         np.testing.assert_allclose(poses[0].box, alone[0].box, atol=1e-3)
         np.testing.assert_allclose(poses[0].keypoints, alone[0].keypoints, atol=1e-2)
     with pytest.raises(ValueError, match="frame_batch must be at least 1"):
-        next(frame_poses(pipeline, frames, frame_batch=0))
+        next(pipeline.frames(frames, frame_batch=0))
 
 
 def test_track_video_streams(pipeline: PosePipeline) -> None:
