@@ -8,7 +8,8 @@ CVAT SDK gave, so the function sees what a local run would. ``concurrency`` requ
 once (a Nuclio function with several workers or replicas, or batching, answers them side by side) and
 the answers come back in frame order. Nuclio's refusals that say "try again" (503: no worker free within
 the availability timeout; 408: the event timeout, after which it restarts the worker) and connection
-failures are retried with a growing pause, a bounded number of times; any other answer stops the task.
+failures, an answer cut short included (a worker restarted while it answered), are retried with a
+growing pause, a bounded number of times; any other answer stops the task.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from alphapose.structures import Pose
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 RETRY_STATUSES = (408, 503)  # Nuclio's event timeout and worker-availability timeout
+# No answer, or one cut short: the connection failed, or the worker died while it answered.
+RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 PNG_COMPRESSION = 1  # zlib level: the file travels once, a stronger level costs more than it saves
 SHOWN_ANSWER = 200  # characters of an unexpected answer quoted in an error
 
@@ -108,7 +111,7 @@ class RemoteFunction:
         for pause in [*self.retry.pauses(), None]:
             try:
                 reply = self._session().post(self.url, json=payload, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except RETRY_ERRORS as exc:
                 problem = f"no answer ({type(exc).__name__})"
             else:
                 if reply.status_code == 200:

@@ -53,13 +53,14 @@ from tools.remote import FunctionError, RemoteFunction, RetryPolicy
 
 ROOT = REPO
 FAST_RETRY = RetryPolicy(attempts=3, first_pause=0.01, longest_pause=0.02)
+CUT_SHORT = -1  # a refusal: an answer whose headers promise more than is sent before the connection closes
 
 
 @dataclass
 class StubFunction:
     """What the function saw and how it behaves: ``refuse`` maps a frame to the statuses of its first
-    answers; ``hold`` is a frame that waits for ``release`` before it is answered; ``delay`` is a pause
-    before each answer."""
+    answers (or :data:`CUT_SHORT`); ``hold`` is a frame that waits for ``release`` before it is answered;
+    ``delay`` is a pause before each answer."""
 
     refuse: dict[int, list[int]] = field(default_factory=dict)
     hold: int | None = None
@@ -84,9 +85,9 @@ class StubFunction:
             if frame == self.hold:
                 self.release.wait(60)
             time.sleep(self.delay * (1 + frame % 3))  # answers finish out of order
-            if status != 200:
+            if status not in (200, CUT_SHORT):
                 return status, {"error": "busy", "detail": f"status {status} for frame {frame}"}
-            return 200, coco_results(scene_poses(frame), threshold=0.0, image_id=body.get("image_id", 0))
+            return status, coco_results(scene_poses(frame), threshold=0.0, image_id=body.get("image_id", 0))
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -101,9 +102,12 @@ def serve_function(function: StubFunction) -> Iterator[str]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             status, payload = function.answer(body)
             data = json.dumps(payload).encode()
+            promised = len(data)
+            if status == CUT_SHORT:  # a worker that dies while it answers
+                status, promised, data, self.close_connection = 200, len(data), data[: len(data) // 2], True
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(promised))
             self.end_headers()
             self.wfile.write(data)
 
@@ -157,14 +161,14 @@ def uploaded(task: ImageTask) -> list[dict[str, Any]]:
 
 
 def test_remote_frames_come_back_in_order_with_n_in_flight_and_retries() -> None:
-    function = StubFunction(refuse={2: [503, 408], 5: [503]}, delay=0.01)
+    function = StubFunction(refuse={2: [503, 408], 5: [503], 7: [CUT_SHORT]}, delay=0.01)
     images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(10)]
     with serve_function(function) as url:
         estimator = RemoteFunction(url, SKELETON, concurrency=4, retry=FAST_RETRY)
         answers = list(estimator.poses(iter(images)))
     assert function.most_in_flight == 4
-    assert estimator.retries == 3
-    assert sorted(function.frames) == sorted([*range(10), 2, 2, 5])
+    assert estimator.retries == 4
+    assert sorted(function.frames) == sorted([*range(10), 2, 2, 5, 7])
     for frame, poses in enumerate(answers):
         expected = scene_poses(frame)
         assert len(poses) == len(expected)
