@@ -255,6 +255,28 @@ def test_a_checkpoint_is_continued_only_with_resume_and_the_same_settings(
     assert len(uploaded(task)) == 2
 
 
+def test_resuming_several_tasks_leaves_the_tasks_done_as_they_are(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Task 5 is uploaded, then task 6 stops on frame 3: rerunning the same command with ``--resume``
+    continues task 6 and does not annotate task 5 a second time; once every task is done, the
+    checkpoint directory is empty again."""
+    first = make_task(6)
+    second = ImageTask(6, coco_labels(), first.images, first.sizes)
+    function = StubFunction(refuse={3: [200, 400]})  # task 5's frame 3 is answered, task 6's refused
+    with serve(first, second) as url, serve_function(function) as function_url:
+        args = annotate_args(url, function_url, cli_env, "5", "6")
+        assert main(args) == 1
+        assert len(first.uploads) == 1 and second.uploads == []
+        function.frames.clear()
+        assert main([*args, "--resume"]) == 0
+        assert "task 5: already annotated" in capsys.readouterr().err
+    assert function.frames == [3, 4, 5]
+    assert len(first.uploads) == 1
+    assert uploaded(second) == uploaded(first)
+    assert list(cli_env.iterdir()) == []
+
+
 def test_a_checkpoint_of_another_task_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     task = make_task(4)
     other = ImageTask(TASK + 1, coco_labels(), task.images, task.sizes)
