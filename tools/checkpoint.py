@@ -77,7 +77,9 @@ def pose_from_record(record: Mapping[str, Any]) -> Pose:
 
 
 class TaskCheckpoint:
-    """The poses of a task's frames done so far, keyed by frame index.
+    """A task's checkpoint: ``done`` holds the poses of the frames the file held when opened, keyed by
+    frame index; the frames added later are only written to the file (a long video's poses, kept
+    in memory as well, would take gigabytes).
 
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
@@ -100,11 +102,12 @@ class TaskCheckpoint:
             int(frame): [pose_from_record(record) for record in records]
             for frame, records in self._partial.done.items()
         }
+        self._partial.done.clear()  # read back as poses above
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
         """Record a frame's poses (synced to disk before this returns)."""
         self._partial.add(frame, [pose_record(pose) for pose in poses])
-        self.done[frame] = list(poses)
+        del self._partial.done[frame]
 
     def close(self) -> None:
         self._partial.close()
