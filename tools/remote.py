@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,20 +91,23 @@ class RemoteFunction:
     def poses(self, frames: Iterable[tuple[int, Any]]) -> Iterator[list[Pose]]:
         """The poses of each ``(frame index, PIL image)``, in order, with up to ``concurrency`` frames
         in flight; frames are read from ``frames`` only as room opens. Leaving the iteration early
-        cancels the frames not yet sent."""
+        (Ctrl-C, a failure) cancels the frames not yet sent and ends the retries of those in flight,
+        whose answers nobody reads."""
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="function")
         pending: deque[Future[list[Pose]]] = deque()
+        stop = threading.Event()
         try:
             for frame, image in frames:
-                pending.append(pool.submit(self._frame, frame, image))
+                pending.append(pool.submit(self._frame, frame, image, stop))
                 if len(pending) >= self.concurrency:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _frame(self, frame: int, image: Any) -> list[Pose]:
+    def _frame(self, frame: int, image: Any, stop: threading.Event) -> list[Pose]:
         payload = {"image": _png_base64(image), "format": "coco", "image_id": frame}
         problem = ""
         for pause in [*self.retry.pauses(), None]:
@@ -123,7 +125,8 @@ class RemoteFunction:
                 break
             with self._lock:
                 self.retries += 1
-            time.sleep(pause)
+            if stop.wait(pause):
+                raise FunctionError(f"frame {frame}: abandoned, the frames are no longer wanted")
         raise FunctionError(
             f"frame {frame}: {self.url} failed {self.retry.attempts} times, last with {problem}; "
             "is the function deployed and running?"

@@ -195,6 +195,23 @@ def test_remote_gives_up_after_the_bound_and_names_the_frame() -> None:
         list(RemoteFunction(url, SKELETON, retry=FAST_RETRY).poses(iter(images)))
 
 
+def test_leaving_the_frames_early_does_not_wait_out_the_retries() -> None:
+    """A Ctrl-C or a failure while a frame is being retried: the frames in flight stop retrying, so
+    the command ends at once rather than after every pause of every try."""
+    function = StubFunction(refuse={1: [503] * 5})
+    images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(3)]
+    slow = RetryPolicy(attempts=5, first_pause=2.0, longest_pause=2.0)
+    with serve_function(function) as url:
+        answers = RemoteFunction(url, SKELETON, concurrency=2, retry=slow).poses(iter(images))
+        next(answers)
+        while function.frames.count(1) < 1:
+            time.sleep(0.01)
+        started = time.monotonic()
+        answers.close()
+        assert time.monotonic() - started < 1.5
+    assert function.frames.count(1) == 1
+
+
 def test_resume_after_a_kill_gives_the_tracks_of_an_uninterrupted_run(cli_env: Path, tmp_path: Path) -> None:
     """The command runs in a process killed while the function holds frame 7; the checkpoint then holds
     frames 0-6 (more may be in flight, none is written out of order), and ``--resume`` asks the function
