@@ -6,11 +6,15 @@ results format (:class:`alphapose.evaluation.PartialResults`: a settings line, t
 each flushed and synced), so a run with other settings, or for another task, is refused rather than
 mixed in. It holds every pose the model gave, before any filtering, exactly (float32 values survive
 JSON): tracking runs again over the frames read back, so the tracks equal those of a run that was
-never interrupted. The file is deleted once the task's tracks are uploaded (or written).
+never interrupted. The file is deleted once the task's tracks are uploaded (or written), and a note
+that the task is done takes its place until every task of the command is: resuming a command of
+several tasks that stopped in its second leaves the first as it was uploaded, rather than annotating
+it again (appending its tracks a second time).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,24 @@ class CheckpointError(Exception):
 def checkpoint_path(directory: Path, task_id: int) -> Path:
     """Where the checkpoint of task ``task_id`` lives in ``directory`` (``--checkpoint-dir``)."""
     return directory / f"annotate-task-{task_id}.checkpoint.jsonl"
+
+
+def done_path(path: Path) -> Path:
+    """The note left in place of the checkpoint ``path`` once its task is done."""
+    return path.with_name(path.name.removesuffix(".checkpoint.jsonl") + ".done.json")
+
+
+def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether the run being resumed finished the task of checkpoint ``path`` with ``settings``."""
+    try:
+        return json.loads(done_path(path).read_text()) == json.loads(json.dumps(settings))
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def forget_done(path: Path) -> None:
+    """Drop the note that the task of checkpoint ``path`` is done: a new run, or every task is done."""
+    done_path(path).unlink(missing_ok=True)
 
 
 def pose_record(pose: Pose) -> dict[str, Any]:
@@ -55,7 +77,9 @@ def pose_from_record(record: Mapping[str, Any]) -> Pose:
 
 
 class TaskCheckpoint:
-    """The poses of a task's frames done so far, keyed by frame index.
+    """A task's checkpoint: ``done`` holds the poses of the frames the file held when opened, keyed by
+    frame index; the frames added later are only written to the file (a long video's poses, kept
+    in memory as well, would take gigabytes).
 
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
@@ -73,20 +97,23 @@ class TaskCheckpoint:
         except ResumeError as exc:
             raise CheckpointError(str(exc)) from None
         self.path = path
+        self.settings = dict(settings)
         self.done: dict[int, list[Pose]] = {
             int(frame): [pose_from_record(record) for record in records]
             for frame, records in self._partial.done.items()
         }
+        self._partial.done.clear()  # read back as poses above
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
         """Record a frame's poses (synced to disk before this returns)."""
         self._partial.add(frame, [pose_record(pose) for pose in poses])
-        self.done[frame] = list(poses)
+        del self._partial.done[frame]
 
     def close(self) -> None:
         self._partial.close()
 
     def remove(self) -> None:
-        """The task is finished: its checkpoint goes."""
+        """The task is finished: its checkpoint goes, the note that it is done stays (:func:`task_done`)."""
         self.close()
+        done_path(self.path).write_text(json.dumps(self.settings) + "\n")
         self.path.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ CVAT SDK gave, so the function sees what a local run would. ``concurrency`` requ
 once (a Nuclio function with several workers or replicas, or batching, answers them side by side) and
 the answers come back in frame order. Nuclio's refusals that say "try again" (503: no worker free within
 the availability timeout; 408: the event timeout, after which it restarts the worker) and connection
-failures are retried with a growing pause, a bounded number of times; any other answer stops the task.
+failures, an answer cut short included (a worker restarted while it answered), are retried with a
+growing pause, a bounded number of times; any other answer stops the task.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +33,8 @@ from alphapose.structures import Pose
 
 CVAT_REQUEST_TIMEOUT = 120.0  # seconds; CVAT's default CVAT_NUCLIO_DEFAULT_TIMEOUT
 RETRY_STATUSES = (408, 503)  # Nuclio's event timeout and worker-availability timeout
+# No answer, or one cut short: the connection failed, or the worker died while it answered.
+RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 PNG_COMPRESSION = 1  # zlib level: the file travels once, a stronger level costs more than it saves
 SHOWN_ANSWER = 200  # characters of an unexpected answer quoted in an error
 
@@ -89,26 +91,29 @@ class RemoteFunction:
     def poses(self, frames: Iterable[tuple[int, Any]]) -> Iterator[list[Pose]]:
         """The poses of each ``(frame index, PIL image)``, in order, with up to ``concurrency`` frames
         in flight; frames are read from ``frames`` only as room opens. Leaving the iteration early
-        cancels the frames not yet sent."""
+        (Ctrl-C, a failure) cancels the frames not yet sent and ends the retries of those in flight,
+        whose answers nobody reads."""
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="function")
         pending: deque[Future[list[Pose]]] = deque()
+        stop = threading.Event()
         try:
             for frame, image in frames:
-                pending.append(pool.submit(self._frame, frame, image))
+                pending.append(pool.submit(self._frame, frame, image, stop))
                 if len(pending) >= self.concurrency:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _frame(self, frame: int, image: Any) -> list[Pose]:
+    def _frame(self, frame: int, image: Any, stop: threading.Event) -> list[Pose]:
         payload = {"image": _png_base64(image), "format": "coco", "image_id": frame}
         problem = ""
         for pause in [*self.retry.pauses(), None]:
             try:
                 reply = self._session().post(self.url, json=payload, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except RETRY_ERRORS as exc:
                 problem = f"no answer ({type(exc).__name__})"
             else:
                 if reply.status_code == 200:
@@ -120,7 +125,8 @@ class RemoteFunction:
                 break
             with self._lock:
                 self.retries += 1
-            time.sleep(pause)
+            if stop.wait(pause):
+                raise FunctionError(f"frame {frame}: abandoned, the frames are no longer wanted")
         raise FunctionError(
             f"frame {frame}: {self.url} failed {self.retry.attempts} times, last with {problem}; "
             "is the function deployed and running?"

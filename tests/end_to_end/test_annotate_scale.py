@@ -53,13 +53,14 @@ from tools.remote import FunctionError, RemoteFunction, RetryPolicy
 
 ROOT = REPO
 FAST_RETRY = RetryPolicy(attempts=3, first_pause=0.01, longest_pause=0.02)
+CUT_SHORT = -1  # a refusal: an answer whose headers promise more than is sent before the connection closes
 
 
 @dataclass
 class StubFunction:
     """What the function saw and how it behaves: ``refuse`` maps a frame to the statuses of its first
-    answers; ``hold`` is a frame that waits for ``release`` before it is answered; ``delay`` is a pause
-    before each answer."""
+    answers (or :data:`CUT_SHORT`); ``hold`` is a frame that waits for ``release`` before it is answered;
+    ``delay`` is a pause before each answer."""
 
     refuse: dict[int, list[int]] = field(default_factory=dict)
     hold: int | None = None
@@ -84,9 +85,9 @@ class StubFunction:
             if frame == self.hold:
                 self.release.wait(60)
             time.sleep(self.delay * (1 + frame % 3))  # answers finish out of order
-            if status != 200:
+            if status not in (200, CUT_SHORT):
                 return status, {"error": "busy", "detail": f"status {status} for frame {frame}"}
-            return 200, coco_results(scene_poses(frame), threshold=0.0, image_id=body.get("image_id", 0))
+            return status, coco_results(scene_poses(frame), threshold=0.0, image_id=body.get("image_id", 0))
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -101,9 +102,12 @@ def serve_function(function: StubFunction) -> Iterator[str]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             status, payload = function.answer(body)
             data = json.dumps(payload).encode()
+            promised = len(data)
+            if status == CUT_SHORT:  # a worker that dies while it answers
+                status, promised, data, self.close_connection = 200, len(data), data[: len(data) // 2], True
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(promised))
             self.end_headers()
             self.wfile.write(data)
 
@@ -157,14 +161,14 @@ def uploaded(task: ImageTask) -> list[dict[str, Any]]:
 
 
 def test_remote_frames_come_back_in_order_with_n_in_flight_and_retries() -> None:
-    function = StubFunction(refuse={2: [503, 408], 5: [503]}, delay=0.01)
+    function = StubFunction(refuse={2: [503, 408], 5: [503], 7: [CUT_SHORT]}, delay=0.01)
     images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(10)]
     with serve_function(function) as url:
         estimator = RemoteFunction(url, SKELETON, concurrency=4, retry=FAST_RETRY)
         answers = list(estimator.poses(iter(images)))
     assert function.most_in_flight == 4
-    assert estimator.retries == 3
-    assert sorted(function.frames) == sorted([*range(10), 2, 2, 5])
+    assert estimator.retries == 4
+    assert sorted(function.frames) == sorted([*range(10), 2, 2, 5, 7])
     for frame, poses in enumerate(answers):
         expected = scene_poses(frame)
         assert len(poses) == len(expected)
@@ -189,6 +193,23 @@ def test_remote_gives_up_after_the_bound_and_names_the_frame() -> None:
             list(RemoteFunction(url, SKELETON, retry=FAST_RETRY).poses(iter(images)))
     with pytest.raises(FunctionError, match=r"frame 0: .* failed 3 times, last with no answer \(Connection"):
         list(RemoteFunction(url, SKELETON, retry=FAST_RETRY).poses(iter(images)))
+
+
+def test_leaving_the_frames_early_does_not_wait_out_the_retries() -> None:
+    """A Ctrl-C or a failure while a frame is being retried: the frames in flight stop retrying, so
+    the command ends at once rather than after every pause of every try."""
+    function = StubFunction(refuse={1: [503] * 5})
+    images = [(i, Image.open(io.BytesIO(frame_image(i)))) for i in range(3)]
+    slow = RetryPolicy(attempts=5, first_pause=2.0, longest_pause=2.0)
+    with serve_function(function) as url:
+        answers = RemoteFunction(url, SKELETON, concurrency=2, retry=slow).poses(iter(images))
+        next(answers)
+        while function.frames.count(1) < 1:
+            time.sleep(0.01)
+        started = time.monotonic()
+        answers.close()
+        assert time.monotonic() - started < 1.5
+    assert function.frames.count(1) == 1
 
 
 def test_resume_after_a_kill_gives_the_tracks_of_an_uninterrupted_run(cli_env: Path, tmp_path: Path) -> None:
@@ -249,6 +270,28 @@ def test_a_checkpoint_is_continued_only_with_resume_and_the_same_settings(
         assert main([*args, "--resume"]) == 0
     assert function.frames == [3, 4, 5]
     assert len(uploaded(task)) == 2
+
+
+def test_resuming_several_tasks_leaves_the_tasks_done_as_they_are(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Task 5 is uploaded, then task 6 stops on frame 3: rerunning the same command with ``--resume``
+    continues task 6 and does not annotate task 5 a second time; once every task is done, the
+    checkpoint directory is empty again."""
+    first = make_task(6)
+    second = ImageTask(6, coco_labels(), first.images, first.sizes)
+    function = StubFunction(refuse={3: [200, 400]})  # task 5's frame 3 is answered, task 6's refused
+    with serve(first, second) as url, serve_function(function) as function_url:
+        args = annotate_args(url, function_url, cli_env, "5", "6")
+        assert main(args) == 1
+        assert len(first.uploads) == 1 and second.uploads == []
+        function.frames.clear()
+        assert main([*args, "--resume"]) == 0
+        assert "task 5: already annotated" in capsys.readouterr().err
+    assert function.frames == [3, 4, 5]
+    assert len(first.uploads) == 1
+    assert uploaded(second) == uploaded(first)
+    assert list(cli_env.iterdir()) == []
 
 
 def test_a_checkpoint_of_another_task_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
