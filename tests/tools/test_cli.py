@@ -54,3 +54,13 @@ def test_a_person_threshold_outside_0_1_is_refused_before_any_work(
     assert capsys.readouterr().err == (
         f"error: invalid --threshold {float(threshold)}: must be a person (box) score in [0, 1]\n"
     )
+
+
+def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its usage and errors say ``python -m tools.synthetic_weights``, the command the README and make give,
+    not the file name."""
+    from tools import synthetic_weights
+
+    with pytest.raises(SystemExit):
+        synthetic_weights.main(["--preset", "no_such_preset", "directory"])
+    assert capsys.readouterr().err.startswith("usage: python -m tools.synthetic_weights ")
