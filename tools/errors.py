@@ -57,6 +57,13 @@ def network_problem(exc: BaseException) -> str:
     return f"the connection failed ({cause})"
 
 
+def check_threshold(value: float) -> None:
+    """``--threshold``, a detector score, in [0, 1] as the function's request takes it: above 1 it would
+    leave every person out without a word."""
+    if not 0.0 <= value <= 1.0:
+        raise CommandError(f"invalid --threshold {value}: must be a person (box) score in [0, 1]")
+
+
 class CommandError(Exception):
     """Something the user can fix: ``python -m tools`` prints ``error: <message>`` on one line and exits
     with ``status`` (2 for a bad command line or setting, 1 for a file or server that failed)."""

@@ -46,7 +46,7 @@ from alphapose.images.decode import read_image_file
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
-from tools.errors import CommandError
+from tools.errors import CommandError, check_threshold
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -116,6 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit {args.limit}: must be at least 1")
+    check_threshold(args.threshold)
     flags = setting_flags(args)
     try:
         check_evaluator(args.evaluator)

@@ -19,7 +19,9 @@ AVX2_CAPS: dict[str, str] = {
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "OPENCV_CPU_DISABLE": "AVX512F,AVX512-SKX,AVX512-COMMON,AVX512-CLX,AVX512-CNL,AVX512-ICL",
     "OPENCV_IPP": "disabled",
-    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    # Commas, which NumPy takes as it takes spaces: no value holds a space, so ``env $(...)`` splits
+    # the assignments as the shell would parse them.
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR",
 }
 
 

@@ -276,7 +276,9 @@ def _calibrate(model: nn.Module, sample: torch.Tensor) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.synthetic_weights", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("directory", type=Path)
     parser.add_argument(
         "--preset", action="append", choices=sorted(PRESETS), help="repeatable; default: the default preset"

@@ -240,8 +240,8 @@ def download_file(source: WeightsFile, directory: Path, checksums: Mapping[str, 
     directory.mkdir(parents=True, exist_ok=True)
     by_hand = (
         f"To place the file by hand, open {source.url} in a browser, save the file as "
-        f"{directory / source.name} and check it with "
-        f"`python -m alphapose.weights --verify --dir {directory}`."
+        f"{directory / source.name} and run the same command again: it verifies a file in place "
+        "instead of downloading it."
     )
     host = urlsplit(source.url).hostname or ""
     try:
@@ -467,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="weights directory (default: $ALPHAPOSE_WEIGHTS_DIR or ./weights)",
     )
     parser.add_argument(
-        "--verify", action="store_true", help="only verify the files present; download nothing"
+        "--verify", action="store_true", help="verify the files, download nothing (a missing one is an error)"
     )
     parser.add_argument(
         "--record",

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+from repo_paths import REPO
+
 from tools.isa import AVX2_CAPS, shell_assignments
 
 PROBE = """
@@ -41,7 +43,17 @@ def test_every_library_runs_at_most_avx2_under_the_caps() -> None:
     assert seen["numpy_avx512"] == []
 
 
-def test_the_shell_form_is_what_make_passes_to_env() -> None:
-    line = shell_assignments(AVX2_CAPS)
-    assert "NPY_DISABLE_CPU_FEATURES='X86_V4 AVX512_ICL AVX512_SPR'" in line
-    assert line.split()[0] == "ATEN_CPU_CAPABILITY=avx2"
+def test_the_shell_form_sets_every_cap_as_the_readme_and_make_pass_it_to_env() -> None:
+    """``env $(python -m tools.isa) COMMAND``: the command substitution is split on blanks and not parsed
+    for quotes, so a value holding a space would break it."""
+    show_env = "import json, os; print(json.dumps(dict(os.environ)))"
+    for line in (f'env $("{sys.executable}" -m tools.isa)', f"env {shell_assignments(AVX2_CAPS)}"):
+        result = subprocess.run(
+            ["bash", "-c", f'{line} "{sys.executable}" -c "{show_env}"'],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        seen = json.loads(result.stdout)
+        assert {name: seen.get(name) for name in AVX2_CAPS} == AVX2_CAPS

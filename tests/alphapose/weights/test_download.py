@@ -248,6 +248,29 @@ def test_offline_download_says_so_once_and_points_to_synthetic_weights(
     assert ".venv/bin/python -m tools serve" in dry_run.stdout
 
 
+def test_offline_hint_to_place_files_by_hand_works_as_printed(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For files other than the defaults: the check the message points to verifies the files placed, not
+    the default preset's and detector's."""
+
+    def unresolvable(host: str, port: int) -> list:
+        raise OSError(f"[Errno -3] Temporary failure in name resolution: {host}")
+
+    monkeypatch.setattr(weights.socket, "getaddrinfo", unresolvable)
+    for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_DETECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["--preset", HALPE.name, "--detector", "yolox-s", "--dir", str(tmp_path), "--checksums", "none"]
+    assert weights.main(argv) == 1
+    message = capsys.readouterr().err
+    for name in ("yolox_s.pth", HALPE.checkpoint.name):
+        assert f"save the file as {tmp_path / name} and run the same command again" in message
+        link(weights_dir / name, tmp_path)
+    assert weights.main(argv) == 0  # still offline: the files in place are verified
+    out = capsys.readouterr().out
+    assert f"ok  {tmp_path / HALPE.checkpoint.name}" in out and f"ok  {tmp_path / 'yolox_s.pth'}" in out
+
+
 class FakeGdown:
     """Stands in for ``gdown.download``: records the call, then writes ``content`` or raises ``error``.
 
