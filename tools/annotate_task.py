@@ -426,12 +426,13 @@ class Outcome:
 def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.cvat.settings import Config, setting_flags
-    from tools.errors import CommandError, network_errors
+    from tools.errors import CommandError, check_threshold, network_errors
     from tools.tracker_flags import tracker_options
 
     usage = _usage_error(args)
     if usage:
         raise CommandError(usage)
+    check_threshold("--threshold", args.threshold)
     try:
         options = tracker_options(args)
         config = Config.from_env(flags=setting_flags(args))

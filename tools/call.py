@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alphapose.images.decode import decode_image
-from tools.errors import CommandError, network_errors, network_problem
+from tools.errors import CommandError, check_threshold, network_errors, network_problem
 from tools.output import render_image, write_json
 from tools.remote import CVAT_REQUEST_TIMEOUT
 
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import requests
 
+    check_threshold("--threshold", args.threshold)
     payload: dict[str, Any] = {"image": base64.b64encode(args.image.read_bytes()).decode("ascii")}
     if args.threshold:
         payload["threshold"] = args.threshold

@@ -57,6 +57,14 @@ def network_problem(exc: BaseException) -> str:
     return f"the connection failed ({cause})"
 
 
+def check_threshold(flag: str, value: float) -> float:
+    """A score threshold flag's value, which must lie in [0, 1] as the request's ``threshold`` does: NaN or a
+    value outside would silently drop every person (or none) rather than fail."""
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise CommandError(f"invalid {flag} {value!r}: must be a number in [0, 1]")
+    return value
+
+
 class CommandError(Exception):
     """Something the user can fix: ``python -m tools`` prints ``error: <message>`` on one line and exits
     with ``status`` (2 for a bad command line or setting, 1 for a file or server that failed)."""

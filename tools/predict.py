@@ -17,7 +17,7 @@ from alphapose.cvat.settings import Config, add_setting_flags, setting_flags
 from alphapose.errors import ImageError, VideoError, WeightsError
 from alphapose.images.decode import read_image_file
 from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
-from tools.errors import CommandError
+from tools.errors import CommandError, check_threshold
 from tools.output import JsonList, render_image, write_json
 from tools.render import RENDER_SUFFIXES
 from tools.tracker_flags import add_tracker_options, tracker_options
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_threshold("--threshold", args.threshold)
     video = _video_input(args.images)
     if video is not None:
         return _predict_video(args, video)

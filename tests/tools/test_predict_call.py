@@ -310,3 +310,20 @@ def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Pat
     assert cvat_violations(answer, label_spec(COCO17)) == []
     assert len(answer) == 1
     assert read_rgb(render).shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize("value", ["2", "-0.1", "nan", "inf"])
+@pytest.mark.parametrize("command", ["predict", "call", "annotate-task"])
+def test_a_threshold_outside_0_1_is_one_line_naming_the_flag(
+    command: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before anything loads or connects: such a threshold would drop every person, or none, silently."""
+    image = str(write_image(tmp_path / "f.png"))
+    argv = {
+        "predict": ["predict", image, "--weights-dir", str(tmp_path)],
+        "call": ["call", closed_port_url(), image],
+        "annotate-task": ["annotate-task", "5", "--server-host", closed_port_url()],
+    }[command]
+    assert main([*argv, "--threshold", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: invalid --threshold {float(value)!r}: ")
