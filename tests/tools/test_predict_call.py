@@ -327,3 +327,33 @@ def test_a_threshold_outside_0_1_is_one_line_naming_the_flag(
     assert main([*argv, "--threshold", value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: invalid --threshold {float(value)!r}: ")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--render"])
+@pytest.mark.parametrize("video", [False, True], ids=["image", "frames"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_the_flag(
+    flag: str, video: bool, weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A path under a regular file (or a directory where a file goes) cannot be written."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    image = write_image(frames / "0001.png")
+    blocker = write_image(tmp_path / "blocker.png")
+    target = blocker / (
+        "out.mp4" if video and flag == "--render" else "out.png" if flag == "--render" else "o.json"
+    )
+    source = frames if video else image
+    argv = ["predict", str(source), "--weights-dir", str(weights_dir), "--no-progress", *MODEL_OPTIONS]
+    assert main([*argv, flag, str(target)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"error: cannot write {flag} {target}: "), err
+    assert not any("Traceback" in line for line in err)
+    if not video and flag == "--out":  # a directory where the JSON file goes
+        assert main([*argv, "--out", str(frames)]) == 1
+        assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: cannot write --out {frames}: ")
+
+
+def test_call_cannot_write_its_out_file(recorder: HTTPServer, tmp_path: Path, capsys) -> None:
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    assert main(["call", url, str(write_image(tmp_path / "f.png")), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: cannot write --out {tmp_path}: ")
