@@ -357,3 +357,31 @@ def test_call_cannot_write_its_out_file(recorder: HTTPServer, tmp_path: Path, ca
     url = f"http://127.0.0.1:{recorder.server_address[1]}"
     assert main(["call", url, str(write_image(tmp_path / "f.png")), "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: cannot write --out {tmp_path}: ")
+
+
+def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
+    recorder: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    image = str(write_image(tmp_path / "f.png"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    cases = [
+        (["call", url, str(tmp_path / "missing.png")], 1, f"error: cannot read {tmp_path / 'missing.png'}: "),
+        (["call", url, str(tmp_path)], 1, f"error: cannot read {tmp_path}: "),
+        (["call", url, image, "--timeout", "0"], 2, "error: invalid --timeout 0.0: "),
+        (["call", url, image, "--timeout", "nan"], 2, "error: invalid --timeout nan: "),
+        (
+            ["call", url, str(notes), "--render", str(tmp_path / "r.png")],
+            1,
+            "error: --render: cannot draw on",
+        ),
+    ]
+    for argv, status, start in cases:
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(start), err
+    monkeypatch.setattr(_Recorder, "answer", b"<html>a proxy's page</html>")
+    assert main(["call", url, image]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 200 without JSON"), err
