@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from repo_paths import REPO
 
-from tools.cli import COMMANDS, build_parser
+from tools.cli import COMMANDS, build_parser, main
 
 
 def test_call_and_serve_start_without_pytorch() -> None:
@@ -33,3 +34,27 @@ def test_every_command_is_listed_and_the_one_named_takes_its_arguments() -> None
     args = build_parser(["call"]).parse_args(["call", "http://localhost:8080", "a.jpg", "--threshold", "0.5"])
     assert (args.url, args.threshold) == ("http://localhost:8080", 0.5)
     assert args.command.__module__ == "tools.call"
+
+
+@pytest.mark.parametrize(
+    ("flags", "start"),
+    [
+        (["--workers", "0"], "error: invalid --workers 0: "),
+        (["--workers", "-1"], "error: invalid --workers -1: "),
+        (["--port", "-1"], "error: invalid --port -1: "),
+        (["--port", "70000"], "error: invalid --port 70000: "),
+        (["--max-body-size", "-1"], "error: invalid --max-body-size -1: "),
+        (["--worker-availability-timeout", "-5"], "error: invalid --worker-availability-timeout -5.0: "),
+        (["--worker-availability-timeout", "nan"], "error: invalid --worker-availability-timeout nan: "),
+        (["--event-timeout", "0"], "error: invalid --event-timeout 0.0: "),
+        (["--event-timeout", "inf"], "error: invalid --event-timeout inf: "),
+        (["--host", "no-such-host.invalid"], "error: cannot listen on --host no-such-host.invalid: "),
+    ],
+)
+def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
+    flags: list[str], start: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback, or a server answering every request with 413, 408 or 503."""
+    assert main(["serve", "--port", "0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(start), err

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -200,12 +202,18 @@ def serve(
     accepted only after every worker is ready, as Nuclio starts its trigger. The address is printed on
     stdout (``Listening on http://HOST:PORT``) for scripts that pass port 0.
     """
+    problem = _flags_problem(port, workers, max_body_size, availability_timeout, event_timeout)
+    if problem:
+        raise CommandError(problem)
     pool = WorkerPool(workers, handler)
     server = FunctionServer(
         (host, port), pool, max_body_size, availability_timeout, event_timeout, bind_and_activate=False
     )
     try:
         server.server_bind()
+    except socket.gaierror as exc:
+        server.server_close()
+        raise CommandError(f"cannot listen on --host {host}: {exc.strerror or exc}", 2) from None
     except OSError as exc:
         server.server_close()
         raise CommandError(
@@ -242,6 +250,26 @@ def serve(
         server.server_close()
         pool.close()
     return 0
+
+
+def _flags_problem(
+    port: int, workers: int, max_body_size: int, availability_timeout: float, event_timeout: float | None
+) -> str | None:
+    """The first of ``serve``'s flags that holds a value it cannot run with, named as typed; None when none
+    does. Checked before anything starts: each would otherwise be a traceback, or a server refusing or
+    timing out every request."""
+    if not 0 <= port <= 65535:
+        return f"invalid --port {port}: must be 0 to 65535 (0 picks a free one)"
+    if workers < 1:
+        return f"invalid --workers {workers}: must be at least 1"
+    if max_body_size < 1:
+        return f"invalid --max-body-size {max_body_size}: must be a number of bytes >= 1"
+    if not 0 <= availability_timeout < math.inf:
+        flag = "--worker-availability-timeout"
+        return f"invalid {flag} {availability_timeout!r}: must be a number of seconds >= 0"
+    if event_timeout is not None and not 0 < event_timeout < math.inf:
+        return f"invalid --event-timeout {event_timeout!r}: must be a number of seconds > 0"
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
