@@ -103,8 +103,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             length = -1
-        if length < 0:
-            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": "bad Content-Length"})
+        # Two differing lengths make the body's end ambiguous (the first would be read, the rest taken for
+        # the next request on the connection); a proxy in front may have taken the other one.
+        if length < 0 or len(set(self.headers.get_all("Content-Length", []))) > 1:
+            self.close_connection = True
+            detail = "send one Content-Length header holding the body's size in bytes"
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": detail})
             return
         if length > self.server.max_body_size:
             self.close_connection = True  # the body is not read; this connection cannot be reused
