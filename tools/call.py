@@ -12,7 +12,7 @@ from alphapose.errors import ImageError
 from alphapose.images.decode import decode_image
 from tools.errors import CommandError, check_threshold, network_errors, network_problem
 from tools.output import render_image, write_json
-from tools.remote import CVAT_REQUEST_TIMEOUT
+from tools.remote import CVAT_REQUEST_TIMEOUT, described
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except requests.RequestException as exc:
         raise CommandError(f"{args.url}: {exc}", 1) from None
     if reply.status_code != 200:
-        raise CommandError(f"HTTP {reply.status_code}: {reply.text}", 1)
+        raise CommandError(f"{args.url} answered {described(reply)}", 1)
     try:
         answer = reply.json()
     except ValueError:

@@ -230,7 +230,17 @@ def test_call_reports_an_error_answer(
     monkeypatch.setattr(_Recorder, "answer", b'{"error": "invalid_image", "detail": "x"}')
     url = f"http://127.0.0.1:{recorder.server_address[1]}"
     assert main(["call", url, str(write_image(tmp_path / "f.png"))]) == 1
-    assert "HTTP 400" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: {url} answered HTTP 400 invalid_image: x\n"
+    # the runtime's 500 for an exception escaping the handler: its traceback is the body
+    monkeypatch.setattr(_Recorder, "status", 500)
+    monkeypatch.setattr(
+        _Recorder,
+        "answer",
+        b'Exception caught in handler - "boom": Traceback (most recent call last):\n  File',
+    )
+    assert main(["call", url, str(write_image(tmp_path / "f.png"))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 500 Exception caught"), err
 
 
 def closed_port_url() -> str:
