@@ -200,7 +200,8 @@ def serve(
     event_timeout: float | None = DEFAULT_EVENT_TIMEOUT,
 ) -> int:
     """Run until SIGINT or SIGTERM; the exit status (130 after Ctrl-C during start-up). A port that is
-    taken or a worker that fails to start is a :class:`CommandError` (status 1).
+    taken or a worker that fails to start is a :class:`CommandError` (status 1), a flag value it cannot
+    run with or an unknown host one of status 2.
 
     The address is claimed first, so a busy port fails at once, before any model loads; connections are
     accepted only after every worker is ready, as Nuclio starts its trigger. The address is printed on
