@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alphapose.errors import ImageError
 from alphapose.images.decode import decode_image
-from tools.errors import CommandError, network_errors, network_problem
+from tools.errors import CommandError, check_threshold, network_errors, network_problem
 from tools.output import render_image, write_json
-from tools.remote import CVAT_REQUEST_TIMEOUT
+from tools.remote import CVAT_REQUEST_TIMEOUT, described
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import requests
 
-    payload: dict[str, Any] = {"image": base64.b64encode(args.image.read_bytes()).decode("ascii")}
+    check_threshold("--threshold", args.threshold)
+    if not args.timeout > 0:  # requests refuses 0, negatives and NaN with a traceback
+        raise CommandError(f"invalid --timeout {args.timeout!r}: must be a number of seconds > 0")
+    try:
+        data = args.image.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.image}: {exc.strerror or exc}", 1) from None
+    if args.render:  # decoded first: a file that cannot be drawn on is not worth a request
+        try:
+            image = decode_image(data, max_pixels=sys.maxsize, subject="the file")
+        except ImageError as exc:
+            raise CommandError(f"--render: cannot draw on {args.image}: {exc}", 1) from None
+    payload: dict[str, Any] = {"image": base64.b64encode(data).decode("ascii")}
     if args.threshold:
         payload["threshold"] = args.threshold
     try:
@@ -43,10 +56,15 @@ def run(args: argparse.Namespace) -> int:
     except requests.RequestException as exc:
         raise CommandError(f"{args.url}: {exc}", 1) from None
     if reply.status_code != 200:
-        raise CommandError(f"HTTP {reply.status_code}: {reply.text}", 1)
-    answer = reply.json()
+        raise CommandError(f"{args.url} answered {described(reply)}", 1)
+    try:
+        answer = reply.json()
+    except ValueError:
+        raise CommandError(
+            f"{args.url} answered HTTP 200 without JSON: is it the function's address?", 1
+        ) from None
     print(f"{args.image}: {len(answer)} person(s)", file=sys.stderr)
     if args.render:
-        render_image(decode_image(args.image.read_bytes(), max_pixels=sys.maxsize), answer, args.render)
+        render_image(image, answer, args.render)
     write_json(answer, args.out)
     return 0

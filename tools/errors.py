@@ -57,11 +57,12 @@ def network_problem(exc: BaseException) -> str:
     return f"the connection failed ({cause})"
 
 
-def check_threshold(value: float) -> None:
-    """``--threshold``, a detector score, in [0, 1] as the function's request takes it: above 1 it would
-    leave every person out without a word."""
-    if not 0.0 <= value <= 1.0:
-        raise CommandError(f"invalid --threshold {value}: must be a person (box) score in [0, 1]")
+def check_threshold(flag: str, value: float) -> float:
+    """A score threshold flag's value, which must lie in [0, 1] as the request's ``threshold`` does: NaN or a
+    value outside would silently drop every person (or none) rather than fail."""
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise CommandError(f"invalid {flag} {value!r}: must be a person (box) score in [0, 1]")
+    return value
 
 
 class CommandError(Exception):

@@ -10,22 +10,35 @@ from typing import IO, Any
 
 import numpy as np
 
+from tools.errors import CommandError
+
 
 def write_json(data: Any, out: Path | None) -> None:
-    """``data`` as indented JSON into ``out``, or to stdout."""
+    """``data`` as indented JSON into ``out`` (the ``--out`` flag), or to stdout."""
     text = json.dumps(data, indent=2)
     if out is None:
         print(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    except OSError as exc:
+        raise unwritable("--out", out, exc) from None
+
+
+def unwritable(flag: str, path: Path, exc: OSError) -> CommandError:
+    """The one line for an output file the command cannot write, naming the flag that chose it."""
+    return CommandError(f"cannot write {flag} {path}: {exc.strerror or exc}", 1)
 
 
 def render_image(image: np.ndarray, skeletons: list[dict[str, Any]], path: Path) -> None:
-    """The skeletons drawn on the image, saved at ``path``."""
+    """The skeletons drawn on the image, saved at ``path`` (the ``--render`` flag's)."""
     from tools.render import draw_skeletons, save_rgb
 
-    save_rgb(path, draw_skeletons(image, skeletons))
+    try:
+        save_rgb(path, draw_skeletons(image, skeletons))
+    except OSError as exc:
+        raise unwritable("--render", path, exc) from None
     print(f"rendered {path}", file=sys.stderr)
 
 
@@ -41,8 +54,11 @@ class JsonList:
 
     def __enter__(self) -> JsonList:
         if self.out is not None and self.partial is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.stream = self.partial.open("w")
+            try:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                self.stream = self.partial.open("w")
+            except OSError as exc:
+                raise unwritable("--out", self.out, exc) from None
         self.stream.write("[")
         return self
 

@@ -18,7 +18,7 @@ from alphapose.errors import ImageError, VideoError, WeightsError
 from alphapose.images.decode import read_image_file
 from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from tools.errors import CommandError, check_threshold
-from tools.output import JsonList, render_image, write_json
+from tools.output import JsonList, render_image, unwritable, write_json
 from tools.render import RENDER_SUFFIXES
 from tools.tracker_flags import add_tracker_options, tracker_options
 
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_threshold(args.threshold)
+    check_threshold("--threshold", args.threshold)
     video = _video_input(args.images)
     if video is not None:
         return _predict_video(args, video)
@@ -276,7 +276,10 @@ class _VideoRender:
         from tools.render import VideoWriter, draw_labels, draw_skeletons
 
         if self.writer is None:
-            self.writer = VideoWriter(self.path, self.fps, (image.shape[1], image.shape[0]))
+            try:
+                self.writer = VideoWriter(self.path, self.fps, (image.shape[1], image.shape[0]))
+            except OSError as exc:
+                raise unwritable("--render", self.path, exc) from None
         drawn = self.predictor.answer([pose for _, pose in tracked])
         labels = [(str(track_id), (float(pose.box[0]), float(pose.box[1]))) for track_id, pose in tracked]
         self.writer.write(draw_labels(draw_skeletons(image, drawn), labels))

@@ -119,8 +119,8 @@ class RemoteFunction:
                 if reply.status_code == 200:
                     return self._read(frame, reply)
                 if reply.status_code not in RETRY_STATUSES:
-                    raise FunctionError(f"frame {frame}: {self.url} answered {_described(reply)}")
-                problem = _described(reply)
+                    raise FunctionError(f"frame {frame}: {self.url} answered {described(reply)}")
+                problem = described(reply)
             if pause is None:
                 break
             with self._lock:
@@ -156,13 +156,14 @@ def _png_base64(image: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _described(reply: requests.Response) -> str:
-    """``HTTP 400 invalid_image: <detail>`` from the function's JSON error, else the text, cut short."""
+def described(reply: requests.Response) -> str:
+    """``HTTP 400 invalid_image: <detail>`` from the function's JSON error, else the text on one line (the
+    runtime's 500 carries a traceback), cut short."""
     try:
         body = reply.json()
         text = f"{body['error']}: {body['detail']}"
     except (ValueError, KeyError, TypeError):
-        text = reply.text.strip()
+        text = " ".join(reply.text.split())
     if len(text) > SHOWN_ANSWER:
         text = text[:SHOWN_ANSWER] + "..."
     return f"HTTP {reply.status_code}" + (f" {text}" if text else "")

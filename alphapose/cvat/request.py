@@ -13,6 +13,7 @@ import binascii
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,9 @@ def parse_body(body: Any, *, decoded: bool = False) -> dict[str, Any]:
         try:
             body = json.loads(body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+            raise RequestError(
+                400, "invalid_json", f"the body is not valid JSON: {_json_problem(exc)}"
+            ) from None
     if not isinstance(body, dict):
         raise RequestError(
             400, "invalid_body", f"expected a JSON object with 'image', got {_json_type(body)}"
@@ -148,6 +151,14 @@ def _probability(data: dict[str, Any], key: str, error: str, *, default: float |
     if not 0 <= value <= 1:
         raise RequestError(400, error, f"'{key}' must be a number in [0, 1], got {_shown(value)}")
     return float(value)
+
+
+def _json_problem(exc: Exception) -> str:
+    """The parser's complaint, except that Python's integer digit limit is told as what the caller sent
+    (its own message advises a call of the server's Python)."""
+    if type(exc) is ValueError and "int_max_str_digits" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits; send numbers of ordinary size"
+    return str(exc)
 
 
 def _shown(value: Any) -> str:

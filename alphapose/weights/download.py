@@ -492,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"sha256sum-format file (default: {CHECKSUM_FILE})",
     )
     args = parser.parse_args(argv)
+    if args.dir.exists() and not args.dir.is_dir():
+        print(f"error: --dir {args.dir} is a file; give the directory the weights go in", file=sys.stderr)
+        return 1
     try:
         presets = expand(
             args.preset or [os.environ.get("ALPHAPOSE_PRESET") or DEFAULT_PRESET], PRESETS, "preset"

@@ -50,8 +50,12 @@ def read_checksums(path: Path = CHECKSUM_FILE) -> dict[str, str]:
     """``{file name: sha256}`` from a sha256sum-format file; ``#`` lines are comments, as for sha256sum."""
     if not path.is_file():
         return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"cannot read {path} as a sha256sum file: {exc}") from None
     checksums: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         match = _CHECKSUM_LINE.match(line)

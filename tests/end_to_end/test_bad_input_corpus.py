@@ -434,8 +434,9 @@ def raw_exchange(server: ServerProcess, request: bytes) -> bytes:
         (b"Transfer-Encoding: chunked\r\n", 411, "length_required"),
         (b"Content-Length: -5\r\n", 400, "invalid_body"),
         (b"Content-Length: lots\r\n", 400, "invalid_body"),
+        (b"Content-Length: 2\r\nContent-Length: 7\r\n\r\n{}", 400, "invalid_body"),
     ],
-    ids=["chunked", "negative_length", "non_numeric_length"],
+    ids=["chunked", "negative_length", "non_numeric_length", "two_lengths"],
 )
 def test_broken_content_length_over_http(
     server: ServerProcess, headers: bytes, status: int, error: str

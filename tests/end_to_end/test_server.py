@@ -258,6 +258,24 @@ def test_server_does_not_start_without_weights(tmp_path: Path) -> None:
     assert server.stop() == 1
     log = server.log()
     assert "failed to start" in log and "yolov3-spp.weights" in log and "fast_res50_256x192.pth" in log
+    assert "Traceback" not in log  # a setting the user can fix: the error line names it
+
+
+@pytest.mark.slow
+def test_server_does_not_start_with_a_bad_variable_and_names_it_without_a_traceback(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    env = {**server_env(weights_dir), "ALPHAPOSE_DETECTOR_SIZE": "abc"}
+    server = ServerProcess(env, tmp_path / "server.log")
+    assert server.url is None
+    assert server.stop() == 1
+    log = server.log()
+    assert "Traceback" not in log, log
+    assert (
+        log.strip()
+        .splitlines()[-1]
+        .startswith("error: the function failed to start: ConfigError: invalid ALPHAPOSE_DETECTOR_SIZE='abc'")
+    )
 
 
 def test_busy_port_fails_at_once_with_one_line_and_no_model_load(tmp_path: Path) -> None:

@@ -367,3 +367,21 @@ def test_a_connection_lost_while_the_task_is_read_is_one_line(
     assert err.startswith(
         f"error: task 5: cannot reach CVAT at {url}: the connection failed (Remote end closed"
     )
+
+
+def test_an_xml_that_cannot_be_written_is_refused_before_any_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It is written only once the task's tracks are done: found then, hours of tracking were spent."""
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    task = make_task(2)
+    for xml in (tmp_path, blocker / "t.xml"):
+        with serve(task) as url:
+            argv = ["annotate-task", "5", "--server-host", url, "--xml", str(xml)]
+            assert main([*argv, "--checkpoint-dir", str(tmp_path), "--weights-dir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: cannot write --xml {xml}: "), err
+    assert task.uploads == []

@@ -36,26 +36,6 @@ def test_every_command_is_listed_and_the_one_named_takes_its_arguments() -> None
     assert args.command.__module__ == "tools.call"
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["predict", "people.jpg"],
-        ["predict", "clip.mp4"],
-        ["annotate-task", "42", "--server-host", "http://cvat.example.com"],
-        ["evaluate", "--annotations", "person_keypoints.json", "--images", "val"],
-    ],
-)
-@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "nan"])
-def test_a_person_threshold_outside_0_1_is_refused_before_any_work(
-    command: list[str], threshold: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """As the function's request refuses it: above 1 it would leave every person out without a word."""
-    assert main([*command, "--threshold", threshold]) == 2
-    assert capsys.readouterr().err == (
-        f"error: invalid --threshold {float(threshold)}: must be a person (box) score in [0, 1]\n"
-    )
-
-
 def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.CaptureFixture[str]) -> None:
     """Its usage and errors say ``python -m tools.synthetic_weights``, the command the README and make give,
     not the file name."""
@@ -64,3 +44,27 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
     with pytest.raises(SystemExit):
         synthetic_weights.main(["--preset", "no_such_preset", "directory"])
     assert capsys.readouterr().err.startswith("usage: python -m tools.synthetic_weights ")
+
+
+@pytest.mark.parametrize(
+    ("flags", "start"),
+    [
+        (["--workers", "0"], "error: invalid --workers 0: "),
+        (["--workers", "-1"], "error: invalid --workers -1: "),
+        (["--port", "-1"], "error: invalid --port -1: "),
+        (["--port", "70000"], "error: invalid --port 70000: "),
+        (["--max-body-size", "-1"], "error: invalid --max-body-size -1: "),
+        (["--worker-availability-timeout", "-5"], "error: invalid --worker-availability-timeout -5.0: "),
+        (["--worker-availability-timeout", "nan"], "error: invalid --worker-availability-timeout nan: "),
+        (["--event-timeout", "0"], "error: invalid --event-timeout 0.0: "),
+        (["--event-timeout", "inf"], "error: invalid --event-timeout inf: "),
+        (["--host", "no-such-host.invalid"], "error: cannot listen on --host no-such-host.invalid: "),
+    ],
+)
+def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
+    flags: list[str], start: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback, or a server answering every request with 413, 408 or 503."""
+    assert main(["serve", "--port", "0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(start), err

@@ -564,3 +564,21 @@ def test_cli_with_a_detections_file_on_synthetic_weights(weights_dir: Path, tmp_
     assert main([*argv, "--detections", str(detections), "--weights-dir", str(weights_dir), *MODEL]) == 0
     (result,) = json.loads(out.read_text())  # the file's one box; nobody on the image without boxes
     assert result["image_id"] == 1 and result["box"] == pytest.approx(BOX)
+
+
+def test_cli_refuses_an_out_it_cannot_write_and_a_bad_threshold_before_any_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found at once, in one line naming the flag: a run takes hours before it writes --out."""
+    annotations = write_set(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    for out in (tmp_path / "images", blocker / "results.json"):
+        assert main(evaluate_argv(annotations, tmp_path / "images", out)) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: cannot write --out {out}: "), err
+    argv = evaluate_argv(annotations, tmp_path / "images", tmp_path / "r.json")
+    assert main([*argv, "--threshold", "nan"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: invalid --threshold nan: must be a person (box) score in [0, 1]"
+    )

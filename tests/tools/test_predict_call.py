@@ -230,7 +230,17 @@ def test_call_reports_an_error_answer(
     monkeypatch.setattr(_Recorder, "answer", b'{"error": "invalid_image", "detail": "x"}')
     url = f"http://127.0.0.1:{recorder.server_address[1]}"
     assert main(["call", url, str(write_image(tmp_path / "f.png"))]) == 1
-    assert "HTTP 400" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: {url} answered HTTP 400 invalid_image: x\n"
+    # the runtime's 500 for an exception escaping the handler: its traceback is the body
+    monkeypatch.setattr(_Recorder, "status", 500)
+    monkeypatch.setattr(
+        _Recorder,
+        "answer",
+        b'Exception caught in handler - "boom": Traceback (most recent call last):\n  File',
+    )
+    assert main(["call", url, str(write_image(tmp_path / "f.png"))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 500 Exception caught"), err
 
 
 def closed_port_url() -> str:
@@ -310,3 +320,78 @@ def test_call_against_the_local_function_server(weights_dir: Path, tmp_path: Pat
     assert cvat_violations(answer, label_spec(COCO17)) == []
     assert len(answer) == 1
     assert read_rgb(render).shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize("value", ["2", "-0.1", "nan", "inf"])
+@pytest.mark.parametrize("command", ["predict", "call", "annotate-task"])
+def test_a_threshold_outside_0_1_is_one_line_naming_the_flag(
+    command: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before anything loads or connects: such a threshold would drop every person, or none, silently."""
+    image = str(write_image(tmp_path / "f.png"))
+    argv = {
+        "predict": ["predict", image, "--weights-dir", str(tmp_path)],
+        "call": ["call", closed_port_url(), image],
+        "annotate-task": ["annotate-task", "5", "--server-host", closed_port_url()],
+    }[command]
+    assert main([*argv, "--threshold", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: invalid --threshold {float(value)!r}: ")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--render"])
+@pytest.mark.parametrize("video", [False, True], ids=["image", "frames"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_the_flag(
+    flag: str, video: bool, weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A path under a regular file (or a directory where a file goes) cannot be written."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    image = write_image(frames / "0001.png")
+    blocker = write_image(tmp_path / "blocker.png")
+    target = blocker / (
+        "out.mp4" if video and flag == "--render" else "out.png" if flag == "--render" else "o.json"
+    )
+    source = frames if video else image
+    argv = ["predict", str(source), "--weights-dir", str(weights_dir), "--no-progress", *MODEL_OPTIONS]
+    assert main([*argv, flag, str(target)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"error: cannot write {flag} {target}: "), err
+    assert not any("Traceback" in line for line in err)
+    if not video and flag == "--out":  # a directory where the JSON file goes
+        assert main([*argv, "--out", str(frames)]) == 1
+        assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: cannot write --out {frames}: ")
+
+
+def test_call_cannot_write_its_out_file(recorder: HTTPServer, tmp_path: Path, capsys) -> None:
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    assert main(["call", url, str(write_image(tmp_path / "f.png")), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: cannot write --out {tmp_path}: ")
+
+
+def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
+    recorder: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    image = str(write_image(tmp_path / "f.png"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    cases = [
+        (["call", url, str(tmp_path / "missing.png")], 1, f"error: cannot read {tmp_path / 'missing.png'}: "),
+        (["call", url, str(tmp_path)], 1, f"error: cannot read {tmp_path}: "),
+        (["call", url, image, "--timeout", "0"], 2, "error: invalid --timeout 0.0: "),
+        (["call", url, image, "--timeout", "nan"], 2, "error: invalid --timeout nan: "),
+        (
+            ["call", url, str(notes), "--render", str(tmp_path / "r.png")],
+            1,
+            "error: --render: cannot draw on",
+        ),
+    ]
+    for argv, status, start in cases:
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(start), err
+    monkeypatch.setattr(_Recorder, "answer", b"<html>a proxy's page</html>")
+    assert main(["call", url, image]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 200 without JSON"), err

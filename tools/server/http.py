@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -101,8 +103,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             length = -1
-        if length < 0:
-            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": "bad Content-Length"})
+        # Two differing lengths make the body's end ambiguous (the first would be read, the rest taken for
+        # the next request on the connection); a proxy in front may have taken the other one.
+        if length < 0 or len(set(self.headers.get_all("Content-Length", []))) > 1:
+            self.close_connection = True
+            detail = "send one Content-Length header holding the body's size in bytes"
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": detail})
             return
         if length > self.server.max_body_size:
             self.close_connection = True  # the body is not read; this connection cannot be reused
@@ -194,18 +200,25 @@ def serve(
     event_timeout: float | None = DEFAULT_EVENT_TIMEOUT,
 ) -> int:
     """Run until SIGINT or SIGTERM; the exit status (130 after Ctrl-C during start-up). A port that is
-    taken or a worker that fails to start is a :class:`CommandError` (status 1).
+    taken or a worker that fails to start is a :class:`CommandError` (status 1), a flag value it cannot
+    run with or an unknown host one of status 2.
 
     The address is claimed first, so a busy port fails at once, before any model loads; connections are
     accepted only after every worker is ready, as Nuclio starts its trigger. The address is printed on
     stdout (``Listening on http://HOST:PORT``) for scripts that pass port 0.
     """
+    problem = _flags_problem(port, workers, max_body_size, availability_timeout, event_timeout)
+    if problem:
+        raise CommandError(problem)
     pool = WorkerPool(workers, handler)
     server = FunctionServer(
         (host, port), pool, max_body_size, availability_timeout, event_timeout, bind_and_activate=False
     )
     try:
         server.server_bind()
+    except socket.gaierror as exc:
+        server.server_close()
+        raise CommandError(f"cannot listen on --host {host}: {exc.strerror or exc}", 2) from None
     except OSError as exc:
         server.server_close()
         raise CommandError(
@@ -242,6 +255,26 @@ def serve(
         server.server_close()
         pool.close()
     return 0
+
+
+def _flags_problem(
+    port: int, workers: int, max_body_size: int, availability_timeout: float, event_timeout: float | None
+) -> str | None:
+    """The first of ``serve``'s flags that holds a value it cannot run with, named as typed; None when none
+    does. Checked before anything starts: each would otherwise be a traceback, or a server refusing or
+    timing out every request."""
+    if not 0 <= port <= 65535:
+        return f"invalid --port {port}: must be 0 to 65535 (0 picks a free one)"
+    if workers < 1:
+        return f"invalid --workers {workers}: must be at least 1"
+    if max_body_size < 1:
+        return f"invalid --max-body-size {max_body_size}: must be a number of bytes >= 1"
+    if not 0 <= availability_timeout < math.inf:
+        flag = "--worker-availability-timeout"
+        return f"invalid {flag} {availability_timeout!r}: must be a number of seconds >= 0"
+    if event_timeout is not None and not 0 < event_timeout < math.inf:
+        return f"invalid --event-timeout {event_timeout!r}: must be a number of seconds > 0"
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

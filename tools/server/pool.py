@@ -11,6 +11,8 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from alphapose.cvat.errors import ConfigError
+from alphapose.errors import AlphaPoseError
 from tools.errors import EventTimeoutError, WorkerDiedError, WorkerStartError
 from tools.server.events import DEFAULT_HANDLER, create_context, init_function, load_entrypoint, run_handler
 
@@ -25,7 +27,8 @@ def _worker_main(worker_id: int, handler_spec: str, connection: Connection) -> N
         model = getattr(context.user_data, "model", None)
         status: tuple[str, Any] = ("ready", model.info() if hasattr(model, "info") else {})
     except BaseException as exc:
-        traceback.print_exc()
+        if not isinstance(exc, ConfigError | AlphaPoseError):  # a setting or weights file the user can fix
+            traceback.print_exc()  # is told in the server's one line; anything else needs its traceback
         status = ("failed", f"{type(exc).__name__}: {exc}")
     try:
         connection.send(status)

@@ -426,3 +426,9 @@ def test_request_with_a_json_bytes_body_decodes_the_image() -> None:
     request = parse_request(body, max_pixels=MAX_PIXELS)
     np.testing.assert_array_equal(request.image, SMALL_RGB)
     assert request.keypoint_threshold is None
+
+
+def test_a_number_over_the_digit_limit_is_told_as_the_callers_not_as_python_advice() -> None:
+    exc = refused(parse_body, b'{"image": "x", "threshold": ' + b"9" * 5000 + b"}")
+    assert exc.error == "invalid_json" and "more than 4300 digits" in exc.detail
+    assert "sys." not in exc.detail

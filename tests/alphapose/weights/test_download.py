@@ -392,3 +392,19 @@ def test_command_line_verifies_records_and_then_rejects_a_changed_file(
     link(weights_dir / COCO.checkpoint.name, directory)
     assert weights.main(args) == 0
     assert f"{directory / COCO.checkpoint.name}  sha256" in capsys.readouterr().out
+
+
+def test_main_names_a_file_given_as_dir_or_a_checksums_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was an exception's traceback (mkdir on a file, a binary file decoded as text)."""
+    not_a_dir = tmp_path / "weights.txt"
+    not_a_dir.write_text("x")
+    assert weights.main(["--dir", str(not_a_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --dir {not_a_dir} is a file"), err
+    binary = tmp_path / "sums.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    assert weights.main(["--verify", "--dir", str(tmp_path), "--checksums", str(binary)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot read {binary} as a sha256sum file"), err
