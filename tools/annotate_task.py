@@ -17,10 +17,10 @@ first frame: it must have frames and a ``person`` skeleton label whose points ar
 the SDK driver requires of a function's skeleton).
 
 Every frame's poses go to a checkpoint as they are computed (:mod:`tools.checkpoint`); after a crash or
-Ctrl-C, ``--resume`` computes only the frames missing. Several tasks (or all of a project's) share one
-model load; a task that fails is reported and the others go on; the exit status is 0 when every task
-was annotated. Credentials: ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli
-takes them.
+Ctrl-C, ``--resume`` computes only the frames missing and leaves the tasks that run finished as they
+are. Several tasks (or all of a project's) share one model load; a task that fails is reported and the
+others go on; the exit status is 0 when every task was annotated. Credentials: ``--auth`` or a
+personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
-from tools.checkpoint import TaskCheckpoint, checkpoint_path
+from tools.checkpoint import TaskCheckpoint, checkpoint_path, forget_done, task_done
 
 if TYPE_CHECKING:
     from cvat_sdk import Client, models
@@ -412,10 +412,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Outcome:
-    """How one task went, for the summary: its tracks, or why it failed (and the exit status that gives)."""
+    """How one task went, for the summary: its tracks, or why it failed (and the exit status that gives),
+    or that the run being resumed had done it (``done_before``)."""
 
     task_id: int
     tracks: list[SkeletonTrack] | None = None
+    done_before: bool = False
     frames: int = 0
     computed: int = 0
     seconds: float = 0.0
@@ -461,7 +463,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     for line in summary(outcomes, upload=not args.no_upload, xml=args.xml):
         print(line, file=sys.stderr)
-    return max(outcome.status for outcome in outcomes)
+    status = max(outcome.status for outcome in outcomes)
+    if status == 0:  # nothing left to resume
+        for task_id in task_ids:
+            forget_done(checkpoint_path(args.checkpoint_dir, task_id))
+    return status
 
 
 class _FatalError(Exception):
@@ -502,13 +508,15 @@ class _Runner:
 
         try:
             opened = open_task(self.client, task_id, self.skeleton.keypoints)
+            path = checkpoint_path(self.args.checkpoint_dir, task_id)
+            settings = self._settings(task_id, opened)
+            if self.args.resume and task_done(path, settings):
+                outcome.done_before = True
+                return
+            forget_done(path)
             estimator = self._estimator()
             progress = Progress(task_id, len(opened.dataset.samples), _log)
-            checkpoint = TaskCheckpoint(
-                checkpoint_path(self.args.checkpoint_dir, task_id),
-                self._settings(task_id, opened),
-                resume=self.args.resume,
-            )
+            checkpoint = TaskCheckpoint(path, settings, resume=self.args.resume)
             try:
                 outcome.tracks = annotate(
                     opened,
@@ -584,6 +592,9 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
     count of those done."""
     lines = []
     for outcome in outcomes:
+        if outcome.done_before:
+            lines.append(f"task {outcome.task_id}: already annotated by the run resumed, left as it is")
+            continue
         if outcome.tracks is None:
             if len(outcomes) > 1:  # a single task's error was the last line printed
                 lines.append(f"task {outcome.task_id}: FAILED: {outcome.error}")
@@ -596,7 +607,7 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
             speed += f", {outcome.computed / outcome.seconds:.2f} frames/s"
         lines.append(f"task {outcome.task_id}: {line}; {speed}")
     if len(outcomes) > 1:
-        done = sum(outcome.tracks is not None for outcome in outcomes)
+        done = sum(outcome.tracks is not None or outcome.done_before for outcome in outcomes)
         lines.append(f"{done} of {len(outcomes)} tasks annotated")
     return lines
 
