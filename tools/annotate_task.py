@@ -18,9 +18,11 @@ the SDK driver requires of a function's skeleton).
 
 Every frame's poses go to a checkpoint as they are computed (:mod:`tools.checkpoint`); after a crash or
 Ctrl-C, ``--resume`` computes only the frames missing and leaves the tasks that run finished as they
-are. Several tasks (or all of a project's) share one model load; a task that fails is reported and the
-others go on; the exit status is 0 when every task was annotated. Credentials: ``--auth`` or a
-personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
+are. An append whose answer was lost (a timeout, a dropped connection, a proxy's 504) is not sent
+twice: the resumed run reads the task's annotations and sends the tracks only if none of them is there
+(:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
+is reported and the others go on; the exit status is 0 when every task was annotated. Credentials:
+``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
-from tools.checkpoint import TaskCheckpoint, checkpoint_path, forget_done, task_done
+from tools.checkpoint import TaskCheckpoint, checkpoint_path, forget_done, pending_path, task_done
 
 if TYPE_CHECKING:
     from cvat_sdk import Client, models
@@ -302,19 +304,69 @@ def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[
     ]
 
 
-def upload_tracks(opened: OpenedTask, tracks: Sequence[SkeletonTrack], *, clear_existing: bool) -> None:
+def upload_tracks(
+    opened: OpenedTask,
+    tracks: Sequence[SkeletonTrack],
+    *,
+    clear_existing: bool,
+    checkpoint: TaskCheckpoint | None = None,
+) -> bool:
     """All tracks in one request: replacing the task's annotations (``clear_existing``, as the SDK
-    driver does it: tags, shapes and tracks) or added to them."""
+    driver does it: tags, shapes and tracks) or added to them. An append is noted in ``checkpoint``
+    before it is sent; when the run resumed left one pending, the task is read first and nothing is
+    sent if the tracks are there (False: the lost answer's upload had been applied)."""
     from cvat_sdk import models
     from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 
     requests = track_requests(tracks, opened.labels)
-    if clear_existing:
+    if clear_existing:  # sending it again after a lost answer replaces the same tracks: harmless
         opened.task.set_annotations(models.LabeledDataRequest(tags=[], shapes=[], tracks=requests))
-    else:
-        opened.task.update_annotations(
-            models.PatchedLabeledDataRequest(tracks=requests), action=AnnotationUpdateAction.CREATE
+        return True
+    if checkpoint is not None:
+        if checkpoint.upload_pending and pending_upload_applied(opened, requests, checkpoint.path):
+            return False
+        checkpoint.uploading()
+    opened.task.update_annotations(
+        models.PatchedLabeledDataRequest(tracks=requests), action=AnnotationUpdateAction.CREATE
+    )
+    return True
+
+
+def pending_upload_applied(opened: OpenedTask, requests: Sequence[Any], path: Path) -> bool:
+    """Whether the task holds the tracks ``requests`` of an upload whose answer was lost (True) or none
+    of them (False); a TaskError when only some are, which one request cannot give. Ours are the
+    ``person`` tracks of source ``auto`` that start as ``requests`` do (:func:`_track_start`): the
+    frames of the checkpoint tracked again give the same tracks."""
+    from collections import Counter
+
+    ours = Counter(map(_track_start, requests))
+    found = Counter(
+        _track_start(track)
+        for track in opened.task.get_annotations().tracks
+        if track.label_id == opened.labels.person and track.source == "auto"
+    )
+    present, total = (ours & found).total(), ours.total()
+    if 0 < present < total:
+        task_id = opened.frames.task_id
+        raise TaskError(
+            f"task {task_id}: the upload of the run resumed had no answer and only {present} of its {total} "
+            f"tracks are in the task; check the task's automatic 'person' tracks in CVAT, then rerun with "
+            f"--clear-existing to replace all its annotations with these tracks, or delete "
+            f"{pending_path(path)} to add all {total} again"
         )
+    return present == total
+
+
+def _track_start(track: Any) -> tuple[Any, ...]:
+    """A skeleton track (the SDK's request or CVAT's answer) by its first frame and keyframe and the
+    first keyframe of each element: what tells one person's track from another's."""
+
+    def first(shapes: Sequence[Any]) -> tuple[Any, ...]:
+        shape = min(shapes, key=lambda shape: shape.frame, default=None)
+        return () if shape is None else (shape.frame, shape.outside, tuple(map(float, shape.points)))
+
+    elements = sorted((element.label_id, first(element.shapes)) for element in getattr(track, "elements", []))
+    return (track.label_id, track.frame, first(track.shapes), tuple(elements))
 
 
 def annotate(
@@ -330,10 +382,11 @@ def annotate(
     xml: Path | None = None,
     checkpoint: TaskCheckpoint | None = None,
     progress: Progress | None = None,
-) -> list[SkeletonTrack]:
+) -> tuple[list[SkeletonTrack], bool]:
     """Track every frame, build and thin the tracks, then write ``xml`` and upload (nothing is sent
     before every frame is done, so a failure leaves the task as it was; the frames done stay in
-    ``checkpoint``)."""
+    ``checkpoint``). The tracks, and whether they were found in the task rather than sent (the
+    upload the run resumed left pending had been applied: :func:`upload_tracks`)."""
     frames = task_poses(opened, estimator, checkpoint, progress)
     tracks = build_tracks(
         tracker.track(frames, threshold=threshold),
@@ -343,9 +396,8 @@ def annotate(
     )
     if xml is not None:
         write_video_xml(xml, tracks, estimator.skeleton.keypoints, opened.frames)
-    if upload:
-        upload_tracks(opened, tracks, clear_existing=clear_existing)
-    return tracks
+    sent = upload and upload_tracks(opened, tracks, clear_existing=clear_existing, checkpoint=checkpoint)
+    return tracks, upload and not sent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -413,11 +465,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class Outcome:
     """How one task went, for the summary: its tracks, or why it failed (and the exit status that gives),
-    or that the run being resumed had done it (``done_before``)."""
+    or that the run being resumed had done it (``done_before``), or had sent its tracks, lost the
+    answer, and they were found in the task (``found_uploaded``)."""
 
     task_id: int
     tracks: list[SkeletonTrack] | None = None
     done_before: bool = False
+    found_uploaded: bool = False
     frames: int = 0
     computed: int = 0
     seconds: float = 0.0
@@ -518,7 +572,7 @@ class _Runner:
             progress = Progress(task_id, len(opened.dataset.samples), _log)
             checkpoint = TaskCheckpoint(path, settings, resume=self.args.resume)
             try:
-                outcome.tracks = annotate(
+                outcome.tracks, outcome.found_uploaded = annotate(
                     opened,
                     estimator,
                     _tracker(self.skeleton, self.options),
@@ -601,6 +655,8 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
             continue
         keyframes = sum(len(track.keyframes) for track in outcome.tracks)
         where = f"uploaded to task {outcome.task_id}" if upload else f"written to {xml}"
+        if outcome.found_uploaded:
+            where = f"found in task {outcome.task_id} (the run resumed had uploaded them), not sent again"
         line = f"{len(outcome.tracks)} track(s), {keyframes} keyframe(s) {where}"
         speed = f"{outcome.frames} frames ({outcome.computed} computed) in {duration(outcome.seconds)}"
         if outcome.computed and outcome.seconds > 0:

@@ -9,12 +9,15 @@ JSON): tracking runs again over the frames read back, so the tracks equal those 
 never interrupted. The file is deleted once the task's tracks are uploaded (or written), and a note
 that the task is done takes its place until every task of the command is: resuming a command of
 several tasks that stopped in its second leaves the first as it was uploaded, rather than annotating
-it again (appending its tracks a second time).
+it again (appending its tracks a second time). A note that the upload is pending is written before
+the tracks are sent: when their answer is lost (a timeout, a dropped connection, a proxy's 504 after
+CVAT applied them), the resumed run knows to look in the task before appending them again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,12 +44,21 @@ def done_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".checkpoint.jsonl") + ".done.json")
 
 
-def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
-    """Whether the run being resumed finished the task of checkpoint ``path`` with ``settings``."""
+def pending_path(path: Path) -> Path:
+    """The note that the tracks of checkpoint ``path`` were sent and their answer is not yet in."""
+    return path.with_name(path.name.removesuffix(".checkpoint.jsonl") + ".pending.json")
+
+
+def _note_holds(note: Path, settings: Mapping[str, Any]) -> bool:
     try:
-        return json.loads(done_path(path).read_text()) == json.loads(json.dumps(settings))
+        return json.loads(note.read_text()) == json.loads(json.dumps(settings))
     except (FileNotFoundError, ValueError):
         return False
+
+
+def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether the run being resumed finished the task of checkpoint ``path`` with ``settings``."""
+    return _note_holds(done_path(path), settings)
 
 
 def forget_done(path: Path) -> None:
@@ -83,7 +95,8 @@ class TaskCheckpoint:
 
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
-    would throw away.
+    would throw away. ``upload_pending``: the run resumed sent the tracks (:meth:`uploading`) and
+    never heard back, so they may be in the task already.
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
@@ -92,6 +105,7 @@ class TaskCheckpoint:
                 f"{path} holds the frames of an interrupted run: pass --resume to continue it, "
                 f"or {RESUME_REMEDY}"
             )
+        existed = path.exists()
         try:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
@@ -103,6 +117,9 @@ class TaskCheckpoint:
             for frame, records in self._partial.done.items()
         }
         self._partial.done.clear()  # read back as poses above
+        self.upload_pending = resume and existed and _note_holds(pending_path(path), settings)
+        if not self.upload_pending:  # a note left by a checkpoint that is gone, or of other settings
+            pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
         """Record a frame's poses (synced to disk before this returns)."""
@@ -112,8 +129,17 @@ class TaskCheckpoint:
     def close(self) -> None:
         self._partial.close()
 
+    def uploading(self) -> None:
+        """The tracks are about to be sent: the pending note is on disk (synced) before they are."""
+        with pending_path(self.path).open("w") as note:
+            note.write(json.dumps(self.settings) + "\n")
+            note.flush()
+            os.fsync(note.fileno())
+
     def remove(self) -> None:
-        """The task is finished: its checkpoint goes, the note that it is done stays (:func:`task_done`)."""
+        """The task is finished: its checkpoint and pending note go, the note that it is done stays
+        (:func:`task_done`)."""
         self.close()
         done_path(self.path).write_text(json.dumps(self.settings) + "\n")
         self.path.unlink(missing_ok=True)
+        pending_path(self.path).unlink(missing_ok=True)

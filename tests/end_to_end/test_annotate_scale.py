@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from cvat_server_stub import ImageTask, serve
+from cvat_server_stub import DROPPED, ImageTask, LostReply, serve
 from PIL import Image
 from repo_paths import REPO
 from task_scene import (
@@ -47,7 +47,7 @@ from alphapose.cvat.request import decode_base64, decode_image
 from alphapose.pipeline import PosePipeline
 from alphapose.structures import Pose
 from tools.annotate_task import Progress, duration
-from tools.checkpoint import checkpoint_path
+from tools.checkpoint import checkpoint_path, pending_path
 from tools.cli import main
 from tools.remote import FunctionError, RemoteFunction, RetryPolicy
 
@@ -291,6 +291,109 @@ def test_resuming_several_tasks_leaves_the_tasks_done_as_they_are(
     assert function.frames == [3, 4, 5]
     assert len(first.uploads) == 1
     assert uploaded(second) == uploaded(first)
+    assert list(cli_env.iterdir()) == []
+
+
+def auto_tracks(task: ImageTask) -> list[dict[str, Any]]:
+    """The task's tracks as CVAT keeps them, of source ``auto``, without the ids CVAT gave them."""
+
+    def bare(track: dict[str, Any]) -> dict[str, Any]:
+        shapes = [{k: v for k, v in shape.items() if k != "id"} for shape in track["shapes"]]
+        elements = [bare(element) for element in track.get("elements", [])]
+        return {**{k: v for k, v in track.items() if k != "id"}, "shapes": shapes, "elements": elements}
+
+    return [bare(track) for track in task.tracks if track["source"] == "auto"]
+
+
+def manual_copy(task: ImageTask, track: dict[str, Any]) -> dict[str, Any]:
+    """``track`` as an annotator's: of source ``manual``, which is none of the command's."""
+    return task.kept({**track, "source": "manual"})
+
+
+@pytest.mark.parametrize("lost", [LostReply(504), LostReply(DROPPED)], ids=["504", "dropped"])
+def test_a_lost_answer_then_resume_leaves_one_copy_of_the_tracks(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], lost: LostReply
+) -> None:
+    """CVAT appends the tracks but its answer is lost; ``--resume`` finds them in the task (an annotator's
+    copy of one does not count) and sends nothing again."""
+    whole, task = make_task(6), make_task(6, lost_replies=[lost])
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    manual = manual_copy(task, uploaded(whole)[0])
+    task.tracks = [manual]
+    function = StubFunction()
+    with serve(task) as url, serve_function(function) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        assert f"task {TASK}" in capsys.readouterr().err
+        assert len(task.uploads) == 1 and len(task.tracks) == 3  # applied, its answer lost
+        assert pending_path(checkpoint_path(cli_env, TASK)).exists()
+        function.frames.clear()
+        assert main([*args, "--resume"]) == 0
+        err = capsys.readouterr().err
+    assert f"task {TASK}: 2 track(s)" in err and "found in task 5" in err and "not sent again" in err
+    assert function.frames == []
+    assert len(task.uploads) == 1
+    assert task.tracks[0] == manual
+    assert auto_tracks(task) == auto_tracks(whole) and len(auto_tracks(task)) == 2
+    assert list(cli_env.iterdir()) == []
+
+
+def test_a_pending_upload_cvat_never_got_is_sent_on_resume(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The upload's answer is lost before it reached CVAT (a proxy's 502): ``--resume`` finds none of the
+    tracks in the task and sends them."""
+    whole, task = make_task(6), make_task(6, lost_replies=[LostReply(502, applied=False)])
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    task.tracks = [manual_copy(task, track) for track in uploaded(whole)]
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        assert "HTTP 502" in capsys.readouterr().err
+        assert task.uploads == [] and auto_tracks(task) == []
+        assert main([*args, "--resume"]) == 0
+        assert f"task {TASK}: 2 track(s), " in capsys.readouterr().err
+    assert uploaded(task) == uploaded(whole)
+    assert auto_tracks(task) == auto_tracks(whole) and len(task.tracks) == 4
+    assert list(cli_env.iterdir()) == []
+
+
+def test_a_pending_upload_found_in_part_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only one of the two tracks of the lost answer's upload is in the task (not what one request gives):
+    the resumed run sends nothing and says what to check and how to go on; going on with
+    ``--clear-existing`` replaces the task's annotations with the tracks, whatever the pending note."""
+    task = make_task(6, lost_replies=[LostReply(504)])
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--resume"]
+        assert main(args[:-1]) == 1
+        del task.tracks[1]
+        assert main(args) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert "only 1 of its 2 tracks are in the task" in line
+        assert "--clear-existing" in line and str(pending_path(checkpoint_path(cli_env, TASK))) in line
+        assert len(task.uploads) == 1 and len(task.tracks) == 1
+        assert checkpoint_path(cli_env, TASK).exists()
+        assert main([*args, "--clear-existing"]) == 0
+    (replaced,) = task.replaced
+    assert replaced["tracks"] == uploaded(task)
+    assert len(auto_tracks(task)) == 2
+    assert list(cli_env.iterdir()) == []
+
+
+def test_clear_existing_sends_again_after_a_lost_answer(cli_env: Path) -> None:
+    """With ``--clear-existing`` a second request replaces the same tracks: it is sent without a look.
+    (The SDK tries a PUT four times on a 504, a PATCH once.)"""
+    task = make_task(6, lost_replies=[LostReply(504)] * 4)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--clear-existing"]
+        assert main(args) == 1
+        assert len(task.replaced) == 4
+        assert main([*args, "--resume"]) == 0
+    assert len(task.replaced) == 5
+    assert task.replaced[0] == task.replaced[-1] and len(task.replaced[0]["tracks"]) == 2
+    assert len(task.tracks) == 2 and task.uploads == []
     assert list(cli_env.iterdir()) == []
 
 

@@ -4,8 +4,9 @@ and ``python -m tools annotate-task``.
 It answers what the SDK reads (server version, the task, its labels, its data metadata, its one chunk
 of original images, or single frames of a task made from a video) with the fields the SDK's response
 models require, and records the annotations the SDK uploads (added, or put in place of the task's),
-the frames it fetches and the functions cvat-cli registers. Anything else is answered 404 and recorded,
-so a test sees an unexpected request.
+the frames it fetches and the functions cvat-cli registers. It keeps the task's tracks as CVAT does and
+answers ``GET .../annotations`` with them, and can lose the answer of an upload (``lost_replies``).
+Anything else is answered 404 and recorded, so a test sees an unexpected request.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from urllib.parse import parse_qs, urlsplit
 
 SERVER_VERSION = "2.80.0"
 TIMESTAMP = "2026-01-01T00:00:00Z"
+DROPPED = 0  # a lost reply's status: the connection closes with no answer at all
+
+
+@dataclass
+class LostReply:
+    """The answer of one upload that never reaches the client: a proxy's gateway timeout without a body
+    (``status`` 504) or a dropped connection (:data:`DROPPED`), after CVAT applied it or not."""
+
+    status: int = DROPPED
+    applied: bool = True
 
 
 @dataclass
@@ -47,6 +58,9 @@ class ImageTask:
     project_id: int | None = None
     replaced: list[dict[str, Any]] = field(default_factory=list)  # PUT: the task's annotations replaced
     fetched_frames: list[int] = field(default_factory=list)
+    tracks: list[dict[str, Any]] = field(default_factory=list)  # as CVAT keeps them: with ids
+    lost_replies: list[LostReply] = field(default_factory=list)  # for the next uploads, in turn
+    _ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**9)))
 
     @property
     def step(self) -> int:
@@ -133,17 +147,58 @@ class ImageTask:
                 return 400, {"detail": "bad frame request"}
             self.fetched_frames.append(number)
             return 200, self.images[number][1]
+        if method == "GET" and path == f"{task}/annotations":
+            return 200, {"version": 0, "tags": [], "shapes": [], "tracks": self.tracks}
         if method == "PATCH" and path == f"{task}/annotations" and query.get("action") == ["create"]:
-            self.uploads.append(json.loads(body))
-            return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
+            return self.store(self.uploads, json.loads(body), replace=False)
         if method == "PUT" and path == f"{task}/annotations":
-            self.replaced.append(json.loads(body))
-            return 200, {"version": 1, "tags": [], "shapes": [], "tracks": []}
+            return self.store(self.replaced, json.loads(body), replace=True)
         if method == "POST" and path == "/api/functions":
             self.functions.append(json.loads(body))
             return 201, {**self.functions[-1], "id": len(self.functions)}
         self.unexpected.append(f"{method} {path}")
         return 404, {"detail": "not found"}
+
+    def store(self, log: list[dict[str, Any]], data: dict[str, Any], *, replace: bool) -> tuple[int, Any]:
+        """An upload: recorded in ``log`` and applied to the task's tracks (unless its lost reply says it
+        was not); the answer, or the lost reply's status with no body."""
+        lost = self.lost_replies.pop(0) if self.lost_replies else None
+        if lost is None or lost.applied:
+            log.append(data)
+            tracks = [self.kept(track) for track in data.get("tracks", [])]
+            self.tracks = tracks if replace else [*self.tracks, *tracks]
+        if lost is not None:
+            return lost.status, None
+        return 200, {"version": 0, "tags": [], "shapes": [], "tracks": tracks}
+
+    def kept(self, track: dict[str, Any], *, element: bool = False) -> dict[str, Any]:
+        """A track as CVAT keeps and returns it (``LabeledTrackSerializerFromDB`` in
+        cvat/apps/engine/serializers.py): ids given, defaults filled in, its elements likewise."""
+        kept = {
+            "id": next(self._ids),
+            "label_id": track["label_id"],
+            "frame": track["frame"],
+            "group": track.get("group"),
+            "source": track.get("source", "manual"),
+            "shapes": [
+                {
+                    "id": next(self._ids),
+                    "type": shape["type"],
+                    "frame": shape["frame"],
+                    "occluded": shape["occluded"],
+                    "outside": shape.get("outside", False),
+                    "z_order": shape.get("z_order", 0),
+                    "rotation": shape.get("rotation", 0.0),
+                    "points": shape["points"],
+                    "attributes": shape.get("attributes", []),
+                }
+                for shape in track["shapes"]
+            ],
+            "attributes": track.get("attributes", []),
+        }
+        if not element:
+            kept["elements"] = [self.kept(sub, element=True) for sub in track.get("elements", [])]
+        return kept
 
 
 def cvat_labels(registered: list[dict[str, Any]], task_id: int, first_id: int = 40) -> list[dict[str, Any]]:
@@ -197,6 +252,13 @@ def serve(*tasks: ImageTask) -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             status, payload = route(tasks, self.command, url.path.rstrip("/"), parse_qs(url.query), body)
+            if payload is None:  # a lost reply (:class:`LostReply`)
+                self.close_connection = True
+                if status != DROPPED:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                return
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             kind = "application/zip" if isinstance(payload, bytes) else "application/json"

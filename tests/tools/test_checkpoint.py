@@ -1,4 +1,4 @@
-"""``annotate-task``'s checkpoint (tools/checkpoint.py) on its own: what it keeps in memory."""
+"""``annotate-task``'s checkpoint (tools/checkpoint.py) on its own: what it keeps in memory, its notes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from alphapose.structures import Pose
-from tools.checkpoint import TaskCheckpoint
+from tools.checkpoint import TaskCheckpoint, pending_path, task_done
 
 K = 17
 
@@ -44,3 +44,27 @@ def test_frames_added_are_on_disk_not_in_memory(tmp_path: Path) -> None:
     resumed.close()
     assert sorted(resumed.done) == list(range(200))
     np.testing.assert_array_equal(resumed.done[199][3].keypoints, poses[3].keypoints)
+
+
+def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path) -> None:
+    """Written before the tracks are sent, seen by a resumed run of that checkpoint only: a run that
+    starts over (its checkpoint deleted) drops it, and the task done replaces it with the done note."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    settings = {"task": 5}
+    checkpoint = TaskCheckpoint(path, settings, resume=False)
+    checkpoint.add(0, [pose(0)])
+    assert not checkpoint.upload_pending
+    checkpoint.uploading()
+    checkpoint.close()
+    assert pending_path(path).exists()
+    resumed = TaskCheckpoint(path, settings, resume=True)
+    assert resumed.upload_pending
+    resumed.close()
+
+    path.unlink()  # "delete it to start the task over"
+    again = TaskCheckpoint(path, settings, resume=True)
+    assert not again.upload_pending and not pending_path(path).exists()
+    again.uploading()
+    again.remove()
+    assert not pending_path(path).exists() and not path.exists()
+    assert task_done(path, settings)
