@@ -111,7 +111,7 @@ class Progress:
         self.started = self.last = clock()
 
     def resumed(self, frames: int, path: Path) -> None:
-        self.done += frames
+        """Say that ``frames`` are read back; each is counted as it passes (:meth:`frame`)."""
         self.log(f"task {self.task_id}: resuming {path}: {frames} of {self.total} frames done")
 
     def frame(self, computed: bool) -> None:

@@ -287,7 +287,9 @@ def test_resuming_several_tasks_leaves_the_tasks_done_as_they_are(
         assert len(first.uploads) == 1 and second.uploads == []
         function.frames.clear()
         assert main([*args, "--resume"]) == 0
-        assert "task 5: already annotated" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "task 5: already annotated" in err
+        assert "uploaded to task 6; 6 frames (3 computed) in " in err  # the frames read back count once
     assert function.frames == [3, 4, 5]
     assert len(first.uploads) == 1
     assert uploaded(second) == uploaded(first)
@@ -468,6 +470,8 @@ def test_progress_lines_say_frames_rate_and_time_left() -> None:
     lines: list[str] = []
     progress = Progress(5, 100, lines.append, interval=2.0, clock=lambda: now[0])
     progress.resumed(40, Path("c.jsonl"))
+    for _ in range(40):  # the frames read back pass as task_poses gives them
+        progress.frame(False)
     for _ in range(10):
         now[0] += 0.5
         progress.frame(True)
