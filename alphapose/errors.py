@@ -28,6 +28,15 @@ def lookup(table: Mapping[str, Row], name: str, what: str) -> Row:
         raise UnknownNameError(f"unknown {what} {name!r}; choose one of: {', '.join(table)}") from None
 
 
+def install_hint(extra: str) -> str:
+    """How to install one of the package's extras. From the project's checkout: the name ``alphapose`` on
+    PyPI is another, older project, which ``pip install 'alphapose[EXTRA]'`` would fetch."""
+    return (
+        f"`pip install -r requirements-{extra}.txt` in the project's checkout (`pip install '.[{extra}]'` "
+        "there installs the package with it)"
+    )
+
+
 class SyntheticWeightsWarning(UserWarning):
     """A pipeline was loaded from synthetic random weights (``tools.synthetic_weights``): it runs, but
     what it finds means nothing. Warned rather than refused: the tests and offline trials run on them."""

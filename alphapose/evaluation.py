@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from alphapose.errors import install_hint
 from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE136, OKS_SIGMAS
 
 EVALUATORS = ("pycocotools", "faster-coco-eval")
 # COCOeval.stats order for keypoints (pycocotools' summarize()).
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-INSTALL_HINT = "install the evaluation extra: pip install 'alphapose[eval]' (or -r requirements-eval.txt)"
 
 # OKS sigmas by the annotation file's keypoint count: the skeletons' one table (alphapose/pose/skeletons.py,
 # COCO's from pycocotools' Params.setKpParams, Halpe's and COCO-WholeBody's from AlphaPose's oks_iou).
@@ -384,7 +384,8 @@ def _evaluator(name: str) -> tuple[Any, Any]:
 
             return COCO, COCOeval_faster
     except ImportError as exc:
-        raise ImportError(f"the {name} evaluator is not installed ({exc}); {INSTALL_HINT}") from exc
+        hint = install_hint("eval")
+        raise ImportError(f"the {name} evaluator is not installed ({exc}); install it with {hint}") from exc
     raise ValueError(f"unknown evaluator {name!r}; choose one of {', '.join(EVALUATORS)}")
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from alphapose.engines.precision import Precision, has_int8_units
-from alphapose.errors import OptionError
+from alphapose.errors import OptionError, install_hint
 
 LOGGER = logging.getLogger(__name__)
 NETWORKS = ("detector", "pose")
@@ -51,10 +51,7 @@ class EngineSpec:
     extra: str | None  # the package extra that installs it
 
     def install_hint(self) -> str:
-        return (
-            f"install it with `pip install 'alphapose[{self.extra}]'` (or -r requirements-{self.extra}.txt "
-            "in a checkout)"
-        )
+        return f"install it with {install_hint(self.extra)}"
 
     def driver(self) -> ModuleType:
         """Our module for this runtime; an :class:`OptionError` on ``engine`` when the runtime is missing."""

@@ -38,7 +38,7 @@ import openvino
 from torch import nn
 
 from alphapose.engines.precision import Precision
-from alphapose.errors import OptionError
+from alphapose.errors import OptionError, install_hint
 from alphapose.pose.models.resnet import DeformConv2d
 
 # int8: the quantized layers run int8 whatever the hint; the hint is for the layers left in float
@@ -98,8 +98,7 @@ def quantizer() -> dict[str, Any]:
         raise OptionError(
             "precision",
             "int8",
-            f"quantizing for int8 needs the {QUANTIZER} package: install it with `pip install "
-            "'alphapose[int8]'` (or -r requirements-int8.txt in a checkout)",
+            f"quantizing for int8 needs the {QUANTIZER} package: install it with {install_hint('int8')}",
         )
     import nncf
 

@@ -88,7 +88,7 @@ def download_hint(directory: Path, preset: str | None = None, detector: str | No
     module += [f"--detector {detector}"] * bool(detector)
     return (
         f"`{' '.join(make)} WEIGHTS_DIR={directory}` in a checkout, or "
-        f"`{' '.join(module)} --dir {directory}` where alphapose[weights] is installed"
+        f"`{' '.join(module)} --dir {directory}` where the `weights` extra is installed"
     )
 
 

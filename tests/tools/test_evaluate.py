@@ -456,7 +456,7 @@ def test_cli_names_a_missing_evaluator(
     assert err.startswith(
         "error: --evaluator faster-coco-eval: the faster-coco-eval evaluator is not installed"
     )
-    assert "pip install 'alphapose[eval]'" in err
+    assert "pip install -r requirements-eval.txt" in err
 
 
 def test_a_preset_of_another_keypoint_set_is_refused(tmp_path: Path) -> None:

@@ -342,7 +342,9 @@ def test_a_runtime_that_is_not_installed_is_refused_with_the_install_hint(
 ) -> None:
     real = engines.find_spec
     monkeypatch.setattr(engines, "find_spec", lambda name: None if name == "openvino" else real(name))
-    with pytest.raises(OptionError, match=r"openvino package is not installed.*alphapose\[openvino\]"):
+    with pytest.raises(
+        OptionError, match=r"openvino package is not installed.*pip install -r requirements-openvino\.txt"
+    ):
         check_engines("pose=openvino", torch.device("cpu"), FP32)
     check_engines("onnxruntime", torch.device("cpu"), FP32)  # the other runtime is unaffected
     options = PipelineOptions(detector="yolox-s")

@@ -333,7 +333,7 @@ def test_without_the_quantizer_int8_names_the_extra_to_install(
     monkeypatch.setattr(openvino_engine, "find_spec", lambda name: None)
     weights = tmp_path / "net.pth"
     weights.write_bytes(b"weights")
-    with pytest.raises(OptionError, match=r"needs the nncf package.*alphapose\[int8\]"):
+    with pytest.raises(OptionError, match=r"needs the nncf package.*pip install -r requirements-int8\.txt"):
         prepare_network(
             "pose", "openvino", nn.Conv2d(3, 4, 1), INT8, weights, (3, 8, 8), Calibration("s", lambda: [])
         )
