@@ -442,6 +442,18 @@ def _report(files: Sequence[VerifiedFile], recorded_now: Sequence[VerifiedFile],
         )
 
 
+def _names(
+    given: list[str] | None, flag: str, variable: str, default: str, table: Mapping[str, object]
+) -> list[str]:
+    """The names of ``flag``, else of the environment's ``variable``, else the default; an unknown one is
+    an :class:`UnknownNameError` naming where it came from."""
+    source, names = (flag, given) if given else (variable, [os.environ.get(variable) or default])
+    try:
+        return expand(names, table, flag.removeprefix("--"))
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{source}: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alphapose.weights", description="Download and verify the official AlphaPose weights."
@@ -496,12 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --dir {args.dir} is a file; give the directory the weights go in", file=sys.stderr)
         return 1
     try:
-        presets = expand(
-            args.preset or [os.environ.get("ALPHAPOSE_PRESET") or DEFAULT_PRESET], PRESETS, "preset"
-        )
-        detectors = expand(
-            args.detector or [os.environ.get("ALPHAPOSE_DETECTOR") or DEFAULT_DETECTOR], DETECTORS, "detector"
-        )
+        presets = _names(args.preset, "--preset", "ALPHAPOSE_PRESET", DEFAULT_PRESET, PRESETS)
+        detectors = _names(args.detector, "--detector", "ALPHAPOSE_DETECTOR", DEFAULT_DETECTOR, DETECTORS)
+    except UnknownNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         files = ensure_weights(
             args.dir,
             required_files(presets, detectors),
@@ -511,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_synthetic=args.allow_synthetic,
         )
         recorded_now = record_checksums(files, args.checksums) if args.record else []
-    except (WeightsError, UnknownNameError) as exc:
+    except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     command = ["python -m alphapose.weights --verify --record", *(f"--preset {p}" for p in presets)]

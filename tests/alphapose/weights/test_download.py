@@ -408,3 +408,28 @@ def test_main_names_a_file_given_as_dir_or_a_checksums_file_it_cannot_read(
     assert weights.main(["--verify", "--dir", str(tmp_path), "--checksums", str(binary)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: cannot read {binary} as a sha256sum file"), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "start"),
+    [
+        (["--preset", "nosuch"], {}, "error: --preset: unknown preset 'nosuch'; choose one of: "),
+        (["--detector", "nosuch"], {}, "error: --detector: unknown detector 'nosuch'; choose one of: "),
+        ([], {"ALPHAPOSE_PRESET": "nosuch"}, "error: ALPHAPOSE_PRESET: unknown preset 'nosuch'; "),
+        ([], {"ALPHAPOSE_DETECTOR": "nosuch"}, "error: ALPHAPOSE_DETECTOR: unknown detector 'nosuch'; "),
+    ],
+)
+def test_main_names_the_flag_or_variable_of_an_unknown_name(
+    argv: list[str],
+    environment: dict[str, str],
+    start: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad command line (status 2), told where the name was typed, before any file is looked at."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert weights.main([*argv, "--verify", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(start), err
