@@ -483,6 +483,7 @@ def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.cvat.settings import Config, setting_flags
     from tools.errors import CommandError, check_threshold, network_errors
+    from tools.output import check_writable
     from tools.tracker_flags import tracker_options
 
     usage = _usage_error(args)
@@ -501,7 +502,7 @@ def run(args: argparse.Namespace) -> int:
     except network_errors() as exc:
         raise CommandError(_unreachable(args.server_host, exc), 1) from None
     if args.xml is not None:
-        _check_xml(args.xml, several=len(task_ids) > 1)
+        check_writable("--xml", args.xml, directory=len(task_ids) > 1)  # before any frame is tracked
     runner = _Runner(args, config, options, client, several=len(task_ids) > 1)
     outcomes = []
     try:
@@ -681,19 +682,6 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     if args.concurrency > 1 and not args.function_url:
         return "--concurrency is for --function-url; the model loaded here takes one frame at a time"
     return None
-
-
-def _check_xml(xml: Path, *, several: bool) -> None:
-    """Refuse an ``--xml`` that cannot be written (a directory for one task, a path under a file) before
-    any frame is tracked: it is written only once a task's tracks are done."""
-    from tools.output import unwritable
-
-    try:
-        (xml if several else xml.parent).mkdir(parents=True, exist_ok=True)
-        if not several and xml.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-    except OSError as exc:
-        raise unwritable("--xml", xml, exc) from None
 
 
 def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:

@@ -47,7 +47,7 @@ from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
 from tools.errors import CommandError, check_threshold
-from tools.output import unwritable
+from tools.output import check_writable, unwritable
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--limit {args.limit}: must be at least 1")
     check_threshold("--threshold", args.threshold)
     for out in [args.out] + ([_compare_path(args.out)] if args.compare else []):
-        _check_writable(out)  # found now, not when the results of a run of hours are written
+        check_writable("--out", out)  # found now, not when the results of a run of hours are written
     flags = setting_flags(args)
     try:
         check_evaluator(args.evaluator)
@@ -215,16 +215,6 @@ def write_results(results: list[dict[str, Any]], out: Path) -> None:
     temporary.write_text(json.dumps(results) + "\n")
     temporary.replace(out)
     partial_file(out).unlink(missing_ok=True)
-
-
-def _check_writable(out: Path) -> None:
-    """Refuse a results file that cannot be written (a directory, a path under a file) in one line."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-    except OSError as exc:
-        raise unwritable("--out", out, exc) from None
 
 
 def partial_file(out: Path) -> Path:

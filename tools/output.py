@@ -26,6 +26,17 @@ def write_json(data: Any, out: Path | None) -> None:
         raise unwritable("--out", out, exc) from None
 
 
+def check_writable(flag: str, path: Path, *, directory: bool = False) -> None:
+    """Refuse, in one line naming ``flag``, an output the command could not write once its work is done
+    (a directory given for a file, a path under a regular file); its directory is made now."""
+    try:
+        (path if directory else path.parent).mkdir(parents=True, exist_ok=True)
+        if not directory and path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+    except OSError as exc:
+        raise unwritable(flag, path, exc) from None
+
+
 def unwritable(flag: str, path: Path, exc: OSError) -> CommandError:
     """The one line for an output file the command cannot write, naming the flag that chose it."""
     return CommandError(f"cannot write {flag} {path}: {exc.strerror or exc}", 1)

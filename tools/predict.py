@@ -18,7 +18,7 @@ from alphapose.errors import ImageError, VideoError, WeightsError
 from alphapose.images.decode import read_image_file
 from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from tools.errors import CommandError, check_threshold
-from tools.output import JsonList, render_image, unwritable, write_json
+from tools.output import JsonList, check_writable, render_image, unwritable, write_json
 from tools.render import RENDER_SUFFIXES
 from tools.tracker_flags import add_tracker_options, tracker_options
 
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return _predict_video(args, video)
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
         raise CommandError(f"--render {args.render} names one file but there are {len(args.images)} images")
+    _check_outputs(args, directories=False)
     predictor = load(read_settings(args))
     cvat_answers: dict[str, list[dict[str, Any]]] = {}
     coco_answers: list[dict[str, Any]] = []
@@ -139,6 +140,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     problem = _video_flags_problem(args, path, videos)
     if problem:
         raise CommandError(problem)
+    _check_outputs(args, directories=bool(videos))
     try:
         options = tracker_options(args)
     except ValueError as exc:
@@ -291,4 +293,17 @@ class _VideoRender:
 
 def _render_path(target: Path, image: Path) -> Path:
     """``target`` itself when it names an image file, else ``<target>/<image stem>.png``."""
-    return target if target.suffix.lower() in IMAGE_SUFFIXES else target / f"{image.stem}.png"
+    return target if _names_image(target) else target / f"{image.stem}.png"
+
+
+def _names_image(target: Path) -> bool:
+    return target.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _check_outputs(args: argparse.Namespace, *, directories: bool) -> None:
+    """Refuse, before the model loads, an ``--out`` or ``--render`` that could not be written at the end
+    (``directories``: a directory of videos, one file each in them)."""
+    if args.out is not None:
+        check_writable("--out", args.out, directory=directories)
+    if args.render is not None:
+        check_writable("--render", args.render, directory=directories or not _names_image(args.render))

@@ -342,9 +342,11 @@ def test_a_threshold_outside_0_1_is_one_line_naming_the_flag(
 @pytest.mark.parametrize("flag", ["--out", "--render"])
 @pytest.mark.parametrize("video", [False, True], ids=["image", "frames"])
 def test_an_output_that_cannot_be_written_is_one_line_naming_the_flag(
-    flag: str, video: bool, weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flag: str, video: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A path under a regular file (or a directory where a file goes) cannot be written."""
+    """A path under a regular file (or a directory where a file goes) cannot be written: said before the
+    model loads (there are no weights here, so a later check would report those), not after the work."""
+    weights_dir = tmp_path / "no-weights"
     frames = tmp_path / "frames"
     frames.mkdir()
     image = write_image(frames / "0001.png")
