@@ -66,6 +66,13 @@ def forget_done(path: Path) -> None:
     done_path(path).unlink(missing_ok=True)
 
 
+def _holds_frames(path: Path) -> bool:
+    """Whether a checkpoint holds a frame's poses (a line after its settings line)."""
+    with path.open("rb") as file:
+        file.readline()
+        return bool(file.readline().strip())
+
+
 def pose_record(pose: Pose) -> dict[str, Any]:
     """One pose as JSON, every number as computed."""
     return {
@@ -95,11 +102,14 @@ class TaskCheckpoint:
 
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
-    would throw away. ``upload_pending``: the run resumed sent the tracks (:meth:`uploading`) and
-    never heard back, so they may be in the task already.
+    would throw away; one that holds no frame (a run that stopped before its first) is replaced.
+    ``upload_pending``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
+    they may be in the task already.
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
+        if path.exists() and not resume and not _holds_frames(path):
+            path.unlink()
         if path.exists() and not resume:
             raise CheckpointError(
                 f"{path} holds the frames of an interrupted run: pass --resume to continue it, "

@@ -6,9 +6,10 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from alphapose.structures import Pose
-from tools.checkpoint import TaskCheckpoint, pending_path, task_done
+from tools.checkpoint import CheckpointError, TaskCheckpoint, pending_path, task_done
 
 K = 17
 
@@ -68,3 +69,15 @@ def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path)
     again.remove()
     assert not pending_path(path).exists() and not path.exists()
     assert task_done(path, settings)
+
+
+def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -> None:
+    """A run that stopped before its first frame (the function answers another preset) left nothing to
+    resume: the next run starts without --resume. One frame in it is work, refused without --resume."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    TaskCheckpoint(path, {"task": 5}, resume=False).close()
+    checkpoint = TaskCheckpoint(path, {"task": 5, "preset": "other"}, resume=False)
+    checkpoint.add(0, [pose(0)])
+    checkpoint.close()
+    with pytest.raises(CheckpointError, match="holds the frames of an interrupted run"):
+        TaskCheckpoint(path, {"task": 5, "preset": "other"}, resume=False)
