@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return _predict_video(args, video)
     if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
         raise CommandError(f"--render {args.render} names one file but there are {len(args.images)} images")
-    _check_outputs(args, directories=False)
+    render_directory = args.render is not None and not _names_image(args.render)  # a drawn image each
+    _check_outputs(args, out_directory=False, render_directory=render_directory)
     predictor = load(read_settings(args))
     cvat_answers: dict[str, list[dict[str, Any]]] = {}
     coco_answers: list[dict[str, Any]] = []
@@ -140,7 +141,7 @@ def _predict_video(args: argparse.Namespace, path: Path) -> int:
     problem = _video_flags_problem(args, path, videos)
     if problem:
         raise CommandError(problem)
-    _check_outputs(args, directories=bool(videos))
+    _check_outputs(args, out_directory=bool(videos), render_directory=bool(videos))
     try:
         options = tracker_options(args)
     except ValueError as exc:
@@ -300,10 +301,10 @@ def _names_image(target: Path) -> bool:
     return target.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _check_outputs(args: argparse.Namespace, *, directories: bool) -> None:
+def _check_outputs(args: argparse.Namespace, *, out_directory: bool, render_directory: bool) -> None:
     """Refuse, before the model loads, an ``--out`` or ``--render`` that could not be written at the end
-    (``directories``: a directory of videos, one file each in them)."""
+    (a directory: one file each in it)."""
     if args.out is not None:
-        check_writable("--out", args.out, directory=directories)
+        check_writable("--out", args.out, directory=out_directory)
     if args.render is not None:
-        check_writable("--render", args.render, directory=directories or not _names_image(args.render))
+        check_writable("--render", args.render, directory=render_directory)
