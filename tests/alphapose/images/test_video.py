@@ -190,8 +190,8 @@ def test_predict_directory_of_frames_to_stdout(
     results = json.loads(captured.out)
     assert [(r["image_id"], r["idx"]) for r in results] == [("b_1.png", 1), ("b_2.png", 1), ("b_10.png", 1)]
     assert "frame/s" not in captured.err
-    # a threshold above every box score: nothing written, an empty list
-    assert predict(str(tmp_path), "--no-progress", "--threshold", "1.01", weights=weights_dir) == 0
+    # a threshold no box score reaches: nothing written, an empty list
+    assert predict(str(tmp_path), "--no-progress", "--threshold", "1", weights=weights_dir) == 0
     assert json.loads(capsys.readouterr().out) == []
     # a frame that cannot be decoded part-way: an error naming it, and no results file
     (tmp_path / "b_3.png").write_bytes(b"not a png")
