@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
-from tools.checkpoint import TaskCheckpoint, checkpoint_path, forget_done, pending_path, task_done
+from tools.checkpoint import TaskCheckpoint, checkpoint_path, done_path, forget_done, left_behind, task_done
 
 if TYPE_CHECKING:
     from cvat_sdk import Client, models
@@ -312,9 +312,11 @@ def upload_tracks(
     checkpoint: TaskCheckpoint | None = None,
 ) -> bool:
     """All tracks in one request: replacing the task's annotations (``clear_existing``, as the SDK
-    driver does it: tags, shapes and tracks) or added to them. An append is noted in ``checkpoint``
-    before it is sent; when the run resumed left one pending, the task is read first and nothing is
-    sent if the tracks are there (False: the lost answer's upload had been applied)."""
+    driver does it: tags, shapes and tracks) or added to them. Before an append is sent, the number of
+    the task's automatic ``person`` tracks is noted in ``checkpoint``; when the run resumed left such a
+    note, a task holding more of them now had the lost answer's append applied (CVAT applies a request
+    whole), and nothing is sent (False). Counted rather than compared: CVAT reshapes the tracks it keeps
+    (an element's leading ``outside`` shapes, tracks cut at job boundaries)."""
     from cvat_sdk import models
     from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 
@@ -323,50 +325,23 @@ def upload_tracks(
         opened.task.set_annotations(models.LabeledDataRequest(tags=[], shapes=[], tracks=requests))
         return True
     if checkpoint is not None:
-        if checkpoint.upload_pending and pending_upload_applied(opened, requests, checkpoint.path):
+        held = automatic_tracks(opened)
+        if checkpoint.pending_before is not None and held > checkpoint.pending_before:
             return False
-        checkpoint.uploading()
+        checkpoint.uploading(held)
     opened.task.update_annotations(
         models.PatchedLabeledDataRequest(tracks=requests), action=AnnotationUpdateAction.CREATE
     )
     return True
 
 
-def pending_upload_applied(opened: OpenedTask, requests: Sequence[Any], path: Path) -> bool:
-    """Whether the task holds the tracks ``requests`` of an upload whose answer was lost (True) or none
-    of them (False); a TaskError when only some are, which one request cannot give. Ours are the
-    ``person`` tracks of source ``auto`` that start as ``requests`` do (:func:`_track_start`): the
-    frames of the checkpoint tracked again give the same tracks."""
-    from collections import Counter
-
-    ours = Counter(map(_track_start, requests))
-    found = Counter(
-        _track_start(track)
+def automatic_tracks(opened: OpenedTask) -> int:
+    """How many tracks of the ``person`` label and source ``auto`` (what the command uploads) the task
+    holds; an annotator's tracks (``manual``) are not counted."""
+    return sum(
+        track.label_id == opened.labels.person and track.source == "auto"
         for track in opened.task.get_annotations().tracks
-        if track.label_id == opened.labels.person and track.source == "auto"
     )
-    present, total = (ours & found).total(), ours.total()
-    if 0 < present < total:
-        task_id = opened.frames.task_id
-        raise TaskError(
-            f"task {task_id}: the upload of the run resumed had no answer and only {present} of its {total} "
-            f"tracks are in the task; check the task's automatic 'person' tracks in CVAT, then rerun with "
-            f"--clear-existing to replace all its annotations with these tracks, or delete "
-            f"{pending_path(path)} to add all {total} again"
-        )
-    return present == total
-
-
-def _track_start(track: Any) -> tuple[Any, ...]:
-    """A skeleton track (the SDK's request or CVAT's answer) by its first frame and keyframe and the
-    first keyframe of each element: what tells one person's track from another's."""
-
-    def first(shapes: Sequence[Any]) -> tuple[Any, ...]:
-        shape = min(shapes, key=lambda shape: shape.frame, default=None)
-        return () if shape is None else (shape.frame, shape.outside, tuple(map(float, shape.points)))
-
-    elements = sorted((element.label_id, first(element.shapes)) for element in getattr(track, "elements", []))
-    return (track.label_id, track.frame, first(track.shapes), tuple(elements))
 
 
 def annotate(
@@ -501,6 +476,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(_api_message(exc, args.server_host, project=args.project), 1) from None
     except network_errors() as exc:
         raise CommandError(_unreachable(args.server_host, exc), 1) from None
+    left = [] if args.resume else left_behind(args.checkpoint_dir, task_ids)
+    if left:  # found before any task is annotated again
+        raise CommandError(
+            f"an unfinished run of these tasks left {', '.join(map(str, left))}: run the same command with "
+            "--resume to go on with it (the tasks it finished are left as they are), or delete them to "
+            "start over"
+        )
     if args.xml is not None:
         check_writable("--xml", args.xml, directory=len(task_ids) > 1)  # before any frame is tracked
     runner = _Runner(args, config, options, client, several=len(task_ids) > 1)
@@ -565,10 +547,14 @@ class _Runner:
             opened = open_task(self.client, task_id, self.skeleton.keypoints)
             path = checkpoint_path(self.args.checkpoint_dir, task_id)
             settings = self._settings(task_id, opened)
-            if self.args.resume and task_done(path, settings):
+            if self.args.resume and done_path(path).exists():
+                if not task_done(path, settings):
+                    raise TaskError(
+                        f"task {task_id}: the run resumed annotated it with other settings "
+                        f"({done_path(path)}); delete that file to annotate the task again"
+                    )
                 outcome.done_before = True
                 return
-            forget_done(path)
             estimator = self._estimator()
             progress = Progress(task_id, len(opened.dataset.samples), _log)
             checkpoint = TaskCheckpoint(path, settings, resume=self.args.resume)
@@ -666,6 +652,8 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
     if len(outcomes) > 1:
         done = sum(outcome.tracks is not None or outcome.done_before for outcome in outcomes)
         lines.append(f"{done} of {len(outcomes)} tasks annotated")
+        if done < len(outcomes):
+            lines.append("run the same command with --resume to go on: the tasks done are left as they are")
     return lines
 
 

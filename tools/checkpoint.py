@@ -56,6 +56,24 @@ def _note_holds(note: Path, settings: Mapping[str, Any]) -> bool:
         return False
 
 
+def _pending_before(note: Path, settings: Mapping[str, Any]) -> int | None:
+    """The task's count of automatic tracks noted before an upload of ``settings``, else None."""
+    try:
+        pending = json.loads(note.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    same = isinstance(pending, dict) and pending.get("settings") == json.loads(json.dumps(settings))
+    return pending.get("tracks_before") if same else None
+
+
+def _write_synced(path: Path, data: Any) -> None:
+    """``data`` as JSON in ``path``, on disk before this returns."""
+    with path.open("w") as file:
+        file.write(json.dumps(data) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
 def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the run being resumed finished the task of checkpoint ``path`` with ``settings``."""
     return _note_holds(done_path(path), settings)
@@ -64,6 +82,19 @@ def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
 def forget_done(path: Path) -> None:
     """Drop the note that the task of checkpoint ``path`` is done: a new run, or every task is done."""
     done_path(path).unlink(missing_ok=True)
+
+
+def left_behind(directory: Path, task_ids: Sequence[int]) -> list[Path]:
+    """What an unfinished run of these tasks left in ``directory``: checkpoints holding frames, and the
+    notes of tasks it finished (which a new run would annotate, and append to, a second time)."""
+    paths = []
+    for task_id in task_ids:
+        path = checkpoint_path(directory, task_id)
+        if path.exists() and _holds_frames(path):
+            paths.append(path)
+        if done_path(path).exists():
+            paths.append(done_path(path))
+    return paths
 
 
 def _holds_frames(path: Path) -> bool:
@@ -103,8 +134,9 @@ class TaskCheckpoint:
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
     would throw away; one that holds no frame (a run that stopped before its first) is replaced.
-    ``upload_pending``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
-    they may be in the task already.
+    ``pending_before``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
+    they may be in the task already; this is how many automatic tracks the task held before they were
+    sent (None: nothing pending).
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
@@ -127,8 +159,8 @@ class TaskCheckpoint:
             for frame, records in self._partial.done.items()
         }
         self._partial.done.clear()  # read back as poses above
-        self.upload_pending = resume and existed and _note_holds(pending_path(path), settings)
-        if not self.upload_pending:  # a note left by a checkpoint that is gone, or of other settings
+        self.pending_before = _pending_before(pending_path(path), settings) if resume and existed else None
+        if self.pending_before is None:  # a note left by a checkpoint that is gone, or of other settings
             pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
@@ -139,17 +171,15 @@ class TaskCheckpoint:
     def close(self) -> None:
         self._partial.close()
 
-    def uploading(self) -> None:
-        """The tracks are about to be sent: the pending note is on disk (synced) before they are."""
-        with pending_path(self.path).open("w") as note:
-            note.write(json.dumps(self.settings) + "\n")
-            note.flush()
-            os.fsync(note.fileno())
+    def uploading(self, tracks_before: int) -> None:
+        """The tracks are about to be sent to a task holding ``tracks_before`` automatic tracks: the
+        pending note is on disk before they are."""
+        _write_synced(pending_path(self.path), {"settings": self.settings, "tracks_before": tracks_before})
 
     def remove(self) -> None:
         """The task is finished: its checkpoint and pending note go, the note that it is done stays
         (:func:`task_done`)."""
         self.close()
-        done_path(self.path).write_text(json.dumps(self.settings) + "\n")
+        _write_synced(done_path(self.path), self.settings)
         self.path.unlink(missing_ok=True)
         pending_path(self.path).unlink(missing_ok=True)

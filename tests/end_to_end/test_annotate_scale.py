@@ -260,7 +260,7 @@ def test_a_checkpoint_is_continued_only_with_resume_and_the_same_settings(
         assert "task 5: frame 3: " in capsys.readouterr().err
         assert task.uploads == []  # all or nothing
         assert main(args) == 2  # the frames done are not thrown away silently
-        assert "holds the frames of an interrupted run: pass --resume" in capsys.readouterr().err
+        assert "an unfinished run of these tasks left " in capsys.readouterr().err
         other = annotate_args(url, function_url + "/", cli_env, str(TASK))
         assert main([*other, "--resume"]) == 2
         err = capsys.readouterr().err
@@ -285,6 +285,10 @@ def test_resuming_several_tasks_leaves_the_tasks_done_as_they_are(
         args = annotate_args(url, function_url, cli_env, "5", "6")
         assert main(args) == 1
         assert len(first.uploads) == 1 and second.uploads == []
+        other = annotate_args(url, function_url + "/", cli_env, "5", "6")  # other settings: refused
+        assert main([*other, "--resume"]) == 2
+        assert "task 5: the run resumed annotated it with other settings" in capsys.readouterr().err
+        assert len(first.uploads) == 1
         function.frames.clear()
         assert main([*args, "--resume"]) == 0
         err = capsys.readouterr().err
@@ -355,32 +359,27 @@ def test_a_pending_upload_cvat_never_got_is_sent_on_resume(
         assert main(args) == 1
         assert "HTTP 502" in capsys.readouterr().err
         assert task.uploads == [] and auto_tracks(task) == []
+        task.tracks.append(manual_copy(task, uploaded(whole)[0]))  # an annotator's, meanwhile
         assert main([*args, "--resume"]) == 0
         assert f"task {TASK}: 2 track(s), " in capsys.readouterr().err
     assert uploaded(task) == uploaded(whole)
-    assert auto_tracks(task) == auto_tracks(whole) and len(task.tracks) == 4
+    assert auto_tracks(task) == auto_tracks(whole) and len(task.tracks) == 5
     assert list(cli_env.iterdir()) == []
 
 
-def test_a_pending_upload_found_in_part_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Only one of the two tracks of the lost answer's upload is in the task (not what one request gives):
-    the resumed run sends nothing and says what to check and how to go on; going on with
-    ``--clear-existing`` replaces the task's annotations with the tracks, whatever the pending note."""
+def test_a_pending_upload_is_found_in_the_tracks_as_cvat_reshapes_them(cli_env: Path) -> None:
+    """CVAT keeps the tracks in its own shape (a track cut in two at a job boundary, an element's leading
+    ``outside`` shapes dropped): the applied upload is still found, by the task's count of automatic
+    ``person`` tracks, and nothing is sent again."""
     task = make_task(6, lost_replies=[LostReply(504)])
     with serve(task) as url, serve_function(StubFunction()) as function_url:
-        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--resume"]
-        assert main(args[:-1]) == 1
-        del task.tracks[1]
-        assert main(args) == 2
-        (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
-        assert "only 1 of its 2 tracks are in the task" in line
-        assert "--clear-existing" in line and str(pending_path(checkpoint_path(cli_env, TASK))) in line
-        assert len(task.uploads) == 1 and len(task.tracks) == 1
-        assert checkpoint_path(cli_env, TASK).exists()
-        assert main([*args, "--clear-existing"]) == 0
-    (replaced,) = task.replaced
-    assert replaced["tracks"] == uploaded(task)
-    assert len(auto_tracks(task)) == 2
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        first = task.tracks[0]
+        cut = {**first, "frame": first["frame"] + 2, "shapes": first["shapes"][1:]}
+        task.tracks = [first, cut, *[{**t, "elements": t["elements"][1:]} for t in task.tracks[1:]]]
+        assert main([*args, "--resume"]) == 0
+    assert len(task.uploads) == 1 and len(task.tracks) == 3
     assert list(cli_env.iterdir()) == []
 
 
@@ -421,11 +420,19 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
         err = capsys.readouterr().err
         assert sorted(p.name for p in xml.iterdir()) == ["task-5.xml", "task-7.xml"]
         assert "task 6: FAILED: task 6's 'person' skeleton lacks the preset's points" in err
-        assert "2 of 3 tasks annotated" in err
+        assert err.endswith(
+            "2 of 3 tasks annotated\n"
+            "run the same command with --resume to go on: the tasks done are left as they are\n"
+        )
         assert uploaded(good) == uploaded(third) and len(uploaded(good)) == 2
+        # task 7 is in the project: starting over would append its tracks a second time
         assert main(annotate_args(url, function_url, cli_env, "--project", "3")) == 2
         err = capsys.readouterr().err
-        assert "task 7: 2 track(s)" in err and "1 of 2 tasks annotated" in err
+        assert "an unfinished run of these tasks left " in err and "annotate-task-7.done.json" in err
+        assert main([*annotate_args(url, function_url, cli_env, "--project", "3"), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "task 7: already annotated" in err and "1 of 2 tasks annotated" in err
+        assert len(third.uploads) == 1
         assert main(annotate_args(url, function_url, cli_env, "--project", "4")) == 2
         assert "--project 4: no tasks" in capsys.readouterr().err
 

@@ -172,8 +172,9 @@ class ImageTask:
         return 200, {"version": 0, "tags": [], "shapes": [], "tracks": tracks}
 
     def kept(self, track: dict[str, Any], *, element: bool = False) -> dict[str, Any]:
-        """A track as CVAT keeps and returns it (``LabeledTrackSerializerFromDB`` in
-        cvat/apps/engine/serializers.py): ids given, defaults filled in, its elements likewise."""
+        """A track in the fields CVAT returns (``LabeledTrackSerializerFromDB`` in
+        cvat/apps/engine/serializers.py): ids given, defaults filled in, its elements likewise; its shapes
+        as sent (CVAT's reshaping of what it keeps is not modelled: tests make it by hand)."""
         kept = {
             "id": next(self._ids),
             "label_id": track["label_id"],

@@ -54,18 +54,18 @@ def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path)
     settings = {"task": 5}
     checkpoint = TaskCheckpoint(path, settings, resume=False)
     checkpoint.add(0, [pose(0)])
-    assert not checkpoint.upload_pending
-    checkpoint.uploading()
+    assert checkpoint.pending_before is None
+    checkpoint.uploading(3)
     checkpoint.close()
     assert pending_path(path).exists()
     resumed = TaskCheckpoint(path, settings, resume=True)
-    assert resumed.upload_pending
+    assert resumed.pending_before == 3
     resumed.close()
 
     path.unlink()  # "delete it to start the task over"
     again = TaskCheckpoint(path, settings, resume=True)
-    assert not again.upload_pending and not pending_path(path).exists()
-    again.uploading()
+    assert again.pending_before is None and not pending_path(path).exists()
+    again.uploading(0)
     again.remove()
     assert not pending_path(path).exists() and not path.exists()
     assert task_done(path, settings)
