@@ -622,10 +622,12 @@ class _Runner:
         return self.config.model_record()
 
     def _xml(self, task_id: int) -> Path | None:
-        if self.args.xml is None or not self.several:
-            return self.args.xml
-        self.args.xml.mkdir(parents=True, exist_ok=True)
-        return self.args.xml / f"task-{task_id}.xml"
+        """Where the task's ``--xml`` goes, its directory made."""
+        if self.args.xml is None:
+            return None
+        path = self.args.xml / f"task-{task_id}.xml" if self.several else self.args.xml
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> list[str]:

@@ -27,14 +27,18 @@ def write_json(data: Any, out: Path | None) -> None:
 
 
 def check_writable(flag: str, path: Path, *, directory: bool = False) -> None:
-    """Refuse, in one line naming ``flag``, an output the command could not write once its work is done
-    (a directory given for a file, a path under a regular file); its directory is made now."""
-    try:
-        (path if directory else path.parent).mkdir(parents=True, exist_ok=True)
-        if not directory and path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-    except OSError as exc:
-        raise unwritable(flag, path, exc) from None
+    """Refuse, in one line naming ``flag``, an output the command could not write once its work is done:
+    a directory given for a file (or a file for a ``directory``), a path under a regular file or in a
+    directory it may not write. Nothing is made: a run that fails before writing leaves no trace."""
+    if path.exists() and path.is_dir() != directory:
+        raise CommandError(f"cannot write {flag} {path}: it is a {'file' if directory else 'directory'}", 1)
+    existing = path if directory else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"cannot write {flag} {path}: {existing} is a file, not a directory", 1)
+    if not os.access(existing, os.W_OK):
+        raise CommandError(f"cannot write {flag} {path}: {existing} may not be written", 1)
 
 
 def unwritable(flag: str, path: Path, exc: OSError) -> CommandError:

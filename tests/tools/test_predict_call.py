@@ -358,7 +358,7 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_the_flag(
     argv = ["predict", str(source), "--weights-dir", str(weights_dir), "--no-progress", *MODEL_OPTIONS]
     assert main([*argv, flag, str(target)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[-1].startswith(f"error: cannot write {flag} {target}: "), err
+    assert err[-1] == f"error: cannot write {flag} {target}: {blocker} is a file, not a directory", err
     assert not any("Traceback" in line for line in err)
     if not video and flag == "--out":  # a directory where the JSON file goes
         assert main([*argv, "--out", str(frames)]) == 1
@@ -397,3 +397,17 @@ def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
     assert main(["call", url, image]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 200 without JSON"), err
+
+
+def test_outputs_are_checked_without_making_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that stops before it writes (here: no weights) leaves no directory of its --out or --render."""
+    image = str(write_image(tmp_path / "f.png"))
+    argv = ["predict", image, "--weights-dir", str(tmp_path / "no-weights"), *MODEL_OPTIONS]
+    assert (
+        main([*argv, "--out", str(tmp_path / "left" / "a" / "r.json"), "--render", str(tmp_path / "drawn")])
+        == 2
+    )
+    assert "no-weights" in capsys.readouterr().err
+    assert not (tmp_path / "left").exists() and not (tmp_path / "drawn").exists()
