@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import requests
 
     check_threshold("--threshold", args.threshold)
-    if not args.timeout > 0:  # requests refuses 0, negatives and NaN with a traceback
+    if not 0 < args.timeout < math.inf:  # requests refuses 0, negatives and NaN, the socket infinity
         raise CommandError(f"invalid --timeout {args.timeout!r}: must be a number of seconds > 0")
     try:
         data = args.image.read_bytes()

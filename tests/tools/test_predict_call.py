@@ -383,6 +383,7 @@ def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
         (["call", url, str(tmp_path)], 1, f"error: cannot read {tmp_path}: "),
         (["call", url, image, "--timeout", "0"], 2, "error: invalid --timeout 0.0: "),
         (["call", url, image, "--timeout", "nan"], 2, "error: invalid --timeout nan: "),
+        (["call", url, image, "--timeout", "inf"], 2, "error: invalid --timeout inf: "),
         (
             ["call", url, str(notes), "--render", str(tmp_path / "r.png")],
             1,
