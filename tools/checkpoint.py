@@ -128,8 +128,8 @@ def pose_from_record(record: Mapping[str, Any]) -> Pose:
 
 class TaskCheckpoint:
     """A task's checkpoint: ``done`` holds the poses of the frames the file held when opened, keyed by
-    frame index; the frames added later are only written to the file (a long video's poses, kept
-    in memory as well, would take gigabytes).
+    frame index; the frames added later are only written to the file (kept in memory as well, they
+    would grow with the length of the video).
 
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over

@@ -59,6 +59,7 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
         (["--event-timeout", "0"], "error: invalid --event-timeout 0.0: "),
         (["--event-timeout", "inf"], "error: invalid --event-timeout inf: "),
         (["--host", "no-such-host.invalid"], "error: cannot listen on --host no-such-host.invalid: "),
+        (["--host", "192.0.2.1"], "error: cannot listen on --host 192.0.2.1: "),  # not this machine's
     ],
 )
 def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(

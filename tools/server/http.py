@@ -10,6 +10,7 @@ health and what is loaded.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import signal
@@ -221,6 +222,8 @@ def serve(
         raise CommandError(f"cannot listen on --host {host}: {exc.strerror or exc}", 2) from None
     except OSError as exc:
         server.server_close()
+        if exc.errno == errno.EADDRNOTAVAIL:  # a name that resolves to an address of another machine
+            raise CommandError(f"cannot listen on --host {host}: {exc.strerror}", 2) from None
         raise CommandError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or choose "
             "another port with --port",
