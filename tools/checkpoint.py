@@ -98,10 +98,12 @@ def left_behind(directory: Path, task_ids: Sequence[int]) -> list[Path]:
 
 
 def _holds_frames(path: Path) -> bool:
-    """Whether a checkpoint holds a frame's poses (a line after its settings line)."""
+    """Whether a checkpoint holds a frame's poses: a whole line after its settings line (one cut short
+    by a crash is dropped when the file is read, as if never written)."""
     with path.open("rb") as file:
         file.readline()
-        return bool(file.readline().strip())
+        line = file.readline()
+        return line.endswith(b"\n") and bool(line.strip())
 
 
 def pose_record(pose: Pose) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -
     resume: the next run starts without --resume. One frame in it is work, refused without --resume."""
     path = tmp_path / "annotate-task-5.checkpoint.jsonl"
     TaskCheckpoint(path, {"task": 5}, resume=False).close()
+    with path.open("a") as file:
+        file.write('{"frame": 0, "res')  # a first frame cut short by a crash
     checkpoint = TaskCheckpoint(path, {"task": 5, "preset": "other"}, resume=False)
     checkpoint.add(0, [pose(0)])
     checkpoint.close()
