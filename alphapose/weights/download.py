@@ -475,7 +475,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(os.environ.get("ALPHAPOSE_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR),
         help="weights directory (default: $ALPHAPOSE_WEIGHTS_DIR or ./weights)",
     )
     parser.add_argument(
@@ -504,8 +503,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"sha256sum-format file (default: {CHECKSUM_FILE})",
     )
     args = parser.parse_args(argv)
-    if args.dir.exists() and not args.dir.is_dir():
-        print(f"error: --dir {args.dir} is a file; give the directory the weights go in", file=sys.stderr)
+    source = "--dir" if args.dir is not None else "ALPHAPOSE_WEIGHTS_DIR"
+    args.dir = args.dir or Path(os.environ.get("ALPHAPOSE_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR)
+    blocker = next((p for p in (args.dir, *args.dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        print(
+            f"error: {source} {args.dir}: {blocker} is a file; give the directory the weights go in",
+            file=sys.stderr,
+        )
         return 1
     try:
         presets = _names(args.preset, "--preset", "ALPHAPOSE_PRESET", DEFAULT_PRESET, PRESETS)

@@ -395,14 +395,24 @@ def test_command_line_verifies_records_and_then_rejects_a_changed_file(
 
 
 def test_main_names_a_file_given_as_dir_or_a_checksums_file_it_cannot_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each was an exception's traceback (mkdir on a file, a binary file decoded as text)."""
     not_a_dir = tmp_path / "weights.txt"
     not_a_dir.write_text("x")
     assert weights.main(["--dir", str(not_a_dir)]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: --dir {not_a_dir} is a file"), err
+    assert err.count("\n") == 1 and err.startswith(f"error: --dir {not_a_dir}: {not_a_dir} is a file"), err
+    assert weights.main(["--dir", str(not_a_dir / "sub")]) == 1  # a file above it: mkdir's traceback
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"error: --dir {not_a_dir / 'sub'}: {not_a_dir} is a file"
+    ), err
+    monkeypatch.setenv("ALPHAPOSE_WEIGHTS_DIR", str(not_a_dir))  # named as the user set it
+    assert weights.main([]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: ALPHAPOSE_WEIGHTS_DIR {not_a_dir}: {not_a_dir} is a file"
+    )
     binary = tmp_path / "sums.bin"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff")
     assert weights.main(["--verify", "--dir", str(tmp_path), "--checksums", str(binary)]) == 1
