@@ -435,8 +435,9 @@ def raw_exchange(server: ServerProcess, request: bytes) -> bytes:
         (b"Content-Length: -5\r\n", 400, "invalid_body"),
         (b"Content-Length: lots\r\n", 400, "invalid_body"),
         (b"Content-Length: 2\r\nContent-Length: 7\r\n\r\n{}", 400, "invalid_body"),
+        (b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}", 400, "invalid_body"),
     ],
-    ids=["chunked", "negative_length", "non_numeric_length", "two_lengths"],
+    ids=["chunked", "negative_length", "non_numeric_length", "two_lengths", "length_and_chunked"],
 )
 def test_broken_content_length_over_http(
     server: ServerProcess, headers: bytes, status: int, error: str

@@ -104,11 +104,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             length = -1
-        # Two differing lengths make the body's end ambiguous (the first would be read, the rest taken for
-        # the next request on the connection); a proxy in front may have taken the other one.
-        if length < 0 or len(set(self.headers.get_all("Content-Length", []))) > 1:
+        # Two differing lengths, or a length beside Transfer-Encoding, make the body's end ambiguous (one
+        # would be read, the rest taken for the next request on the connection); a proxy in front may
+        # have taken the other (RFC 9112, 6.3).
+        ambiguous = (
+            len(set(self.headers.get_all("Content-Length", []))) > 1 or "Transfer-Encoding" in self.headers
+        )
+        if length < 0 or ambiguous:
             self.close_connection = True
-            detail = "send one Content-Length header holding the body's size in bytes"
+            detail = (
+                "send one Content-Length header holding the body's size in bytes, and no Transfer-Encoding"
+            )
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": "invalid_body", "detail": detail})
             return
         if length > self.server.max_body_size:
