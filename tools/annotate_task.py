@@ -19,10 +19,11 @@ the SDK driver requires of a function's skeleton).
 Every frame's poses go to a checkpoint as they are computed (:mod:`tools.checkpoint`); after a crash or
 Ctrl-C, ``--resume`` computes only the frames missing and leaves the tasks that run finished as they
 are. An append whose answer was lost (a timeout, a dropped connection, a proxy's 504) is not sent
-twice: the resumed run reads the task's annotations and sends the tracks only if none of them is there
-(:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
-is reported and the others go on; the exit status is 0 when every task was annotated. Credentials:
-``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
+twice: the resumed run reads the task's annotations and sends the tracks only if no automatic track
+newer than those noted before the send is there (:func:`upload_tracks`). Several tasks (or all of a
+project's) share one model load; a task that fails is reported and the others go on; the exit status
+is 0 when every task was annotated. Credentials: ``--auth`` or a personal access token in
+``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
-from tools.checkpoint import TaskCheckpoint, checkpoint_path, done_path, forget_done, left_behind, task_done
+from tools.checkpoint import (
+    TaskCheckpoint,
+    checkpoint_path,
+    done_path,
+    forget_checkpoint,
+    forget_done,
+    left_behind,
+    task_done,
+)
 
 if TYPE_CHECKING:
     from cvat_sdk import Client, models
@@ -53,6 +62,11 @@ if TYPE_CHECKING:
     from alphapose.tracking import TrackerOptions
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines
+
+
+AUTOMATIC_SOURCES = ("auto", "semi-auto")
+"""CVAT's ``source`` of the tracks the command uploads (``auto``), and of those once an annotator edited
+them (cvat-core's ``computeNewSource``)."""
 
 
 class TaskError(Exception):
@@ -312,11 +326,12 @@ def upload_tracks(
     checkpoint: TaskCheckpoint | None = None,
 ) -> bool:
     """All tracks in one request: replacing the task's annotations (``clear_existing``, as the SDK
-    driver does it: tags, shapes and tracks) or added to them. Before an append is sent, the number of
-    the task's automatic ``person`` tracks is noted in ``checkpoint``; when the run resumed left such a
-    note, a task holding more of them now had the lost answer's append applied (CVAT applies a request
-    whole), and nothing is sent (False). Counted rather than compared: CVAT reshapes the tracks it keeps
-    (an element's leading ``outside`` shapes, tracks cut at job boundaries)."""
+    driver does it: tags, shapes and tracks) or added to them. Before an append is sent, the task's
+    highest track id is noted in ``checkpoint``; when the run resumed left such a note, a ``person``
+    track made automatically (``auto``, or ``semi-auto`` once an annotator edited it) with a higher id
+    is the lost answer's append, applied (CVAT applies a request whole and numbers new tracks upwards),
+    and nothing is sent (False). Found by id rather than compared: CVAT reshapes the tracks it keeps (an
+    element's leading ``outside`` shapes, tracks cut at job boundaries), annotators edit them."""
     from cvat_sdk import models
     from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 
@@ -325,23 +340,19 @@ def upload_tracks(
         opened.task.set_annotations(models.LabeledDataRequest(tags=[], shapes=[], tracks=requests))
         return True
     if checkpoint is not None:
-        held = automatic_tracks(opened)
-        if checkpoint.pending_before is not None and held > checkpoint.pending_before:
+        held = opened.task.get_annotations().tracks
+        if checkpoint.pending_after is not None and any(
+            track.id > checkpoint.pending_after
+            and track.label_id == opened.labels.person
+            and track.source in AUTOMATIC_SOURCES
+            for track in held
+        ):
             return False
-        checkpoint.uploading(held)
+        checkpoint.uploading(max((track.id for track in held), default=0))
     opened.task.update_annotations(
         models.PatchedLabeledDataRequest(tracks=requests), action=AnnotationUpdateAction.CREATE
     )
     return True
-
-
-def automatic_tracks(opened: OpenedTask) -> int:
-    """How many tracks of the ``person`` label and source ``auto`` (what the command uploads) the task
-    holds; an annotator's tracks (``manual``) are not counted."""
-    return sum(
-        track.label_id == opened.labels.person and track.source == "auto"
-        for track in opened.task.get_annotations().tracks
-    )
 
 
 def annotate(
@@ -553,13 +564,14 @@ class _Runner:
                         f"task {task_id}: the run resumed annotated it with other settings "
                         f"({done_path(path)}); delete that file to annotate the task again"
                     )
+                forget_checkpoint(path)  # left by a stop between the note and the deletion
                 outcome.done_before = True
                 return
             estimator = self._estimator()
             progress = Progress(task_id, len(opened.dataset.samples), _log)
             checkpoint = TaskCheckpoint(path, settings, resume=self.args.resume)
             try:
-                outcome.tracks, outcome.found_uploaded = annotate(
+                tracks, found_uploaded = annotate(
                     opened,
                     estimator,
                     _tracker(self.skeleton, self.options),
@@ -574,7 +586,8 @@ class _Runner:
                 )
             finally:
                 checkpoint.close()
-            checkpoint.remove()
+            checkpoint.remove(done=not self.args.no_upload)
+            outcome.tracks, outcome.found_uploaded = tracks, found_uploaded
             outcome.frames, outcome.computed = progress.done, progress.computed
         except TaskError as exc:
             raise CommandError(str(exc)) from None

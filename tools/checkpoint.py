@@ -56,14 +56,17 @@ def _note_holds(note: Path, settings: Mapping[str, Any]) -> bool:
         return False
 
 
-def _pending_before(note: Path, settings: Mapping[str, Any]) -> int | None:
-    """The task's count of automatic tracks noted before an upload of ``settings``, else None."""
+def _pending_after(note: Path, settings: Mapping[str, Any]) -> int | None:
+    """The task's highest track id noted before an upload to the server and task of ``settings`` (what
+    else made the tracks does not decide whether they landed), else None."""
     try:
         pending = json.loads(note.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    same = isinstance(pending, dict) and pending.get("settings") == json.loads(json.dumps(settings))
-    return pending.get("tracks_before") if same else None
+    where = {key: settings.get(key) for key in ("server", "task")}
+    return (
+        pending.get("last_track_id") if isinstance(pending, dict) and pending.get("task") == where else None
+    )
 
 
 def _write_synced(path: Path, data: Any) -> None:
@@ -84,16 +87,22 @@ def forget_done(path: Path) -> None:
     done_path(path).unlink(missing_ok=True)
 
 
+def forget_checkpoint(path: Path) -> None:
+    """Drop the checkpoint ``path`` and its pending note: its task is done."""
+    path.unlink(missing_ok=True)
+    pending_path(path).unlink(missing_ok=True)
+
+
 def left_behind(directory: Path, task_ids: Sequence[int]) -> list[Path]:
-    """What an unfinished run of these tasks left in ``directory``: checkpoints holding frames, and the
-    notes of tasks it finished (which a new run would annotate, and append to, a second time)."""
+    """What an unfinished run of these tasks left in ``directory``: checkpoints holding frames, notes of
+    uploads whose answer was lost and of tasks it finished (which a new run would annotate, and append
+    to, a second time)."""
     paths = []
     for task_id in task_ids:
         path = checkpoint_path(directory, task_id)
-        if path.exists() and _holds_frames(path):
+        if path.is_file() and _holds_frames(path):
             paths.append(path)
-        if done_path(path).exists():
-            paths.append(done_path(path))
+        paths += [note for note in (pending_path(path), done_path(path)) if note.exists()]
     return paths
 
 
@@ -136,9 +145,8 @@ class TaskCheckpoint:
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
     would throw away; one that holds no frame (a run that stopped before its first) is replaced.
-    ``pending_before``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
-    they may be in the task already; this is how many automatic tracks the task held before they were
-    sent (None: nothing pending).
+    ``pending_after``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
+    they may be in the task already, numbered above this track id (None: nothing pending).
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
@@ -149,7 +157,6 @@ class TaskCheckpoint:
                 f"{path} holds the frames of an interrupted run: pass --resume to continue it, "
                 f"or {RESUME_REMEDY}"
             )
-        existed = path.exists()
         try:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
@@ -161,8 +168,9 @@ class TaskCheckpoint:
             for frame, records in self._partial.done.items()
         }
         self._partial.done.clear()  # read back as poses above
-        self.pending_before = _pending_before(pending_path(path), settings) if resume and existed else None
-        if self.pending_before is None:  # a note left by a checkpoint that is gone, or of other settings
+        # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
+        self.pending_after = _pending_after(pending_path(path), settings) if resume else None
+        if self.pending_after is None:  # a note of another server
             pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
@@ -173,15 +181,17 @@ class TaskCheckpoint:
     def close(self) -> None:
         self._partial.close()
 
-    def uploading(self, tracks_before: int) -> None:
-        """The tracks are about to be sent to a task holding ``tracks_before`` automatic tracks: the
+    def uploading(self, last_track_id: int) -> None:
+        """The tracks are about to be sent to a task whose highest track id is ``last_track_id``: the
         pending note is on disk before they are."""
-        _write_synced(pending_path(self.path), {"settings": self.settings, "tracks_before": tracks_before})
+        where = {key: self.settings.get(key) for key in ("server", "task")}
+        _write_synced(pending_path(self.path), {"task": where, "last_track_id": last_track_id})
 
-    def remove(self) -> None:
-        """The task is finished: its checkpoint and pending note go, the note that it is done stays
-        (:func:`task_done`)."""
+    def remove(self, *, done: bool = True) -> None:
+        """The task is finished: its checkpoint and pending note go, and the note that it is done stays
+        (:func:`task_done`) when ``done`` (its tracks were uploaded: ``--no-upload`` appends nothing that
+        doing the task again would duplicate)."""
         self.close()
-        _write_synced(done_path(self.path), self.settings)
-        self.path.unlink(missing_ok=True)
-        pending_path(self.path).unlink(missing_ok=True)
+        if done:
+            _write_synced(done_path(self.path), self.settings)
+        forget_checkpoint(self.path)

@@ -369,8 +369,8 @@ def test_a_pending_upload_cvat_never_got_is_sent_on_resume(
 
 def test_a_pending_upload_is_found_in_the_tracks_as_cvat_reshapes_them(cli_env: Path) -> None:
     """CVAT keeps the tracks in its own shape (a track cut in two at a job boundary, an element's leading
-    ``outside`` shapes dropped): the applied upload is still found, by the task's count of automatic
-    ``person`` tracks, and nothing is sent again."""
+    ``outside`` shapes dropped, ``semi-auto`` once edited): the applied upload is still found, by its
+    tracks' ids above those the task held, and nothing is sent again."""
     task = make_task(6, lost_replies=[LostReply(504)])
     with serve(task) as url, serve_function(StubFunction()) as function_url:
         args = annotate_args(url, function_url, cli_env, str(TASK))
@@ -378,8 +378,27 @@ def test_a_pending_upload_is_found_in_the_tracks_as_cvat_reshapes_them(cli_env: 
         first = task.tracks[0]
         cut = {**first, "frame": first["frame"] + 2, "shapes": first["shapes"][1:]}
         task.tracks = [first, cut, *[{**t, "elements": t["elements"][1:]} for t in task.tracks[1:]]]
+        task.tracks = [{**t, "source": "semi-auto"} for t in task.tracks]  # as CVAT marks edited ones
         assert main([*args, "--resume"]) == 0
     assert len(task.uploads) == 1 and len(task.tracks) == 3
+    assert list(cli_env.iterdir()) == []
+
+
+def test_a_run_without_upload_leaves_no_task_done_for_a_run_that_uploads(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Task 5 is written to XML only, task 6 stops on frame 3: the uploading run that resumes it
+    annotates and uploads task 5 too (nothing of it was appended before)."""
+    first = make_task(6)
+    second = ImageTask(6, coco_labels(), first.images, first.sizes)
+    function = StubFunction(refuse={3: [200, 400]})
+    with serve(first, second) as url, serve_function(function) as function_url:
+        args = annotate_args(url, function_url, cli_env, "5", "6")
+        assert main([*args, "--no-upload", "--xml", str(cli_env.parent / "xml")]) == 1
+        assert not list(cli_env.glob("*.done.json"))
+        assert main([*args, "--resume"]) == 0
+        assert "already annotated" not in capsys.readouterr().err
+    assert len(first.uploads) == 1 and len(second.uploads) == 1
     assert list(cli_env.iterdir()) == []
 
 

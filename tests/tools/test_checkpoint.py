@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alphapose.structures import Pose
-from tools.checkpoint import CheckpointError, TaskCheckpoint, pending_path, task_done
+from tools.checkpoint import CheckpointError, TaskCheckpoint, done_path, pending_path, task_done
 
 K = 17
 
@@ -48,27 +48,38 @@ def test_frames_added_are_on_disk_not_in_memory(tmp_path: Path) -> None:
 
 
 def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path) -> None:
-    """Written before the tracks are sent, seen by a resumed run of that checkpoint only: a run that
-    starts over (its checkpoint deleted) drops it, and the task done replaces it with the done note."""
+    """Written before the tracks are sent, seen by a resumed run of the same server and task, also once
+    the checkpoint is deleted (whether the tracks landed does not depend on the frames); the task done
+    replaces it with the done note, a run that uploads nothing leaves no done note."""
     path = tmp_path / "annotate-task-5.checkpoint.jsonl"
-    settings = {"task": 5}
+    settings = {"server": "http://cvat", "task": 5, "poses": {"preset": "a"}}
     checkpoint = TaskCheckpoint(path, settings, resume=False)
     checkpoint.add(0, [pose(0)])
-    assert checkpoint.pending_before is None
+    assert checkpoint.pending_after is None
     checkpoint.uploading(3)
     checkpoint.close()
     assert pending_path(path).exists()
     resumed = TaskCheckpoint(path, settings, resume=True)
-    assert resumed.pending_before == 3
+    assert resumed.pending_after == 3
     resumed.close()
 
-    path.unlink()  # "delete it to start the task over"
-    again = TaskCheckpoint(path, settings, resume=True)
-    assert again.pending_before is None and not pending_path(path).exists()
-    again.uploading(0)
+    path.unlink()  # "delete it to start the task over", with other poses
+    again = TaskCheckpoint(path, {**settings, "poses": {"preset": "b"}}, resume=True)
+    assert again.pending_after == 3
+    again.uploading(4)
     again.remove()
     assert not pending_path(path).exists() and not path.exists()
-    assert task_done(path, settings)
+    assert task_done(path, {**settings, "poses": {"preset": "b"}})
+
+    done_path(path).unlink()
+    elsewhere = TaskCheckpoint(path, settings, resume=False)
+    elsewhere.uploading(7)
+    elsewhere.close()
+    path.unlink()
+    other_server = TaskCheckpoint(path, {**settings, "server": "http://other"}, resume=True)
+    assert other_server.pending_after is None and not pending_path(path).exists()
+    other_server.remove(done=False)
+    assert not path.exists() and not done_path(path).exists()
 
 
 def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -> None:
