@@ -487,6 +487,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(_api_message(exc, args.server_host, project=args.project), 1) from None
     except network_errors() as exc:
         raise CommandError(_unreachable(args.server_host, exc), 1) from None
+    check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
     left = [] if args.resume else left_behind(args.checkpoint_dir, task_ids)
     if left:  # found before any task is annotated again
         raise CommandError(

@@ -402,6 +402,21 @@ def test_a_run_without_upload_leaves_no_task_done_for_a_run_that_uploads(
     assert list(cli_env.iterdir()) == []
 
 
+def test_a_checkpoint_dir_that_cannot_be_written_is_refused_before_any_task(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = cli_env.parent / "blocker"
+    blocker.write_text("x")
+    task = make_task(4)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, blocker / "checkpoints", str(TASK))) == 1
+    where = blocker / "checkpoints"
+    assert capsys.readouterr().err == (
+        f"error: cannot write --checkpoint-dir {where}: {blocker} is a file, not a directory\n"
+    )
+    assert task.uploads == []
+
+
 def test_clear_existing_sends_again_after_a_lost_answer(cli_env: Path) -> None:
     """With ``--clear-existing`` a second request replaces the same tracks: it is sent without a look.
     (The SDK tries a PUT four times on a 504, a PATCH once.)"""
