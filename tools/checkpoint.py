@@ -49,24 +49,21 @@ def pending_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".checkpoint.jsonl") + ".pending.json")
 
 
-def _note_holds(note: Path, settings: Mapping[str, Any]) -> bool:
-    try:
-        return json.loads(note.read_text()) == json.loads(json.dumps(settings))
-    except (FileNotFoundError, ValueError):
-        return False
+def _uploaded_to(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a checkpoint's ``settings`` that says where its tracks go (server and task): all a
+    pending note is about, since whether tracks landed does not depend on what made them."""
+    return {key: settings.get(key) for key in ("server", "task")}
 
 
 def _pending_after(note: Path, settings: Mapping[str, Any]) -> int | None:
-    """The task's highest track id noted before an upload to the server and task of ``settings`` (what
-    else made the tracks does not decide whether they landed), else None."""
+    """The task's highest track id noted before an upload to the server and task of ``settings``, else
+    None."""
     try:
         pending = json.loads(note.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    where = {key: settings.get(key) for key in ("server", "task")}
-    return (
-        pending.get("last_track_id") if isinstance(pending, dict) and pending.get("task") == where else None
-    )
+    same = isinstance(pending, dict) and pending.get("task") == _uploaded_to(settings)
+    return pending.get("last_track_id") if same else None
 
 
 def _write_synced(path: Path, data: Any) -> None:
@@ -79,7 +76,10 @@ def _write_synced(path: Path, data: Any) -> None:
 
 def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the run being resumed finished the task of checkpoint ``path`` with ``settings``."""
-    return _note_holds(done_path(path), settings)
+    try:
+        return json.loads(done_path(path).read_text()) == json.loads(json.dumps(settings))
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def forget_done(path: Path) -> None:
@@ -184,8 +184,8 @@ class TaskCheckpoint:
     def uploading(self, last_track_id: int) -> None:
         """The tracks are about to be sent to a task whose highest track id is ``last_track_id``: the
         pending note is on disk before they are."""
-        where = {key: self.settings.get(key) for key in ("server", "task")}
-        _write_synced(pending_path(self.path), {"task": where, "last_track_id": last_track_id})
+        note = {"task": _uploaded_to(self.settings), "last_track_id": last_track_id}
+        _write_synced(pending_path(self.path), note)
 
     def remove(self, *, done: bool = True) -> None:
         """The task is finished: its checkpoint and pending note go, and the note that it is done stays
