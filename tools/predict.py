@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     video = _video_input(args.images)
     if video is not None:
         return _predict_video(args, video)
-    if args.render and args.render.suffix.lower() in IMAGE_SUFFIXES and len(args.images) > 1:
+    if args.render and _names_image(args.render) and len(args.images) > 1:
         raise CommandError(f"--render {args.render} names one file but there are {len(args.images)} images")
     render_directory = args.render is not None and not _names_image(args.render)  # a drawn image each
     _check_outputs(args, out_directory=False, render_directory=render_directory)
