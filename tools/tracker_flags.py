@@ -1,5 +1,5 @@
-"""The tracker's flags, for ``predict`` on a video and ``annotate-task``: made from one table whose
-types and shown defaults come from :class:`alphapose.tracking.TrackerOptions`."""
+"""The tracker's flags, for ``predict`` on a video and ``annotate-task``, and the README's table of them:
+made from one table whose types and shown defaults come from :class:`alphapose.tracking.TrackerOptions`."""
 
 from __future__ import annotations
 
@@ -8,32 +8,43 @@ from typing import Any
 
 from alphapose.errors import OptionError
 
-# The tracker's flags, for `predict` on a video and `annotate-task`: option of
-# alphapose.tracking.TrackerOptions -> (flag, help); the type and default shown come from TrackerOptions.
+# option of alphapose.tracking.TrackerOptions -> (flag, help)
 TRACKER_FLAGS = {
-    "high_score": ("--track-high-score", "poses scoring at least this are matched first"),
+    "high_score": ("--track-high-score", "persons with a box score at least this are matched first"),
     "low_score": (
         "--track-low-score",
-        "poses scoring less are ignored; between the two they only continue tracks",
+        "persons scoring less are ignored; between the two they only continue tracks",
     ),
-    "start_score": ("--track-start-score", "only a pose scoring at least this starts a track"),
+    "start_score": ("--track-start-score", "only a person scoring at least this starts a track"),
     "start_keypoint_score": (
         "--track-start-keypoint-score",
-        "and only if its best 17 keypoints score this on average",
+        "and only if its best 17 keypoint scores average this (a false detection's keypoints score low)",
     ),
-    "iou_weight": ("--iou-weight", "share of box IoU in the similarity, the rest the pose's OKS"),
-    "min_similarity": ("--min-similarity", "pairs less similar are never the same person"),
-    "low_similarity": ("--low-similarity", "the same for a low-score pose"),
-    "lost_discount": ("--lost-discount", "share of those bounds for a person not seen last frame"),
-    "max_age": ("--max-age", "frames a lost person is waited for"),
-    "min_hits": ("--min-hits", "poses before a track is confirmed and given an id"),
+    "iou_weight": (
+        "--iou-weight",
+        "share of box IoU in the similarity when every keypoint is seen; the rest is OKS",
+    ),
+    "min_similarity": (
+        "--min-similarity",
+        "a person and a track less similar than this are never matched",
+    ),
+    "low_similarity": ("--low-similarity", "the same for a low-scored person"),
+    "lost_discount": (
+        "--lost-discount",
+        "share of those bounds for a track not seen in the last frame, whose prediction is less sure",
+    ),
+    "max_age": ("--max-age", "frames a lost person is waited for before its track ends"),
+    "min_hits": ("--min-hits", "frames a track needs to be confirmed, numbered and written"),
     "tentative_misses": ("--tentative-misses", "frames a track not yet confirmed may miss"),
-    "keypoint_threshold": ("--track-keypoint-threshold", "keypoints below it are left out of OKS"),
-    "motion_damping": ("--motion-damping", "share of a hidden person's speed kept each frame"),
-    "follow_camera": (
-        "--follow-camera",
-        "move every prediction by the camera's motion, measured on the persons",
+    "keypoint_threshold": (
+        "--track-keypoint-threshold",
+        "keypoints scoring below it are left out of OKS",
     ),
+    "motion_damping": (
+        "--motion-damping",
+        "share of a hidden person's speed kept each frame (lower it for persons who stop behind things)",
+    ),
+    "follow_camera": ("--follow-camera", "take the camera's motion out of the predictions"),
 }
 
 
@@ -60,3 +71,20 @@ def tracker_options(args: argparse.Namespace) -> Any:
         return TrackerOptions(**{name: value for name, value in given.items() if value is not None})
     except OptionError as exc:
         raise ValueError(f"invalid {TRACKER_FLAGS[exc.option][0]} {exc.value!r}: {exc.problem}") from None
+
+
+def readme_table() -> str:
+    """The README's table of the tracker's flags (``python -m tools.readme`` writes it there)."""
+    from alphapose.tracking import TrackerOptions
+
+    defaults = TrackerOptions()
+    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    for name, (flag, text) in TRACKER_FLAGS.items():
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            shown_flag = f"`{flag}` / `--no-{flag[2:]}`"
+            shown_default = "on" if default else "off"
+        else:
+            shown_flag, shown_default = f"`{flag}`", f"`{default}`"
+        lines.append(f"| {shown_flag} | {shown_default} | {text} |")
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from repo_paths import REPO, TEST_DATA
+from repo_paths import TEST_DATA
 
 from alphapose.errors import OptionError
 from alphapose.pose.skeletons import COCO17, SKELETONS, oks_sigmas
@@ -467,20 +467,3 @@ def test_oks_sigmas_are_alphapose_s() -> None:
     for name, sigmas in recorded["sigmas"].items():
         assert oks_sigmas(SKELETONS[name]) == pytest.approx(sigmas, abs=1e-9), name
     assert oks_sigmas(SKELETONS["halpe68"]) is None  # AlphaPose has none for it
-
-
-def test_the_readme_lists_every_tracker_flag_with_its_default() -> None:
-    """The README's table of the tracker's flags (predict and annotate-task) says what the code does:
-    every flag of tools.tracker_flags's table, with TrackerOptions' default."""
-    import re
-
-    from tools.tracker_flags import TRACKER_FLAGS
-
-    readme = (REPO / "README.md").read_text()
-    defaults = TrackerOptions()
-    for name, (flag, _) in TRACKER_FLAGS.items():
-        row = re.search(r"^\| `" + re.escape(flag) + r"`[^|]*\| `?([^|`]+)`? \|", readme, re.MULTILINE)
-        assert row, f"{flag} is not in the README's table"
-        default = getattr(defaults, name)
-        shown = {True: "on", False: "off"}[default] if isinstance(default, bool) else str(default)
-        assert row.group(1) == shown, flag
