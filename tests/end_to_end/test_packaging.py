@@ -1,7 +1,7 @@
 """The installable library: what a wheel holds, what it requires, and that it works from anywhere.
 
 The wheel is built from this checkout and unpacked into a temporary directory that becomes the only
-place ``alphapose`` can be imported from; the README's "Python API" snippet then runs from another
+place ``alphapose`` can be imported from; the first snippet of docs/python.md then runs from another
 directory, exactly as written there.
 """
 
@@ -83,7 +83,7 @@ def test_wheel_requires_the_run_time_pins_and_offers_every_extra(wheel: Path) ->
         assert extras == sorted(requirement_lines(f"requirements-{extra}.txt"))
 
 
-def test_readme_python_api_runs_from_another_directory(
+def test_the_python_guide_runs_from_another_directory(
     wheel: Path, weights_dir: Path, tmp_path: Path
 ) -> None:
     site = tmp_path / "site"
@@ -93,9 +93,8 @@ def test_readme_python_api_runs_from_another_directory(
     (work / "weights").symlink_to(weights_dir, target_is_directory=True)
     image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     cv2.imwrite(str(work / "people.jpg"), image)
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Python API", 1)[1]
-    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    guide = (REPO / "docs" / "python.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", guide, re.DOTALL).group(1)
     probe = f"""
 import sys, torch, torchvision, cv2, numpy, PIL.Image
 threads, pixel_cap = torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS
