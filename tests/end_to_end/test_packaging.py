@@ -83,9 +83,7 @@ def test_wheel_requires_the_run_time_pins_and_offers_every_extra(wheel: Path) ->
         assert extras == sorted(requirement_lines(f"requirements-{extra}.txt"))
 
 
-def test_the_python_guide_runs_from_another_directory(
-    wheel: Path, weights_dir: Path, tmp_path: Path
-) -> None:
+def test_the_python_guide_runs_from_another_directory(wheel: Path, weights_dir: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "elsewhere"
@@ -120,3 +118,30 @@ print(json.dumps({{
     assert report["file"].startswith(str(site))  # the installed copy, not the checkout
     assert report["tools"] == []
     assert report["unchanged"]  # no thread cap, no Pillow limit: the library changes nothing process-wide
+
+
+def test_the_python_guides_tracking_example_runs_on_a_video(
+    wheel: Path, weights_dir: Path, tmp_path: Path
+) -> None:
+    """The guide's second example, as written, from the installed copy, on a short video file."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "weights").symlink_to(weights_dir, target_is_directory=True)
+    writer = cv2.VideoWriter(str(work / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for frame in np.random.default_rng(1).integers(0, 256, (3, 120, 160, 3), dtype=np.uint8):
+        writer.write(frame)
+    writer.release()
+    guide = (REPO / "docs" / "python.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", guide.split("## Tracking", 1)[1], re.DOTALL)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", snippet + "\nimport alphapose\nprint(alphapose.__file__)"],
+        cwd=work,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith(str(site))
