@@ -26,8 +26,7 @@ from alphapose.detection.yolox_net import NUM_ATTRS, YOLOX
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.images.decode import rgb_image_size
-from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
+from alphapose.weights.strict import load_checkpoint, load_strictly, network_shapes, other_fit_hint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 CANVAS_VALUE = 114  # grey of the unused part of the canvas

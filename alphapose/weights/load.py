@@ -18,8 +18,7 @@ from alphapose.detection.detectors import DETECTORS, detector_for_file, get_dete
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.pose.presets import PRESETS, PosePreset, get_preset
-from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
+from alphapose.weights.strict import load_checkpoint, load_strictly, network_shapes, other_fit_hint
 
 
 def load_pose_model(
