@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engines, prepare_network
 from alphapose.engines.calibration import CalibrationSet, detector_inputs, pose_inputs
 from alphapose.engines.precision import Precision, require_cpu_units, resolve_precision

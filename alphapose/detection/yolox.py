@@ -149,7 +149,7 @@ def yolox_detectors() -> dict[str, DetectorSpec]:
 @cache
 def expected_shapes(detector: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a YOLOX detector's state_dict."""
-    return network_shapes(yolox_detectors()[detector].network)
+    return network_shapes(yolox_detectors()[detector].build)
 
 
 def load_yolox(
@@ -185,7 +185,7 @@ def load_yolox(
         none="It fits no YOLOX variant either.",
     )
     model = load_strictly(
-        spec.network, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
+        spec.build, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
     )
     if fold_batch_norm:
         fold_batch_norms(model)

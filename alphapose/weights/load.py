@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphapose.detection import FAMILIES
 from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.person_detector import FAMILIES
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.pose.presets import PRESETS, PosePreset, get_preset

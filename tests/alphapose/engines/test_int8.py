@@ -167,7 +167,7 @@ def test_the_bound_fails_on_calibration_in_bgr_order_or_without_the_mean(case: d
 def test_calibration_inputs_are_what_the_networks_see(tmp_path: Path) -> None:
     """The detector's letterboxed input of its family and the pose network's normalised crops, cut from
     the files as decoded RGB; an image without a detected person gives its whole frame."""
-    from alphapose.detection import FAMILIES
+    from alphapose.detection.person_detector import FAMILIES
     from alphapose.engines.calibration import detector_inputs
 
     calibration = CalibrationSet.from_directory(write_frames(tmp_path / "frames", range(2)))
