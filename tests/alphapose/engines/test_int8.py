@@ -31,11 +31,11 @@ from torch import nn
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.settings import Config
-from alphapose.engines import Calibration, check_engines, prepare_network
 from alphapose.engines import export as export_module
 from alphapose.engines.calibration import FRAME_READING, CalibrationSet, pose_inputs
 from alphapose.engines.export import CacheError
 from alphapose.engines.precision import resolve_precision
+from alphapose.engines.prepare import Calibration, check_engines, prepare_network
 from alphapose.errors import OptionError, PrecisionError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
