@@ -15,8 +15,8 @@ from alphapose.cvat.predictor import Predictor, start_process
 from alphapose.cvat.request import OUTPUT_FORMATS
 from alphapose.cvat.settings import Config, add_setting_flags, setting_flags
 from alphapose.errors import ImageError, VideoError, WeightsError
+from alphapose.images import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from alphapose.images.decode import read_image_file
-from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from tools.errors import CommandError, check_threshold
 from tools.output import JsonList, check_writable, render_image, unwritable, write_json
 from tools.render import RENDER_SUFFIXES
