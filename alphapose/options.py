@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, DetectorSpec, get_detector
-from alphapose.engines import DEFAULT_ENGINE, parse_engines
-from alphapose.engines.precision import PRECISIONS
+from alphapose.engines import DEFAULT_ENGINE, PRECISIONS, parse_engines
 from alphapose.errors import OptionError
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
 

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphapose.detection import FAMILIES, PersonDetector
-from alphapose.engines import NETWORKS, Calibration, NetworkEngine, check_engines, prepare_network
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
+from alphapose.engines import NETWORKS
 from alphapose.engines.calibration import CalibrationSet, detector_inputs, pose_inputs
 from alphapose.engines.precision import Precision, require_cpu_units, resolve_precision
+from alphapose.engines.prepare import Calibration, NetworkEngine, check_engines, prepare_network
 from alphapose.errors import OptionError, SyntheticWeightsWarning, WeightsError
 from alphapose.images.decode import rgb_image_size
 from alphapose.options import PipelineOptions

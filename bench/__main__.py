@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from alphapose.detection.detectors import DETECTORS
-from alphapose.engines.precision import PRECISIONS
+from alphapose.engines import PRECISIONS
 from alphapose.engines.threads import configure_cpu_threads
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS

@@ -38,8 +38,8 @@ from torch import nn
 
 from alphapose.cvat.formats import cvat_skeletons
 from alphapose.cvat.request import decode_base64, decode_image
-from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.detectors import DETECTORS
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
 from alphapose.pipeline import CPU_FORWARD_BATCH, Pose, PosePipeline
 from alphapose.pose.nms import pose_nms

@@ -10,10 +10,13 @@
 
 Each command is a module (tools/predict.py, call.py, serve.py, annotate_task.py, evaluate.py) with
 ``add_arguments(parser)`` and ``run(args) -> int``, registered with its help in :data:`COMMANDS`; only the
-command that runs is imported, so ``call`` and ``serve`` start without PyTorch. ``predict`` reads the
-same ``ALPHAPOSE_*`` variables as the function (flags override them) and answers with the same formats;
-``call`` posts exactly what CVAT posts; ``serve`` runs main.py behind a local stand-in for Nuclio's
-HTTP trigger. ``python -m alphapose.weights`` downloads the official weights.
+command that runs is imported, and the model only when the command loads it: ``call`` and ``serve`` hold
+no model and import no PyTorch (``serve``'s workers do), and ``predict``, ``annotate-task`` and
+``evaluate`` answer ``--help``, a mistyped flag or a bad setting without PyTorch or OpenCV (the tables
+their flags are made of are data that import neither). ``predict`` reads the same ``ALPHAPOSE_*``
+variables as the function (flags override them) and answers with the same formats; ``call`` posts
+exactly what CVAT posts; ``serve`` runs main.py behind a local stand-in for Nuclio's HTTP trigger.
+``python -m alphapose.weights`` downloads the official weights.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ import numpy as np
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.formats import coco_results
-from alphapose.cvat.predictor import Predictor, start_process
 from alphapose.cvat.settings import FLAGS, Config, add_setting_flags, setting_flags
 from alphapose.errors import ImageError, WeightsError
 from alphapose.evaluation import (
@@ -42,7 +41,6 @@ from alphapose.evaluation import (
     load_detections,
     load_ground_truth,
 )
-from alphapose.images.decode import read_image_file
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
@@ -141,10 +139,7 @@ def run(args: argparse.Namespace) -> int:
         configs = [Config.from_env(flags=flags)] + ([Config.from_env(flags=second)] if second else [])
         for config in configs:
             _check_keypoints(config.options.pose_preset, truth)
-        pipelines = []
-        for config in configs:
-            start_process(config)
-            pipelines.append(Predictor.load(config).pipeline)
+        pipelines = [_load(config) for config in configs]
     except (AnnotationError, ConfigError, WeightsError) as exc:
         raise CommandError(str(exc)) from None
     outs = [args.out] + ([_compare_path(args.out)] if second else [])
@@ -169,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
     if second:
         print(format_displacement(keypoint_displacement(*runs)))
     return 0
+
+
+def _load(config: Config) -> Estimator:
+    """The pipeline of ``config``, after the process-wide start-up steps: the one place the command
+    imports the model, so its parser and the checks of its flags run without PyTorch."""
+    from alphapose.cvat.predictor import Predictor, start_process
+
+    start_process(config)
+    return Predictor.load(config).pipeline
 
 
 def predict(
@@ -295,6 +299,8 @@ def _image_paths(truth: GroundTruth, images: Sequence[dict[str, Any]], directory
 
 
 def _read(path: Path, image: dict[str, Any], truth: GroundTruth, max_pixels: int) -> np.ndarray:
+    from alphapose.images.decode import read_image_file
+
     try:
         pixels = read_image_file(path, max_pixels=max_pixels)
     except ImageError as exc:

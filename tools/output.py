@@ -12,6 +12,9 @@ import numpy as np
 
 from tools.errors import CommandError
 
+# What --render writes for a video: the containers tools.render.VideoWriter encodes MPEG-4 part 2 in.
+RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+
 
 def write_json(data: Any, out: Path | None) -> None:
     """``data`` as indented JSON into ``out`` (the ``--out`` flag), or to stdout."""

@@ -8,19 +8,19 @@ import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphapose.cvat.errors import ConfigError
-from alphapose.cvat.predictor import Predictor, start_process
-from alphapose.cvat.request import OUTPUT_FORMATS
+from alphapose.cvat.formats import OUTPUT_FORMATS
 from alphapose.cvat.settings import Config, add_setting_flags, setting_flags
 from alphapose.errors import ImageError, VideoError, WeightsError
-from alphapose.images.decode import read_image_file
-from alphapose.images.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
+from alphapose.images import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from tools.errors import CommandError, check_threshold
-from tools.output import JsonList, check_writable, render_image, unwritable, write_json
-from tools.render import RENDER_SUFFIXES
+from tools.output import RENDER_SUFFIXES, JsonList, check_writable, render_image, unwritable, write_json
 from tools.tracker_flags import add_tracker_options, tracker_options
+
+if TYPE_CHECKING:
+    from alphapose.cvat.predictor import Predictor
 
 IMAGE_SUFFIXES = FRAME_SUFFIXES  # the image files --render writes, as a directory's frames are read
 
@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: Path, max_pixels: int) -> Any:
+    from alphapose.images.decode import read_image_file
+
     try:
         return read_image_file(path, max_pixels=max_pixels)
     except ImageError as exc:
@@ -108,7 +110,10 @@ def read_settings(args: argparse.Namespace) -> Config:
 
 
 def load(settings: Config) -> Predictor:
-    """The predictor of ``settings``, after the process-wide start-up steps."""
+    """The predictor of ``settings``, after the process-wide start-up steps: the one place the command
+    imports the model, so its parser and the checks of its flags run without PyTorch."""
+    from alphapose.cvat.predictor import Predictor, start_process
+
     try:
         start_process(settings)
         return Predictor.load(settings)

@@ -16,8 +16,6 @@ import numpy as np
 
 from alphapose.pose.skeletons import SKELETONS, Skeleton
 
-RENDER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # what --render writes for a video (MPEG-4 part 2)
-
 # RGB colours by body side: the person's left, right, and the midline.
 LEFT_COLOUR = (255, 140, 0)
 RIGHT_COLOUR = (0, 160, 255)
@@ -76,7 +74,7 @@ def draw_labels(image: np.ndarray, labels: Sequence[tuple[str, tuple[float, floa
 
 class VideoWriter:
     """RGB frames into a video file: MPEG-4 part 2 (``mp4v``), the codec AlphaPose's demo writes, which
-    OpenCV's bundled FFmpeg encodes in any of the containers of :data:`RENDER_SUFFIXES`."""
+    OpenCV's bundled FFmpeg encodes in any of the containers of :data:`tools.output.RENDER_SUFFIXES`."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path, self.size = Path(path), size

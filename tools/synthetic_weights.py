@@ -157,7 +157,7 @@ def synthetic_yolox(
         raise ValueError(f"person_score must be strictly between 0 and 1, got {person_score}")
     if isinstance(variant, str) and get_detector(variant).family != "yolox":
         raise ValueError(f"{variant} is not a YOLOX detector")
-    model = (get_detector(variant).network if isinstance(variant, str) else variant)()
+    model = (get_detector(variant).build if isinstance(variant, str) else variant)()
     _randomise(model, generator)
     sample = yolox_calibration_batch(generator) if calibration is None else calibration.float()
     head_inputs = _capture_head_inputs(model)

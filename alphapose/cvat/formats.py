@@ -25,6 +25,8 @@ from alphapose.pose.skeletons import Skeleton
 if TYPE_CHECKING:
     from alphapose.structures import Pose
 
+# what a request's "format" and the tools' --format choose between
+OUTPUT_FORMATS = ("cvat", "coco")
 COCO_PERSON_CATEGORY = 1
 
 

@@ -21,7 +21,7 @@ import torch
 
 from alphapose.cvat.formats import coco_results, cvat_skeletons
 from alphapose.cvat.settings import Config
-from alphapose.engines import describe as describe_engines
+from alphapose.engines.prepare import describe as describe_engines
 from alphapose.errors import SyntheticWeightsWarning
 from alphapose.images.decode import allow_large_images
 from alphapose.pipeline import PosePipeline

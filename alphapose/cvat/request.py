@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from alphapose.cvat.errors import RequestError
+from alphapose.cvat.formats import OUTPUT_FORMATS
 from alphapose.errors import ImageError
 from alphapose.images import decode
-
-OUTPUT_FORMATS = ("cvat", "coco")
 
 _DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")

@@ -15,14 +15,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS
+from alphapose.images import DEFAULT_MAX_PIXELS
 from alphapose.options import PipelineOptions
-from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import PosePreset
+
+if TYPE_CHECKING:
+    from alphapose.pipeline import PosePipeline
 
 ENV_PREFIX = "ALPHAPOSE_"
 _OPTION_DEFAULTS = {f.name: f.default for f in fields(PipelineOptions) if f.default is not MISSING}
@@ -306,7 +308,10 @@ class Config:
 
     def load_pipeline(self) -> PosePipeline:
         """The pipeline these settings describe; a problem found while loading (a missing GPU, a precision
-        the CPU has no units for, both refused before anything loads) names its setting as spelled."""
+        the CPU has no units for, both refused before anything loads) names its setting as spelled. The
+        networks are imported here: the table, the checks and the flags made from them need none."""
+        from alphapose.pipeline import PosePipeline
+
         try:
             return PosePipeline.from_weights_dir(self.weights_dir, self.options)
         except OptionError as exc:

@@ -153,7 +153,7 @@ def load(weights: Path, input_size: int, detector: DetectorSpec) -> YoloV3SPP:
     if not weights.is_file():
         raise WeightsError(f"detector weights not found: {weights}")
     with torch.device("meta"):
-        model = detector.network(input_size)
+        model = detector.build(input_size)
     model = model.to_empty(device="cpu")
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):

@@ -26,8 +26,7 @@ from alphapose.detection.yolox_net import NUM_ATTRS, YOLOX
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.images.decode import rgb_image_size
-from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
+from alphapose.weights.strict import load_checkpoint, load_strictly, network_shapes, other_fit_hint
 
 INPUT_SIZE = 640  # AlphaPose feeds every variant 640x640 (detector/yolox_cfg.py)
 CANVAS_VALUE = 114  # grey of the unused part of the canvas
@@ -150,7 +149,7 @@ def yolox_detectors() -> dict[str, DetectorSpec]:
 @cache
 def expected_shapes(detector: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a YOLOX detector's state_dict."""
-    return network_shapes(yolox_detectors()[detector].network)
+    return network_shapes(yolox_detectors()[detector].build)
 
 
 def load_yolox(
@@ -186,7 +185,7 @@ def load_yolox(
         none="It fits no YOLOX variant either.",
     )
     model = load_strictly(
-        spec.network, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
+        spec.build, state, source=path, target=spec.name, expected=expected_shapes(spec.name), hint=hint
     )
     if fold_batch_norm:
         fold_batch_norms(model)

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from alphapose.errors import ImageError, OptionError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
-from alphapose.images.video import FRAME_SUFFIXES
+from alphapose.images import DEFAULT_MAX_PIXELS, FRAME_SUFFIXES
+from alphapose.images.decode import decode_image
 from alphapose.pose.transforms import crop_persons
 
 # At most this many inputs per network: the quantizer's default statistics subset; more only cost time.

@@ -39,10 +39,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from alphapose.engines import PRECISIONS
 from alphapose.errors import PrecisionError
 from alphapose.pose.models.resnet import DeformConv2d
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # /proc/cpuinfo flags of the units that run each reduced precision at full speed on a CPU.
 CPU_UNIT_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}

@@ -21,9 +21,6 @@ from alphapose.errors import ImageError
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 # Formats Pillow decodes by running another program (EPS: Ghostscript); never run one on a caller's bytes.
 _REFUSED_FORMATS = ("EPS",)
-# The function's limit on an image's pixels unless ALPHAPOSE_MAX_PIXELS says otherwise; calibration frames
-# are held to it too.
-DEFAULT_MAX_PIXELS = 50_000_000
 _JPEG_END = b"\xff\xd9"  # the EOI marker that closes a complete JPEG
 _EXIF_ORIENTATION = 0x0112
 _OPENCV_RGB = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # Pillow applies rotations

@@ -22,13 +22,9 @@ import cv2
 import numpy as np
 
 from alphapose.errors import ImageError, VideoError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS, read_image_file
+from alphapose.images import DEFAULT_MAX_PIXELS, FRAME_SUFFIXES
+from alphapose.images.decode import read_image_file
 
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-# Names that say "video file" to the command line (FrameSource itself opens whatever FFmpeg reads).
-VIDEO_SUFFIXES = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"
-)  # fmt: skip
 # AlphaPose's video writer's frame rate (alphapose/utils/writer.py), for frames that come without one.
 DEFAULT_FPS = 25.0
 

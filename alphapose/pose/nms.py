@@ -8,7 +8,8 @@ average of the cluster.
 Two variants, as in the reference: the body variant for up to 68 keypoints, and the whole-body variant
 for the 133- and 136-keypoint sets, which weighs face and hand keypoints apart from the body. The
 constants differ between models trained with the heatmap loss and the others; the reference switches
-them by rewriting its module globals, here each preset names its own :class:`PoseNmsParams`.
+them by rewriting its module globals, here each preset names its own
+:class:`~alphapose.pose.nms_params.PoseNmsParams`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from alphapose.pose.nms_params import BODY_NMS, PoseNmsParams
 
 MATCH_RADIUS_CAP = 7.0  # pixels, for counting matching keypoints
 MERGE_RADIUS_CAP = 15.0  # pixels, for taking part in the weighted average
@@ -30,31 +33,6 @@ FACE_FACTOR = 1.9  # face keypoints: wider spatial temperature and match radius
 HAND_FACTOR = 0.55  # hand keypoints: narrower
 FACE_WEIGHT_SCORE, HAND_WEIGHT_SCORE = 1.0, 0.1
 FACE_WEIGHT_DIST, HAND_WEIGHT_DIST = 1.0, 1.5
-
-
-@dataclass(frozen=True)
-class PoseNmsParams:
-    """The constants of one pose NMS configuration."""
-
-    delta1: float = 1.0  # temperature of the keypoint-score agreement term
-    mu: float = 1.7  # weight of the spatial term
-    delta2: float = 2.65  # temperature of the spatial term (pixels)
-    gamma: float = 22.48  # similarity above which two poses are duplicates
-    score_threshold: float = 0.3  # a pose whose best keypoint is weaker than this is dropped
-    match_threshold: float = 5  # this many matching keypoints make two poses duplicates
-    alpha: float = 0.1  # match radius as a fraction of the box's longer side
-    whole_body: bool = False  # the face- and hand-aware variant (133 or 136 keypoints)
-
-
-BODY_NMS = PoseNmsParams()
-"""17/26/68-keypoint models, whatever their loss (the reference changes constants only for 133/136)."""
-WHOLE_BODY_HEATMAP_NMS = PoseNmsParams(whole_body=True)
-"""133/136-keypoint models trained with the heatmap loss."""
-WHOLE_BODY_REGRESSION_NMS = PoseNmsParams(
-    delta1=1.0, mu=1.65, delta2=8.0, gamma=3.6, score_threshold=0.01, match_threshold=3.0, alpha=0.15,
-    whole_body=True,
-)  # fmt: skip
-"""133/136-keypoint models trained with the integral-regression or the combined loss."""
 
 
 @dataclass(frozen=True)

@@ -3,30 +3,28 @@
 A preset names the network builder, the keypoint set, the official checkpoint (file name and where it is
 published) and the input and heatmap sizes. Everything else (the function's labels, the weights download,
 the function files, the loader's hints when a checkpoint does not fit) reads this table instead of
-branching on model names.
+branching on model names. The builder is named by a word that :mod:`alphapose.pose.models.builders`
+resolves when a network is built, so the table (and the options and command-line flags checked against
+it) reads without PyTorch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from alphapose.errors import lookup
-from alphapose.pose.models.fastpose import (
-    fastpose_dcn_res50,
-    fastpose_dcn_res50_conv256,
-    fastpose_res50,
-    fastpose_res50_conv256,
-    fastpose_res152_conv256,
+from alphapose.pose.nms_params import (
+    BODY_NMS,
+    WHOLE_BODY_HEATMAP_NMS,
+    WHOLE_BODY_REGRESSION_NMS,
+    PoseNmsParams,
 )
-from alphapose.pose.models.fastpose_duc import fastpose_duc_res50_unshuffle, fastpose_duc_res152
-from alphapose.pose.models.hrnet import hrnet_w32
-from alphapose.pose.models.simplepose import simplepose_res50
-from alphapose.pose.nms import BODY_NMS, WHOLE_BODY_HEATMAP_NMS, WHOLE_BODY_REGRESSION_NMS, PoseNmsParams
 from alphapose.pose.skeletons import COCO17, COCO_WHOLEBODY133, HALPE26, HALPE68, HALPE136, Skeleton
 from alphapose.weights.files import WeightsFile, google_drive
+
+if TYPE_CHECKING:
+    from torch import nn
 
 HEATMAP_KEYPOINT_THRESHOLD = 0.4
 """Below it a heatmap-decoded keypoint is not shown (AlphaPose's writer.py)."""
@@ -40,7 +38,7 @@ class PosePreset:
 
     name: str
     description: str
-    builder: Callable[[int], nn.Module]
+    network: str  # the builder's name in alphapose.pose.models.builders.BUILDERS
     skeleton: Skeleton
     checkpoint: WeightsFile
     input_size: tuple[int, int] = (256, 192)  # (height, width) of a person crop
@@ -59,8 +57,10 @@ class PosePreset:
             )
 
     def build(self) -> nn.Module:
-        """The network with uninitialised weights, in eval mode."""
-        return self.builder(self.skeleton.num_keypoints).eval()
+        """The network with uninitialised weights, in eval mode (the networks are imported here)."""
+        from alphapose.pose.models.builders import BUILDERS
+
+        return BUILDERS[self.network](self.skeleton.num_keypoints).eval()
 
     @property
     def keypoint_thresholds(self) -> tuple[float, ...]:
@@ -77,7 +77,7 @@ _HANDS = 42
 
 
 def _whole_body(
-    name: str, description: str, builder: Callable[[int], nn.Module], skeleton: Skeleton, checkpoint: str,
+    name: str, description: str, network: str, skeleton: Skeleton, checkpoint: str,
     drive_id: str, loss: str, config: str,
 ) -> PosePreset:  # fmt: skip
     """A whole-body row: decoding and pose NMS follow from the loss the model was trained with, as in
@@ -88,7 +88,7 @@ def _whole_body(
     if k == 68:
         nms = BODY_NMS  # the reference changes constants only for 133/136 keypoints
     return PosePreset(
-        name=name, description=description, builder=builder, skeleton=skeleton,
+        name=name, description=description, network=network, skeleton=skeleton,
         checkpoint=WeightsFile(checkpoint, google_drive(drive_id)), regression_joints=regression, nms=nms,
         official_config=config,
     )  # fmt: skip
@@ -108,7 +108,7 @@ WHOLE_BODY_PRESETS = (
         "fastpose_res50_wholebody136",
         "FastPose, SE-ResNet-50, 136 whole-body keypoints (body, feet, face, hands), multi-domain, "
         "integral regression (Halpe AP 50.1)",
-        fastpose_res50,
+        "fastpose_res50",
         HALPE136,
         "multi_domain_fast50_regression_256x192.pth",
         "1Bb3kPoFFt-M0Y3ceqNO8DTXi1iNDd4gI",
@@ -118,7 +118,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_wholebody136",
         "FastPose-DCN, SE-ResNet-50, 136 whole-body keypoints, multi-domain, combined loss (Halpe AP 49.8)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         HALPE136,
         "multi_domain_fast50_dcn_combined_256x192.pth",
         "1wX1Z2ZOoysgSNovlgiEtJKpbR8tUBWYR",
@@ -128,7 +128,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res50_halpe136",
         "FastPose, SE-ResNet-50, 136 Halpe keypoints, integral regression (Halpe AP 44.1)",
-        fastpose_res50_conv256,
+        "fastpose_res50_conv256",
         HALPE136,
         "halpe136_fast50_regression_256x192.pth",
         "1_10JYI3O-VbrAiONfL36UxLf9UXMoUYA",
@@ -138,7 +138,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res50_halpe136_heatmap",
         "FastPose, SE-ResNet-50, 136 Halpe keypoints, heatmap loss (Halpe AP 41.7)",
-        fastpose_res50_conv256,
+        "fastpose_res50_conv256",
         HALPE136,
         "halpe136_fast50_heatmap_256x192.pth",
         "1LbKM2TOxKdpIZoDxCo6ldmOf62pw6z8A",
@@ -148,7 +148,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_halpe136",
         "FastPose-DCN, SE-ResNet-50, 136 Halpe keypoints, integral regression (Halpe AP 46.2)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         HALPE136,
         "halpe136_fast50_dcn_regression_256x192.pth",
         "1S49aDYGVjEJpx4MnFu7TFzzsbp7Si6h_",
@@ -158,7 +158,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_halpe136_combined",
         "FastPose-DCN, SE-ResNet-50, 136 Halpe keypoints, combined loss (Halpe AP 45.4)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         HALPE136,
         "halpe136_fast50_dcn_combined_256x192.pth",
         "1jt-V1Zh-eYgX_-2mrBTV9Ip6z7JjApEC",
@@ -168,7 +168,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_halpe136_combined_hand10",
         "FastPose-DCN, SE-ResNet-50, 136 Halpe keypoints, combined loss with 10x hand weight (Halpe AP 47.2)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         HALPE136,
         "halpe136_fast50_dcn_combined_hand10_256x192.pth",
         "1nL2KYqxSnSZH8c7PRr_d9KEFxCEiyjAR",
@@ -178,7 +178,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res152_halpe136",
         "FastPose, SE-ResNet-152, 136 Halpe keypoints, integral regression (Halpe AP 45.1)",
-        fastpose_res152_conv256,
+        "fastpose_res152_conv256",
         HALPE136,
         "halpe136_fast152_regression_256x192.pth",
         "1zZotfE3WsBe1BxKimlK56wwJuK9E4EDs",
@@ -188,7 +188,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res50_wholebody133",
         "FastPose, SE-ResNet-50, 133 COCO-WholeBody keypoints, integral regression (COCO-WholeBody AP 55.4)",
-        fastpose_res50,
+        "fastpose_res50",
         COCO_WHOLEBODY133,
         "coco_wholebody_fast50_regression_256x192.pth",
         "1WQlwRw7KiKBI2Wyb-lvnQX29R29NbhLz",
@@ -198,7 +198,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_wholebody133",
         "FastPose-DCN, SE-ResNet-50, 133 COCO-WholeBody keypoints, integral regression (AP 57.7)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         COCO_WHOLEBODY133,
         "coco_wholebody_fast50_dcn_regression_256x192.pth",
         "10MgWM4rMORVaHNPyswal7RtrsehVV79X",
@@ -208,7 +208,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res50_wholebody133_combined",
         "FastPose, SE-ResNet-50, 133 COCO-WholeBody keypoints, combined loss (AP 57.8)",
-        fastpose_res50_conv256,
+        "fastpose_res50_conv256",
         COCO_WHOLEBODY133,
         "coco_wholebody_fast50_combined_256x192.pth",
         "14wrc9q96bYqUc2efT8p8XzdTvLm-LwUT",
@@ -218,7 +218,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_wholebody133_combined",
         "FastPose-DCN, SE-ResNet-50, 133 COCO-WholeBody keypoints, combined loss (AP 58.2)",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         COCO_WHOLEBODY133,
         "coco_wholebody_fast50_dcn_combined_256x192.pth",
         "1aP0nYujw32H-VoJBVsXS-DsBBY-UwI8Y",
@@ -228,7 +228,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_res152_wholebody133",
         "FastPose, SE-ResNet-152, 133 COCO-WholeBody keypoints, integral regression (AP 56.9)",
-        fastpose_res152_conv256,
+        "fastpose_res152_conv256",
         COCO_WHOLEBODY133,
         "coco_wholebody_fast152_regression_256x192.pth",
         "1ktBwkG1KL3_iFbPXAh5gua0zX92p-1KV",
@@ -238,7 +238,7 @@ WHOLE_BODY_PRESETS = (
     _whole_body(
         "fastpose_dcn_res50_halpe68",
         "FastPose-DCN, SE-ResNet-50, 68 Halpe keypoints without the face (body, feet, hands), combined loss",
-        fastpose_dcn_res50_conv256,
+        "fastpose_dcn_res50_conv256",
         HALPE68,
         "halpe68_noface_fast50_dcn_combined_256x192.pth",
         "14Qn9gxm-EVzqFi7v25Y5TqKIvrFLy_BR",
@@ -255,7 +255,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="fastpose_res50_coco",
             description="FastPose, SE-ResNet-50 with DUC head, 17 COCO keypoints (COCO val AP 72.0)",
-            builder=fastpose_res50,
+            network="fastpose_res50",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "fast_res50_256x192.pth", google_drive("1kQhnMRURFiy7NsdS8EFL-8vtqEXOgECn")
@@ -264,7 +264,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="fastpose_res50_halpe26",
             description="FastPose, SE-ResNet-50, 26 Halpe keypoints (COCO 17 + head, neck, hip, feet)",
-            builder=fastpose_res50,
+            network="fastpose_res50",
             skeleton=HALPE26,
             checkpoint=WeightsFile(
                 "halpe26_fast_res50_256x192.pth", google_drive("1S-ROA28de-1zvLv-hVfPFJ5tFBYOSITb")
@@ -273,7 +273,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="simplepose_res50_coco",
             description="SimplePose, ResNet-50 with deconvolution head, 17 COCO keypoints (AP 70.6)",
-            builder=simplepose_res50,
+            network="simplepose_res50",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "simple_res50_256x192.pth", google_drive("1nxyfUbvWDaaT9eDM7Y31ScSVPlGy6gfw")
@@ -282,7 +282,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="fastpose_dcn_res50_coco",
             description="FastPose, SE-ResNet-50, deformable convs in stages 2-4, 17 COCO keypoints (AP 72.8)",
-            builder=fastpose_dcn_res50,
+            network="fastpose_dcn_res50",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "fast_dcn_res50_256x192.pth", google_drive("1zUz9YIk6eALCbZrukxD7kQ554nhi1pVv")
@@ -291,7 +291,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="fastpose_duc_res152_coco",
             description="FastPose-DUC, SE-ResNet-152 with three DUC stages, 17 COCO keypoints (AP 73.3)",
-            builder=fastpose_duc_res152,
+            network="fastpose_duc_res152",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "fast_421_res152_256x192.pth", google_drive("1kfyedqyn8exjbbNmYq8XGd2EooQjPtF9")
@@ -300,7 +300,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="fastpose_duc_res50_coco",
             description="FastPose-DUC, pixel-unshuffle SE-ResNet-50, 17 COCO keypoints (AP 72.4)",
-            builder=fastpose_duc_res50_unshuffle,
+            network="fastpose_duc_res50_unshuffle",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "fast_421_res50-shuffle_256x192.pth", google_drive("1RlnL_YnnmgOM4L9L2szFdUnTjwptqtL-")
@@ -309,7 +309,7 @@ PRESETS: dict[str, PosePreset] = {
         PosePreset(
             name="hrnet_w32_coco",
             description="HRNet-W32, 17 COCO keypoints (AP 72.5)",
-            builder=hrnet_w32,
+            network="hrnet_w32",
             skeleton=COCO17,
             checkpoint=WeightsFile(
                 "hrnet_w32_256x192.pth", google_drive("1i63BPlOnp2vSjIZ7ni4Yp3RCPQwqe922")

@@ -1,8 +1,9 @@
-"""The official weights files: where their authors publish them, the sha256 recorded for each, and how a
-PyTorch checkpoint among them is read (safely: no code runs from the file).
+"""The official weights files: where their authors publish them and the sha256 recorded for each.
 
 A :class:`WeightsFile` is data that the preset and detector tables point at; downloading, the function
-images' build steps, the README and the checks all read it from there.
+images' build steps, the README and the checks all read it from there. This module needs no PyTorch, so
+the tables (and the command-line parsers made from them) do not either; a checkpoint is read by
+:func:`alphapose.weights.strict.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-import torch
 
 from alphapose.errors import WeightsError
 
@@ -65,18 +63,6 @@ def read_checksums(path: Path = CHECKSUM_FILE) -> dict[str, str]:
             )
         checksums[match.group(2)] = match.group(1).lower()
     return checksums
-
-
-def load_checkpoint(path: Path, what: str) -> Any:
-    """The object saved in a PyTorch file, read with ``weights_only=True``; ``what`` names it in errors."""
-    if not path.is_file():
-        raise WeightsError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
-        ) from exc
 
 
 def sha256_of(path: Path) -> str:

@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphapose.detection import FAMILIES
 from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.person_detector import FAMILIES
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.errors import WeightsError
 from alphapose.pose.presets import PRESETS, PosePreset, get_preset
-from alphapose.weights.files import load_checkpoint
-from alphapose.weights.strict import load_strictly, network_shapes, other_fit_hint
+from alphapose.weights.strict import load_checkpoint, load_strictly, network_shapes, other_fit_hint
 
 
 def load_pose_model(

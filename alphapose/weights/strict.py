@@ -1,15 +1,17 @@
-"""Load a checkpoint's tensors into a network strictly, with errors a person can act on.
+"""Read a checkpoint safely and load its tensors into a network strictly, with errors a person can act on.
 
-Every official PyTorch checkpoint (the pose networks', YOLOX's) goes through :func:`load_strictly`: the
-file must match the network key for key and shape for shape, and when it does not, the error lists what
-is missing, unexpected or of the wrong shape, and says which other network the file fits. This module
-imports only torch and the library's errors, so every loader can use it without an import cycle.
+Every official PyTorch checkpoint (the pose networks', YOLOX's) is read by :func:`load_checkpoint` (no
+code runs from the file) and goes through :func:`load_strictly`: the file must match the network key for
+key and shape for shape, and when it does not, the error lists what is missing, unexpected or of the
+wrong shape, and says which other network the file fits. This module imports only torch and the
+library's errors, so every loader can use it without an import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,3 +104,15 @@ def load_strictly(
         model = build()
     model.load_state_dict(state, strict=True, assign=True)
     return model.float().eval()
+
+
+def load_checkpoint(path: Path, what: str) -> Any:
+    """The object saved in a PyTorch file, read with ``weights_only=True``; ``what`` names it in errors."""
+    if not path.is_file():
+        raise WeightsError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
+        ) from exc

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from alphapose import PosePipeline
-from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.darknet import YoloV3SPP, read_darknet_weights
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.engines.fuse import fold_batch_norms
 from alphapose.engines.threads import _cgroup_cpu_quota, configure_cpu_threads, cpu_budget
 from alphapose.pose.presets import get_preset

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
-from repo_paths import REPO
+from repo_paths import REPO, TEST_DATA
 
 from tools.cli import COMMANDS, build_parser, main
 
@@ -25,6 +26,51 @@ def test_call_and_serve_start_without_pytorch() -> None:
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# Each command line, run by tools.cli.main in one process in this order, and the start of what it prints
+# on stderr (--help prints on stdout).
+PARSED_WITHOUT_THE_MODEL = [
+    (["predict", "--help"], ""),
+    (["annotate-task", "--help"], ""),
+    (["evaluate", "--help"], ""),
+    (["predict", str(TEST_DATA / "astronaut.jpg"), "--preset", "nope"], "error: invalid --preset 'nope': "),
+    (["predict", str(TEST_DATA / "astronaut.jpg"), "--device", "gpu9"], "error: invalid --device 'gpu9': "),
+    (["predict", str(TEST_DATA / "astronaut.jpg"), "--threshold", "2"], "error: invalid --threshold 2.0: "),
+    (["annotate-task", "1", "--precision", "fp64"], "error: invalid --precision 'fp64': "),
+    (["evaluate", "--annotations", "a.json", "--images", "x", "--presett", "nope"], "usage: "),
+]
+
+
+def test_the_model_commands_parse_and_refuse_their_flags_without_pytorch_or_opencv() -> None:
+    """predict, annotate-task and evaluate import the model only to run it: --help, a mistyped flag and a
+    bad setting are answered without torch, torchvision or cv2, which took seconds to import first."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from tools.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        "            status = main(argv)\n"
+        "        except SystemExit as exc:\n"
+        "            status = exc.code\n"
+        "    loaded = sorted(m for m in ('torch', 'torchvision', 'cv2') if m in sys.modules)\n"
+        "    print(json.dumps([status, err.getvalue(), loaded]))\n"
+    )
+    argvs = [argv for argv, _ in PARSED_WITHOUT_THE_MODEL]
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(argvs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    outcomes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(outcomes) == len(PARSED_WITHOUT_THE_MODEL), result.stderr
+    for (argv, start), (status, err, loaded) in zip(PARSED_WITHOUT_THE_MODEL, outcomes, strict=True):
+        assert (status, loaded) == (0 if argv[-1] == "--help" else 2, []), (argv, err)
+        assert err.startswith(start), (argv, err)
 
 
 def test_every_command_is_listed_and_the_one_named_takes_its_arguments() -> None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.darknet import YoloV3SPP
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.detection.yolov3 import Letterbox, letterbox, network_input, select_persons
 
 HEADS = (88, 100, 112)

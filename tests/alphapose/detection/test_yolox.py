@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.detection import FAMILIES, PersonDetector
+from alphapose.detection.builders import BUILDERS
 from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.detection.yolox import (
     CANVAS_VALUE,
     Placement,
@@ -119,7 +120,7 @@ def test_variant_builders_and_the_table_rows_that_point_at_them() -> None:
         (1.0, 1.0),
         (1.33, 1.25),
     ]
-    assert [d.network for d in yolox_detectors().values()] == [yolox_s, yolox_m, yolox_l, yolox_x]
+    assert [BUILDERS[d.network] for d in yolox_detectors().values()] == [yolox_s, yolox_m, yolox_l, yolox_x]
     assert detector_for_file("yolox_x.pth") is DETECTORS["yolox-x"] is get_detector("yolox-x")
     assert detector_for_file("yolov3-spp.weights") is DETECTORS["yolov3-spp"]
     with pytest.raises(ValueError, match="yolox-s"):

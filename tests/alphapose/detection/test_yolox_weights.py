@@ -15,8 +15,8 @@ import requests
 import torch
 
 import alphapose
-from alphapose.detection import FAMILIES, PersonDetector
 from alphapose.detection.detectors import DETECTORS, detector_for_file, get_detector
+from alphapose.detection.person_detector import FAMILIES, PersonDetector
 from alphapose.detection.yolox_net import YOLOX, YoloxScale
 from alphapose.errors import WeightsError
 from alphapose.weights.download import ensure_weights, http_download, minimum_size, verify_file

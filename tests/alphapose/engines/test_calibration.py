@@ -13,7 +13,7 @@ from image_files import KINDS
 from alphapose.cvat.request import decode_image
 from alphapose.engines.calibration import CalibrationSet
 from alphapose.errors import OptionError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS
+from alphapose.images import DEFAULT_MAX_PIXELS
 
 
 @pytest.mark.parametrize(("name", "make"), KINDS)

@@ -34,10 +34,11 @@ from alphapose import engines
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.sdk_function import PARAMETERS
 from alphapose.cvat.settings import Config
-from alphapose.engines import ENGINES, RuntimeNetwork, check_engines, parse_engines, prepare_network
+from alphapose.engines import ENGINES, parse_engines
 from alphapose.engines import export as export_module
 from alphapose.engines.export import cache_path, export_onnx, exported
 from alphapose.engines.precision import resolve_precision
+from alphapose.engines.prepare import RuntimeNetwork, check_engines, describe, prepare_network
 from alphapose.errors import OptionError
 from alphapose.options import PipelineOptions
 from alphapose.pose.models.resnet import DeformConv2d
@@ -307,7 +308,7 @@ def test_a_network_openvino_cannot_run_stays_in_pytorch_and_the_log_says_so(
     assert "openvino cannot run deformable convolutions" in str(chosen)
     assert "runs in PyTorch" in caplog.text and "pose network" in caplog.text
     assert not (tmp_path / "onnx").exists()  # nothing exported
-    assert engines.describe({"pose": chosen}).startswith("pose: torch fp32 (openvino cannot run")
+    assert describe({"pose": chosen}).startswith("pose: torch fp32 (openvino cannot run")
 
 
 def test_engine_names_one_for_both_networks_or_one_each() -> None:

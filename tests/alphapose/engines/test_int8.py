@@ -31,11 +31,11 @@ from torch import nn
 
 from alphapose.cvat.errors import ConfigError
 from alphapose.cvat.settings import Config
-from alphapose.engines import Calibration, check_engines, prepare_network
 from alphapose.engines import export as export_module
 from alphapose.engines.calibration import FRAME_READING, CalibrationSet, pose_inputs
 from alphapose.engines.export import CacheError
 from alphapose.engines.precision import resolve_precision
+from alphapose.engines.prepare import Calibration, check_engines, prepare_network
 from alphapose.errors import OptionError, PrecisionError
 from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
@@ -167,7 +167,7 @@ def test_the_bound_fails_on_calibration_in_bgr_order_or_without_the_mean(case: d
 def test_calibration_inputs_are_what_the_networks_see(tmp_path: Path) -> None:
     """The detector's letterboxed input of its family and the pose network's normalised crops, cut from
     the files as decoded RGB; an image without a detected person gives its whole frame."""
-    from alphapose.detection import FAMILIES
+    from alphapose.detection.person_detector import FAMILIES
     from alphapose.engines.calibration import detector_inputs
 
     calibration = CalibrationSet.from_directory(write_frames(tmp_path / "frames", range(2)))

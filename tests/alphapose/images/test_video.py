@@ -17,7 +17,8 @@ import pytest
 from image_files import KINDS
 
 from alphapose.errors import VideoError
-from alphapose.images.decode import DEFAULT_MAX_PIXELS, decode_image
+from alphapose.images import DEFAULT_MAX_PIXELS
+from alphapose.images.decode import decode_image
 from alphapose.images.video import DEFAULT_FPS, FrameSource
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video

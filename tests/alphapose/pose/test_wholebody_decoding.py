@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from alphapose.pose.nms import (
+from alphapose.pose.nms import _whole_body_matches, _whole_body_similarity, pose_nms
+from alphapose.pose.nms_params import (
     BODY_NMS,
     WHOLE_BODY_HEATMAP_NMS,
     WHOLE_BODY_REGRESSION_NMS,
     PoseNmsParams,
-    _whole_body_matches,
-    _whole_body_similarity,
-    pose_nms,
 )
 from alphapose.pose.presets import PRESETS, get_preset
 from alphapose.pose.transforms import decode_outputs, decode_regression
