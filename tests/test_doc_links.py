@@ -1,6 +1,6 @@
-"""The README's and the docs' links: every link to a file of the repository names one that exists, and
-every ``#anchor`` a heading of its page, slugged as GitHub slugs them. Pages move between the README and
-docs/; a link left behind would otherwise be found only by a reader."""
+"""The links of the README, the changelog and the docs: every link to a file of the repository names one
+that exists, and every ``#anchor`` a heading of its page, slugged as GitHub slugs them. Pages move between
+the README and docs/; a link left behind would otherwise be found only by a reader."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from repo_paths import REPO
 
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]
+PAGES = [
+    REPO / "README.md",
+    REPO / "CHANGELOG.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "bench" / "README.md",
+]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
