@@ -45,14 +45,13 @@ is flat in the video's length.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from alphapose.errors import OptionError
+from alphapose.errors import OptionError, install_hint
 
 if TYPE_CHECKING:
     from alphapose.pipeline import PosePipeline
@@ -201,6 +200,17 @@ class _Track:
         return self.track_id > 0
 
 
+def _optimal_assignment() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """scipy's ``linear_sum_assignment``. scipy comes with the ``video`` extra, which the function images
+    leave out, so it is imported by a tracker rather than by this module: the options and the flags made
+    from them read without it."""
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as exc:
+        raise ImportError(f"tracking needs scipy ({exc}); install it with {install_hint('video')}") from exc
+    return linear_sum_assignment
+
+
 class PoseTracker:
     """Frame-to-frame association of poses (see the module docstring for the design).
 
@@ -214,6 +224,7 @@ class PoseTracker:
         self.sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         if self.sigmas is not None and (self.sigmas.ndim != 1 or not (self.sigmas > 0).all()):
             raise ValueError(f"sigmas must be one positive number per keypoint, got {sigmas!r}")
+        self._assign = _optimal_assignment()  # before the first frame: a missing scipy stops nothing midway
         self.reset()
 
     def reset(self) -> None:
@@ -336,7 +347,7 @@ class PoseTracker:
             similarity = similarity * (1 - pose_share * (1 - oks))
         lost = np.array([t.last_frame < self._frame - 1 for t in tracks])
         similarity[similarity < np.where(lost, bound * self.options.lost_discount, bound)[:, None]] = 0.0
-        rows, cols = linear_sum_assignment(similarity, maximize=True)
+        rows, cols = self._assign(similarity, maximize=True)
         return {tracks[r]: candidates[c] for r, c in zip(rows, cols, strict=True) if similarity[r, c] > 0.0}
 
     # --- life of the tracks ----------------------------------------------------------------------------
@@ -351,7 +362,7 @@ class PoseTracker:
             return
         predicted = np.stack([t.mean[:4] for t in seen])
         iou = box_iou(_state_to_xyxy(predicted), boxes)
-        rows, cols = linear_sum_assignment(iou, maximize=True)
+        rows, cols = self._assign(iou, maximize=True)
         clear = iou[rows, cols] >= _CAMERA_SIMILARITY
         if clear.sum() < _CAMERA_MATCHES:
             return

@@ -477,8 +477,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(usage)
     check_threshold("--threshold", args.threshold)
     try:
-        options = tracker_options(args)
         config = Config.from_env(flags=setting_flags(args))
+        options = tracker_options(args)
         client = _client(args.server_host, args.auth)
         task_ids = _task_ids(client, args)
     except (ValueError, ConfigError, TaskError) as exc:

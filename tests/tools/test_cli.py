@@ -44,7 +44,8 @@ PARSED_WITHOUT_THE_MODEL = [
 
 def test_the_model_commands_parse_and_refuse_their_flags_without_pytorch_or_opencv() -> None:
     """predict, annotate-task and evaluate import the model only to run it: --help, a mistyped flag and a
-    bad setting are answered without torch, torchvision or cv2, which took seconds to import first."""
+    bad setting are answered without torch, torchvision or cv2, which took seconds to import first, nor
+    scipy, which only the tracker needs (the ``video`` extra)."""
     script = (
         "import contextlib, io, json, sys\n"
         "from tools.cli import main\n"
@@ -55,7 +56,7 @@ def test_the_model_commands_parse_and_refuse_their_flags_without_pytorch_or_open
         "            status = main(argv)\n"
         "        except SystemExit as exc:\n"
         "            status = exc.code\n"
-        "    loaded = sorted(m for m in ('torch', 'torchvision', 'cv2') if m in sys.modules)\n"
+        "    loaded = sorted(m for m in ('torch', 'torchvision', 'cv2', 'scipy') if m in sys.modules)\n"
         "    print(json.dumps([status, err.getvalue(), loaded]))\n"
     )
     argvs = [argv for argv, _ in PARSED_WITHOUT_THE_MODEL]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import fields
 
+import pytest
 from repo_paths import REPO
 
 from alphapose.tracking import TrackerOptions
@@ -45,3 +47,15 @@ def test_flags_left_out_keep_the_defaults_and_given_ones_set_their_option() -> N
     assert tracker_options(_parsed()) == TrackerOptions()
     chosen = tracker_options(_parsed("--max-age", "60", "--no-follow-camera", "--iou-weight", "0.5"))
     assert chosen == TrackerOptions(max_age=60, follow_camera=False, iou_weight=0.5)
+
+
+def test_a_missing_scipy_is_named_with_the_extra_to_install_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """scipy comes with the ``video`` extra only; without it, reading the flags says what to install
+    (found before the model loads), and the flags and their help need no scipy."""
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)
+    assert TRACKER_TABLE.current(README) == tracker_block()
+    with pytest.raises(ValueError, match=r"^tracking needs scipy .*requirements-video\.txt"):
+        tracker_options(_parsed("--max-age", "60"))
