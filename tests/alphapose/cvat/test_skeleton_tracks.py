@@ -18,7 +18,7 @@ from cvat_track_view import kept, load_video_xml, shown
 from alphapose.cvat.skeleton_tracks import SkeletonTrack, build_tracks, can_cut, cut_track, cvat_view
 from alphapose.cvat.video_xml import TaskFrames, video_xml
 from alphapose.structures import Pose
-from tools.annotate_task import TaskLabels, track_requests
+from tools.annotate_task import TaskLabels, track_request
 
 K = 5  # keypoints of the synthetic skeletons
 THRESHOLD = 0.4
@@ -42,7 +42,7 @@ def pose(points: np.ndarray, scores: Sequence[float] | None = None) -> Pose:
 
 def track_json(track: SkeletonTrack) -> dict:
     """A track as annotate-task uploads it (its request models as JSON), each point labelled by name."""
-    (request,) = track_requests([track], TaskLabels(person=K, points=tuple(range(K))))
+    request = track_request(track, TaskLabels(person=K, points=tuple(range(K))))
     uploaded = json.loads(json.dumps(request.to_dict(), default=str))  # ShapeType -> its value
     for element in uploaded["elements"]:
         element["label"] = NAMES[element.pop("label_id")]
