@@ -650,6 +650,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except _api_errors() as exc:
         raise CommandError(_api_message(exc, args.server_host, project=args.project), 1) from None
+    except _sdk_errors() as exc:
+        raise CommandError(_unreadable(args.server_host, exc), 1) from None
     except network_errors() as exc:
         raise CommandError(_unreachable(args.server_host, exc), 1) from None
     check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
@@ -763,6 +765,10 @@ class _Runner:
             raise CommandError(f"task {task_id}: {exc}", 1) from None
         except _api_errors() as exc:
             raise CommandError(_api_message(exc, self.args.server_host, task=task_id), 1) from None
+        except _sdk_errors() as exc:
+            raise CommandError(f"task {task_id}: {_unreadable(self.args.server_host, exc)}", 1) from None
+        except AnswerError as exc:
+            raise CommandError(f"task {task_id}: {exc}", 1) from None
         except network_errors() as exc:
             raise CommandError(f"task {task_id}: {_unreachable(self.args.server_host, exc)}", 1) from None
         except OSError as exc:
@@ -870,6 +876,25 @@ def _api_errors() -> tuple[type[Exception], ...]:
     from cvat_sdk.api_client.exceptions import ApiException
 
     return (ApiException,)
+
+
+def _sdk_errors() -> tuple[type[Exception], ...]:
+    """What the SDK raises besides an HTTP error status (caught before these): an answer its models
+    cannot take (a field of another type, a value its enums lack), as from a server of another version."""
+    from cvat_sdk.api_client.exceptions import OpenApiException
+
+    return (OpenApiException,)
+
+
+def _unreadable(host: str, exc: Exception) -> str:
+    """The one line for an answer of ``host`` the SDK cannot read, with what to do."""
+    from cvat_sdk import __version__
+
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"cvat-sdk {__version__} cannot read the answer of {host} ({detail}); install the cvat-sdk release "
+        "of the server's version (its /api/server/about names it)"
+    )
 
 
 def _api_message(exc: Any, host: str, *, task: int | None = None, project: int | None = None) -> str:

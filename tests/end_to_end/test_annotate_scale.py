@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import cvat_sdk
 import numpy as np
 import pytest
 import torch
@@ -519,6 +520,94 @@ def test_a_resume_whose_tracks_differ_from_the_parts_sent_is_refused(
         "numbered above 0) and this run's tracks differ (other settings, or its checkpoint was deleted): "
         f"delete those tracks in CVAT and {note}, then run again\n"
     )
+
+
+def test_annotations_the_sdk_cannot_read_are_read_for_their_ids(cli_env: Path) -> None:
+    """The task holds a track of a shape type this SDK's models lack (as a newer server's may), with a
+    field they do not know: before appending, the command reads only the tracks' ids, labels and
+    sources, and appends."""
+    task = make_task(6)
+    (person,) = task.labels
+    shape = {"id": 2, "type": "polyline3d", "frame": 0, "points": [1.0, 2.0], "occluded": False}
+    task.tracks = [
+        {"id": 1, "label_id": person["id"], "frame": 0, "group": 0, "source": "manual", "shapes": [shape]}
+        | {"attributes": [], "elements": [], "newer_field": True}
+    ]
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    assert len(uploaded(task)) == 2 and len(task.tracks) == 3
+
+
+class IdlessTask(ImageTask):
+    """A server whose answers, to ``GET .../annotations`` (``held``) or to an upload, hold tracks without
+    their ids."""
+
+    held: bool = False
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
+        status, payload = super().answer(method, path, query, body)
+        if path.endswith("/annotations") and (method == "GET") == self.held:
+            payload = {**payload, "tracks": [{"label_id": 40}]}
+        return status, payload
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["annotations", "upload"])
+def test_an_answer_without_track_ids_is_one_line_naming_the_task(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], held: bool
+) -> None:
+    """The task's annotations, or an upload's answer, hold no track ids: one line naming the task and
+    what was answered; after an upload's, ``--resume`` finds the tracks it appended."""
+    scene = make_task(6)
+    task = IdlessTask(TASK, scene.labels, scene.images, scene.sizes)
+    task.held = held
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        err = capsys.readouterr().err.splitlines()[-1]
+        if held:
+            assert err == (
+                f"error: task {TASK}: CVAT's answer to the request for the task's annotations holds no "
+                "tracks with their ids; check that --server-host is CVAT's address"
+            )
+            assert task.uploads == []
+            return
+        assert err == (
+            f"error: task {TASK}: CVAT's answer to the upload of a part of the tracks (pieces 1 to 2) holds "
+            "no tracks with their ids; run the same command with --resume, which looks in the task for what "
+            "was applied"
+        )
+        assert main([*args, "--resume"]) == 0
+        assert "found in task 5" in capsys.readouterr().err
+    assert len(task.uploads) == 1 and len(task.tracks) == 2
+
+
+class UnreadableTask(ImageTask):
+    """A task whose description this SDK's models refuse (as a server of another version may give)."""
+
+    def task(self) -> dict[str, Any]:
+        return {**super().task(), "data_chunk_size": "many"}
+
+
+def test_an_answer_the_sdk_cannot_read_is_one_line(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The SDK's models refuse the task's description: one line naming the task, or the server for a
+    project's list of tasks, the SDK's version and what to install."""
+    scene = make_task(4)
+    task = UnreadableTask(TASK, scene.labels, scene.images, scene.sizes, project_id=7)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        for which, name in ((str(TASK), f"task {TASK}: "), ("--project=7", "")):
+            assert main(annotate_args(url, function_url, cli_env, which)) == 1
+            err = capsys.readouterr().err
+            assert err.startswith(
+                f"error: {name}cvat-sdk {cvat_sdk.__version__} cannot read the answer of {url} (Invalid type "
+                "for variable 'data_chunk_size'. Required value type is one of [NoneType, int] and passed "
+                "type was str at ['received_data']"
+            )
+            assert err.endswith(
+                "['data_chunk_size']); install the cvat-sdk release of the server's version (its "
+                "/api/server/about names it)\n"
+            )
+            assert err.count("\n") == 1
+    assert task.uploads == []
 
 
 def test_a_checkpoint_of_another_task_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
