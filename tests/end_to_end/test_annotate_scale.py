@@ -1,5 +1,5 @@
-"""``annotate-task`` at scale: the checkpoint and ``--resume``, frames sent to a running function
-(``--function-url``, ``--concurrency``), several tasks per run, progress lines.
+"""``annotate-task`` at scale: the checkpoint and ``--resume``, the tracks uploaded in parts, frames sent
+to a running function (``--function-url``, ``--concurrency``), several tasks per run, progress lines.
 
 The tasks live on the stub CVAT server (tests/helpers/cvat_server_stub.py) and show the scene of
 tests/tools/test_annotate_task.py (two walking persons; each frame's pixels say its number). The function is
