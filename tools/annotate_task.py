@@ -9,45 +9,50 @@ frame indexes 0 to size - 1 without the deleted frames; chunks of images fetched
 whose original chunks are image sets, single frames decoded by the server for a video task), finds the
 persons on each frame, with the pipeline loaded here or with a running function (``--function-url``,
 :mod:`tools.remote`), follows them with :class:`alphapose.tracking.PoseTracker`, builds the tracks with
-thinned keyframes (:mod:`alphapose.cvat.skeleton_tracks`) and uploads them in one request per task:
-appended to what the task holds, or, with ``--clear-existing`` (the SDK driver's name), replacing all of
-it. ``--xml`` also writes them as a CVAT for video 1.1 file (:mod:`alphapose.cvat.video_xml`; a directory of
-``task-ID.xml`` files for several tasks); with ``--no-upload``, only that. Each task is checked before its
-first frame: it must have frames and a ``person`` skeleton label whose points are exactly the preset's (as
-the SDK driver requires of a function's skeleton).
+thinned keyframes (:mod:`alphapose.cvat.skeleton_tracks`) and uploads them after the task's last frame,
+in requests of at most :data:`UPLOAD_PART_BYTES`: appended to what the task holds, or, with
+``--clear-existing`` (the SDK driver's name), replacing all of it. ``--xml`` also writes them as a CVAT
+for video 1.1 file (:mod:`alphapose.cvat.video_xml`; a directory of ``task-ID.xml`` files for several
+tasks); with ``--no-upload``, only that. Each task is checked before its first frame: it must have
+frames and a ``person`` skeleton label whose points are exactly the preset's (as the SDK driver
+requires of a function's skeleton).
 
 Every frame's poses go to a checkpoint as they are computed (:mod:`tools.checkpoint`); after a crash or
 Ctrl-C, ``--resume`` computes only the frames missing and leaves the tasks that run finished as they
-are. An append whose answer was lost (a timeout, a dropped connection, a proxy's 504) is not sent
-twice: the resumed run reads the task's annotations and sends the tracks only if no automatic track
-newer than those noted before the send is there (:func:`upload_tracks`). Several tasks (or all of a
-project's) share one model load; a task that fails is reported and the others go on; the exit status
-is 0 when every task was annotated. Credentials: ``--auth`` or a personal access token in
-``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
+are. A part of an append whose answer was lost (a timeout, a dropped connection, a proxy's 504) is
+not sent twice: the resumed run reads the task's annotations and sends that part only if no automatic
+track newer than those noted before it was sent is there, then the parts after it
+(:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
+is reported and the others go on; the exit status is 0 when every task was annotated. Credentials:
+``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks
+from alphapose.cvat.skeleton_tracks import DEFAULT_TOLERANCE, SkeletonTrack, build_tracks, can_cut, cut_track
 from alphapose.cvat.spec import PERSON_LABEL
 from alphapose.cvat.video_xml import TaskFrames, write_video_xml
 from tools.checkpoint import (
+    PendingPart,
     TaskCheckpoint,
     checkpoint_path,
     done_path,
     forget_checkpoint,
     forget_done,
     left_behind,
+    pending_path,
     task_done,
 )
 
@@ -64,6 +69,13 @@ if TYPE_CHECKING:
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines
 
 
+UPLOAD_PART_BYTES = 16 * 2**20
+"""The most the JSON body of one request of tracks may weigh. CVAT's server refuses a body over
+Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``, 100 MiB in ``cvat/settings/base.py``, which Django REST
+framework applies to JSON bodies from 3.17.2 (CVAT requires ``~=3.17``); a long video's tracks weigh
+more (docs/tracking.md). A smaller part also leaves room under proxies' time limits and keeps the
+SDK's request models of one part, not of the whole task, in memory."""
+
 AUTOMATIC_SOURCES = ("auto", "semi-auto")
 """CVAT's ``source`` of the tracks the command uploads (``auto``), and of those once an annotator edited
 them (cvat-core's ``computeNewSource``)."""
@@ -71,6 +83,10 @@ them (cvat-core's ``computeNewSource``)."""
 
 class TaskError(Exception):
     """A task this command cannot annotate; the message names the task and says what to change."""
+
+
+class AnswerError(Exception):
+    """CVAT answered with what this command cannot read; the message says what and what to do."""
 
 
 class Tracker(Protocol):
@@ -274,48 +290,126 @@ def task_poses(
         computed.close()
 
 
-def track_requests(tracks: Iterable[SkeletonTrack], labels: TaskLabels) -> list[models.LabeledTrackRequest]:
-    """The tracks as the SDK's request models: a skeleton track, and an element track per point that
-    CVAT keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.skeleton_tracks`)."""
+def _shape(kind: str, frame: int, points: list[float], outside: bool) -> models.TrackedShapeRequest:
     from cvat_sdk import models
 
-    def shape(kind: str, frame: int, points: list[float], outside: bool) -> models.TrackedShapeRequest:
-        return models.TrackedShapeRequest(
-            type=models.ShapeType(kind),
-            frame=frame,
-            points=points,
-            outside=outside,
-            occluded=False,
-            z_order=0,
-            rotation=0.0,
-            attributes=[],
-        )
+    return models.TrackedShapeRequest(
+        type=models.ShapeType(kind),
+        frame=frame,
+        points=points,
+        outside=outside,
+        occluded=False,
+        z_order=0,
+        rotation=0.0,
+        attributes=[],
+    )
 
-    return [
-        models.LabeledTrackRequest(
-            label_id=labels.person,
-            frame=track.frame,
-            group=0,
-            source="auto",
-            attributes=[],
-            shapes=[shape("skeleton", k.frame, [], k.outside) for k in track.keyframes],
-            elements=[
-                models.SubLabeledTrackRequest(
-                    label_id=point_id,
-                    frame=track.frame,
-                    group=0,
-                    source="auto",
-                    attributes=[],
-                    shapes=[shape("points", k.frame, list(k.point), k.outside) for k in keyframes],
-                )
-                for point_id, keyframes in zip(
-                    labels.points, map(track.point_keyframes, range(len(labels.points))), strict=True
-                )
-                if keyframes
-            ],
+
+def track_request(track: SkeletonTrack, labels: TaskLabels) -> models.LabeledTrackRequest:
+    """The track as the SDK's request model: a skeleton track, and an element track per point that CVAT
+    keeps (:meth:`SkeletonTrack.point_keyframes`; see :mod:`alphapose.cvat.skeleton_tracks`)."""
+    from cvat_sdk import models
+
+    return models.LabeledTrackRequest(
+        label_id=labels.person,
+        frame=track.frame,
+        group=0,
+        source="auto",
+        attributes=[],
+        shapes=[_shape("skeleton", k.frame, [], k.outside) for k in track.keyframes],
+        elements=[
+            models.SubLabeledTrackRequest(
+                label_id=point_id,
+                frame=track.frame,
+                group=0,
+                source="auto",
+                attributes=[],
+                shapes=[_shape("points", k.frame, list(k.point), k.outside) for k in keyframes],
+            )
+            for point_id, keyframes in zip(
+                labels.points, map(track.point_keyframes, range(len(labels.points))), strict=True
+            )
+            if keyframes
+        ],
+    )
+
+
+def request_size(data: Any) -> int:
+    """The bytes of ``data`` (SDK models, or lists of them) in a request's body, as the SDK writes it."""
+    from cvat_sdk.api_client import ApiClient
+
+    return len(json.dumps(ApiClient.sanitize_for_serialization(data)).encode())
+
+
+def upload_parts(
+    tracks: Iterable[SkeletonTrack], labels: TaskLabels, limit: int, *, skip: int = 0
+) -> Iterator[tuple[int, list[models.LabeledTrackRequest]]]:
+    """The tracks' requests in parts whose body (as a replacement's, which also holds empty ``tags`` and
+    ``shapes``) weighs at most ``limit`` bytes, in order, each with the number of pieces before it. A
+    track heavier than a part goes as pieces cut from it (:func:`cut_track`: CVAT shows them as the
+    one), each piece in one part; the same tracks give the same pieces on every run, so a resumed run
+    leaves out the first ``skip``, which are in the task."""
+    from cvat_sdk import models
+
+    envelope = request_size(models.LabeledDataRequest(tags=[], shapes=[], tracks=[]))
+    part: list[models.LabeledTrackRequest] = []
+    weight, first = envelope, skip
+    pieces = (piece for track in tracks for piece in _pieces(track, labels, limit - envelope))
+    for index, (request, size) in enumerate(pieces):
+        if index < skip:
+            continue
+        if part and weight + 2 + size > limit:  # ", " before each request after the first
+            yield first, part
+            part, weight, first = [], envelope, index
+        weight += size + 2 * bool(part)
+        part.append(request)
+    if part:
+        yield first, part
+
+
+def _pieces(
+    track: SkeletonTrack, labels: TaskLabels, budget: int
+) -> Iterator[tuple[models.LabeledTrackRequest, int]]:
+    """The request of ``track`` and its size, or those of the pieces cut from it where it weighs more
+    than ``budget`` bytes: cut in the middle, again while a piece is too heavy. A track whose shapes
+    would be too heavy even at the smallest size a shape can have is cut without building its models."""
+    if _least_size(track, len(labels.points)) <= budget:
+        request = track_request(track, labels)
+        size = request_size(request)
+        if size <= budget:
+            yield request, size
+            return
+    middle = len(track.keyframes) // 2
+    cuts = sorted(range(len(track.keyframes)), key=lambda index: abs(index - middle))
+    index = next((index for index in cuts if can_cut(track, index)), None)
+    if index is None:
+        raise ValueError(
+            f"a track of {len(track.keyframes)} keyframe(s) weighs more than a request may ({budget})"
         )
-        for track in tracks
-    ]
+    for piece in cut_track(track, index):
+        yield from _pieces(piece, labels, budget)
+
+
+def _least_size(track: SkeletonTrack, points: int) -> int:
+    """A lower bound of the bytes of ``track``'s request: its shapes at the size of the smallest shape
+    with the separator before it."""
+    shapes = len(track.keyframes) + sum(len(track.point_keyframes(index)) for index in range(points))
+    return shapes * (_smallest_shape() + 2)
+
+
+@cache
+def _smallest_shape() -> int:
+    """The bytes of the smallest shape a request can hold: a skeleton's, on frame 0, outside."""
+    return request_size(_shape("skeleton", 0, [], True))
+
+
+def tracks_digest(tracks: Sequence[SkeletonTrack], labels: TaskLabels) -> str:
+    """A name of what :func:`upload_parts` cuts into pieces: the tracks, the task's label ids and the
+    part size; a resumed run counts the same pieces only where all three are the same."""
+    digest = hashlib.sha256(repr((UPLOAD_PART_BYTES, labels)).encode())
+    for track in tracks:
+        digest.update(repr(track).encode())
+    return digest.hexdigest()
 
 
 def upload_tracks(
@@ -325,34 +419,105 @@ def upload_tracks(
     clear_existing: bool,
     checkpoint: TaskCheckpoint | None = None,
 ) -> bool:
-    """All tracks in one request: replacing the task's annotations (``clear_existing``, as the SDK
-    driver does it: tags, shapes and tracks) or added to them. Before an append is sent, the task's
-    highest track id is noted in ``checkpoint``; when the run resumed left such a note, a ``person``
-    track made automatically (``auto``, or ``semi-auto`` once an annotator edited it) with a higher id
-    is the lost answer's append, applied (CVAT applies a request whole and numbers new tracks upwards),
-    and nothing is sent (False). Found by id rather than compared: CVAT reshapes the tracks it keeps (an
-    element's leading ``outside`` shapes, tracks cut at job boundaries), annotators edit them."""
-    from cvat_sdk import models
-    from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
-
-    requests = track_requests(tracks, opened.labels)
-    if clear_existing:  # sending it again after a lost answer replaces the same tracks: harmless
-        opened.task.set_annotations(models.LabeledDataRequest(tags=[], shapes=[], tracks=requests))
-        return True
-    if checkpoint is not None:
-        held = opened.task.get_annotations().tracks
-        if checkpoint.pending_after is not None and any(
-            track.id > checkpoint.pending_after
-            and track.label_id == opened.labels.person
-            and track.source in AUTOMATIC_SOURCES
-            for track in held
-        ):
-            return False
-        checkpoint.uploading(max((track.id for track in held), default=0))
-    opened.task.update_annotations(
-        models.PatchedLabeledDataRequest(tracks=requests), action=AnnotationUpdateAction.CREATE
+    """The tracks in parts (:func:`upload_parts`), the first replacing the task's annotations
+    (``clear_existing``, as the SDK driver does it: tags, shapes and tracks) and the others added to
+    them, or all added. Before each part of an append is sent, ``checkpoint`` notes the pieces in the
+    task and in the part, and the task's highest track id (the previous part's answer says it). When the
+    run resumed left such a note, a ``person`` track made automatically (``auto``, or ``semi-auto``
+    once an annotator edited it) with a higher id is the lost answer's part, applied (CVAT applies a
+    request whole and numbers new tracks upwards): the parts after it are sent, else that part and
+    those after it. Found by id rather than compared: CVAT reshapes the tracks it keeps (an element's
+    leading ``outside`` shapes, tracks cut at job boundaries), annotators edit them. True when every
+    part was found in the task and nothing was sent."""
+    task, labels = opened.task, opened.labels
+    if clear_existing:  # after a lost answer, sending every part again from the replacement is harmless
+        replace = True
+        for _, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES):
+            _send(task, part, replace=replace, what="the tracks")
+            replace = False
+        if replace:  # no track: the annotations are still replaced
+            _send(task, [], replace=True, what="the tracks")
+        return False
+    if checkpoint is None:
+        for _, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES):
+            _send(task, part, replace=False, what="the tracks")
+        return False
+    _, response = task.api.retrieve_annotations(task.id, _parse_response=False)
+    held = _answer_tracks(
+        response.data, "the request for the task's annotations", "check that --server-host is CVAT's address"
     )
-    return True
+    highest = max((track["id"] for track in held), default=0)
+    digest = tracks_digest(tracks, labels)
+    before, start = highest, 0
+    pending = checkpoint.pending
+    if pending is not None:
+        landed = any(
+            track["id"] > pending.last_track_id
+            and track["label_id"] == labels.person
+            and track.get("source") in AUTOMATIC_SOURCES
+            for track in held
+        )
+        start = pending.sent + pending.sending * landed
+        if start and pending.tracks != digest:
+            raise TaskError(
+                f"task {task.id}: the run resumed appended part of its tracks (its automatic "
+                f"'{PERSON_LABEL}' tracks numbered above {pending.before}) and this run's tracks differ "
+                "(other settings, or its checkpoint was deleted): delete those tracks in CVAT and "
+                f"{pending_path(checkpoint.path)}, then run again"
+            )
+        before = pending.before if start else highest
+    sent = 0
+    for first, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES, skip=start):
+        checkpoint.uploading(PendingPart(digest, before, first, len(part), highest))
+        answer = _send(
+            task,
+            part,
+            replace=False,
+            what=f"a part of the tracks (pieces {first + 1} to {first + len(part)})",
+        )
+        highest = max([highest, *(track["id"] for track in answer)])
+        sent += 1
+    return start > 0 and sent == 0
+
+
+def _send(
+    task: Task, part: list[models.LabeledTrackRequest], *, replace: bool, what: str
+) -> list[dict[str, Any]]:
+    """One request of tracks, replacing the task's annotations or added to them; the tracks of CVAT's
+    answer, which hold the ids it gave them (read as JSON: the SDK's models are not needed for them)."""
+    from cvat_sdk import models
+
+    if replace:
+        data = models.LabeledDataRequest(tags=[], shapes=[], tracks=part)
+        _, response = task.api.update_annotations(task.id, labeled_data_request=data, _parse_response=False)
+    else:
+        _, response = task.api.partial_update_annotations(
+            "create",
+            task.id,
+            patched_labeled_data_request=models.PatchedLabeledDataRequest(tracks=part),
+            _parse_response=False,
+        )
+    return _answer_tracks(
+        response.data,
+        f"the upload of {what}",
+        "run the same command with --resume, which looks in the task for what was applied",
+    )
+
+
+def _answer_tracks(data: bytes, what: str, remedy: str) -> list[dict[str, Any]]:
+    """The ``tracks`` of CVAT's annotations as JSON, each with its integer ``id`` and ``label_id``; an
+    :class:`AnswerError` naming ``what`` was answered, and saying ``remedy``, when they are not there."""
+    try:
+        answer = json.loads(data)
+    except ValueError as exc:
+        raise AnswerError(f"CVAT's answer to {what} is not JSON ({exc}); {remedy}") from None
+    tracks = answer.get("tracks") if isinstance(answer, dict) else None
+    if not isinstance(tracks, list) or not all(
+        isinstance(track, dict) and type(track.get("id")) is int and type(track.get("label_id")) is int
+        for track in tracks
+    ):
+        raise AnswerError(f"CVAT's answer to {what} holds no tracks with their ids; {remedy}")
+    return tracks
 
 
 def annotate(
@@ -382,8 +547,8 @@ def annotate(
     )
     if xml is not None:
         write_video_xml(xml, tracks, estimator.skeleton.keypoints, opened.frames)
-    sent = upload and upload_tracks(opened, tracks, clear_existing=clear_existing, checkpoint=checkpoint)
-    return tracks, upload and not sent
+    found = upload and upload_tracks(opened, tracks, clear_existing=clear_existing, checkpoint=checkpoint)
+    return tracks, found
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -485,6 +650,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except _api_errors() as exc:
         raise CommandError(_api_message(exc, args.server_host, project=args.project), 1) from None
+    except _sdk_errors() as exc:
+        raise CommandError(_unreadable(args.server_host, exc), 1) from None
     except network_errors() as exc:
         raise CommandError(_unreachable(args.server_host, exc), 1) from None
     check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
@@ -598,6 +765,10 @@ class _Runner:
             raise CommandError(f"task {task_id}: {exc}", 1) from None
         except _api_errors() as exc:
             raise CommandError(_api_message(exc, self.args.server_host, task=task_id), 1) from None
+        except _sdk_errors() as exc:
+            raise CommandError(f"task {task_id}: {_unreadable(self.args.server_host, exc)}", 1) from None
+        except AnswerError as exc:
+            raise CommandError(f"task {task_id}: {exc}", 1) from None
         except network_errors() as exc:
             raise CommandError(f"task {task_id}: {_unreachable(self.args.server_host, exc)}", 1) from None
         except OSError as exc:
@@ -705,6 +876,25 @@ def _api_errors() -> tuple[type[Exception], ...]:
     from cvat_sdk.api_client.exceptions import ApiException
 
     return (ApiException,)
+
+
+def _sdk_errors() -> tuple[type[Exception], ...]:
+    """What the SDK raises besides an HTTP error status (caught before these): an answer its models
+    cannot take (a field of another type, a value its enums lack), as from a server of another version."""
+    from cvat_sdk.api_client.exceptions import OpenApiException
+
+    return (OpenApiException,)
+
+
+def _unreadable(host: str, exc: Exception) -> str:
+    """The one line for an answer of ``host`` the SDK cannot read, with what to do."""
+    from cvat_sdk import __version__
+
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"cvat-sdk {__version__} cannot read the answer of {host} ({detail}); install the cvat-sdk release "
+        "of the server's version (its /api/server/about names it)"
+    )
 
 
 def _api_message(exc: Any, host: str, *, task: int | None = None, project: int | None = None) -> str:

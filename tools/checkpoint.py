@@ -10,8 +10,9 @@ never interrupted. The file is deleted once the task's tracks are uploaded (or w
 that the task is done takes its place until every task of the command is: resuming a command of
 several tasks that stopped in its second leaves the first as it was uploaded, rather than annotating
 it again (appending its tracks a second time). A note that the upload is pending is written before
-the tracks are sent: when their answer is lost (a timeout, a dropped connection, a proxy's 504 after
-CVAT applied them), the resumed run knows to look in the task before appending them again.
+each part of the tracks is sent: when its answer is lost (a timeout, a dropped connection, a proxy's
+504 after CVAT applied it), the resumed run knows which parts are in the task and to look for that
+one before appending it again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +57,45 @@ def _uploaded_to(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {key: settings.get(key) for key in ("server", "task")}
 
 
-def _pending_after(note: Path, settings: Mapping[str, Any]) -> int | None:
-    """The task's highest track id noted before an upload to the server and task of ``settings``, else
-    None."""
+@dataclass(frozen=True)
+class PendingPart:
+    """A part of an append sent to CVAT, its answer not yet in: the first ``sent`` pieces of the tracks
+    (:func:`tools.annotate_task.upload_parts`) are in the task, the next ``sending`` were sent when its
+    highest track id was ``last_track_id``. ``tracks`` is the digest of what was cut into pieces (the
+    resumed run's must be the same for the counts to mean the same pieces), ``before`` the task's
+    highest track id before the first part."""
+
+    tracks: str
+    before: int
+    sent: int
+    sending: int
+    last_track_id: int
+
+
+def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
+    """The part noted in flight to the server and task of ``settings``, else None."""
     try:
         pending = json.loads(note.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    same = isinstance(pending, dict) and pending.get("task") == _uploaded_to(settings)
-    return pending.get("last_track_id") if same else None
+    if not isinstance(pending, dict) or pending.get("task") != _uploaded_to(settings):
+        return None
+    try:
+        return PendingPart(**{field.name: pending[field.name] for field in fields(PendingPart)})
+    except KeyError:
+        return None
 
 
 def _write_synced(path: Path, data: Any) -> None:
-    """``data`` as JSON in ``path``, on disk before this returns."""
-    with path.open("w") as file:
+    """``data`` as JSON in ``path``, on disk before this returns, in place of what it held at once (a
+    crash while writing leaves the file as it was: a pending note overwritten part after part must
+    never lose the parts it had counted)."""
+    written = path.with_name(path.name + ".new")
+    with written.open("w") as file:
         file.write(json.dumps(data) + "\n")
         file.flush()
         os.fsync(file.fileno())
+    written.replace(path)
 
 
 def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
@@ -145,8 +169,8 @@ class TaskCheckpoint:
     ``settings`` says what made the poses and for which task (a rerun must give the same). Without
     ``resume`` an existing file is refused: it holds an interrupted run's work, which starting over
     would throw away; one that holds no frame (a run that stopped before its first) is replaced.
-    ``pending_after``: the run resumed sent the tracks (:meth:`uploading`) and never heard back, so
-    they may be in the task already, numbered above this track id (None: nothing pending).
+    ``pending``: the part of the tracks the run resumed sent last (:meth:`uploading`) without hearing
+    back: it may be in the task already, numbered above the track id it notes (None: nothing pending).
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
@@ -169,8 +193,8 @@ class TaskCheckpoint:
         }
         self._partial.done.clear()  # read back as poses above
         # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
-        self.pending_after = _pending_after(pending_path(path), settings) if resume else None
-        if self.pending_after is None:  # a note of another server
+        self.pending = _pending(pending_path(path), settings) if resume else None
+        if self.pending is None:  # a note of another server
             pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
@@ -181,11 +205,9 @@ class TaskCheckpoint:
     def close(self) -> None:
         self._partial.close()
 
-    def uploading(self, last_track_id: int) -> None:
-        """The tracks are about to be sent to a task whose highest track id is ``last_track_id``: the
-        pending note is on disk before they are."""
-        note = {"task": _uploaded_to(self.settings), "last_track_id": last_track_id}
-        _write_synced(pending_path(self.path), note)
+    def uploading(self, part: PendingPart) -> None:
+        """``part`` is about to be sent: the pending note is on disk before it is."""
+        _write_synced(pending_path(self.path), {"task": _uploaded_to(self.settings), **asdict(part)})
 
     def remove(self, *, done: bool = True) -> None:
         """The task is finished: its checkpoint and pending note go, and the note that it is done stays

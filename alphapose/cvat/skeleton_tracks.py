@@ -266,6 +266,29 @@ def _keyframe(frame: int, points: np.ndarray, visible: np.ndarray, outside: bool
     )
 
 
+def cut_track(track: SkeletonTrack, index: int) -> tuple[SkeletonTrack, SkeletonTrack]:
+    """``track`` as two tracks CVAT shows as it shows ``track``, on the same frames: its keyframes from
+    ``index`` on, and those before it ended by an ``outside`` keyframe on the frame of keyframe ``index``
+    with that keyframe's points (CVAT moves the points towards them from the left keyframe, as in
+    ``track``, and the first track stops where the second starts); no keyframe is added where the
+    person has left just before (an ``outside`` keyframe there already ends the first). For an upload
+    too large for one request. ``index`` must be a keyframe where the person is present, as a track
+    starts (:func:`can_cut`)."""
+    if not can_cut(track, index):
+        raise ValueError(f"keyframe {index} of track {track.track_id} cannot start a track")
+    keyframes, rest = track.keyframes[:index], track.keyframes[index:]
+    if not keyframes[-1].outside:
+        start = rest[0]
+        keyframes += (Keyframe(start.frame, True, start.points, (True,) * len(start.points)),)
+    return SkeletonTrack(track.track_id, keyframes), SkeletonTrack(track.track_id, rest)
+
+
+def can_cut(track: SkeletonTrack, index: int) -> bool:
+    """Whether :func:`cut_track` can cut ``track`` at keyframe ``index``: one after the first, where the
+    person is present."""
+    return 0 < index < len(track.keyframes) and not track.keyframes[index].outside
+
+
 def cvat_view(track: SkeletonTrack, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
     """What CVAT shows of ``track`` on ``frame``: ``(points (K, 2), visible (K,))``, or None where the
     skeleton is not shown. It follows the rules in the module docstring: the skeleton from its own

@@ -1,5 +1,5 @@
-"""``annotate-task`` at scale: the checkpoint and ``--resume``, frames sent to a running function
-(``--function-url``, ``--concurrency``), several tasks per run, progress lines.
+"""``annotate-task`` at scale: the checkpoint and ``--resume``, the tracks uploaded in parts, frames sent
+to a running function (``--function-url``, ``--concurrency``), several tasks per run, progress lines.
 
 The tasks live on the stub CVAT server (tests/helpers/cvat_server_stub.py) and show the scene of
 tests/tools/test_annotate_task.py (two walking persons; each frame's pixels say its number). The function is
@@ -25,10 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import cvat_sdk
 import numpy as np
 import pytest
 import torch
 from cvat_server_stub import DROPPED, ImageTask, LostReply, serve
+from cvat_track_view import shown
 from PIL import Image
 from repo_paths import REPO
 from task_scene import (
@@ -41,6 +43,7 @@ from task_scene import (
     scene_poses,
 )
 
+import tools.annotate_task as annotate_task
 import tools.remote as remote
 from alphapose.cvat.formats import coco_results
 from alphapose.cvat.request import decode_base64, decode_image
@@ -430,6 +433,181 @@ def test_clear_existing_sends_again_after_a_lost_answer(cli_env: Path) -> None:
     assert task.replaced[0] == task.replaced[-1] and len(task.replaced[0]["tracks"]) == 2
     assert len(task.tracks) == 2 and task.uploads == []
     assert list(cli_env.iterdir()) == []
+
+
+PART = 25_000  # bytes: the scene's 30 frames go in three parts, the second person's track cut in two
+
+
+def shown_persons(task: ImageTask) -> list[list[tuple]]:
+    """Per frame, what CVAT shows of the task's automatic tracks: each skeleton's visible points."""
+    (person,) = task.labels
+    sublabels = [sublabel["id"] for sublabel in person["sublabels"]]
+    views = [shown(track, len(task.images), sublabels) for track in task.tracks if track["source"] == "auto"]
+    return [
+        sorted(tuple(np.round(view[frame][0][view[frame][1]], 6).ravel()) for view in views if frame in view)
+        for frame in range(len(task.images))
+    ]
+
+
+def test_a_long_upload_goes_in_parts_that_each_fit(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request of tracks weighs at most the part size and the next part's first track would not
+    have fitted in it; a track heavier than a part is cut into tracks CVAT shows as the one, so the
+    task shows what one request would have put there. With ``--clear-existing`` the first part
+    replaces the task's annotations and the others are added."""
+    whole, task, replaced = make_task(30), make_task(30), make_task(30)
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    assert [method for method, _ in whole.received] == ["PATCH"] and whole.received[0][1] > PART
+    monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
+    with serve(task, replaced) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+        replaced.task_id, replaced.tracks = TASK, [manual_copy(replaced, uploaded(whole)[0])]
+    with serve(replaced) as url, serve_function(StubFunction()) as function_url:
+        assert main([*annotate_args(url, function_url, cli_env, str(TASK)), "--clear-existing"]) == 0
+    sizes = [size for _, size in task.received]
+    assert len(sizes) == 3 and max(sizes) <= PART
+    for size, following in zip(sizes, task.uploads[1:], strict=False):
+        assert size + 2 + len(json.dumps(following["tracks"][0])) > PART
+    assert [len(upload["tracks"]) for upload in task.uploads] == [1, 1, 1]
+    assert shown_persons(task) == shown_persons(whole)
+    assert [method for method, _ in replaced.received] == ["PUT", "PATCH", "PATCH"]
+    assert [size for _, size in replaced.received][1:] == sizes[1:]
+    assert auto_tracks(replaced) == auto_tracks(task) and len(replaced.tracks) == 3
+    assert list(cli_env.iterdir()) == []
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+def test_a_lost_answer_to_a_part_then_resume_sends_only_the_parts_missing(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    """The answer to the second of three parts is lost, the part applied or not: ``--resume`` finds the
+    first part (and the second where it was applied) in the task, sends only the others, and the task
+    holds each track once, as an uninterrupted run leaves it."""
+    monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
+    whole, task = make_task(30), make_task(30, lost_replies=[None, LostReply(504, applied=applied)])
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        assert len(task.received) == 2 and len(task.uploads) == 1 + applied
+        task.tracks.append(manual_copy(task, whole.uploads[0]["tracks"][0]))  # an annotator's, meanwhile
+        assert main([*args, "--resume"]) == 0
+    assert len(task.received) == 4 - applied
+    assert task.uploads == whole.uploads
+    assert auto_tracks(task) == auto_tracks(whole) and len(task.tracks) == 4
+    assert list(cli_env.iterdir()) == []
+
+
+def test_a_resume_whose_tracks_differ_from_the_parts_sent_is_refused(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first part is in the task, the second's answer lost; the checkpoint is deleted and the
+    resumed run, with another tolerance, makes other tracks: the pieces it counts are not those sent,
+    so nothing is sent and the message says which tracks to delete."""
+    monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
+    task = make_task(30, lost_replies=[None, LostReply(504, applied=False)])
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        checkpoint_path(cli_env, TASK).unlink()
+        capsys.readouterr()
+        assert main([*args, "--resume", "--tolerance", "3"]) == 2
+    assert len(task.uploads) == 1
+    note = pending_path(checkpoint_path(cli_env, TASK))
+    assert capsys.readouterr().err.endswith(
+        f"error: task {TASK}: the run resumed appended part of its tracks (its automatic 'person' tracks "
+        "numbered above 0) and this run's tracks differ (other settings, or its checkpoint was deleted): "
+        f"delete those tracks in CVAT and {note}, then run again\n"
+    )
+
+
+def test_annotations_the_sdk_cannot_read_are_read_for_their_ids(cli_env: Path) -> None:
+    """The task holds a track of a shape type this SDK's models lack (as a newer server's may), with a
+    field they do not know: before appending, the command reads only the tracks' ids, labels and
+    sources, and appends."""
+    task = make_task(6)
+    (person,) = task.labels
+    shape = {"id": 2, "type": "polyline3d", "frame": 0, "points": [1.0, 2.0], "occluded": False}
+    task.tracks = [
+        {"id": 1, "label_id": person["id"], "frame": 0, "group": 0, "source": "manual", "shapes": [shape]}
+        | {"attributes": [], "elements": [], "newer_field": True}
+    ]
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    assert len(uploaded(task)) == 2 and len(task.tracks) == 3
+
+
+class IdlessTask(ImageTask):
+    """A server whose answers, to ``GET .../annotations`` (``held``) or to an upload, hold tracks without
+    their ids."""
+
+    held: bool = False
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
+        status, payload = super().answer(method, path, query, body)
+        if path.endswith("/annotations") and (method == "GET") == self.held:
+            payload = {**payload, "tracks": [{"label_id": 40}]}
+        return status, payload
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["annotations", "upload"])
+def test_an_answer_without_track_ids_is_one_line_naming_the_task(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], held: bool
+) -> None:
+    """The task's annotations, or an upload's answer, hold no track ids: one line naming the task and
+    what was answered; after an upload's, ``--resume`` finds the tracks it appended."""
+    scene = make_task(6)
+    task = IdlessTask(TASK, scene.labels, scene.images, scene.sizes)
+    task.held = held
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = annotate_args(url, function_url, cli_env, str(TASK))
+        assert main(args) == 1
+        err = capsys.readouterr().err.splitlines()[-1]
+        if held:
+            assert err == (
+                f"error: task {TASK}: CVAT's answer to the request for the task's annotations holds no "
+                "tracks with their ids; check that --server-host is CVAT's address"
+            )
+            assert task.uploads == []
+            return
+        assert err == (
+            f"error: task {TASK}: CVAT's answer to the upload of a part of the tracks (pieces 1 to 2) holds "
+            "no tracks with their ids; run the same command with --resume, which looks in the task for what "
+            "was applied"
+        )
+        assert main([*args, "--resume"]) == 0
+        assert "found in task 5" in capsys.readouterr().err
+    assert len(task.uploads) == 1 and len(task.tracks) == 2
+
+
+class UnreadableTask(ImageTask):
+    """A task whose description this SDK's models refuse (as a server of another version may give)."""
+
+    def task(self) -> dict[str, Any]:
+        return {**super().task(), "data_chunk_size": "many"}
+
+
+def test_an_answer_the_sdk_cannot_read_is_one_line(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The SDK's models refuse the task's description: one line naming the task, or the server for a
+    project's list of tasks, the SDK's version and what to install."""
+    scene = make_task(4)
+    task = UnreadableTask(TASK, scene.labels, scene.images, scene.sizes, project_id=7)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        for which, name in ((str(TASK), f"task {TASK}: "), ("--project=7", "")):
+            assert main(annotate_args(url, function_url, cli_env, which)) == 1
+            err = capsys.readouterr().err
+            assert err.startswith(
+                f"error: {name}cvat-sdk {cvat_sdk.__version__} cannot read the answer of {url} (Invalid type "
+                "for variable 'data_chunk_size'. Required value type is one of [NoneType, int] and passed "
+                "type was str at ['received_data']"
+            )
+            assert err.endswith(
+                "['data_chunk_size']); install the cvat-sdk release of the server's version (its "
+                "/api/server/about names it)\n"
+            )
+            assert err.count("\n") == 1
+    assert task.uploads == []
 
 
 def test_a_checkpoint_of_another_task_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,7 +59,8 @@ class ImageTask:
     replaced: list[dict[str, Any]] = field(default_factory=list)  # PUT: the task's annotations replaced
     fetched_frames: list[int] = field(default_factory=list)
     tracks: list[dict[str, Any]] = field(default_factory=list)  # as CVAT keeps them: with ids
-    lost_replies: list[LostReply] = field(default_factory=list)  # for the next uploads, in turn
+    lost_replies: list[LostReply | None] = field(default_factory=list)  # next uploads'; None: answered
+    received: list[tuple[str, int]] = field(default_factory=list)  # each upload's method and body bytes
     _ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**9)))
 
     @property
@@ -150,8 +151,10 @@ class ImageTask:
         if method == "GET" and path == f"{task}/annotations":
             return 200, {"version": 0, "tags": [], "shapes": [], "tracks": self.tracks}
         if method == "PATCH" and path == f"{task}/annotations" and query.get("action") == ["create"]:
+            self.received.append((method, len(body)))
             return self.store(self.uploads, json.loads(body), replace=False)
         if method == "PUT" and path == f"{task}/annotations":
+            self.received.append((method, len(body)))
             return self.store(self.replaced, json.loads(body), replace=True)
         if method == "POST" and path == "/api/functions":
             self.functions.append(json.loads(body))

@@ -10,6 +10,7 @@ what CVAT would show of it on every frame (tests/helpers/cvat_track_view.py).
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from cvat_sdk import Client, Config
+from cvat_sdk import Client, Config, models
+from cvat_sdk.api_client import ApiClient
 from cvat_server_stub import ImageTask, serve
 from cvat_track_view import load_video_xml, shown
 from PIL import Image
@@ -26,6 +28,7 @@ from repo_paths import TEST_DATA
 from task_scene import (
     SKELETON,
     TASK,
+    TEMPLATE,
     K,
     coco_labels,
     make_task,
@@ -38,11 +41,12 @@ from task_scene import (
 
 import tools.annotate_task as annotate_task
 from alphapose.cvat.predictor import Predictor
+from alphapose.cvat.skeleton_tracks import build_tracks
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
 from alphapose.tracking import TrackedFrame
-from tools.annotate_task import LocalPoses, TaskError, annotate, open_task
+from tools.annotate_task import LocalPoses, TaskError, TaskLabels, annotate, open_task, upload_parts
 from tools.cli import main
 from tools.errors import CommandError
 
@@ -343,11 +347,68 @@ def test_command_end_to_end_on_synthetic_weights(
     assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
 
 
+def test_parts_hold_whole_tracks_or_pieces_of_them_within_the_part_size() -> None:
+    """Persons of many lengths, in parts of many sizes: each part's body (as the SDK writes it, for a
+    replacement, the larger) weighs at most the part size, the next part's first request would not have
+    fitted, the pieces come in the tracks' order (a long track cut into several), each part says how
+    many pieces came before it, and leaving out the first n pieces gives the same pieces after them."""
+
+    def poses(frame: int) -> list[tuple[int, Pose]]:
+        persons = []
+        for person, (start, stop) in enumerate([(0, 3), (1, 40), (5, 9), (10, 12), (12, 30)], 1):
+            if start <= frame < stop:
+                centre = np.array([200 + 60 * np.cos(frame / (2 + person)), 150 + 7 * frame + 20 * person])
+                points = (TEMPLATE + centre).astype(np.float32)
+                box = np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32)
+                persons.append((person, Pose(box, 0.9, points, np.full(K, 0.9, dtype=np.float32), 0.9)))
+        return persons
+
+    tracks = build_tracks([(f, poses(f)) for f in range(40)], K, keypoint_threshold=0.4, tolerance=1.0)
+    labels = TaskLabels(person=1, points=tuple(range(2, 2 + K)))
+
+    def weight(data: object) -> int:
+        return len(json.dumps(ApiClient.sanitize_for_serialization(data)))
+
+    whole_json = [ApiClient.sanitize_for_serialization(r) for r in upload_parts_of(tracks, labels, 10**9)]
+    whole = [len(json.dumps(track)) for track in whole_json]
+    assert len(whole) == len(tracks)
+    for limit in np.linspace(min(whole) + 60, max(whole) + 3000, 7).astype(int).tolist():
+        parts = list(upload_parts(tracks, labels, limit))
+        bodies = [weight(models.LabeledDataRequest(tags=[], shapes=[], tracks=part)) for _, part in parts]
+        assert max(bodies) <= limit, f"a part of {max(bodies)} bytes at {limit}"
+        for body, (_, following) in zip(bodies, parts[1:], strict=False):
+            assert body + 2 + weight(following[0]) > limit, f"a part left unfilled at {limit}"
+        pieces = [ApiClient.sanitize_for_serialization(request) for _, part in parts for request in part]
+        assert [first for first, _ in parts] == [
+            sum(len(part) for _, part in parts[:i]) for i in range(len(parts))
+        ]
+        assert len(pieces) >= len(tracks) + (limit < max(whole))
+        assert shown_by_frame(pieces, labels) == shown_by_frame(whole_json, labels)
+        skip = len(pieces) // 2
+        again = upload_parts_of(tracks, labels, limit, skip=skip)
+        assert [ApiClient.sanitize_for_serialization(request) for request in again] == pieces[skip:]
+    exact = weight(models.LabeledDataRequest(tags=[], shapes=[], tracks=[])) + sum(whole[:3]) + 2 * 2
+    assert len(next(upload_parts(tracks, labels, exact))[1]) == 3  # the first three tracks share a part
+    assert len(next(upload_parts(tracks, labels, exact - 1))[1]) == 2  # one byte less: two of them
+
+
+def upload_parts_of(tracks: list, labels: TaskLabels, limit: int, skip: int = 0) -> list:
+    return [request for _, part in upload_parts(tracks, labels, limit, skip=skip) for request in part]
+
+
+def shown_by_frame(uploaded: list[dict[str, Any]], labels: TaskLabels) -> dict[int, list[tuple]]:
+    """Per frame, what CVAT shows of the uploaded tracks: each skeleton's visible points."""
+    views = [shown(track, 40, labels.points) for track in uploaded]
+    return {
+        frame: sorted(tuple(view[frame][0][view[frame][1]].ravel()) for view in views if frame in view)
+        for frame in range(40)
+    }
+
+
 def test_persons_below_the_person_threshold_are_not_tracked(tmp_path: Path) -> None:
     task = make_task(4)
     assert run(task, tmp_path, threshold=0.95) == []  # the scene's boxes score 0.9
-    (upload,) = task.uploads
-    assert upload["tracks"] == []
+    assert task.uploads == [] and task.unexpected == []  # no track: nothing to append
 
 
 def test_a_connection_lost_while_the_task_is_read_is_one_line(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alphapose.structures import Pose
-from tools.checkpoint import CheckpointError, TaskCheckpoint, done_path, pending_path, task_done
+from tools.checkpoint import CheckpointError, PendingPart, TaskCheckpoint, done_path, pending_path, task_done
 
 K = 17
 
@@ -47,39 +47,67 @@ def test_frames_added_are_on_disk_not_in_memory(tmp_path: Path) -> None:
     np.testing.assert_array_equal(resumed.done[199][3].keypoints, poses[3].keypoints)
 
 
+def part(sent: int, last_track_id: int) -> PendingPart:
+    return PendingPart(tracks="digest", before=2, sent=sent, sending=3, last_track_id=last_track_id)
+
+
 def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path) -> None:
-    """Written before the tracks are sent, seen by a resumed run of the same server and task, also once
-    the checkpoint is deleted (whether the tracks landed does not depend on the frames); the task done
-    replaces it with the done note, a run that uploads nothing leaves no done note."""
+    """Written before each part of the tracks is sent, in place of the last part's, seen by a resumed run
+    of the same server and task, also once the checkpoint is deleted (whether the tracks landed does not
+    depend on the frames); the task done replaces it with the done note, a run that uploads nothing
+    leaves no done note."""
     path = tmp_path / "annotate-task-5.checkpoint.jsonl"
     settings = {"server": "http://cvat", "task": 5, "poses": {"preset": "a"}}
     checkpoint = TaskCheckpoint(path, settings, resume=False)
     checkpoint.add(0, [pose(0)])
-    assert checkpoint.pending_after is None
-    checkpoint.uploading(3)
+    assert checkpoint.pending is None
+    checkpoint.uploading(part(0, 2))
+    checkpoint.uploading(part(3, 9))
     checkpoint.close()
     assert pending_path(path).exists()
     resumed = TaskCheckpoint(path, settings, resume=True)
-    assert resumed.pending_after == 3
+    assert resumed.pending == part(3, 9)
     resumed.close()
 
     path.unlink()  # "delete it to start the task over", with other poses
     again = TaskCheckpoint(path, {**settings, "poses": {"preset": "b"}}, resume=True)
-    assert again.pending_after == 3
-    again.uploading(4)
+    assert again.pending == part(3, 9)
+    again.uploading(part(6, 12))
     again.remove()
     assert not pending_path(path).exists() and not path.exists()
     assert task_done(path, {**settings, "poses": {"preset": "b"}})
 
     done_path(path).unlink()
     elsewhere = TaskCheckpoint(path, settings, resume=False)
-    elsewhere.uploading(7)
+    elsewhere.uploading(part(0, 7))
     elsewhere.close()
     path.unlink()
     other_server = TaskCheckpoint(path, {**settings, "server": "http://other"}, resume=True)
-    assert other_server.pending_after is None and not pending_path(path).exists()
+    assert other_server.pending is None and not pending_path(path).exists()
     other_server.remove(done=False)
     assert not path.exists() and not done_path(path).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_while_the_pending_note_is_rewritten_leaves_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note of part 2 replaces that of part 1 whole or not at all: a crash while it is written must
+    not lose the count of the parts in the task (a resume would send them again)."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    settings = {"server": "http://cvat", "task": 5}
+    checkpoint = TaskCheckpoint(path, settings, resume=False)
+    checkpoint.uploading(part(0, 2))
+
+    def crash(data: object) -> str:  # the process stops while the note is being written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tools.checkpoint.json.dumps", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.uploading(part(3, 9))
+    checkpoint.close()
+    monkeypatch.undo()
+    assert TaskCheckpoint(path, settings, resume=True).pending == part(0, 2)
 
 
 def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -> None:

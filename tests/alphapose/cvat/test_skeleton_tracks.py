@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from cvat_track_view import kept, load_video_xml, shown
 
-from alphapose.cvat.skeleton_tracks import SkeletonTrack, build_tracks, cvat_view
+from alphapose.cvat.skeleton_tracks import SkeletonTrack, build_tracks, can_cut, cut_track, cvat_view
 from alphapose.cvat.video_xml import TaskFrames, video_xml
 from alphapose.structures import Pose
-from tools.annotate_task import TaskLabels, track_requests
+from tools.annotate_task import TaskLabels, track_request
 
 K = 5  # keypoints of the synthetic skeletons
 THRESHOLD = 0.4
@@ -42,7 +42,7 @@ def pose(points: np.ndarray, scores: Sequence[float] | None = None) -> Pose:
 
 def track_json(track: SkeletonTrack) -> dict:
     """A track as annotate-task uploads it (its request models as JSON), each point labelled by name."""
-    (request,) = track_requests([track], TaskLabels(person=K, points=tuple(range(K))))
+    request = track_request(track, TaskLabels(person=K, points=tuple(range(K))))
     uploaded = json.loads(json.dumps(request.to_dict(), default=str))  # ShapeType -> its value
     for element in uploaded["elements"]:
         element["label"] = NAMES[element.pop("label_id")]
@@ -241,6 +241,35 @@ def test_the_upload_is_what_cvat_keeps_of_it() -> None:
     check_shown(track, truth, range(30), 1.0, end_frame=30)
     view = cvat_view(track, 5)
     assert view is not None and not view[1][3] and np.isnan(view[0][4]).all()
+
+
+def test_a_track_cut_in_two_shows_as_the_whole_on_every_frame() -> None:
+    """At every keyframe where the person is present, the two tracks of a cut show, between them, what
+    the whole track shows (as CVAT keeps and interpolates them), each on its own frames: a person
+    leaving and coming back, a point seen late and one dropping below the threshold."""
+
+    def scores(frame: int) -> list[float]:
+        return [0.9, 0.1 if 8 <= frame < 14 else 0.9, 0.9, 0.9 if frame >= 5 else 0.1, 0.1]
+
+    track, _ = one_track(walking, range(40), 1.0, present=lambda f: not 20 <= f < 25, scores=scores)
+    whole = shown(track_json(track), 40, NAMES)
+    cuts = [i for i in range(len(track.keyframes) + 1) if can_cut(track, i)]
+    assert len(cuts) >= 10 and any(track.keyframes[i - 1].outside for i in cuts)
+    for index in cuts:
+        first, second = cut_track(track, index)
+        end = first.keyframes[-1]  # every point outside too: the browser shows a skeleton while one is in
+        assert end.outside and all(end.points_outside) and second.keyframes == track.keyframes[index:]
+        views = [shown(track_json(part), 40, NAMES) for part in (first, second)]
+        assert not views[0].keys() & views[1].keys()
+        assert views[0].keys() | views[1].keys() == whole.keys()
+        for frame, (points, visible) in whole.items():
+            got, got_visible = (views[0] if frame in views[0] else views[1])[frame]
+            np.testing.assert_array_equal(got_visible, visible, err_msg=f"cut at {index}, frame {frame}")
+            np.testing.assert_allclose(got[visible], points[visible], atol=1e-9)
+    assert not can_cut(track, 0) and not can_cut(track, len(track.keyframes))
+    gone = next(i for i, k in enumerate(track.keyframes) if k.outside)
+    with pytest.raises(ValueError, match=f"keyframe {gone} of track 7 cannot start a track"):
+        cut_track(track, gone)
 
 
 def test_per_keypoint_thresholds() -> None:
