@@ -83,12 +83,33 @@ def test_wheel_requires_the_run_time_pins_and_offers_every_extra(wheel: Path) ->
         assert extras == sorted(requirement_lines(f"requirements-{extra}.txt"))
 
 
-def test_the_python_guide_runs_from_another_directory(wheel: Path, weights_dir: Path, tmp_path: Path) -> None:
+def _elsewhere(wheel: Path, weights_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The wheel unpacked into ``site``, and a working directory away from the checkout whose
+    ``weights`` are the test weights: (site, work)."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "weights").symlink_to(weights_dir, target_is_directory=True)
+    return site, work
+
+
+def _run_installed(code: str, site: Path, work: Path) -> str:
+    """Run ``code`` in ``work`` with the unpacked wheel as the only copy of the package; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=work,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_python_guide_runs_from_another_directory(wheel: Path, weights_dir: Path, tmp_path: Path) -> None:
+    site, work = _elsewhere(wheel, weights_dir, tmp_path)
     image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     cv2.imwrite(str(work / "people.jpg"), image)
     guide = (REPO / "docs" / "python.md").read_text()
@@ -105,16 +126,7 @@ print(json.dumps({{
     "unchanged": (torch.get_num_threads(), PIL.Image.MAX_IMAGE_PIXELS) == (threads, pixel_cap),
 }}))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=work,
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(_run_installed(probe, site, work).strip().splitlines()[-1])
     assert report["file"].startswith(str(site))  # the installed copy, not the checkout
     assert report["tools"] == []
     assert report["unchanged"]  # no thread cap, no Pillow limit: the library changes nothing process-wide
@@ -124,24 +136,12 @@ def test_the_python_guides_tracking_example_runs_on_a_video(
     wheel: Path, weights_dir: Path, tmp_path: Path
 ) -> None:
     """The guide's second example, as written, from the installed copy, on a short video file."""
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    (work / "weights").symlink_to(weights_dir, target_is_directory=True)
+    site, work = _elsewhere(wheel, weights_dir, tmp_path)
     writer = cv2.VideoWriter(str(work / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
     for frame in np.random.default_rng(1).integers(0, 256, (3, 120, 160, 3), dtype=np.uint8):
         writer.write(frame)
     writer.release()
     guide = (REPO / "docs" / "python.md").read_text()
     snippet = re.findall(r"```python\n(.*?)```", guide.split("## Tracking", 1)[1], re.DOTALL)[0]
-    done = subprocess.run(
-        [sys.executable, "-c", snippet + "\nimport alphapose\nprint(alphapose.__file__)"],
-        cwd=work,
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1].startswith(str(site))
+    printed = _run_installed(snippet + "\nimport alphapose\nprint(alphapose.__file__)", site, work)
+    assert printed.strip().splitlines()[-1].startswith(str(site))
