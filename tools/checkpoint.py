@@ -63,13 +63,16 @@ class PendingPart:
     (:func:`tools.annotate_task.upload_parts`) are in the task, the next ``sending`` were sent when its
     highest track id was ``last_track_id``. ``tracks`` is the digest of what was cut into pieces (the
     resumed run's must be the same for the counts to mean the same pieces), ``before`` the task's
-    highest track id before the first part."""
+    highest track id before the first part. ``replacing``: the part replaces the task's annotations
+    (``--clear-existing``); once it has, the parts counted are those of the replacement, not those a
+    note of an earlier run counted."""
 
     tracks: str
     before: int
     sent: int
     sending: int
     last_track_id: int
+    replacing: bool = False
 
 
 def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
@@ -81,8 +84,10 @@ def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
     if not isinstance(pending, dict) or pending.get("task") != _uploaded_to(settings):
         return None
     try:
-        return PendingPart(**{field.name: pending[field.name] for field in fields(PendingPart)})
-    except KeyError:
+        return PendingPart(
+            **{field.name: pending[field.name] for field in fields(PendingPart) if field.name in pending}
+        )
+    except TypeError:
         return None
 
 
