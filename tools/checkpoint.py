@@ -76,7 +76,8 @@ class PendingPart:
 
 
 def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
-    """The part noted in flight to the server and task of ``settings``, else None."""
+    """The part noted in flight to the server and task of ``settings``, else None; a
+    :class:`CheckpointError` for a note of them this version cannot read."""
     try:
         pending = json.loads(note.read_text())
     except (FileNotFoundError, ValueError):
@@ -87,8 +88,13 @@ def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
         return PendingPart(
             **{field.name: pending[field.name] for field in fields(PendingPart) if field.name in pending}
         )
-    except TypeError:
-        return None
+    except TypeError:  # deleting it would send its tracks again
+        last = pending.get("last_track_id")
+        above = f" (automatic tracks numbered above {last})" if isinstance(last, int) else ""
+        raise CheckpointError(
+            f"{note} notes an upload whose answer was lost in a form this version does not read: the task "
+            f"may hold the tracks it sent{above}; delete them in CVAT if so, and this file, then run again"
+        ) from None
 
 
 def _write_synced(path: Path, data: Any) -> None:
@@ -186,6 +192,10 @@ class TaskCheckpoint:
                 f"{path} holds the frames of an interrupted run: pass --resume to continue it, "
                 f"or {RESUME_REMEDY}"
             )
+        # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
+        self.pending = _pending(pending_path(path), settings) if resume else None
+        if self.pending is None:  # a note of another server
+            pending_path(path).unlink(missing_ok=True)
         try:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
@@ -197,10 +207,6 @@ class TaskCheckpoint:
             for frame, records in self._partial.done.items()
         }
         self._partial.done.clear()  # read back as poses above
-        # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
-        self.pending = _pending(pending_path(path), settings) if resume else None
-        if self.pending is None:  # a note of another server
-            pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
         """Record a frame's poses (synced to disk before this returns)."""
