@@ -421,26 +421,25 @@ def upload_tracks(
 ) -> bool:
     """The tracks in parts (:func:`upload_parts`), the first replacing the task's annotations
     (``clear_existing``, as the SDK driver does it: tags, shapes and tracks) and the others added to
-    them, or all added. Before each part of an append is sent, ``checkpoint`` notes the pieces in the
-    task and in the part, and the task's highest track id (the previous part's answer says it). When the
-    run resumed left such a note, a ``person`` track made automatically (``auto``, or ``semi-auto``
-    once an annotator edited it) with a higher id is the lost answer's part, applied (CVAT applies a
-    request whole and numbers new tracks upwards): the parts after it are sent, else that part and
-    those after it. Found by id rather than compared: CVAT reshapes the tracks it keeps (an element's
-    leading ``outside`` shapes, tracks cut at job boundaries), annotators edit them. True when every
-    part was found in the task and nothing was sent."""
+    them, or all added. Before each part is sent, ``checkpoint`` notes the pieces in the task and in the
+    part, whether it replaces, and the task's highest track id (the previous part's answer says it), so
+    that a note never counts pieces a replacement has since removed. When the run resumed left such a
+    note and this one appends (a replacement starts again from the first part), a ``person`` track
+    made automatically (``auto``, or ``semi-auto`` once an annotator edited it) with a higher id is the
+    lost answer's part, applied (CVAT applies a request whole and numbers new tracks upwards): the
+    parts after it are sent, else that part and those after it; a replacement not found is refused,
+    since adding to what the task held before it is not what was asked. Found by id rather than
+    compared: CVAT reshapes the tracks it keeps (an element's leading ``outside`` shapes, tracks cut at
+    job boundaries), annotators edit them. True when every part was found in the task and nothing was
+    sent."""
     task, labels = opened.task, opened.labels
-    if clear_existing:  # after a lost answer, sending every part again from the replacement is harmless
-        replace = True
+    if checkpoint is None:
+        replace = clear_existing
         for _, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES):
             _send(task, part, replace=replace, what="the tracks")
             replace = False
         if replace:  # no track: the annotations are still replaced
             _send(task, [], replace=True, what="the tracks")
-        return False
-    if checkpoint is None:
-        for _, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES):
-            _send(task, part, replace=False, what="the tracks")
         return False
     _, response = task.api.retrieve_annotations(task.id, _parse_response=False)
     held = _answer_tracks(
@@ -450,13 +449,18 @@ def upload_tracks(
     digest = tracks_digest(tracks, labels)
     before, start = highest, 0
     pending = checkpoint.pending
-    if pending is not None:
+    if pending is not None and not clear_existing:  # a replacement starts again from the first part
         landed = any(
             track["id"] > pending.last_track_id
             and track["label_id"] == labels.person
             and track.get("source") in AUTOMATIC_SOURCES
             for track in held
         )
+        if pending.replacing and not landed:
+            raise TaskError(
+                f"task {task.id}: the run resumed was replacing the task's annotations (--clear-existing) "
+                "and the replacement is not in the task: resume with --clear-existing"
+            )
         start = pending.sent + pending.sending * landed
         if start and pending.tracks != digest:
             raise TaskError(
@@ -466,17 +470,19 @@ def upload_tracks(
                 f"{pending_path(checkpoint.path)}, then run again"
             )
         before = pending.before if start else highest
-    sent = 0
+    replace, sent = clear_existing, 0
     for first, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES, skip=start):
-        checkpoint.uploading(PendingPart(digest, before, first, len(part), highest))
+        checkpoint.uploading(PendingPart(digest, before, first, len(part), highest, replacing=replace))
         answer = _send(
             task,
             part,
-            replace=False,
+            replace=replace,
             what=f"a part of the tracks (pieces {first + 1} to {first + len(part)})",
         )
         highest = max([highest, *(track["id"] for track in answer)])
-        sent += 1
+        replace, sent = False, sent + 1
+    if replace:  # no track: the annotations are still replaced
+        _send(task, [], replace=True, what="the tracks")
     return start > 0 and sent == 0
 
 

@@ -63,17 +63,21 @@ class PendingPart:
     (:func:`tools.annotate_task.upload_parts`) are in the task, the next ``sending`` were sent when its
     highest track id was ``last_track_id``. ``tracks`` is the digest of what was cut into pieces (the
     resumed run's must be the same for the counts to mean the same pieces), ``before`` the task's
-    highest track id before the first part."""
+    highest track id before the first part. ``replacing``: the part replaces the task's annotations
+    (``--clear-existing``); once it has, the parts counted are those of the replacement, not those a
+    note of an earlier run counted."""
 
     tracks: str
     before: int
     sent: int
     sending: int
     last_track_id: int
+    replacing: bool = False
 
 
 def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
-    """The part noted in flight to the server and task of ``settings``, else None."""
+    """The part noted in flight to the server and task of ``settings``, else None; a
+    :class:`CheckpointError` for a note of them this version cannot read."""
     try:
         pending = json.loads(note.read_text())
     except (FileNotFoundError, ValueError):
@@ -81,9 +85,16 @@ def _pending(note: Path, settings: Mapping[str, Any]) -> PendingPart | None:
     if not isinstance(pending, dict) or pending.get("task") != _uploaded_to(settings):
         return None
     try:
-        return PendingPart(**{field.name: pending[field.name] for field in fields(PendingPart)})
-    except KeyError:
-        return None
+        return PendingPart(
+            **{field.name: pending[field.name] for field in fields(PendingPart) if field.name in pending}
+        )
+    except TypeError:  # deleting it would send its tracks again
+        last = pending.get("last_track_id")
+        above = f" (automatic tracks numbered above {last})" if isinstance(last, int) else ""
+        raise CheckpointError(
+            f"{note} notes an upload whose answer was lost in a form this version does not read: the task "
+            f"may hold the tracks it sent{above}; delete them in CVAT if so, and this file, then run again"
+        ) from None
 
 
 def _write_synced(path: Path, data: Any) -> None:
@@ -181,6 +192,10 @@ class TaskCheckpoint:
                 f"{path} holds the frames of an interrupted run: pass --resume to continue it, "
                 f"or {RESUME_REMEDY}"
             )
+        # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
+        self.pending = _pending(pending_path(path), settings) if resume else None
+        if self.pending is None:  # a note of another server
+            pending_path(path).unlink(missing_ok=True)
         try:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
@@ -192,10 +207,6 @@ class TaskCheckpoint:
             for frame, records in self._partial.done.items()
         }
         self._partial.done.clear()  # read back as poses above
-        # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
-        self.pending = _pending(pending_path(path), settings) if resume else None
-        if self.pending is None:  # a note of another server
-            pending_path(path).unlink(missing_ok=True)
 
     def add(self, frame: int, poses: Sequence[Pose]) -> None:
         """Record a frame's poses (synced to disk before this returns)."""

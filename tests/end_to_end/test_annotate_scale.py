@@ -499,6 +499,55 @@ def test_a_lost_answer_to_a_part_then_resume_sends_only_the_parts_missing(
     assert list(cli_env.iterdir()) == []
 
 
+def test_a_resume_after_a_replacement_stopped_in_its_parts_sends_the_parts_missing(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append stops at its second part; resumed with ``--clear-existing``, the replacement lands
+    and the answer to the second part is lost, not applied; resumed again without the flag, the run
+    sends the second and third parts, not only the third: the note of the first run, which counted
+    the first append's parts, is not what the task holds after the replacement."""
+    monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
+    lost = LostReply(504, applied=False)
+    whole, task = make_task(30), make_task(30, lost_replies=[None, lost, None, lost])
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--resume"]
+        assert main(args[:-1]) == 1
+        assert main([*args, "--clear-existing"]) == 1
+        assert [method for method, _ in task.received] == ["PATCH", "PATCH", "PUT", "PATCH"]
+        assert main(args) == 0
+    assert shown_persons(task) == shown_persons(whole)
+    assert auto_tracks(task) == auto_tracks(whole)
+    assert list(cli_env.iterdir()) == []
+
+
+def test_an_append_resume_of_a_replacement_whose_answer_was_lost_is_refused(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replacement (``--clear-existing``) never reached the task, and the run is resumed without
+    the flag: whether to add to what the task holds is not for the command to guess, so nothing is
+    sent and the message says to resume with the flag; resumed with it, the task holds each track once."""
+    monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
+    whole, task = make_task(30), make_task(30, lost_replies=[LostReply(DROPPED, applied=False)] * 4)
+    task.tracks = [manual_copy(task, {"label_id": task.labels[0]["id"], "frame": 0, "shapes": []})]
+    with serve(whole) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        args = [*annotate_args(url, function_url, cli_env, str(TASK)), "--clear-existing"]
+        assert main(args) == 1
+        assert task.lost_replies == [] and task.received[-1][0] == "PUT"
+        capsys.readouterr()
+        assert main([*args[:-1], "--resume"]) == 2
+        assert capsys.readouterr().err.endswith(
+            f"error: task {TASK}: the run resumed was replacing the task's annotations (--clear-existing) "
+            "and the replacement is not in the task: resume with --clear-existing\n"
+        )
+        assert task.uploads == []
+        assert main([*args, "--resume"]) == 0
+    assert auto_tracks(task) == auto_tracks(whole) and len(task.tracks) == 3
+
+
 def test_a_resume_whose_tracks_differ_from_the_parts_sent_is_refused(
     cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -87,6 +88,23 @@ def test_the_pending_note_lives_from_the_upload_to_the_done_note(tmp_path: Path)
     other_server.remove(done=False)
     assert not path.exists() and not done_path(path).exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pending_note_this_version_cannot_read_is_refused_not_deleted(tmp_path: Path) -> None:
+    """A note of this task's upload in a form this version does not read (as one written by a version that
+    sent every track in one request): its tracks may be in the task, so deleting it would append them a
+    second time; the resume is refused, the note kept, and the message names it and what to do."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    settings = {"server": "http://cvat", "task": 5}
+    pending_path(path).write_text(json.dumps({"task": settings, "last_track_id": 3}) + "\n")
+    with pytest.raises(CheckpointError) as refused:
+        TaskCheckpoint(path, settings, resume=True)
+    assert str(refused.value) == (
+        f"{pending_path(path)} notes an upload whose answer was lost in a form this version does not read: "
+        "the task may hold the tracks it sent (automatic tracks numbered above 3); delete them in CVAT if "
+        "so, and this file, then run again"
+    )
+    assert pending_path(path).exists()
 
 
 def test_a_crash_while_the_pending_note_is_rewritten_leaves_the_last_one(
