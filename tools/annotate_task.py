@@ -634,6 +634,7 @@ class Outcome:
     seconds: float = 0.0
     error: str = ""
     status: int = 0
+    kept: bool = False  # failed with frames in its checkpoint, which --resume goes on from
 
 
 def run(args: argparse.Namespace) -> int:
@@ -719,6 +720,7 @@ class _Runner:
             self._annotate(task_id, outcome)
         except CommandError as exc:
             outcome.error, outcome.status = str(exc), exc.report()
+            outcome.kept = checkpoint_path(self.args.checkpoint_dir, task_id).exists()
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -832,6 +834,9 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
         if outcome.tracks is None:
             if len(outcomes) > 1:  # a single task's error was the last line printed
                 lines.append(f"task {outcome.task_id}: FAILED: {outcome.error}")
+            elif outcome.kept and outcome.status == 1 and "--resume" not in outcome.error:
+                # a server or a file failed, not the settings
+                lines.append("the frames done are kept: --resume goes on from them")
             continue
         keyframes = sum(len(track.keyframes) for track in outcome.tracks)
         where = f"uploaded to task {outcome.task_id}" if upload else f"written to {xml}"

@@ -351,8 +351,8 @@ def test_a_lost_answer_then_resume_leaves_one_copy_of_the_tracks(
 def test_a_pending_upload_cvat_never_got_is_sent_on_resume(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The upload's answer is lost before it reached CVAT (a proxy's 502): ``--resume`` finds none of the
-    tracks in the task and sends them."""
+    """The upload's answer is lost before it reached CVAT (a proxy's 502): the failure says to resume, and
+    ``--resume`` finds none of the tracks in the task and sends them."""
     whole, task = make_task(6), make_task(6, lost_replies=[LostReply(502, applied=False)])
     with serve(whole) as url, serve_function(StubFunction()) as function_url:
         assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
@@ -360,7 +360,9 @@ def test_a_pending_upload_cvat_never_got_is_sent_on_resume(
     with serve(task) as url, serve_function(StubFunction()) as function_url:
         args = annotate_args(url, function_url, cli_env, str(TASK))
         assert main(args) == 1
-        assert "HTTP 502" in capsys.readouterr().err
+        err = capsys.readouterr().err.splitlines()
+        assert "HTTP 502" in err[-2]  # and the way on:
+        assert err[-1] == "the frames done are kept: --resume goes on from them"
         assert task.uploads == [] and auto_tracks(task) == []
         task.tracks.append(manual_copy(task, uploaded(whole)[0]))  # an annotator's, meanwhile
         assert main([*args, "--resume"]) == 0
@@ -612,12 +614,14 @@ def test_an_answer_without_track_ids_is_one_line_naming_the_task(
     with serve(task) as url, serve_function(StubFunction()) as function_url:
         args = annotate_args(url, function_url, cli_env, str(TASK))
         assert main(args) == 1
-        err = capsys.readouterr().err.splitlines()[-1]
+        lines = capsys.readouterr().err.splitlines()
+        err = lines[-1]
         if held:
-            assert err == (
+            assert lines[-2:] == [
                 f"error: task {TASK}: CVAT's answer to the request for the task's annotations holds no "
-                "tracks with their ids; check that --server-host is CVAT's address"
-            )
+                "tracks with their ids; check that --server-host is CVAT's address",
+                "the frames done are kept: --resume goes on from them",
+            ]
             assert task.uploads == []
             return
         assert err == (
