@@ -1,4 +1,5 @@
-"""Shared fixtures: official-format weights with random values, generated once per test session."""
+"""Shared fixtures: official-format weights with random values, generated once per test session, and the
+CVAT SDK's retries without their pauses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from urllib3.util.retry import Retry
 
 # Nothing of hypothesis in the working tree: no example database, and its other files (a cache of
 # constants) under the temporary directory instead of ./.hypothesis. In CI (the CI variable set) the
@@ -69,3 +71,11 @@ def unmarked_weights_dir(weights_dir: Path, tmp_path_factory: pytest.TempPathFac
     pose = "fast_res50_256x192.pth"
     torch.save(dict(torch.load(weights_dir / pose, weights_only=True)), directory / pose)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _sdk_retries_without_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CVAT SDK retries an idempotent request after a 502, 503 or 504 or a dropped connection
+    (urllib3, pausing 0.5 s and doubling). The stub server loses answers on purpose: the retries still
+    happen, without the seconds of pauses."""
+    monkeypatch.setattr(Retry, "sleep", lambda self, response=None: None)
