@@ -100,6 +100,9 @@ class StubFunction:
 def serve_function(function: StubFunction) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # the headers and the body go in two writes on a kept-alive connection: with Nagle's algorithm,
+        # the body would wait for the client's delayed acknowledgement of the headers, 40 ms a frame
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
