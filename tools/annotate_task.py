@@ -418,6 +418,7 @@ def upload_tracks(
     *,
     clear_existing: bool,
     checkpoint: TaskCheckpoint | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> bool:
     """The tracks in parts (:func:`upload_parts`), the first replacing the task's annotations
     (``clear_existing``, as the SDK driver does it: tags, shapes and tracks) and the others added to
@@ -431,12 +432,14 @@ def upload_tracks(
     since adding to what the task held before it is not what was asked. Found by id rather than
     compared: CVAT reshapes the tracks it keeps (an element's leading ``outside`` shapes, tracks cut at
     job boundaries), annotators edit them. True when every part was found in the task and nothing was
-    sent."""
+    sent. An upload of several parts says each one on ``log``: building and sending a long video's
+    tracks takes minutes."""
     task, labels = opened.task, opened.labels
     if checkpoint is None:
         replace = clear_existing
-        for _, part in upload_parts(tracks, labels, UPLOAD_PART_BYTES):
+        for number, (first, part) in enumerate(upload_parts(tracks, labels, UPLOAD_PART_BYTES), 1):
             _send(task, part, replace=replace, what="the tracks")
+            _say_part(log, task.id, number, first, len(part), len(tracks))
             replace = False
         if replace:  # no track: the annotations are still replaced
             _send(task, [], replace=True, what="the tracks")
@@ -481,9 +484,19 @@ def upload_tracks(
         )
         highest = max([highest, *(track["id"] for track in answer)])
         replace, sent = False, sent + 1
+        _say_part(log, task.id, sent, first, len(part), len(tracks))
     if replace:  # no track: the annotations are still replaced
         _send(task, [], replace=True, what="the tracks")
     return start > 0 and sent == 0
+
+
+def _say_part(
+    log: Callable[[str], None] | None, task_id: int, number: int, first: int, pieces: int, tracks: int
+) -> None:
+    """Say on ``log`` that part ``number`` of this run's upload is in the task, when the upload has
+    several parts (a later one, or one with tracks after it)."""
+    if log is not None and (number > 1 or first + pieces < tracks):
+        log(f"task {task_id}: part {number} of the tracks sent (pieces {first + 1} to {first + pieces})")
 
 
 def _send(
@@ -553,7 +566,13 @@ def annotate(
     )
     if xml is not None:
         write_video_xml(xml, tracks, estimator.skeleton.keypoints, opened.frames)
-    found = upload and upload_tracks(opened, tracks, clear_existing=clear_existing, checkpoint=checkpoint)
+    found = upload and upload_tracks(
+        opened,
+        tracks,
+        clear_existing=clear_existing,
+        checkpoint=checkpoint,
+        log=progress.log if progress is not None else None,
+    )
     return tracks, found
 
 

@@ -454,18 +454,23 @@ def shown_persons(task: ImageTask) -> list[list[tuple]]:
     ]
 
 
-def test_a_long_upload_goes_in_parts_that_each_fit(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_upload_goes_in_parts_that_each_fit(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each request of tracks weighs at most the part size and the next part's first track would not
     have fitted in it; a track heavier than a part is cut into tracks CVAT shows as the one, so the
-    task shows what one request would have put there. With ``--clear-existing`` the first part
-    replaces the task's annotations and the others are added."""
+    task shows what one request would have put there, and each part is said as it lands. With
+    ``--clear-existing`` the first part replaces the task's annotations and the others are added."""
     whole, task, replaced = make_task(30), make_task(30), make_task(30)
     with serve(whole) as url, serve_function(StubFunction()) as function_url:
         assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
     assert [method for method, _ in whole.received] == ["PATCH"] and whole.received[0][1] > PART
+    assert " part " not in capsys.readouterr().err  # one request: nothing to say of parts
     monkeypatch.setattr(annotate_task, "UPLOAD_PART_BYTES", PART)
     with serve(task, replaced) as url, serve_function(StubFunction()) as function_url:
         assert main(annotate_args(url, function_url, cli_env, str(TASK))) == 0
+        said = [line for line in capsys.readouterr().err.splitlines() if " part " in line]
+        assert said == [f"task {TASK}: part {n} of the tracks sent (pieces {n} to {n})" for n in (1, 2, 3)]
         replaced.task_id, replaced.tracks = TASK, [manual_copy(replaced, uploaded(whole)[0])]
     with serve(replaced) as url, serve_function(StubFunction()) as function_url:
         assert main([*annotate_args(url, function_url, cli_env, str(TASK)), "--clear-existing"]) == 0
