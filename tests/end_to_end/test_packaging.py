@@ -1,8 +1,9 @@
 """The installable library: what a wheel holds, what it requires, and that it works from anywhere.
 
 The wheel is built from this checkout and unpacked into a temporary directory that becomes the only
-place ``alphapose`` can be imported from; the first snippet of docs/python.md then runs from another
-directory, exactly as written there.
+place ``alphapose`` can be imported from; the examples of docs/python.md then run from another
+directory, exactly as written there. Building the wheel and running the examples take half a minute:
+``make test-slow`` (CI runs both suites).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 from repo_paths import REPO
+
+pytestmark = pytest.mark.slow
 
 # Modules only the tools need: building and running a pipeline must import none of them.
 TOOL_MODULES = ("msgpack", "yaml", "gdown", "tqdm", "requests", "nuclio_sdk", "http.server", "cvat_sdk")
