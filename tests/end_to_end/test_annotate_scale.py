@@ -218,6 +218,7 @@ def test_leaving_the_frames_early_does_not_wait_out_the_retries() -> None:
     assert function.frames.count(1) == 1
 
 
+@pytest.mark.slow  # the command in a subprocess, killed and run again
 def test_resume_after_a_kill_gives_the_tracks_of_an_uninterrupted_run(cli_env: Path, tmp_path: Path) -> None:
     """The command runs in a process killed while the function holds frame 7; the checkpoint then holds
     frames 0-6 (more may be in flight, none is written out of order), and ``--resume`` asks the function

@@ -235,6 +235,7 @@ def test_out_of_memory_is_503_and_the_worker_keeps_serving(fault_server: Functio
     assert good_answer_pid(fault_server, 63, 45) == before
 
 
+@pytest.mark.slow  # waits out a request timeout and a worker's restart
 def test_stuck_worker_is_408_and_replaced(
     fault_server: FunctionServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

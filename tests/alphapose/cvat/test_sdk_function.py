@@ -363,6 +363,7 @@ def test_missing_weights_name_the_parameter(tmp_path: Path) -> None:
         load(tmp_path)
 
 
+@pytest.mark.slow  # cvat-cli in a subprocess
 def test_cvat_cli_auto_annotates_a_task_on_a_stub_server(weights_dir: Path, tmp_path: Path) -> None:
     """``cvat-cli task auto-annotate ... --function-file cvat_function.py`` end to end, run from another
     directory as a user runs it: cvat-cli loads the file by path and does not put the checkout on

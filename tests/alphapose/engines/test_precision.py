@@ -283,6 +283,7 @@ def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipel
     assert_agrees_as_bf16_does(fp32_pipeline, reduced)
 
 
+@pytest.mark.slow  # exports and compiles both networks
 def test_openvino_in_bf16_agrees_with_fp32_as_pytorch_in_bf16_does(
     linked_weights_dir: Path, fp32_pipeline: PosePipeline
 ) -> None:
