@@ -200,10 +200,11 @@ class _Track:
         return self.track_id > 0
 
 
-def _optimal_assignment() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-    """scipy's ``linear_sum_assignment``. scipy comes with the ``video`` extra, which the function images
-    leave out, so it is imported by a tracker rather than by this module: the options and the flags made
-    from them read without it."""
+def optimal_assignment() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """scipy's ``linear_sum_assignment``, or an ``ImportError`` naming the extra to install. scipy comes
+    with the ``video`` extra, which the function images leave out, so it is imported by a tracker rather
+    than by this module: the options and the flags made from them read without it, and a tool calls this
+    to learn before any model loads that it can track."""
     try:
         from scipy.optimize import linear_sum_assignment
     except ImportError as exc:
@@ -224,7 +225,7 @@ class PoseTracker:
         self.sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         if self.sigmas is not None and (self.sigmas.ndim != 1 or not (self.sigmas > 0).all()):
             raise ValueError(f"sigmas must be one positive number per keypoint, got {sigmas!r}")
-        self._assign = _optimal_assignment()  # before the first frame: a missing scipy stops nothing midway
+        self._assign = optimal_assignment()  # before the first frame: a missing scipy stops nothing midway
         self.reset()
 
     def reset(self) -> None:

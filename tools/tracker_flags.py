@@ -65,12 +65,12 @@ def tracker_options(args: argparse.Namespace) -> Any:
     """The :class:`alphapose.tracking.TrackerOptions` the tracker flags give; a bad value, or a tracker
     that cannot run here (scipy missing), is a ``ValueError`` whose message names the flag typed or the
     package to install, found before any model loads."""
-    from alphapose.tracking import PoseTracker, TrackerOptions
+    from alphapose.tracking import TrackerOptions, optimal_assignment
 
     given = {name: getattr(args, flag[2:].replace("-", "_")) for name, (flag, _) in TRACKER_FLAGS.items()}
     try:
         options = TrackerOptions(**{name: value for name, value in given.items() if value is not None})
-        PoseTracker(options)  # built once for nothing but its check that scipy is there
+        optimal_assignment()
     except OptionError as exc:
         raise ValueError(f"invalid {TRACKER_FLAGS[exc.option][0]} {exc.value!r}: {exc.problem}") from None
     except ImportError as exc:
