@@ -101,12 +101,23 @@ def _write_synced(path: Path, data: Any) -> None:
     """``data`` as JSON in ``path``, on disk before this returns, in place of what it held at once (a
     crash while writing leaves the file as it was: a pending note overwritten part after part must
     never lose the parts it had counted)."""
-    written = path.with_name(path.name + ".new")
+    written = _being_written(path)
     with written.open("w") as file:
         file.write(json.dumps(data) + "\n")
         file.flush()
         os.fsync(file.fileno())
     written.replace(path)
+
+
+def _being_written(path: Path) -> Path:
+    """Where :func:`_write_synced` writes ``path`` first (left behind by a crash while it wrote)."""
+    return path.with_name(path.name + ".new")
+
+
+def _unlink(path: Path) -> None:
+    """Drop a note written by :func:`_write_synced`, and what a crash while writing it left."""
+    path.unlink(missing_ok=True)
+    _being_written(path).unlink(missing_ok=True)
 
 
 def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
@@ -119,13 +130,13 @@ def task_done(path: Path, settings: Mapping[str, Any]) -> bool:
 
 def forget_done(path: Path) -> None:
     """Drop the note that the task of checkpoint ``path`` is done: a new run, or every task is done."""
-    done_path(path).unlink(missing_ok=True)
+    _unlink(done_path(path))
 
 
 def forget_checkpoint(path: Path) -> None:
     """Drop the checkpoint ``path`` and its pending note: its task is done."""
     path.unlink(missing_ok=True)
-    pending_path(path).unlink(missing_ok=True)
+    _unlink(pending_path(path))
 
 
 def left_behind(directory: Path, task_ids: Sequence[int]) -> list[Path]:
@@ -195,7 +206,7 @@ class TaskCheckpoint:
         # kept when the checkpoint is gone: whether the tracks landed does not depend on the frames
         self.pending = _pending(pending_path(path), settings) if resume else None
         if self.pending is None:  # a note of another server
-            pending_path(path).unlink(missing_ok=True)
+            _unlink(pending_path(path))
         try:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:

@@ -111,7 +111,8 @@ def test_a_crash_while_the_pending_note_is_rewritten_leaves_the_last_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The note of part 2 replaces that of part 1 whole or not at all: a crash while it is written must
-    not lose the count of the parts in the task (a resume would send them again)."""
+    not lose the count of the parts in the task (a resume would send them again); what the crash left
+    half written goes when the resumed run finishes the task."""
     path = tmp_path / "annotate-task-5.checkpoint.jsonl"
     settings = {"server": "http://cvat", "task": 5}
     checkpoint = TaskCheckpoint(path, settings, resume=False)
@@ -125,7 +126,10 @@ def test_a_crash_while_the_pending_note_is_rewritten_leaves_the_last_one(
         checkpoint.uploading(part(3, 9))
     checkpoint.close()
     monkeypatch.undo()
-    assert TaskCheckpoint(path, settings, resume=True).pending == part(0, 2)
+    resumed = TaskCheckpoint(path, settings, resume=True)
+    assert resumed.pending == part(0, 2)
+    resumed.remove()
+    assert sorted(file.name for file in tmp_path.iterdir()) == [done_path(path).name]
 
 
 def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -> None:
