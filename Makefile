@@ -70,7 +70,7 @@ NUCTL_HINT := install nuctl of the same version as CVAT's Nuclio dashboard (http
 .PHONY: help setup serve serve-synthetic test test-slow test-isa test-avx2 lint weights yaml base-image stage deploy-local deploy-kube bench bench-tracking clean
 
 help: ## List the targets with one line each
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-weights.txt requirements-cvat.txt requirements-video.txt requirements-eval.txt \
 		requirements-onnxruntime.txt requirements-openvino.txt requirements-int8.txt requirements-dev.txt

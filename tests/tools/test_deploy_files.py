@@ -275,9 +275,12 @@ def test_makefile_builds_the_base_image_the_gpu_yamls_use() -> None:
 
 
 def test_make_help_lists_every_target() -> None:
+    """Every target the Makefile declares phony (the commands a user runs), and those the README names."""
     result = make("help")
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
+    assert listed == set(phony.group(1).split())
     assert set(MAKE_TARGETS) <= listed
     makefile = (ROOT / "Makefile").read_text()
     for target in MAKE_TARGETS:
