@@ -1,4 +1,5 @@
-"""``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, ends it quietly."""
+"""``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, and a reader of stdout
+that goes early (``| head``) end it quietly."""
 
 import argparse
 import os
@@ -29,7 +30,13 @@ if not ignored:
 
 try:
     status = run(args)
+    sys.stdout.flush()  # here, where a reader gone is caught, rather than at exit
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     status = 130
+except BrokenPipeError:
+    # The reader of stdout went first (``| head``): nothing is left to say. stdout goes to devnull so
+    # that the flush at exit does not fail a second time.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    status = 1
 sys.exit(status)

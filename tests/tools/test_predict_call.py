@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from contextlib import redirect_stderr
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 from nuclio_harness import cvat_violations, server_env
 from PIL import Image
+from repo_paths import REPO
 
 from alphapose.cvat.spec import label_spec
 from alphapose.pose.skeletons import COCO17
@@ -412,3 +416,24 @@ def test_outputs_are_checked_without_making_anything(
     )
     assert "no-weights" in capsys.readouterr().err
     assert not (tmp_path / "left").exists() and not (tmp_path / "drawn").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(recorder: HTTPServer, tmp_path: Path) -> None:
+    """``... | head -1``: the reader goes before the command has written its output. The command stops with
+    status 1, as Python's own tools do, with no BrokenPipeError traceback, neither from the write nor
+    from the flush at exit: its stderr holds only its summary line."""
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    image = write_image(tmp_path / "frame.png")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as by default
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    with os.fdopen(write, "wb") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "tools", "call", url, str(image)],
+            cwd=REPO,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert (result.returncode, result.stderr) == (1, f"{image}: 0 person(s)\n")
