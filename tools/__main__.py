@@ -14,6 +14,10 @@ def _interrupted_while_importing(signum: int, frame: object) -> None:
     os._exit(130)
 
 
+# a module of these missing is a fault of the checkout, not of the Python that runs it
+_PROJECT = {"alphapose", "tools", "bench", "main", "model_handler"}
+
+
 def _parsed() -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
     """:func:`tools.cli.run` and the command line parsed, its command's module imported."""
     from tools.cli import build_parser, run
@@ -21,19 +25,33 @@ def _parsed() -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
     return run, build_parser(sys.argv[1:]).parse_args()
 
 
-ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # an ignored Ctrl-C stays ignored
-if not ignored:
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
-run, args = _parsed()
-if not ignored:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-try:
+def _run() -> int:
+    """Parse and run the command; Ctrl-C while the command's modules import leaves at once."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # an ignored Ctrl-C stays ignored
+    if not ignored:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
+    run, args = _parsed()
+    if not ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     status = run(args)
     sys.stdout.flush()  # here, where a reader gone is caught, rather than at exit
+    return status
+
+
+try:
+    status = _run()
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     status = 130
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] in _PROJECT:
+        raise
+    print(
+        f"error: {sys.executable} has no {exc.name} package: run the tools with the project's Python "
+        "(.venv/bin/python -m tools ..., after make setup), or pip install -r requirements.txt in this one",
+        file=sys.stderr,
+    )
+    status = 1
 except BrokenPipeError:
     # The reader of stdout went first (``| head``): nothing is left to say. stdout goes to devnull so
     # that the flush at exit does not fail a second time.

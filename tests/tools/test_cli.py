@@ -116,3 +116,25 @@ def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
     assert main(["serve", "--port", "0", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(start), err
+
+
+def test_a_python_without_the_requirements_is_told_which_to_use() -> None:
+    """``python3 -m tools call ...`` outside the project's environment: the first package the command
+    imports is missing, and one line says which Python runs the tools, instead of an import traceback."""
+    script = (
+        "import runpy, sys\n"
+        "sys.modules['cv2'] = None\n"  # as in a Python without the requirements
+        "sys.argv = ['tools', 'call', 'http://127.0.0.1:9', sys.argv[1]]\n"
+        "runpy.run_module('tools', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(TEST_DATA / "astronaut.jpg")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {sys.executable} has no cv2 package: run the tools with "), (
+        result.stderr
+    )
+    assert result.stderr.count("\n") == 1
