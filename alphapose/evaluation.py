@@ -393,6 +393,19 @@ class ResumeError(ValueError):
     """A partial results file that cannot be continued; the message names it and says what to do."""
 
 
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The settings that differ, by name, a nested one by its path (``poses.flip``): what the user
+    changed, rather than the group it is in."""
+    changed = []
+    for key in sorted({*old, *new}):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changed += _differences(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changed.append(prefix + key)
+    return changed
+
+
 class PartialResults:
     """Results written image by image, so that an interrupted run goes on where it stopped.
 
@@ -434,11 +447,7 @@ class PartialResults:
         if not isinstance(header, dict) or "settings" not in header:
             raise ResumeError(f"{self.path} is not a partial results file; {self.remedy}")
         if header["settings"] != self.settings:
-            changed = sorted(
-                key
-                for key in {*header["settings"], *self.settings}
-                if header["settings"].get(key) != self.settings.get(key)
-            )
+            changed = _differences(header["settings"], self.settings)
             raise ResumeError(
                 f"{self.path} holds results of other settings (different: {', '.join(changed)}); "
                 f"{self.remedy}, or run with its settings"

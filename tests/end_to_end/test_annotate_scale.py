@@ -271,7 +271,7 @@ def test_a_checkpoint_is_continued_only_with_resume_and_the_same_settings(
         other = annotate_args(url, function_url + "/", cli_env, str(TASK))
         assert main([*other, "--resume"]) == 2
         err = capsys.readouterr().err
-        assert "holds results of other settings (different: poses)" in err
+        assert "holds results of other settings (different: poses.function_url)" in err
         assert "delete it to start the task over" in err
         function.frames.clear()
         assert main([*args, "--resume"]) == 0

@@ -343,6 +343,10 @@ def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ResumeError, match=r"r\.json\.partial holds results of other settings \(different: "
                        r"precision\); pass --restart"):  # fmt: skip
         PartialResults(path, {"precision": "bf16"})
+    nested = tmp_path / "task.partial"  # annotate-task keeps the model's settings under "poses"
+    PartialResults(nested, {"task": 5, "poses": {"flip": True, "preset": "a"}}).close()
+    with pytest.raises(ResumeError, match=r"\(different: poses\.flip, task\)"):
+        PartialResults(nested, {"task": 6, "poses": {"flip": False, "preset": "a"}})
     path.write_text('{"settings": {"precision": "fp32"}}\nnot json\n{"image_id": 1, "results": []}\n')
     with pytest.raises(ResumeError, match="line 2 is damaged"):
         PartialResults(path, {"precision": "fp32"})
