@@ -400,6 +400,23 @@ def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
     assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 200 without JSON"), err
 
 
+@pytest.mark.parametrize("name", ["drawn.txt", "drawn", "dir"])
+def test_call_refuses_a_render_it_cannot_write_before_posting(
+    name: str, recorder: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--render takes an image file's name: another suffix (or none, or a directory) was OpenCV's traceback
+    after the function had answered."""
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    (tmp_path / "dir").mkdir()
+    target = tmp_path / name
+    assert main(["call", url, str(write_image(tmp_path / "f.png")), "--render", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --render {target}: name an image file (.png, "), (
+        err
+    )
+    assert _Recorder.requests == []
+
+
 def test_outputs_are_checked_without_making_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
