@@ -107,6 +107,11 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
         (["--event-timeout", "inf"], "error: invalid --event-timeout inf: "),
         (["--host", "no-such-host.invalid"], "error: cannot listen on --host no-such-host.invalid: "),
         (["--host", "192.0.2.1"], "error: cannot listen on --host 192.0.2.1: "),  # not this machine's
+        (["--handler", "main"], "error: invalid --handler 'main': expected module:function"),
+        (
+            ["--handler", "no_such_module:handler"],
+            "error: invalid --handler 'no_such_module:handler': no module",
+        ),
     ],
 )
 def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
