@@ -20,6 +20,11 @@ def _parsed() -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
     return run, build_parser(sys.argv[1:]).parse_args()
 
 
+# OpenCV and the FFmpeg it bundles log to stderr on their own (a file that is no video: "moov atom not
+# found", a WARN line), before the command's one line that says what went wrong and what to do. Read when
+# OpenCV loads; a value the user set is kept, to see that log again.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
 ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # an ignored Ctrl-C stays ignored
 if not ignored:
     signal.signal(signal.SIGINT, _interrupted_while_importing)

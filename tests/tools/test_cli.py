@@ -121,3 +121,19 @@ def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
     assert main(["serve", "--port", "0", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(start), err
+
+
+def test_a_file_that_is_no_video_is_one_line_without_opencvs_or_ffmpegs_log(tmp_path) -> None:
+    """FFmpeg and OpenCV log to stderr on their own ("moov atom not found", "[ WARN:0@0.3] ... can't be
+    used to capture by name"): those lines came before the command's one line."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 20)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools", "predict", str(video), "--weights-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot read {video} as a video: ")
+    assert result.stderr.count("\n") == 1, result.stderr
