@@ -211,6 +211,27 @@ def test_other_methods_get_a_json_405_with_allow(server: ServerProcess, method: 
         assert reply.json()["error"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [(b"PRI * HTTP/2.0", b"505"), (b"HELLO", b"400"), (b"GET / HTTP/1.1 extra", b"400")],
+    ids=["http2 prior knowledge", "one word", "four words"],
+)
+def test_a_request_line_the_server_cannot_parse_gets_a_status_line_and_json(
+    server: ServerProcess, request_line: bytes, status: bytes
+) -> None:
+    """Such an error was the JSON body alone, as to an HTTP/0.9 client: curl reported an empty reply."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request_line + b"\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 " + status + b" "), answer
+    assert b"Content-Type: application/json" in head
+    assert set(json.loads(body)) == {"error", "detail"}
+
+
 def test_body_over_the_limit_is_413_and_the_server_keeps_serving(server: ServerProcess) -> None:
     reply = requests.post(server.url, json={"image": "A" * 250_000}, timeout=60)
     assert reply.status_code == 413

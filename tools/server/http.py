@@ -163,6 +163,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the HTTP layer itself (unsupported method, malformed request) as JSON too."""
+        if self.request_version == "HTTP/0.9":  # a request line not parsed: any client here speaks HTTP/1.x,
+            self.request_version = "HTTP/1.0"  # and the answer of HTTP/0.9 (the body alone) reads as none
         if code == HTTPStatus.NOT_IMPLEMENTED and self.command not in ALLOWED_METHODS:
             self.close_connection = True
             detail = f"{self.command} is not served; send POST with the request, or GET / for health"
