@@ -93,6 +93,28 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
     assert capsys.readouterr().err.startswith("usage: python -m tools.synthetic_weights ")
 
 
+def test_the_synthetic_weights_writer_names_a_directory_it_cannot_write_in_one_line(
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file given as the directory (or above it) was mkdir's traceback, and Ctrl-C while the files are
+    written KeyboardInterrupt's."""
+    from tools import synthetic_weights
+
+    blocker = tmp_path / "weights"
+    blocker.write_text("x")
+    for directory in (blocker, blocker / "sub"):
+        assert synthetic_weights.main([str(directory)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: cannot write weights in {directory}: "), err
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic_weights, "write_synthetic_weights", interrupted)
+    assert synthetic_weights.main([str(tmp_path / "new")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 @pytest.mark.parametrize(
     ("flags", "start"),
     [
