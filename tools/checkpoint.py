@@ -185,6 +185,8 @@ class TaskCheckpoint:
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
+        if path.is_dir():  # opening it would be an OSError naming neither the checkpoint nor what to do
+            raise CheckpointError(f"{path} is a directory, not a checkpoint; {RESUME_REMEDY}")
         if path.exists() and not resume and not _holds_frames(path):
             path.unlink()
         if path.exists() and not resume:

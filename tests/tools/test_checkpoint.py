@@ -150,3 +150,16 @@ def test_a_checkpoint_of_bytes_that_are_no_text_is_refused_naming_it(tmp_path: P
     with pytest.raises(CheckpointError, match=r"checkpoint\.jsonl is not a partial results file; delete it"):
         TaskCheckpoint(path, {"task": 5}, resume=True)
     assert path.exists()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_directory_in_the_checkpoints_place_is_refused_saying_what_to_do(
+    resume: bool, tmp_path: Path
+) -> None:
+    """It was an OSError: annotate-task printed its words alone, then a line saying that frames were kept
+    for --resume."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    path.mkdir()
+    with pytest.raises(CheckpointError) as refused:
+        TaskCheckpoint(path, {"task": 5}, resume=resume)
+    assert str(refused.value) == f"{path} is a directory, not a checkpoint; delete it to start the task over"
