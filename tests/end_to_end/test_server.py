@@ -343,7 +343,9 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
     """Interrupted while ``python -m tools`` imports (``predict``'s module imports PyTorch for seconds;
     ``serve``'s are done in a fraction of one), or while the server's workers start."""
     log = tmp_path / "server.log"
-    command = ["predict", str(tmp_path / "photo.jpg")] if moment == "importing" else ["serve", "--port", "0"]
+    photo = tmp_path / "photo.jpg"  # predict refuses a missing image before it imports PyTorch
+    Image.new("RGB", (64, 48)).save(photo)
+    command = ["predict", str(photo)] if moment == "importing" else ["serve", "--port", "0"]
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tools", *command],

@@ -417,6 +417,17 @@ def test_call_refuses_a_render_it_cannot_write_before_posting(
     assert _Recorder.requests == []
 
 
+def test_a_missing_image_among_several_is_named_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found when its turn came, after the model had loaded and the images before it had run, whose
+    results were then lost (there are no weights here: a later check would report those)."""
+    image, missing = str(write_image(tmp_path / "f.png")), tmp_path / "missing.png"
+    argv = ["predict", image, str(missing), "--weights-dir", str(tmp_path / "no-weights"), *MODEL_OPTIONS]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"error: cannot read {missing}: No such file or directory\n"
+
+
 def test_outputs_are_checked_without_making_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
