@@ -38,6 +38,12 @@ def _run() -> int:
     return status
 
 
+# OpenCV and the FFmpeg it bundles log to stderr on their own (a file that is no video: "moov atom not
+# found", a WARN line), before the command's one line that says what went wrong and what to do. Read when
+# OpenCV loads; a value the user set is kept, to see that log again.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
+
 try:
     status = _run()
 except KeyboardInterrupt:

@@ -886,7 +886,23 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return f"--concurrency {args.concurrency}: must be at least 1"
     if args.concurrency > 1 and not args.function_url:
         return "--concurrency is for --function-url; the model loaded here takes one frame at a time"
+    if args.function_url and not _http_url(args.function_url):  # found before the task opens
+        return (
+            f"invalid --function-url {args.function_url!r}: give the function's HTTP address, e.g. "
+            "http://localhost:32768"
+        )
     return None
+
+
+def _http_url(text: str) -> bool:
+    """Whether ``text`` is an address requests can post to: http or https, with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        return url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:  # a malformed IPv6 address or port
+        return False
 
 
 def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
@@ -938,6 +954,7 @@ def _client(host: str | None, auth: str | None) -> Client:
     from cvat_sdk import Client
     from cvat_sdk.api_client.exceptions import OpenApiException
     from cvat_sdk.core.client import AccessTokenCredentials
+    from cvat_sdk.core.exceptions import InvalidHostException
 
     if not host:
         raise TaskError("--server-host: give CVAT's address, e.g. --server-host http://localhost:8080")
@@ -951,7 +968,12 @@ def _client(host: str | None, auth: str | None) -> Client:
         if not token:
             raise TaskError("no credentials: give --auth USER:PASSWORD or set CVAT_ACCESS_TOKEN")
         credentials = AccessTokenCredentials(token)
-    client = Client(host, check_server_version=False)
+    try:
+        client = Client(host, check_server_version=False)
+    except InvalidHostException as exc:
+        raise TaskError(
+            f"invalid --server-host {host!r}: {exc}; give CVAT's address, e.g. http://localhost:8080"
+        ) from None
     try:
         client.get_server_version()  # GET /api/server/about, which every CVAT answers without login
     except OpenApiException as exc:

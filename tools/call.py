@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from alphapose.errors import ImageError
+from alphapose.images import FRAME_SUFFIXES
 from alphapose.images.decode import decode_image
 from tools.errors import CommandError, check_threshold, network_errors, network_problem
-from tools.output import render_image, write_json
+from tools.output import check_writable, render_image, write_json
 from tools.remote import CVAT_REQUEST_TIMEOUT, described
 
 
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
     check_threshold("--threshold", args.threshold)
     if not 0 < args.timeout < math.inf:  # requests refuses 0, negatives and NaN, the socket infinity
         raise CommandError(f"invalid --timeout {args.timeout!r}: must be a number of seconds > 0")
+    if args.render is not None and args.render.suffix.lower() not in FRAME_SUFFIXES:  # OpenCV's choice
+        raise CommandError(f"--render {args.render}: name an image file ({', '.join(FRAME_SUFFIXES)})")
+    for flag, path in (("--out", args.out), ("--render", args.render)):
+        if path is not None:  # before the request, whose answer would be lost
+            check_writable(flag, path)
     try:
         data = args.image.read_bytes()
     except OSError as exc:

@@ -196,6 +196,8 @@ class TaskCheckpoint:
     """
 
     def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
+        if path.is_dir():  # opening it would be an OSError naming neither the checkpoint nor what to do
+            raise CheckpointError(f"{path} is a directory, not a checkpoint; {RESUME_REMEDY}")
         if path.exists() and not resume and not _holds_frames(path):
             path.unlink()
         if path.exists() and not resume:
@@ -211,6 +213,8 @@ class TaskCheckpoint:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
             raise CheckpointError(str(exc)) from None
+        except UnicodeDecodeError:  # refused as PartialResults refuses any other file that is not its own
+            raise CheckpointError(f"{path} is not a partial results file; {RESUME_REMEDY}") from None
         self.path = path
         self.settings = dict(settings)
         self.done: dict[int, list[Pose]] = {

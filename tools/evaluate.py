@@ -192,9 +192,18 @@ def predict(
     """The pipeline's results on ``images`` (AlphaPose's results entries, integer image ids), in the
     images' order, resuming from ``OUT.partial`` when it holds a run of the same ``settings``."""
     partial_path = partial_file(out)
-    if restart:
-        partial_path.unlink(missing_ok=True)
-    partial = PartialResults(partial_path, settings)
+    try:
+        if restart:
+            partial_path.unlink(missing_ok=True)
+        partial = PartialResults(partial_path, settings)
+    except UnicodeDecodeError:  # what PartialResults says of any other file that is not its own
+        raise CommandError(
+            f"{partial_path} is not a partial results file; pass --restart to discard it"
+        ) from None
+    except OSError as exc:  # a directory in its place, a file it may not read
+        raise CommandError(
+            f"cannot use {partial_path}: {exc.strerror or exc}; remove it, or choose another --out", 1
+        ) from None
     try:
         todo = [
             (image, path)

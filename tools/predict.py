@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--render {args.render} names one file but there are {len(args.images)} images")
     render_directory = args.render is not None and not _names_image(args.render)  # a drawn image each
     _check_outputs(args, out_directory=False, render_directory=render_directory)
+    missing = next((path for path in args.images if not path.exists()), None)
+    if missing is not None:  # now, not after the model loads and the images before it run
+        raise CommandError(f"cannot read {missing}: No such file or directory", 1)
     predictor = load(read_settings(args))
     cvat_answers: dict[str, list[dict[str, Any]]] = {}
     coco_answers: list[dict[str, Any]] = []

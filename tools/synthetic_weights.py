@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -275,7 +276,7 @@ def _calibrate(model: nn.Module, sample: torch.Tensor) -> None:
     model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.synthetic_weights", description=__doc__.split("\n\n")[0]
     )
@@ -292,15 +293,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-persons", action="store_true", help="detectors that find nobody")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    path = write_synthetic_weights(
-        args.directory,
-        args.preset or [DEFAULT_PRESET],
-        not args.no_persons,
-        seed=args.seed,
-        detectors=args.detector or [DEFAULT_DETECTOR],
-    )
+    try:
+        path = write_synthetic_weights(
+            args.directory,
+            args.preset or [DEFAULT_PRESET],
+            not args.no_persons,
+            seed=args.seed,
+            detectors=args.detector or [DEFAULT_DETECTOR],
+        )
+    except OSError as exc:  # a file given as the directory, a directory it may not write
+        print(f"error: cannot write weights in {args.directory}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     print(f"synthetic weights written to {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

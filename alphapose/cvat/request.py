@@ -154,10 +154,17 @@ def _probability(data: dict[str, Any], key: str, error: str, *, default: float |
 
 def _json_problem(exc: Exception) -> str:
     """The parser's complaint, except that Python's integer digit limit is told as what the caller sent
-    (its own message advises a call of the server's Python)."""
+    (its own message advises a call of the server's Python), and bytes that are no UTF-8 as such; with
+    what to send."""
     if type(exc) is ValueError and "int_max_str_digits" in str(exc):
         return f"a number has more than {sys.get_int_max_str_digits()} digits; send numbers of ordinary size"
-    return str(exc)
+    if isinstance(exc, UnicodeDecodeError):  # the codec's own words say nothing to a caller
+        problem = (
+            f"it is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}: a raw image file?)"
+        )
+    else:
+        problem = str(exc)
+    return f"{problem}; send a JSON object whose 'image' is the image file in base64"
 
 
 def _shown(value: Any) -> str:

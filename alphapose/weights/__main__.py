@@ -1,8 +1,13 @@
 """``python -m alphapose.weights``: download and verify the official weights
-(:mod:`alphapose.weights.download`)."""
+(:mod:`alphapose.weights.download`). Ctrl-C at any moment, PyTorch's import included, ends it in one line."""
 
 import sys
 
-from alphapose.weights.download import main
+try:
+    from alphapose.weights.download import main
 
-sys.exit(main())
+    status = main()
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    status = 130
+sys.exit(status)

@@ -531,6 +531,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a directory it may not write, a file it may not read
+        copied = args.copy_from is not None and Path(exc.filename or "").is_relative_to(args.copy_from)
+        flag = f"--copy-from {args.copy_from}" if copied else f"{source} {args.dir}"
+        print(f"error: {flag}: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     command = ["python -m alphapose.weights --verify --record", *(f"--preset {p}" for p in presets)]
     command += [f"--detector {d}" for d in detectors]
     command.append(f"--dir {args.dir}")

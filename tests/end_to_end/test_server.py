@@ -211,6 +211,27 @@ def test_other_methods_get_a_json_405_with_allow(server: ServerProcess, method: 
         assert reply.json()["error"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [(b"PRI * HTTP/2.0", b"505"), (b"HELLO", b"400"), (b"GET / HTTP/1.1 extra", b"400")],
+    ids=["http2 prior knowledge", "one word", "four words"],
+)
+def test_a_request_line_the_server_cannot_parse_gets_a_status_line_and_json(
+    server: ServerProcess, request_line: bytes, status: bytes
+) -> None:
+    """Such an error was the JSON body alone, as to an HTTP/0.9 client: curl reported an empty reply."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request_line + b"\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 " + status + b" "), answer
+    assert b"Content-Type: application/json" in head
+    assert set(json.loads(body)) == {"error", "detail"}
+
+
 def test_body_over_the_limit_is_413_and_the_server_keeps_serving(server: ServerProcess) -> None:
     reply = requests.post(server.url, json={"image": "A" * 250_000}, timeout=60)
     assert reply.status_code == 413
@@ -322,7 +343,9 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_without_a_traceback(
     """Interrupted while ``python -m tools`` imports (``predict``'s module imports PyTorch for seconds;
     ``serve``'s are done in a fraction of one), or while the server's workers start."""
     log = tmp_path / "server.log"
-    command = ["predict", str(tmp_path / "photo.jpg")] if moment == "importing" else ["serve", "--port", "0"]
+    photo = tmp_path / "photo.jpg"  # predict refuses a missing image before it imports PyTorch
+    Image.new("RGB", (64, 48)).save(photo)
+    command = ["predict", str(photo)] if moment == "importing" else ["serve", "--port", "0"]
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tools", *command],

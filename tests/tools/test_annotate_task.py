@@ -263,6 +263,28 @@ def test_command_line_errors_name_the_flag_or_the_task(
         assert f"error: task 6 on {url}: HTTP 404" in capsys.readouterr().err
 
 
+def test_addresses_that_are_no_http_urls_are_one_line_naming_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --server-host of another scheme was the CVAT SDK's traceback, and a --function-url that requests
+    cannot post to one at the first frame, after the task was opened."""
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "token")
+    own_sdk_cache(monkeypatch, tmp_path / "cache")
+    assert main(["annotate-task", "5", "--server-host", "ftp://cvat.example"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: invalid --server-host 'ftp://cvat.example': "), err
+    task = make_task(3)
+    with serve(task) as url:
+        for address in ("localhost:8080", "ftp://function.example", "http://"):
+            argv = ["annotate-task", "5", "--server-host", url, "--function-url", address]
+            assert main([*argv, "--checkpoint-dir", str(tmp_path)]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith(f"error: invalid --function-url {address!r}: "), (
+                err
+            )
+    assert task.fetched_frames == []
+
+
 def test_a_task_failure_reads_as_the_command_failing_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -144,3 +144,26 @@ def test_a_checkpoint_without_a_frame_is_replaced_by_a_new_run(tmp_path: Path) -
     checkpoint.close()
     with pytest.raises(CheckpointError, match="holds the frames of an interrupted run"):
         TaskCheckpoint(path, {"task": 5, "preset": "other"}, resume=False)
+
+
+def test_a_checkpoint_of_bytes_that_are_no_text_is_refused_naming_it(tmp_path: Path) -> None:
+    """Resumed, such a file (a checkpoint overwritten by another program) was a UnicodeDecodeError's
+    traceback; it is refused as any other file that is no checkpoint, with what to do."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    path.write_bytes(b"\xff\xfe\x00\n\x80\n")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.jsonl is not a partial results file; delete it"):
+        TaskCheckpoint(path, {"task": 5}, resume=True)
+    assert path.exists()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_directory_in_the_checkpoints_place_is_refused_saying_what_to_do(
+    resume: bool, tmp_path: Path
+) -> None:
+    """It was an OSError: annotate-task printed its words alone, then a line saying that frames were kept
+    for --resume."""
+    path = tmp_path / "annotate-task-5.checkpoint.jsonl"
+    path.mkdir()
+    with pytest.raises(CheckpointError) as refused:
+        TaskCheckpoint(path, {"task": 5}, resume=resume)
+    assert str(refused.value) == f"{path} is a directory, not a checkpoint; delete it to start the task over"

@@ -93,6 +93,28 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
     assert capsys.readouterr().err.startswith("usage: python -m tools.synthetic_weights ")
 
 
+def test_the_synthetic_weights_writer_names_a_directory_it_cannot_write_in_one_line(
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file given as the directory (or above it) was mkdir's traceback, and Ctrl-C while the files are
+    written KeyboardInterrupt's."""
+    from tools import synthetic_weights
+
+    blocker = tmp_path / "weights"
+    blocker.write_text("x")
+    for directory in (blocker, blocker / "sub"):
+        assert synthetic_weights.main([str(directory)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: cannot write weights in {directory}: "), err
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic_weights, "write_synthetic_weights", interrupted)
+    assert synthetic_weights.main([str(tmp_path / "new")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 @pytest.mark.parametrize(
     ("flags", "start"),
     [
@@ -107,6 +129,11 @@ def test_the_synthetic_weights_writer_names_itself_as_it_is_run(capsys: pytest.C
         (["--event-timeout", "inf"], "error: invalid --event-timeout inf: "),
         (["--host", "no-such-host.invalid"], "error: cannot listen on --host no-such-host.invalid: "),
         (["--host", "192.0.2.1"], "error: cannot listen on --host 192.0.2.1: "),  # not this machine's
+        (["--handler", "main"], "error: invalid --handler 'main': expected module:function"),
+        (
+            ["--handler", "no_such_module:handler"],
+            "error: invalid --handler 'no_such_module:handler': no module",
+        ),
     ],
 )
 def test_serve_refuses_a_flag_it_cannot_run_with_in_one_line_before_any_worker(
@@ -138,3 +165,19 @@ def test_a_python_without_the_requirements_is_told_which_to_use() -> None:
         result.stderr
     )
     assert result.stderr.count("\n") == 1
+
+
+def test_a_file_that_is_no_video_is_one_line_without_opencvs_or_ffmpegs_log(tmp_path) -> None:
+    """FFmpeg and OpenCV log to stderr on their own ("moov atom not found", "[ WARN:0@0.3] ... can't be
+    used to capture by name"): those lines came before the command's one line."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 20)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools", "predict", str(video), "--weights-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot read {video} as a video: ")
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -43,6 +43,7 @@ from alphapose.structures import Pose
 from tests.golden.wholebody_eval_set import flat as flat_pose
 from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main
+from tools.errors import CommandError
 from tools.evaluate import Boxes, _check_keypoints, _settings, partial_file, predict, write_results
 
 THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]  # the COCO OKS thresholds
@@ -350,6 +351,28 @@ def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     path.write_text('{"settings": {"precision": "fp32"}}\nnot json\n{"image_id": 1, "results": []}\n')
     with pytest.raises(ResumeError, match="line 2 is damaged"):
         PartialResults(path, {"precision": "fp32"})
+
+
+def test_a_partial_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Bytes that are no text, or a directory in the partial file's place, were a traceback (a directory's
+    with --restart too); anything else the file can hold is refused by PartialResults."""
+    annotations = write_set(tmp_path)
+    truth = load_ground_truth(annotations)
+    paths = [annotations.parent / "images" / image["file_name"] for image in truth.images]
+    out = tmp_path / "results.json"
+    partial_file(out).write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(
+        CommandError, match=r"results\.json\.partial is not a partial results file; pass --restart"
+    ):
+        run_fake(annotations, FakePipeline(annotations, 2.0), out)
+    partial_file(out).unlink()
+    partial_file(out).mkdir()
+    for restart in (False, True):
+        with pytest.raises(
+            CommandError, match=r"cannot use .*results\.json\.partial: Is a directory; remove it"
+        ):
+            pipeline = FakePipeline(annotations, 2.0)
+            predict(pipeline, truth, truth.images, paths, Boxes("detector"), out, {}, restart=restart)
 
 
 def test_a_changed_calibration_image_refuses_the_resume(tmp_path: Path) -> None:

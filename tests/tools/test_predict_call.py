@@ -404,6 +404,34 @@ def test_call_with_bad_inputs_is_one_line_naming_what_to_fix(
     assert err.count("\n") == 1 and err.startswith(f"error: {url} answered HTTP 200 without JSON"), err
 
 
+@pytest.mark.parametrize("name", ["drawn.txt", "drawn", "dir"])
+def test_call_refuses_a_render_it_cannot_write_before_posting(
+    name: str, recorder: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--render takes an image file's name: another suffix (or none, or a directory) was OpenCV's traceback
+    after the function had answered."""
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    (tmp_path / "dir").mkdir()
+    target = tmp_path / name
+    assert main(["call", url, str(write_image(tmp_path / "f.png")), "--render", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --render {target}: name an image file (.png, "), (
+        err
+    )
+    assert _Recorder.requests == []
+
+
+def test_a_missing_image_among_several_is_named_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found when its turn came, after the model had loaded and the images before it had run, whose
+    results were then lost (there are no weights here: a later check would report those)."""
+    image, missing = str(write_image(tmp_path / "f.png")), tmp_path / "missing.png"
+    argv = ["predict", image, str(missing), "--weights-dir", str(tmp_path / "no-weights"), *MODEL_OPTIONS]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"error: cannot read {missing}: No such file or directory\n"
+
+
 def test_outputs_are_checked_without_making_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

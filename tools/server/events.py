@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
@@ -166,6 +167,18 @@ def decode_batch_result(line: str) -> dict[str, HandlerResult]:
     if not isinstance(results, list):
         return {}
     return {str(result["event_id"]): _decoded(result) for result in results if result.get("event_id")}
+
+
+def handler_problem(spec: str) -> str | None:
+    """Why :func:`load_entrypoint` could not load ``spec``, as far as is known without importing it (the
+    server process stays without PyTorch): its syntax, or a top module found nowhere; None otherwise."""
+    match = _HANDLER_SPEC.match(spec)
+    if not match:
+        return f"expected module:function, e.g. {DEFAULT_HANDLER}"
+    top = match.group(1).split(".")[0]
+    if top not in sys.modules and PathFinder.find_spec(top, [str(FUNCTION_ROOT), *sys.path]) is None:
+        return f"no module {top!r} in {FUNCTION_ROOT} or on the Python path"
+    return None
 
 
 def load_entrypoint(spec: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:

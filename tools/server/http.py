@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tools.errors import CommandError, EventTimeoutError, WorkerDiedError, WorkerStartError
-from tools.server.events import DEFAULT_HANDLER, decode_result, encode_event
+from tools.server.events import DEFAULT_HANDLER, decode_result, encode_event, handler_problem
 from tools.server.pool import WorkerPool
 from tools.server.trigger import (
     EVENT_TIMEOUT_SECONDS,
@@ -163,6 +163,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the HTTP layer itself (unsupported method, malformed request) as JSON too."""
+        if self.request_version == "HTTP/0.9":  # a request line not parsed: any client here speaks HTTP/1.x,
+            self.request_version = "HTTP/1.0"  # and the answer of HTTP/0.9 (the body alone) reads as none
         if code == HTTPStatus.NOT_IMPLEMENTED and self.command not in ALLOWED_METHODS:
             self.close_connection = True
             detail = f"{self.command} is not served; send POST with the request, or GET / for health"
@@ -214,7 +216,7 @@ def serve(
     accepted only after every worker is ready, as Nuclio starts its trigger. The address is printed on
     stdout (``Listening on http://HOST:PORT``) for scripts that pass port 0.
     """
-    problem = _flags_problem(port, workers, max_body_size, availability_timeout, event_timeout)
+    problem = _flags_problem(port, workers, handler, max_body_size, availability_timeout, event_timeout)
     if problem:
         raise CommandError(problem)
     pool = WorkerPool(workers, handler)
@@ -267,7 +269,12 @@ def serve(
 
 
 def _flags_problem(
-    port: int, workers: int, max_body_size: int, availability_timeout: float, event_timeout: float | None
+    port: int,
+    workers: int,
+    handler: str,
+    max_body_size: int,
+    availability_timeout: float,
+    event_timeout: float | None,
 ) -> str | None:
     """The first of ``serve``'s flags that holds a value it cannot run with, named as typed; None when none
     does. Checked before anything starts: each would otherwise be a traceback, or a server refusing or
@@ -276,6 +283,8 @@ def _flags_problem(
         return f"invalid --port {port}: must be 0 to 65535 (0 picks a free one)"
     if workers < 1:
         return f"invalid --workers {workers}: must be at least 1"
+    if problem := handler_problem(handler):
+        return f"invalid --handler {handler!r}: {problem}"
     if max_body_size < 1:
         return f"invalid --max-body-size {max_body_size}: must be a number of bytes >= 1"
     if not 0 <= availability_timeout < math.inf:

@@ -432,3 +432,13 @@ def test_a_number_over_the_digit_limit_is_told_as_the_callers_not_as_python_advi
     exc = refused(parse_body, b'{"image": "x", "threshold": ' + b"9" * 5000 + b"}")
     assert exc.error == "invalid_json" and "more than 4300 digits" in exc.detail
     assert "sys." not in exc.detail
+
+
+@pytest.mark.parametrize("body", [SMALL_PNG, b'{"image": '], ids=["raw image file", "cut short"])
+def test_a_body_that_is_no_json_says_what_to_send(body: bytes) -> None:
+    """A raw image file posted as the body (``curl --data-binary @frame.png``) was answered with the UTF-8
+    codec's complaint about byte 0x89 alone, a broken JSON text with the parser's alone."""
+    exc = refused(parse_body, body)
+    assert exc.status == 400 and exc.error == "invalid_json"
+    assert "codec" not in exc.detail
+    assert exc.detail.endswith("; send a JSON object whose 'image' is the image file in base64"), exc.detail

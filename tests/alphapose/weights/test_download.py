@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import gdown
 import pytest
@@ -418,6 +421,40 @@ def test_main_names_a_file_given_as_dir_or_a_checksums_file_it_cannot_read(
     assert weights.main(["--verify", "--dir", str(tmp_path), "--checksums", str(binary)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: cannot read {binary} as a sha256sum file"), err
+
+
+def test_main_names_the_flag_of_a_directory_it_cannot_write_or_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --dir it may not write (or a --copy-from file it may not read) was mkdir's or open's traceback."""
+    target, source = tmp_path / "weights", tmp_path / "official"
+    for denied, start in (
+        (target / "yolov3-spp.weights", f"--dir {target}"),
+        (source / "a.pth", f"--copy-from {source}"),
+    ):
+
+        def refuse(*args: object, denied: Path = denied, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", str(denied))
+
+        monkeypatch.setattr(weights, "ensure_weights", refuse)
+        assert weights.main(["--dir", str(target), "--copy-from", str(source)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"error: {start}: {denied}: Permission denied\n", err
+
+
+def test_ctrl_c_is_one_line_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while PyTorch imports, or during a download, was KeyboardInterrupt's traceback."""
+
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "alphapose.weights.download", SimpleNamespace(main=interrupted))
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as stopped:  # one escaping would stop pytest
+        runpy.run_module("alphapose.weights", run_name="__main__")
+    assert stopped.type is SystemExit and stopped.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 @pytest.mark.parametrize(
