@@ -23,8 +23,10 @@ are. A part of an append whose answer was lost (a timeout, a dropped connection,
 not sent twice: the resumed run reads the task's annotations and sends that part only if no automatic
 track newer than those noted before it was sent is there, then the parts after it
 (:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
-is reported and the others go on; the exit status is 0 when every task was annotated. Credentials:
-``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
+is reported and the others go on, unless no task could succeed (the model cannot load, the function
+answers for another preset): that stops the command. The exit status is 0 when every task was
+annotated. Credentials: ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli
+takes them.
 """
 
 from __future__ import annotations
@@ -713,7 +715,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _FatalError(Exception):
-    """A problem that stops every task (the model cannot load)."""
+    """A problem that stops every task, which no --resume mends (the model cannot load, the function answers
+    for another preset)."""
 
 
 class _Runner:
@@ -747,7 +750,7 @@ class _Runner:
         """Annotate one task into ``outcome``; any failure a task can have is raised as a CommandError."""
         from tools.checkpoint import CheckpointError
         from tools.errors import CommandError, network_errors
-        from tools.remote import FunctionError
+        from tools.remote import FunctionError, WrongFunctionError
 
         try:
             opened = open_task(self.client, task_id, self.skeleton.keypoints)
@@ -788,6 +791,8 @@ class _Runner:
             raise CommandError(str(exc)) from None
         except CheckpointError as exc:
             raise CommandError(f"task {task_id}: {exc}") from None
+        except WrongFunctionError as exc:  # the next task would get the same answer
+            raise _FatalError(f"task {task_id}: {exc}") from None
         except FunctionError as exc:
             raise CommandError(f"task {task_id}: {exc}", 1) from None
         except _api_errors() as exc:
