@@ -25,8 +25,8 @@ track newer than those noted before it was sent is there, then the parts after i
 (:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
 is reported and the others go on, unless no task could succeed (the model cannot load, the function
 answers for another preset): that stops the command. The exit status is 0 when every task was
-annotated. Credentials: ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli
-takes them.
+annotated; the task ids given are all checked to exist before the first is annotated. Credentials:
+``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
 from __future__ import annotations
@@ -895,8 +895,17 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 
 def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
-    """The tasks given, then the project's (each once, in order)."""
+    """The tasks given, then the project's (each once, in order). The tasks given must all exist before
+    any is annotated: a mistyped id is found now, not after the tasks before it have run for hours."""
     ids = list(args.task_ids)
+    missing = [
+        task_id for task_id in dict.fromkeys(ids) if not _task_exists(client, task_id, args.server_host)
+    ]
+    if missing:
+        raise TaskError(
+            f"task {', '.join(map(str, missing))}: no such task on {args.server_host} (or none you can see); "
+            f"check the id{'s' if len(missing) > 1 else ''}: no task was annotated"
+        )
     if args.project is not None:
         from cvat_sdk.core.helpers import get_paginated_collection
 
@@ -905,6 +914,22 @@ def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
             raise TaskError(f"--project {args.project}: no tasks (no such project, or none you can see)")
         ids += sorted(task.id for task in tasks)
     return list(dict.fromkeys(ids))
+
+
+def _task_exists(client: Client, task_id: int, host: str) -> bool:
+    """Whether CVAT has the task (and shows it to these credentials); another error status is the
+    command's failure, naming the task."""
+    from cvat_sdk.api_client.exceptions import ApiException, NotFoundException
+
+    try:
+        client.api_client.tasks_api.retrieve(task_id, _parse_response=False)  # the answer is read later
+    except NotFoundException:
+        return False
+    except ApiException as exc:
+        from tools.errors import CommandError
+
+        raise CommandError(_api_message(exc, host, task=task_id), 1) from None
+    return True
 
 
 def _api_errors() -> tuple[type[Exception], ...]:

@@ -711,6 +711,22 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
         assert "--project 4: no tasks" in capsys.readouterr().err
 
 
+def test_task_ids_cvat_lacks_are_refused_before_any_task(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped id among several stops the command before the first task is read, in one line naming
+    it, with nothing to resume."""
+    task = make_task(4)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, "5", "99", "98")) == 2
+    assert capsys.readouterr().err == (
+        f"error: task 99, 98: no such task on {url} (or none you can see); "
+        "check the ids: no task was annotated\n"
+    )
+    assert task.fetched_frames == [] and task.uploads == []
+    assert list(cli_env.iterdir()) == []
+
+
 class OtherPresetFunction(StubFunction):
     """A function deployed with another preset: each result has one keypoint fewer than the skeleton."""
 
