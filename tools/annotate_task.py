@@ -661,7 +661,7 @@ class Outcome:
 def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.cvat.settings import Config, setting_flags
-    from tools.errors import CommandError, check_threshold, network_errors
+    from tools.errors import CommandError, check_threshold, interrupted, network_errors
     from tools.output import check_writable
     from tools.tracker_flags import tracker_options
 
@@ -698,11 +698,7 @@ def run(args: argparse.Namespace) -> int:
         for task_id in task_ids:
             outcomes.append(runner.task(task_id))
     except KeyboardInterrupt:
-        print(
-            "interrupted: the frames done are in the checkpoints; run the same command with --resume",
-            file=sys.stderr,
-        )
-        return 130
+        return interrupted("the frames done are in the checkpoints; run the same command with --resume")
     except _FatalError as exc:
         raise CommandError(str(exc)) from None
     for line in summary(outcomes, upload=not args.no_upload, xml=args.xml):
