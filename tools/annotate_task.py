@@ -23,7 +23,9 @@ are. A part of an append whose answer was lost (a timeout, a dropped connection,
 not sent twice: the resumed run reads the task's annotations and sends that part only if no automatic
 track newer than those noted before it was sent is there, then the parts after it
 (:func:`upload_tracks`). Several tasks (or all of a project's) share one model load; a task that fails
-is reported and the others go on; the exit status is 0 when every task was annotated. Credentials:
+is reported and the others go on, unless no task could succeed (the model cannot load, the function
+answers for another preset): that stops the command. The exit status is 0 when every task was
+annotated; the task ids given are all checked to exist before the first is annotated. Credentials:
 ``--auth`` or a personal access token in ``CVAT_ACCESS_TOKEN``, as cvat-cli takes them.
 """
 
@@ -659,7 +661,7 @@ class Outcome:
 def run(args: argparse.Namespace) -> int:
     from alphapose.cvat.errors import ConfigError
     from alphapose.cvat.settings import Config, setting_flags
-    from tools.errors import CommandError, check_threshold, network_errors
+    from tools.errors import CommandError, check_threshold, interrupted, network_errors
     from tools.output import check_writable
     from tools.tracker_flags import tracker_options
 
@@ -696,11 +698,7 @@ def run(args: argparse.Namespace) -> int:
         for task_id in task_ids:
             outcomes.append(runner.task(task_id))
     except KeyboardInterrupt:
-        print(
-            "interrupted: the frames done are in the checkpoints; run the same command with --resume",
-            file=sys.stderr,
-        )
-        return 130
+        return interrupted("the frames done are in the checkpoints; run the same command with --resume")
     except _FatalError as exc:
         raise CommandError(str(exc)) from None
     for line in summary(outcomes, upload=not args.no_upload, xml=args.xml):
@@ -713,7 +711,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _FatalError(Exception):
-    """A problem that stops every task (the model cannot load)."""
+    """A problem that stops every task, which no --resume mends (the model cannot load, the function answers
+    for another preset)."""
 
 
 class _Runner:
@@ -747,7 +746,7 @@ class _Runner:
         """Annotate one task into ``outcome``; any failure a task can have is raised as a CommandError."""
         from tools.checkpoint import CheckpointError
         from tools.errors import CommandError, network_errors
-        from tools.remote import FunctionError
+        from tools.remote import FunctionError, WrongFunctionError
 
         try:
             opened = open_task(self.client, task_id, self.skeleton.keypoints)
@@ -788,6 +787,8 @@ class _Runner:
             raise CommandError(str(exc)) from None
         except CheckpointError as exc:
             raise CommandError(f"task {task_id}: {exc}") from None
+        except WrongFunctionError as exc:  # the next task would get the same answer
+            raise _FatalError(f"task {task_id}: {exc}") from None
         except FunctionError as exc:
             raise CommandError(f"task {task_id}: {exc}", 1) from None
         except _api_errors() as exc:
@@ -906,8 +907,17 @@ def _http_url(text: str) -> bool:
 
 
 def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
-    """The tasks given, then the project's (each once, in order)."""
+    """The tasks given, then the project's (each once, in order). The tasks given must all exist before
+    any is annotated: a mistyped id is found now, not after the tasks before it have run for hours."""
     ids = list(args.task_ids)
+    missing = [
+        task_id for task_id in dict.fromkeys(ids) if not _task_exists(client, task_id, args.server_host)
+    ]
+    if missing:
+        raise TaskError(
+            f"task {', '.join(map(str, missing))}: no such task on {args.server_host} (or none you can see); "
+            f"check the id{'s' if len(missing) > 1 else ''}: no task was annotated"
+        )
     if args.project is not None:
         from cvat_sdk.core.helpers import get_paginated_collection
 
@@ -916,6 +926,22 @@ def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:
             raise TaskError(f"--project {args.project}: no tasks (no such project, or none you can see)")
         ids += sorted(task.id for task in tasks)
     return list(dict.fromkeys(ids))
+
+
+def _task_exists(client: Client, task_id: int, host: str) -> bool:
+    """Whether CVAT has the task (and shows it to these credentials); another error status is the
+    command's failure, naming the task."""
+    from cvat_sdk.api_client.exceptions import ApiException, NotFoundException
+
+    try:
+        client.api_client.tasks_api.retrieve(task_id, _parse_response=False)  # the answer is read later
+    except NotFoundException:
+        return False
+    except ApiException as exc:
+        from tools.errors import CommandError
+
+        raise CommandError(_api_message(exc, host, task=task_id), 1) from None
+    return True
 
 
 def _api_errors() -> tuple[type[Exception], ...]:

@@ -57,6 +57,13 @@ def network_problem(exc: BaseException) -> str:
     return f"the connection failed ({cause})"
 
 
+def interrupted(resume: str) -> int:
+    """Ctrl-C's one line, saying how to go on from the work kept (``resume``), and its exit status: for the
+    commands that keep their work as they go (``python -m tools`` says a bare ``interrupted`` for others)."""
+    print(f"interrupted: {resume}", file=sys.stderr)
+    return 130
+
+
 def check_threshold(flag: str, value: float) -> float:
     """A score threshold flag's value, which must lie in [0, 1] as the request's ``threshold`` does: NaN or a
     value outside would silently drop every person (or none) rather than fail."""

@@ -44,7 +44,7 @@ from alphapose.evaluation import (
 from alphapose.pose.presets import PosePreset
 from alphapose.pose.skeletons import Skeleton
 from alphapose.structures import Pose
-from tools.errors import CommandError, check_threshold
+from tools.errors import CommandError, check_threshold, interrupted
 from tools.output import check_writable, unwritable
 
 PRINTED_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
         except (ResumeError, AnnotationError) as exc:
             raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:
+            kept = partial_file(out)
+            return interrupted(f"the images done are in {kept}; run the same command to go on from them")
         try:
             write_results(results, out)
         except OSError as exc:

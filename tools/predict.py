@@ -207,13 +207,20 @@ def _video_flags_problem(args: argparse.Namespace, path: Path, videos: Sequence[
 
 def _videos_in(path: Path) -> list[Path]:
     """The video files of a directory that holds no frames (a directory of videos), in name order;
-    empty for a video file or a directory of frames."""
+    empty for a video file or a directory of frames. A directory of both is refused: read as either,
+    the other kind would be left out without a word."""
     if not path.is_dir():
         return []
     files = sorted(p for p in path.iterdir() if p.is_file())
-    if any(p.suffix.lower() in FRAME_SUFFIXES for p in files):
-        return []
-    return [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    if not any(p.suffix.lower() in FRAME_SUFFIXES for p in files):
+        return videos
+    if videos:
+        raise CommandError(
+            f"{path} holds both frames and video files ({', '.join(p.name for p in videos[:3])}"
+            f"{', ...' if len(videos) > 3 else ''}): put the frames and the videos in separate directories"
+        )
+    return []
 
 
 def _track_video(

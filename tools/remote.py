@@ -43,6 +43,11 @@ class FunctionError(Exception):
     """The function did not answer a frame usefully; the message says which frame and what came back."""
 
 
+class WrongFunctionError(FunctionError):
+    """The function answers, but not with results of the skeleton given here (another preset, or no pose
+    function at that address): every frame, and a retry or a resumed run, would get the same."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a frame is tried and how long to wait between tries: ``first_pause`` seconds, doubling
@@ -136,7 +141,7 @@ class RemoteFunction:
         try:
             return coco_poses(reply.json(), self.skeleton.num_keypoints)
         except ValueError as exc:  # a JSON error is a ValueError too
-            raise FunctionError(
+            raise WrongFunctionError(
                 f"frame {frame}: the answer of {self.url} is not AlphaPose results of skeleton "
                 f"{self.skeleton.name} ({exc}); is the function's preset the one given here (--preset)?"
             ) from None

@@ -711,6 +711,53 @@ def test_several_tasks_one_failing_and_a_project(cli_env: Path, capsys: pytest.C
         assert "--project 4: no tasks" in capsys.readouterr().err
 
 
+def test_task_ids_cvat_lacks_are_refused_before_any_task(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped id among several stops the command before the first task is read, in one line naming
+    it, with nothing to resume."""
+    task = make_task(4)
+    with serve(task) as url, serve_function(StubFunction()) as function_url:
+        assert main(annotate_args(url, function_url, cli_env, "5", "99", "98")) == 2
+    assert capsys.readouterr().err == (
+        f"error: task 99, 98: no such task on {url} (or none you can see); "
+        "check the ids: no task was annotated\n"
+    )
+    assert task.fetched_frames == [] and task.uploads == []
+    assert list(cli_env.iterdir()) == []
+
+
+class OtherPresetFunction(StubFunction):
+    """A function deployed with another preset: each result has one keypoint fewer than the skeleton."""
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, Any]:
+        status, results = super().answer(body)
+        return status, [{**result, "keypoints": result["keypoints"][:-3]} for result in results]
+
+
+def test_a_function_of_another_preset_stops_every_task_at_once(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No task could succeed and --resume would not mend it: one line, status 2, no advice to resume, no
+    frame of the second task sent; a checkpoint without frames does not hold up the corrected command."""
+    first, second = make_task(4), ImageTask(7, coco_labels(), make_task(4).images, make_task(4).sizes)
+    wrong = OtherPresetFunction()
+    with serve(first, second) as url:
+        with serve_function(wrong) as function_url:
+            assert main(annotate_args(url, function_url, cli_env, "5", "7")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: task 5: frame 0: the answer of ")
+        assert (
+            f"result 0 has {SKELETON.num_keypoints - 1} keypoints, the skeleton {SKELETON.num_keypoints}"
+            in err
+        )
+        assert "resume" not in err
+        assert wrong.frames == [0]
+        with serve_function(StubFunction()) as function_url:
+            assert main(annotate_args(url, function_url, cli_env, "5", "7")) == 0, capsys.readouterr().err
+    assert len(first.uploads) == len(second.uploads) == 1
+
+
 def test_several_tasks_load_the_local_model_once(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

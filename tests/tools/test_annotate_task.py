@@ -259,8 +259,11 @@ def test_command_line_errors_name_the_flag_or_the_task(
     with serve(task) as url:
         assert main(["annotate-task", "5", "--server-host", url]) == 2
         assert "task 5's 'person' skeleton lacks the preset's points nose" in capsys.readouterr().err
-        assert main(["annotate-task", "6", "--server-host", url]) == 1
-        assert f"error: task 6 on {url}: HTTP 404" in capsys.readouterr().err
+        assert main(["annotate-task", "6", "--server-host", url]) == 2
+        assert capsys.readouterr().err == (
+            f"error: task 6: no such task on {url} (or none you can see); "
+            "check the id: no task was annotated\n"
+        )
 
 
 def test_addresses_that_are_no_http_urls_are_one_line_naming_the_flag(

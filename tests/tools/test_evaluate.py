@@ -338,6 +338,31 @@ def test_an_interrupted_run_goes_on_where_it_stopped(tmp_path: Path) -> None:
     assert [json.loads(line).get("image_id") for line in lines] == [None, 1, 2]
 
 
+def test_ctrl_c_says_that_the_same_command_goes_on_from_the_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tools.evaluate
+
+    annotations = write_set(tmp_path)
+    out = tmp_path / "results.json"
+    pipelines = [FakePipeline(annotations, fail_after=1), FakePipeline(annotations)]
+    monkeypatch.delenv("ALPHAPOSE_PRESET", raising=False)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: pipelines.pop(0))
+    argv = evaluate_argv(annotations, tmp_path / "images", out)
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went past the command, which says nothing of the partial file")
+    assert status == 130
+    assert capsys.readouterr().err.endswith(
+        f"interrupted: the images done are in {partial_file(out)}; run the same command to go on from them\n"
+    )
+    again = pipelines[-1]
+    assert main(argv) == 0
+    assert f"resuming {partial_file(out)}: 1 images done" in capsys.readouterr().err
+    assert again.calls == 1
+
+
 def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.json.partial"
     PartialResults(path, {"precision": "fp32"}).close()

@@ -251,6 +251,30 @@ def test_a_failed_video_of_a_directory_is_reported_as_the_command_reports_errors
     assert capsys.readouterr().err.startswith(f"reported: cannot read {videos / 'b.avi'} as a video")
 
 
+def test_a_directory_of_frames_and_videos_is_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read as frames, its videos would be dropped without a word (as videos, its frames): one line naming
+    it and what to do, status 2."""
+    import tools.predict
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("0.png", "1.png"):
+        cv2.imwrite(str(mixed / name), np.zeros((24, 32, 3), np.uint8))
+    (mixed / "a.mp4").write_bytes(b"\x00" * 64)
+
+    def loaded(settings: object) -> None:
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(tools.predict, "load", loaded)
+    assert main(["predict", str(mixed), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {mixed} holds both frames and video files (a.mp4): put the frames and the videos in "
+        "separate directories\n"
+    )
+
+
 def test_predict_video_errors(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"RIFF" + b"\x00" * 500)
