@@ -529,6 +529,18 @@ def test_readme_tells_how_the_sdk_function_answers_what_the_function_files_run()
     assert f"left alone it runs the `{DEFAULT_DETECTOR}` detector in `{DEFAULT_ENGINE}`" in section
 
 
+def test_video_benchmark_runs_what_the_cpu_function_file_runs() -> None:
+    """bench/README.md says bench.video measures the CPU function files' configuration: its preset,
+    detector and engine are function.yaml's (read from the file), and --engine picks another."""
+    from bench import video
+
+    env = env_of(load("function.yaml"))
+    assert (env["ALPHAPOSE_PRESET"], env["ALPHAPOSE_DETECTOR"]) == (video.PRESET, video.DETECTOR)
+    assert video.engine_for(None, "cpu") == env["ALPHAPOSE_ENGINE"]
+    assert video.engine_for("torch", "cpu") == "torch"
+    assert video.engine_for(None, "cuda") == "torch"  # the runtimes run on the CPU only
+
+
 def test_stage_with_calibration_frames_builds_an_int8_cpu_function(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
