@@ -130,7 +130,7 @@ base-image: ## Build the CUDA base image of the GPU functions (Dockerfile.base -
 # Nuclio copies the whole --path directory into the image and reads no ignore file, so the function is
 # deployed from a staging directory holding only what it runs (tools/stage.py): no .venv, tests or tools.
 stage: $(STAMP) ## Copy the function's files (and WEIGHTS_DIR's files for a CPU FUNCTION_FILE, if all there; CALIBRATION=DIR: frames to run int8 on) to STAGE_DIR
-	$(PY) -m tools.stage --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR) \
+	$(PY) -m tools.stage --make --dir $(STAGE_DIR) --file $(FUNCTION_FILE) --weights-dir $(WEIGHTS_DIR) \
 		$(if $(ALLOW_SYNTHETIC),--allow-synthetic) $(if $(CALIBRATION),--calibration $(CALIBRATION))
 
 deploy-local: ## Deploy FUNCTION_FILE with nuctl --platform local into project cvat (NETWORK=cvat_cvat)

@@ -1,14 +1,16 @@
 """Videos: frames per second through the whole path (the tracker's own time is in bench.tracking).
 
-``python -m bench.video [--frames N] [--repeats N] [--threads N] [--device cpu] [--out FILE]``
+``python -m bench.video [--frames N] [--repeats N] [--threads N] [--device cpu] [--engine E] [--out FILE]``
 (``make bench`` runs it), writing ``bench/results/video-<device>.json`` unless ``--out`` says otherwise.
 
 * **Frames per second**: a 640x480 video (photo-like synthetic frames, MPEG-4 part 2 as AlphaPose's demo
-  writes) read, detected, posed and tracked by :func:`alphapose.tracking.track_video`, in the fast CPU
-  configuration of the CPU function files (``fastpose_res50_coco``, YOLOX-s at 640, fp32), with one
-  frame per detector forward and with four, the two in turns. Synthetic weights find one person per
-  frame. Also reported: decoding alone, and the detector alone on four frames at one and at four frames
-  per forward (medians of runs in turns), which says whether batching frames pays on this device.
+  writes) read, detected, posed and tracked by :func:`alphapose.tracking.track_video`, in the
+  configuration of the CPU function file ``function.yaml`` (its preset, detector and engine, read from
+  ``tools.function_yaml``; fp32; ``--engine`` runs another engine, ``torch`` for PyTorch alone, the default
+  on a GPU, where the runtimes do not run), with one frame per detector forward and with four, in turns.
+  Synthetic weights find one person per frame. Also reported: decoding alone, and the detector alone on
+  four frames at one and at four frames per forward (medians of runs in turns), which says whether
+  batching frames pays on this device.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
 from bench.measure import device_label, environment, load_average, measure_interleaved
 from bench.report import RESULTS
+from tools.function_yaml import FUNCTION_FILES
 from tools.synthetic_images import synthetic_photo
 
-PRESET, DETECTOR = "fastpose_res50_coco", "yolox-s"
+CPU_FILE = FUNCTION_FILES["function.yaml"]
+PRESET, DETECTOR = CPU_FILE.preset, CPU_FILE.detector
 SIZE = (640, 480)
 FRAME_BATCHES = (1, 4)
 
@@ -48,6 +52,14 @@ def write_clip(path: Path, frames: int) -> Path:
         writer.write(cv2.cvtColor(np.ascontiguousarray(scene[:, 4 * k : 4 * k + width]), cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def engine_for(engine: str | None, device: str) -> str:
+    """The engine asked for, else the CPU function file's on a CPU and PyTorch elsewhere (the runtimes
+    run on the CPU only)."""
+    if engine is not None:
+        return engine
+    return CPU_FILE.engine if torch.device(device).type == "cpu" else "torch"
 
 
 def per_second(count: int, seconds: float) -> float:
@@ -89,7 +101,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         f"Videos on {results['device']}, {results['environment']['torch_threads']} thread(s) "
         f"({results['frames']} frames of {SIZE[0]}x{SIZE[1]}, "
-        f"{PRESET} + {DETECTOR}; load average {results['load_average_start']} at the start)",
+        f"{PRESET} + {DETECTOR}, engine {results['engine']}; load average {results['load_average_start']} "
+        "at the start)",
         "",
         "| what | frames/s |",
         "|---|---|",
@@ -114,6 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
+    parser.add_argument(
+        "--engine",
+        help=f"what runs each network (default on a CPU: the CPU function files' {CPU_FILE.engine}; "
+        "elsewhere torch)",
+    )
     parser.add_argument("--out", type=Path, help="results JSON (default: bench/results/video-<device>.json)")
     args = parser.parse_args(argv)
     from tools.synthetic_weights import write_synthetic_weights
@@ -122,12 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    engine = engine_for(args.engine, args.device)
     load = load_average()
     with tempfile.TemporaryDirectory(prefix="alphapose-bench-") as directory:
         print("[bench.video] synthetic weights and clip", file=sys.stderr, flush=True)
         weights = write_synthetic_weights(directory, (PRESET,), persons=True, detectors=(DETECTOR,))
         pipeline = PosePipeline.from_weights_dir(
-            weights, preset=PRESET, detector=DETECTOR, device=args.device
+            weights, preset=PRESET, detector=DETECTOR, device=args.device, engine=engine
         )
         clip = write_clip(Path(directory) / "clip.mp4", args.frames)
         print("[bench.video] frames per second", file=sys.stderr, flush=True)
@@ -136,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": device_label(device),
         "environment": environment(device),
         "frames": args.frames,
+        "engine": engine,
         "load_average_start": load,
         "video": rates,
         "load_average_end": load_average(),

@@ -201,13 +201,16 @@ def _run(command: str) -> dict[str, str]:
     return {"kind": "RUN", "value": command}
 
 
-def weights_command(preset: str, detector: str, staged: bool = False) -> str:
+def weights_command(preset: str, detector: str, staged: bool = False, gpu: bool = False) -> str:
     """Fetch what is missing and verify everything with the function's own code (after the copy); for
-    weights staged with the function, verify only (nothing may be downloaded instead)."""
+    weights staged with the function, verify only (nothing may be downloaded instead). On the GPU base
+    image, keep its files: it holds synthetic ones only where its build asked for them
+    (``ALLOW_SYNTHETIC=1``), and a download would replace them."""
     directory, verify = (STAGED_WEIGHTS_DIR, " --verify") if staged else (WEIGHTS_DIR, "")
+    keep = " --allow-synthetic" if gpu else ""
     return (
         f"cd {HANDLER_DIR} && python -m alphapose.weights{verify} --preset {preset} --detector {detector} "
-        f"--dir {directory}"
+        f"--dir {directory}{keep}"
     )
 
 
@@ -244,7 +247,7 @@ def build_section(
             "image": f"{image}:latest-gpu",
             "baseImage": GPU_BASE_IMAGE,
             "noBaseImagesPull": True,
-            "directives": {"postCopy": [_run(weights_command(variant.preset, variant.detector))]},
+            "directives": {"postCopy": [_run(weights_command(variant.preset, variant.detector, gpu=True))]},
         }
     # each pin once: both engines' files pin the exporter's onnx
     int8 = [INT8_REQUIREMENTS] if calibrated else []

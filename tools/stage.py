@@ -38,6 +38,8 @@ SOURCES = (
     "requirements-weights.txt",
     "LICENSE",
 )
+# The make variables that ``make stage`` passes as these flags: an error names what the user typed.
+MAKE_VARIABLES = {"--weights-dir": "WEIGHTS_DIR", "--file": "FUNCTION_FILE", "--calibration": "CALIBRATION"}
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.download", "*.part", "sdk_function.py")
 
 
@@ -116,7 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="frames like those to annotate: the CPU function runs int8, quantized on them in its build",
     )
+    parser.add_argument(
+        "--make",
+        action="store_true",
+        help=f"name make's variables ({', '.join(MAKE_VARIABLES.values())}) in errors: make stage passes it",
+    )
     args = parser.parse_args(argv)
+
+    def typed(flag: str, value: object) -> str:
+        return f"{MAKE_VARIABLES[flag]}={value}" if args.make else f"{flag} {value}"
+
     try:
         staged = stage(
             args.dir,
@@ -126,11 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibration=args.calibration,
         )
     except WeightsError as exc:
-        return CommandError(f"--weights-dir {args.weights_dir}: {exc}", 1).report()
+        return CommandError(f"{typed('--weights-dir', args.weights_dir)}: {exc}", 1).report()
     except OptionError as exc:
-        return CommandError(f"--calibration {exc.value!r}: {exc.problem}").report()
+        return CommandError(f"{typed('--calibration', repr(exc.value))}: {exc.problem}").report()
     except ValueError as exc:
-        return CommandError(f"--file: {exc}").report()
+        return CommandError(f"{typed('--file', args.file)}: {exc}").report()
     if args.calibration is not None:
         print(
             f"staged the frames of {args.calibration}: {args.file} runs int8, quantized on them in its build"

@@ -9,8 +9,9 @@ and its sha256, which gives it one of three states:
 * ``synthetic``: the file was written by ``python -m tools.synthetic_weights`` (random values in the
   official format, for tests and trying the function offline). The writer marks each file inside
   (:func:`mark_synthetic`, :data:`SYNTHETIC_DARKNET_SEEN`), so it is recognised wherever it is copied or
-  renamed. Such a file is never recorded, and ``--copy-from`` (how the GPU base image takes local files)
-  refuses it unless ``--allow-synthetic`` asks for a test image.
+  renamed. Such a file is never recorded, ``--copy-from`` (how the GPU base image takes local files)
+  refuses it unless ``--allow-synthetic`` asks for a test image, and a download (no ``--verify``) replaces
+  one it finds in place with the official file unless ``--allow-synthetic`` keeps it.
 
 Downloads go to ``<name>.download`` next to the final file and are renamed with ``os.replace`` only after
 verification, so a file under an official name is always complete. Google Drive files come through gdown
@@ -82,7 +83,8 @@ class VerifiedFile:
 
 
 def download_hint(directory: Path, preset: str | None = None, detector: str | None = None) -> str:
-    """The commands that fetch a preset's and a detector's files, as they work when typed."""
+    """The commands that fetch a preset's and a detector's files, as they work when typed (a synthetic
+    file in the way is replaced: :func:`ensure_weights`)."""
     make = ["make weights"] + [f"PRESET={preset}"] * bool(preset) + [f"DETECTOR={detector}"] * bool(detector)
     module = ["python -m alphapose.weights"] + [f"--preset {preset}"] * bool(preset)
     module += [f"--detector {detector}"] * bool(detector)
@@ -330,8 +332,9 @@ def copy_file(
         raise WeightsError(
             f"--copy-from: {source} holds synthetic random weights (written by python -m "
             "tools.synthetic_weights), not the official file. Put the official file there "
-            f"({download_hint(source.parent)}) or remove it to download it; only for a test image, pass "
-            "--allow-synthetic (make base-image ALLOW_SYNTHETIC=1)"
+            f"({_file_hint(source.parent, source.name)}: a download replaces a synthetic file) or remove "
+            "it to download it; only for a test image, pass --allow-synthetic (make base-image "
+            "ALLOW_SYNTHETIC=1)"
         )
     directory.mkdir(parents=True, exist_ok=True)
     staging = _staging_path(directory, source.name)
@@ -350,15 +353,24 @@ def ensure_weights(
     """Verify ``files`` in ``directory``; with ``download``, first fetch the missing ones.
 
     A missing file is copied from ``copy_from`` when it holds it (synthetic files only with
-    ``allow_synthetic``), else downloaded. Every file is tried; a :class:`WeightsError` at the end lists
-    all the problems found.
+    ``allow_synthetic``), else downloaded. With ``download``, a synthetic file in place is not the official
+    one, so it is fetched like a missing one and replaced (saying so), unless ``allow_synthetic`` keeps it:
+    otherwise the command that advice gives for official files would verify the random ones and stop.
+    Every file is tried; a :class:`WeightsError` at the end lists all the problems found.
     """
     checksums = read_checksums(checksum_file)
     verified, problems = [], []
     for source in files:
+        path = directory / source.name
         try:
-            if not download or (directory / source.name).exists():
-                verified.append(verify_file(directory / source.name, checksums))
+            replace_synthetic = download and not allow_synthetic and path.is_file() and is_synthetic(path)
+            if replace_synthetic:
+                print(
+                    f"{path} holds synthetic random weights: replacing it with the official file",
+                    file=sys.stderr,
+                )
+            if not download or (path.exists() and not replace_synthetic):
+                verified.append(verify_file(path, checksums))
             elif copy_from is not None and (copy_from / source.name).is_file():
                 verified.append(copy_file(copy_from / source.name, directory, checksums, allow_synthetic))
             else:
@@ -414,9 +426,14 @@ def _check_format(path: Path, name: str) -> None:
         load_detector(path, detector=detector.name)
 
 
+def _file_hint(directory: Path, name: str) -> str:
+    """:func:`download_hint` for the official file ``name``: its own preset or detector."""
+    preset, detector = preset_for_checkpoint(name), detector_for_file(name)
+    return download_hint(directory, preset.name if preset else None, detector.name if detector else None)
+
+
 def _missing_message(source: WeightsFile, directory: Path) -> str:
-    preset, detector = preset_for_checkpoint(source.name), detector_for_file(source.name)
-    hint = download_hint(directory, preset.name if preset else None, detector.name if detector else None)
+    hint = _file_hint(directory, source.name)
     return (
         f"missing {directory / source.name}. Download it with {hint}, "
         f"or by hand: open {source.url} in a browser and save the file as {directory / source.name}."
@@ -494,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--allow-synthetic",
         action="store_true",
-        help="let --copy-from take synthetic random weights (tools.synthetic_weights): for test images only",
+        help="let --copy-from take synthetic random weights (tools.synthetic_weights) and keep those in "
+        "--dir, which a download replaces otherwise: for test images only",
     )
     parser.add_argument(
         "--checksums",

@@ -227,9 +227,11 @@ def test_every_image_runs_the_weights_verification_for_its_preset() -> None:
                 f"--detector {detector} --dir {weights_dir}"
             ]
         )
+        # the GPU base image holds synthetic files only where its build allowed them: kept, not replaced
+        keep = " --allow-synthetic" if "gpu" in name else ""
         assert post_copy == [
             f"cd /opt/nuclio && python -m alphapose.weights --preset {preset} --detector {detector} "
-            f"--dir {weights_dir}",
+            f"--dir {weights_dir}{keep}",
             *export,
         ]
 
@@ -440,6 +442,50 @@ def test_stage_refuses_synthetic_weights_unless_asked_for_a_test_deployment(
     assert (tmp_path / "make" / "weights" / "yolox_s.pth").is_file()
 
 
+def test_stage_refusal_of_synthetic_weights_gives_advice_that_works_as_printed(
+    weights_dir: Path,
+    unmarked_weights_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """make stage on the CPU files' synthetic weights: the error names WEIGHTS_DIR= as typed, and its
+    download command, followed literally, replaces them with the official files, so the same make stage
+    then stages them (it verified the synthetic ones in place and the refusal came again)."""
+    from official_downloads import fake_official_downloads
+
+    from alphapose.weights import download as weights
+    from tools.stage import main
+
+    copied = tmp_path / "synthetic-weights"  # what make serve-synthetic DETECTOR=yolox-s writes
+    copied.mkdir()
+    for name in ("yolox_s.pth", "fast_res50_256x192.pth"):
+        shutil.copyfile(weights_dir / name, copied / name)
+    stage_argv = ["--make", "--dir", str(tmp_path / "staged"), "--file", "function.yaml"]
+    stage_argv += ["--weights-dir", str(copied)]
+    # make stage passes --make, which names make's variables
+    assert re.search(
+        r"-m tools\.stage --make .*--file function\.yaml --weights-dir weights", make("-n", "stage").stdout
+    )
+    assert main(stage_argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: WEIGHTS_DIR={copied}: ") and err.count("\n") == 1, err
+    (make_hint,) = re.findall(r"`(make weights [^`]+)`", err)
+    (module_hint,) = re.findall(r"`(python -m alphapose\.weights [^`]+)`", err)
+    # the make hint runs the module hint's command
+    dry_run = make("-n", *make_hint.split()[1:])
+    assert f"-m {module_hint.removeprefix('python -m ')}\n" in dry_run.stdout, dry_run.stdout
+    fetched = fake_official_downloads(monkeypatch, unmarked_weights_dir)
+    assert weights.main(module_hint.split()[3:]) == 0
+    assert sorted(fetched) == ["fast_res50_256x192.pth", "yolox_s.pth"]
+    assert "replacing it with the official file" in capsys.readouterr().err
+    assert main(stage_argv) == 0
+    assert "synthetic" not in capsys.readouterr().err
+
+    assert main([*stage_argv[:4], "nosuch.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("error: FUNCTION_FILE=nosuch.yaml: unknown function file")
+
+
 @pytest.mark.slow  # a subprocess or two of several seconds: make test-slow (CI runs both)
 def test_base_image_weights_step_refuses_synthetic_files_unless_the_build_arg_allows_them(
     weights_dir: Path, tmp_path: Path
@@ -484,6 +530,18 @@ def test_readme_tells_how_the_sdk_function_answers_what_the_function_files_run()
     assert f"-p detector=str:{cpu['ALPHAPOSE_DETECTOR']} -p engine=str:{cpu['ALPHAPOSE_ENGINE']}" in section
     assert f"-p detector=str:{gpu['ALPHAPOSE_DETECTOR']} -p device=str:cuda" in section
     assert f"left alone it runs the `{DEFAULT_DETECTOR}` detector in `{DEFAULT_ENGINE}`" in section
+
+
+def test_video_benchmark_runs_what_the_cpu_function_file_runs() -> None:
+    """bench/README.md says bench.video measures the CPU function files' configuration: its preset,
+    detector and engine are function.yaml's (read from the file), and --engine picks another."""
+    from bench import video
+
+    env = env_of(load("function.yaml"))
+    assert (env["ALPHAPOSE_PRESET"], env["ALPHAPOSE_DETECTOR"]) == (video.PRESET, video.DETECTOR)
+    assert video.engine_for(None, "cpu") == env["ALPHAPOSE_ENGINE"]
+    assert video.engine_for("torch", "cpu") == "torch"
+    assert video.engine_for(None, "cuda") == "torch"  # the runtimes run on the CPU only
 
 
 def test_stage_with_calibration_frames_builds_an_int8_cpu_function(

@@ -22,6 +22,7 @@ import gdown
 import pytest
 import requests
 import torch
+from official_downloads import fake_official_downloads
 from repo_paths import REPO
 
 from alphapose.detection.detectors import DETECTORS
@@ -222,6 +223,82 @@ def test_copy_from_refuses_synthetic_files_unless_allowed(
     assert sorted(p.name for p in (tmp_path / "image").iterdir()) == [COCO.checkpoint.name, DETECTOR_WEIGHTS]
 
 
+def test_a_download_replaces_synthetic_files_in_place_unless_asked_to_keep_them(
+    weights_dir: Path,
+    unmarked_weights_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A synthetic file is not the official one: the download that advice gives for official files must
+    fetch it, not verify the random one in place and stop (the loop make stage's refusal sent users in)."""
+    directory = tmp_path / "synthetic-weights"
+    directory.mkdir()
+    names = ["yolox_s.pth", COCO.checkpoint.name]
+    for name in names:
+        shutil.copyfile(weights_dir / name, directory / name)
+    fetched = fake_official_downloads(monkeypatch, unmarked_weights_dir)
+    argv = ["--preset", COCO.name, "--detector", "yolox-s", "--dir", str(directory)]
+    argv += ["--checksums", str(no_checksums(tmp_path))]
+    # A test image keeps them (--allow-synthetic), and --verify never downloads.
+    for kept in ("--allow-synthetic", "--verify"):
+        assert weights.main([*argv, kept]) == 0
+        assert capsys.readouterr().out.count("(synthetic)") == 2
+    assert fetched == []
+
+    # A download that fails leaves the synthetic file as it was.
+    def unreachable(url: str, target: Path) -> None:
+        raise requests.ConnectionError("no route to host")
+
+    monkeypatch.setattr(weights, "http_download", unreachable)
+    monkeypatch.setattr(gdown, "download", FakeGdown(error=gdown.exceptions.DownloadError("reset")))
+    assert weights.main(argv) == 1
+    assert is_synthetic(directory / "yolox_s.pth")
+    capsys.readouterr()
+
+    fetched = fake_official_downloads(monkeypatch, unmarked_weights_dir)
+    assert weights.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert sorted(fetched) == sorted(names)
+    for name in names:
+        assert (
+            f"{directory / name} holds synthetic random weights: replacing it with the official file" in err
+        )
+        assert not is_synthetic(directory / name)
+    assert "(synthetic)" not in out and out.count("(unrecorded)") == 2
+    assert not list(directory.glob(f"*{weights.STAGING_SUFFIX}"))  # each replaced atomically
+
+
+def test_copy_from_refusal_gives_advice_that_works_as_printed(
+    weights_dir: Path,
+    unmarked_weights_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each refused file's advice names its own preset or detector and the --copy-from directory; run as
+    printed, it puts the official files there and the same --copy-from then takes them."""
+    for name in ("ALPHAPOSE_PRESET", "ALPHAPOSE_DETECTOR", "ALPHAPOSE_WEIGHTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    source, image = tmp_path / "synthetic-weights", tmp_path / "image"
+    source.mkdir()
+    for name in ("yolox_s.pth", COCO.checkpoint.name):
+        shutil.copyfile(weights_dir / name, source / name)
+    argv = ["--copy-from", str(source), "--dir", str(image), "--preset", COCO.name, "--detector", "yolox-s"]
+    argv += ["--checksums", str(no_checksums(tmp_path))]
+    assert weights.main(argv) == 1
+    hints = re.findall(r"`(python -m alphapose\.weights [^`]+)`", capsys.readouterr().err)
+    assert len(hints) == 2
+    fetched = fake_official_downloads(monkeypatch, unmarked_weights_dir)
+    for hint in hints:
+        assert weights.main([*hint.split()[3:], "--checksums", str(no_checksums(tmp_path))]) == 0
+    assert {"yolox_s.pth", COCO.checkpoint.name} <= set(fetched)  # with the defaults each hint implies
+    capsys.readouterr()
+    assert weights.main(argv) == 0
+    assert "(synthetic)" not in capsys.readouterr().out
+    assert not any(is_synthetic(path) for path in image.iterdir())
+
+
 @pytest.fixture(autouse=True)
 def name_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     """Downloads first check that the host's name resolves; the tests never touch the network."""
@@ -268,7 +345,10 @@ def test_offline_hint_to_place_files_by_hand_works_as_printed(
     message = capsys.readouterr().err
     for name in ("yolox_s.pth", HALPE.checkpoint.name):
         assert f"save the file as {tmp_path / name} and run the same command again" in message
-        link(weights_dir / name, tmp_path)
+        # the official file, as saved by hand: the same tensors without the synthetic writer's mark
+        state = torch.load(weights_dir / name, weights_only=True)
+        unmarked = {"model": dict(state["model"])} if "model" in state else dict(state)
+        torch.save(unmarked, tmp_path / name)
     assert weights.main(argv) == 0  # still offline: the files in place are verified
     out = capsys.readouterr().out
     assert f"ok  {tmp_path / HALPE.checkpoint.name}" in out and f"ok  {tmp_path / 'yolox_s.pth'}" in out
