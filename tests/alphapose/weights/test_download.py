@@ -269,6 +269,7 @@ def test_a_download_replaces_synthetic_files_in_place_unless_asked_to_keep_them(
     assert not list(directory.glob(f"*{weights.STAGING_SUFFIX}"))  # each replaced atomically
 
 
+@pytest.mark.slow  # verifies four full-size checkpoints twice
 def test_copy_from_refusal_gives_advice_that_works_as_printed(
     weights_dir: Path,
     unmarked_weights_dir: Path,
