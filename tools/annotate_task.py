@@ -877,6 +877,8 @@ def summary(outcomes: Sequence[Outcome], *, upload: bool, xml: Path | None) -> l
 
 def _usage_error(args: argparse.Namespace) -> str | None:
     """A flag combination that cannot work, named as typed; None when there is none."""
+    from tools.errors import http_url
+
     if not args.task_ids and args.project is None:
         return "give TASK_ID... or --project ID"
     if args.no_upload and args.xml is None:
@@ -887,23 +889,12 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return f"--concurrency {args.concurrency}: must be at least 1"
     if args.concurrency > 1 and not args.function_url:
         return "--concurrency is for --function-url; the model loaded here takes one frame at a time"
-    if args.function_url and not _http_url(args.function_url):  # found before the task opens
+    if args.function_url and not http_url(args.function_url):  # found before the task opens
         return (
             f"invalid --function-url {args.function_url!r}: give the function's HTTP address, e.g. "
             "http://localhost:32768"
         )
     return None
-
-
-def _http_url(text: str) -> bool:
-    """Whether ``text`` is an address requests can post to: http or https, with a host."""
-    from urllib.parse import urlsplit
-
-    try:
-        url = urlsplit(text)
-        return url.scheme in ("http", "https") and bool(url.hostname)
-    except ValueError:  # a malformed IPv6 address or port
-        return False
 
 
 def _task_ids(client: Client, args: argparse.Namespace) -> list[int]:

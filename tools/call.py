@@ -12,7 +12,7 @@ from typing import Any
 from alphapose.errors import ImageError
 from alphapose.images import FRAME_SUFFIXES
 from alphapose.images.decode import decode_image
-from tools.errors import CommandError, check_threshold, network_errors, network_problem
+from tools.errors import CommandError, check_threshold, http_url, network_errors, network_problem
 from tools.output import check_writable, render_image, write_json
 from tools.remote import CVAT_REQUEST_TIMEOUT, described
 
@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     import requests
 
     check_threshold("--threshold", args.threshold)
+    if not http_url(args.url):
+        raise CommandError(
+            f"invalid URL {args.url!r}: give the function's HTTP address, e.g. http://localhost:32768"
+        )
     if not 0 < args.timeout < math.inf:  # requests refuses 0, negatives and NaN, the socket infinity
         raise CommandError(f"invalid --timeout {args.timeout!r}: must be a number of seconds > 0")
     if args.render is not None and args.render.suffix.lower() not in FRAME_SUFFIXES:  # OpenCV's choice

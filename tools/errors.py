@@ -64,6 +64,17 @@ def interrupted(resume: str) -> int:
     return 130
 
 
+def http_url(text: str) -> bool:
+    """Whether ``text`` is an address requests can post to: http or https, with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        return url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:  # a malformed IPv6 address or port
+        return False
+
+
 def check_threshold(flag: str, value: float) -> float:
     """A score threshold flag's value, which must lie in [0, 1] as the request's ``threshold`` does: NaN or a
     value outside would silently drop every person (or none) rather than fail."""

@@ -465,3 +465,13 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(recorder: HTTPServer
             text=True,
         )
     assert (result.returncode, result.stderr) == (1, f"{image}: 0 person(s)\n")
+
+
+def test_call_refuses_an_address_that_is_no_http_url_before_reading_the_image(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``call localhost:32768 ...`` (no scheme) was requests' "No connection adapters were found", exit 1."""
+    assert main(["call", "127.0.0.1:32768", "missing.png"]) == 2
+    assert capsys.readouterr().err == (
+        "error: invalid URL '127.0.0.1:32768': give the function's HTTP address, e.g. http://localhost:32768\n"
+    )
