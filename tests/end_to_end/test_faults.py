@@ -136,6 +136,7 @@ def test_corrupt_weights_fail_init_naming_the_file(
     assert "truncated" in message and "ALPHAPOSE_WEIGHTS_DIR" in message
 
 
+@pytest.mark.slow
 def test_truncated_weights_stop_the_server_worker_with_the_file_named(
     weights_dir: Path, tmp_path: Path
 ) -> None:

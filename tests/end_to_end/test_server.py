@@ -240,6 +240,7 @@ def test_body_over_the_limit_is_413_and_the_server_keeps_serving(server: ServerP
     assert requests.get(server.url, timeout=10).json()["idle_workers"] == 2
 
 
+@pytest.mark.slow
 def test_busy_workers_give_503_after_the_availability_timeout(server: ServerProcess) -> None:
     # 16 megapixels keep each worker busy well beyond the time it takes to see them busy and ask again.
     big = {"image": png_b64(np.zeros((4000, 4000, 3), dtype=np.uint8))}

@@ -372,6 +372,7 @@ def test_command_end_to_end_on_synthetic_weights(
     assert len(load_video_xml((tmp_path / "t.xml").read_bytes(), 0, 1)) == 1
 
 
+@pytest.mark.slow
 def test_parts_hold_whole_tracks_or_pieces_of_them_within_the_part_size() -> None:
     """Persons of many lengths, in parts of many sizes: each part's body (as the SDK writes it, for a
     replacement, the larger) weighs at most the part size, the next part's first request would not have

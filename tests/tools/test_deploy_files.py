@@ -319,6 +319,7 @@ def test_targets_needing_absent_tools_stop_with_a_message(
     assert message in result.stderr
 
 
+@pytest.mark.slow
 def test_stage_holds_only_what_the_function_runs(tmp_path: Path) -> None:
     stage = tmp_path / "nuclio"
     result = make("stage", f"STAGE_DIR={stage}")

@@ -276,6 +276,7 @@ def _matches(expected: list[Pose], actual: list[Pose]) -> list[tuple[Pose, Pose]
     ]
 
 
+@pytest.mark.slow
 def test_bf16_agrees_with_fp32_on_the_synthetic_weights(fp32_pipeline: PosePipeline) -> None:
     reduced = with_precision(fp32_pipeline, resolve_precision("bf16", "cpu"))
     assert reduced.pose_model.conv_out.weight.dtype == torch.bfloat16

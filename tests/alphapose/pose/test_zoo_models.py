@@ -184,6 +184,7 @@ def test_folding_reaches_the_convolution_inside_an_unshuffle_conv() -> None:
         _assert_same_function(folded(x), block(x))
 
 
+@pytest.mark.slow
 def test_hrnet_preset_runs_in_the_pipeline(weights_dir: Path, tmp_path: Path) -> None:
     """The presets plug into the pipeline like the others (HRNet: the cheapest of the three to run)."""
     preset = get_preset("hrnet_w32_coco")

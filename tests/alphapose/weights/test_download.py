@@ -94,6 +94,7 @@ def test_checkpoint_minimum_size_is_a_tight_lower_bound(weights_dir: Path) -> No
     assert minimum_size(DETECTOR_WEIGHTS) == (weights_dir / DETECTOR_WEIGHTS).stat().st_size == 252_209_544
 
 
+@pytest.mark.slow
 def test_good_files_verify_and_their_sha256_can_be_recorded(
     unmarked_weights_dir: Path, tmp_path: Path
 ) -> None:
@@ -223,6 +224,7 @@ def test_copy_from_refuses_synthetic_files_unless_allowed(
     assert sorted(p.name for p in (tmp_path / "image").iterdir()) == [COCO.checkpoint.name, DETECTOR_WEIGHTS]
 
 
+@pytest.mark.slow
 def test_a_download_replaces_synthetic_files_in_place_unless_asked_to_keep_them(
     weights_dir: Path,
     unmarked_weights_dir: Path,
@@ -436,6 +438,7 @@ def test_copy_from_another_directory_is_verified_like_a_download(
     assert list((tmp_path / "out2").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_command_line_verifies_records_and_then_rejects_a_changed_file(
     weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
