@@ -437,7 +437,10 @@ class PartialResults:
         self._file = self.path.open("a")
 
     def _load(self) -> None:
-        text = self.path.read_text()
+        try:
+            text = self.path.read_text()
+        except UnicodeDecodeError:  # bytes that are no text: a file of something else
+            raise ResumeError(f"{self.path} is not a partial results file; {self.remedy}") from None
         lines = text.split("\n")
         complete, cut = lines[:-1], lines[-1]  # a complete file ends with a newline: cut == ""
         try:

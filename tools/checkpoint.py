@@ -213,8 +213,6 @@ class TaskCheckpoint:
             self._partial = PartialResults(path, settings, key="frame", remedy=RESUME_REMEDY)
         except ResumeError as exc:
             raise CheckpointError(str(exc)) from None
-        except UnicodeDecodeError:  # refused as PartialResults refuses any other file that is not its own
-            raise CheckpointError(f"{path} is not a partial results file; {RESUME_REMEDY}") from None
         self.path = path
         self.settings = dict(settings)
         self.done: dict[int, list[Pose]] = {

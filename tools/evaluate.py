@@ -199,10 +199,6 @@ def predict(
         if restart:
             partial_path.unlink(missing_ok=True)
         partial = PartialResults(partial_path, settings)
-    except UnicodeDecodeError:  # what PartialResults says of any other file that is not its own
-        raise CommandError(
-            f"{partial_path} is not a partial results file; pass --restart to discard it"
-        ) from None
     except OSError as exc:  # a directory in its place, a file it may not read
         raise CommandError(
             f"cannot use {partial_path}: {exc.strerror or exc}; remove it, or choose another --out", 1

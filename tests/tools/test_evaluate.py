@@ -380,14 +380,14 @@ def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
 
 def test_a_partial_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
     """Bytes that are no text, or a directory in the partial file's place, were a traceback (a directory's
-    with --restart too); anything else the file can hold is refused by PartialResults."""
+    with --restart too): the bytes are refused by PartialResults as any file not its own is."""
     annotations = write_set(tmp_path)
     truth = load_ground_truth(annotations)
     paths = [annotations.parent / "images" / image["file_name"] for image in truth.images]
     out = tmp_path / "results.json"
     partial_file(out).write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(
-        CommandError, match=r"results\.json\.partial is not a partial results file; pass --restart"
+    with pytest.raises(  # run prints it as its one line, as every refusal of PartialResults
+        ResumeError, match=r"results\.json\.partial is not a partial results file; pass --restart"
     ):
         run_fake(annotations, FakePipeline(annotations, 2.0), out)
     partial_file(out).unlink()
