@@ -52,12 +52,13 @@ except KeyboardInterrupt:
 except ModuleNotFoundError as exc:
     if (exc.name or "").partition(".")[0] in _PROJECT:
         raise
-    print(
-        f"error: {sys.executable} has no {exc.name} package: run the tools with the project's Python "
+    from tools.errors import CommandError
+
+    status = CommandError(
+        f"{sys.executable} has no {exc.name} package: run the tools with the project's Python "
         "(.venv/bin/python -m tools ..., after make setup), or pip install -r requirements.txt in this one",
-        file=sys.stderr,
-    )
-    status = 1
+        1,
+    ).report()
 except BrokenPipeError:
     # The reader of stdout went first (``| head``): nothing is left to say. stdout goes to devnull so
     # that the flush at exit does not fail a second time.

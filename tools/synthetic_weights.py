@@ -39,6 +39,7 @@ from alphapose.detection.yolox_net import STRIDES, YOLOX
 from alphapose.pose.models.resnet import DeformConv2d
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights.download import SYNTHETIC_DARKNET_SEEN, mark_synthetic
+from tools.errors import CommandError
 
 _NUM_ATTRS = 85  # x, y, w, h, objectness, 80 classes
 # exp(tw) so that the coarse head's smallest anchor (90 px) grows to 20x the largest input size (608):
@@ -302,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             detectors=args.detector or [DEFAULT_DETECTOR],
         )
     except OSError as exc:  # a file given as the directory, a directory it may not write
-        print(f"error: cannot write weights in {args.directory}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return CommandError(f"cannot write weights in {args.directory}: {exc.strerror or exc}", 1).report()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
