@@ -7,7 +7,8 @@
   writes) read, detected, posed and tracked by :func:`alphapose.tracking.track_video`, in the
   configuration of the CPU function file ``function.yaml`` (its preset, detector and engine, read from
   ``tools.function_yaml``; fp32; ``--engine`` runs another engine, ``torch`` for PyTorch alone, the default
-  on a GPU, where the runtimes do not run), with one frame per detector forward and with four, in turns.
+  on a GPU, where the runtimes do not run), with one frame per detector forward and with four (a warm-up
+  run each, then medians of runs in turns).
   Synthetic weights find one person per frame. Also reported: decoding alone, and the detector alone on
   four frames at one and at four frames per forward (medians of runs in turns), which says whether
   batching frames pays on this device.
@@ -90,7 +91,7 @@ def video_rates(pipeline: PosePipeline, clip: Path, frames: int, repeats: int) -
     detector_times = measure_interleaved({b: partial(detect, b) for b in FRAME_BATCHES}, repeats, 1, device)
     for batch, timing in detector_times.items():
         rates[f"detector_fps_batch_{batch}"] = per_second(len(group), timing.median_ms / 1000)
-    whole_times = measure_interleaved({b: partial(whole, b) for b in FRAME_BATCHES}, 1, 0, device)
+    whole_times = measure_interleaved({b: partial(whole, b) for b in FRAME_BATCHES}, repeats, 1, device)
     for batch, timing in whole_times.items():
         rates[f"end_to_end_fps_batch_{batch}"] = per_second(frames, timing.median_ms / 1000)
     return rates
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=12, help="length of the clip (default: %(default)s)")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed detector runs per batch size (default: %(default)s)"
+        "--repeats", type=int, default=3, help="timed runs per batch size (default: %(default)s)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="override the CPU thread count the pipeline chose")
