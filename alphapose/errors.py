@@ -1,9 +1,11 @@
-"""The pose library's exceptions: each message is meant for the person who has to act on it."""
+"""The pose library's exceptions, each message meant for the person who has to act on it, and the
+command-line parser that tells a mistyped command line the same way."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 Row = TypeVar("Row")
 
@@ -74,3 +76,13 @@ class ImageError(AlphaPoseError, ValueError):
     def __init__(self, message: str, *, too_large: bool = False) -> None:
         super().__init__(message)
         self.too_large = too_large
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse's parser, except that a mistake on the command line is one line on stderr, status 2, as
+    every other error of the project's commands is: argparse's own message, without the usage text
+    (two dozen lines for the model commands) that buries it, and where to find the flags instead.
+    Subcommands' parsers are of the same class (argparse makes them of their parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")

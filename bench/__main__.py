@@ -24,6 +24,7 @@ import torch
 from alphapose.detection.detectors import DETECTORS
 from alphapose.engines import PRECISIONS
 from alphapose.engines.threads import configure_cpu_threads
+from alphapose.errors import CommandLineParser
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS
 from bench.coldstart import measure_cold_start
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     parser.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda, cuda:N")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))

@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
+from alphapose.errors import CommandLineParser
 from alphapose.pose.presets import DEFAULT_PRESET, get_preset
 from bench.cpu import cpu_model
 from bench.load import server_env, start_server, threads_per_worker, weights_directory
@@ -104,7 +105,7 @@ def _run(argv: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.annotate", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m bench.annotate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(

@@ -75,6 +75,7 @@ from alphapose.engines.precision import (
     resolve_precision,
 )
 from alphapose.engines.threads import configure_cpu_threads
+from alphapose.errors import CommandLineParser
 from alphapose.pipeline import PosePipeline
 from bench.coldstart import measure_cold_start
 from bench.cpu import cpu_model
@@ -495,7 +496,7 @@ def _version(engine: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-worker measurements")
     parser.add_argument(

@@ -41,6 +41,7 @@ import numpy as np
 import requests
 from PIL import Image
 
+from alphapose.errors import CommandLineParser
 from tools.server.process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -372,7 +373,7 @@ def report(results: dict[str, Any], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m bench.load", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default: %(default)s)")

@@ -8,12 +8,12 @@ when they are not.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from alphapose.errors import CommandLineParser
 from bench.engine_measurements import MEASUREMENTS
 from bench.latency import STAGES
 from tools.markers import Block
@@ -424,7 +424,7 @@ def committed_engine_runs(directory: Path = RESULTS) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m bench.report",
         description="Print the markdown report of benchmark results files, or update the performance page.",
     )

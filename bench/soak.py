@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from alphapose.errors import CommandLineParser
 from bench.load import (
     coco_problem,
     coco_request,
@@ -232,7 +233,7 @@ def report(results: dict[str, Any], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m bench.soak", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("--requests", type=int, default=1000, help="requests in all (default: %(default)s)")

@@ -31,7 +31,6 @@ thirty of each (``--seeds 100:130``), so the figures are not those of settings f
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from alphapose.errors import CommandLineParser
 from alphapose.pose.skeletons import COCO17, oks_sigmas
 from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
@@ -528,7 +528,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tracking", description=__doc__.split("\n")[0])
+    parser = CommandLineParser(prog="python -m bench.tracking", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     parser.add_argument("--quick", action="store_true", help="one seed per scene type, no timing")
     parser.add_argument(

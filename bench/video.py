@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from alphapose.engines.threads import configure_cpu_threads
+from alphapose.errors import CommandLineParser
 from alphapose.images.video import FrameSource
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
@@ -121,7 +121,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m bench.video", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=12, help="length of the clip (default: %(default)s)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per batch size (default: %(default)s)"

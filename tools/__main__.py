@@ -20,9 +20,9 @@ _PROJECT = {"alphapose", "tools", "bench", "main", "model_handler"}
 
 def _parsed() -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
     """:func:`tools.cli.run` and the command line parsed, its command's module imported."""
-    from tools.cli import build_parser, run
+    from tools.cli import parse, run
 
-    return run, build_parser(sys.argv[1:]).parse_args()
+    return run, parse(sys.argv[1:])
 
 
 def _run() -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
-from alphapose.errors import SyntheticWeightsWarning
+from alphapose.errors import CommandLineParser, SyntheticWeightsWarning
 from tools.errors import CommandError
 
 # command -> (module with add_arguments(parser) and run(args) -> int, one-line help)
@@ -46,12 +46,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; a :class:`CommandError` (anything the user can fix) is one line on stderr."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    return run(build_parser(arguments).parse_args(arguments))
+    return run(parse(sys.argv[1:] if argv is None else list(argv)))
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed. Words that no flag of the command takes are refused by the command's own parser,
+    so that the line names the command (argparse leaves them to the top-level parser)."""
+    args, extras = build_parser(argv).parse_known_args(argv)
+    if extras:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run parsed arguments' command (:func:`main` after :func:`build_parser`)."""
+    """Run parsed arguments' command (:func:`main` after :func:`parse`)."""
     command: Callable[[argparse.Namespace], int] = args.command
     with warnings.catch_warnings():  # restores both settings below when the command ends
         warnings.simplefilter("default", SyntheticWeightsWarning)  # once per run and directory
@@ -77,7 +85,7 @@ def _show_warning(show: Callable[..., None]) -> Callable[..., None]:
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser of every command, with the arguments of the one ``argv`` names (its module imported
     here); the others list their help only."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m tools",
         description="Run the function's model locally, call a deployed function, or serve it.",
     )
@@ -88,5 +96,5 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         if name == chosen:
             module = import_module(module_name)
             module.add_arguments(command)
-            command.set_defaults(command=module.run)
+            command.set_defaults(command=module.run, command_parser=command)
     return parser

@@ -21,7 +21,6 @@ requirements-int8.txt installed with the runtimes), so a worker starts on the ca
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import yaml
 from alphapose.cvat.spec import label_spec_json
 from alphapose.detection.detectors import DEFAULT_DETECTOR, get_detector
 from alphapose.engines import DEFAULT_ENGINE, ENGINES, parse_engines
+from alphapose.errors import CommandLineParser
 from alphapose.pipeline import FRAME_BATCH
 from alphapose.pose.presets import get_preset
 from tools.server.trigger import (
@@ -391,7 +391,7 @@ def write_all(directory: Path = REPO_ROOT) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m tools.function_yaml", description="Write (or check) the Nuclio function files."
     )
     parser.add_argument(

@@ -4,10 +4,10 @@ tests of those tables fail while the README and the code disagree."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from alphapose.cvat.settings import readme_table
+from alphapose.errors import CommandLineParser
 from tools.markers import Block
 from tools.tracker_flags import readme_table as tracker_table
 
@@ -27,7 +27,7 @@ def tracker_block() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m tools.readme", description="Write the settings and tracker tables into README.md."
     )
     parser.add_argument(

@@ -18,14 +18,13 @@ frames while it is built (``tools.function_yaml``, ``calibrated``).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from alphapose.engines.calibration import CalibrationSet
-from alphapose.errors import OptionError, WeightsError
+from alphapose.errors import CommandLineParser, OptionError, WeightsError
 from alphapose.weights.download import download_hint, is_synthetic, required_files
 from tools.errors import CommandError
 from tools.function_yaml import FUNCTION_FILES, REPO_ROOT, render
@@ -103,7 +102,7 @@ def stage(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.stage", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m tools.stage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, required=True, help="the staging directory (replaced)")
     parser.add_argument("--file", default="function.yaml", help="the function file to deploy")
     parser.add_argument("--weights-dir", type=Path, default=Path("weights"), help="where weights may be")

@@ -22,7 +22,6 @@ Command line: ``python -m tools.synthetic_weights DIR [--preset NAME ...] [--det
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 from alphapose.detection.darknet import YoloV3SPP, write_darknet_weights
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, get_detector
 from alphapose.detection.yolox_net import STRIDES, YOLOX
+from alphapose.errors import CommandLineParser
 from alphapose.pose.models.resnet import DeformConv2d
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights.download import SYNTHETIC_DARKNET_SEEN, mark_synthetic
@@ -278,9 +278,7 @@ def _calibrate(model: nn.Module, sample: torch.Tensor) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.synthetic_weights", description=__doc__.split("\n\n")[0]
-    )
+    parser = CommandLineParser(prog="python -m tools.synthetic_weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path)
     parser.add_argument(
         "--preset", action="append", choices=sorted(PRESETS), help="repeatable; default: the default preset"

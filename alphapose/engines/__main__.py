@@ -8,16 +8,15 @@ export. Prints what runs each network.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphapose.errors import OptionError, WeightsError
+from alphapose.errors import CommandLineParser, OptionError, WeightsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alphapose.engines", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m alphapose.engines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", required=True, help="onnxruntime, openvino or detector=NAME,pose=NAME")
     parser.add_argument("--preset", required=True, help="pose model, e.g. fastpose_res50_coco")
     parser.add_argument("--detector", required=True, help="person detector, e.g. yolox-s")

@@ -23,7 +23,6 @@ they are built; it needs the ``weights`` extra (gdown, requests) only to downloa
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -41,7 +40,7 @@ import torch
 from alphapose.detection.darknet import DARKNET_HEADER_BYTES, DARKNET_WEIGHTS_BYTES
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, detector_for_file, get_detector
 from alphapose.detection.yolox import expected_shapes as yolox_shapes
-from alphapose.errors import UnknownNameError, WeightsError, lookup
+from alphapose.errors import CommandLineParser, UnknownNameError, WeightsError, lookup
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_for_checkpoint
 from alphapose.weights.files import CHECKSUM_FILE, WeightsFile, read_checksums, sha256_of
 from alphapose.weights.load import expected_shapes, load_detector, load_pose_model
@@ -472,7 +471,7 @@ def _names(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m alphapose.weights", description="Download and verify the official AlphaPose weights."
     )
     parser.add_argument(

@@ -564,3 +564,13 @@ def test_main_names_the_flag_or_variable_of_an_unknown_name(
     assert weights.main([*argv, "--verify", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(start), err
+
+
+def test_a_mistyped_command_line_is_one_line_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own refusals printed the usage text above the error; the error alone, and where the flags
+    are listed, is what every other refusal of the command prints."""
+    with pytest.raises(SystemExit) as stopped:
+        weights.main(["--verify", "--dri", "weights"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: unrecognized arguments: --dri weights; see python -m alphapose.weights --help\n", err
