@@ -570,7 +570,7 @@ def test_a_mistyped_command_line_is_one_line_naming_the_flag(capsys: pytest.Capt
     """argparse's own refusals printed the usage text above the error; the error alone, and where the flags
     are listed, is what every other refusal of the command prints."""
     with pytest.raises(SystemExit) as stopped:
-        weights.main(["--verify", "--dri", "weights"])
+        weights.main(["--verify", "--dri", "x"])
     assert stopped.value.code == 2
     err = capsys.readouterr().err
-    assert err == "error: unrecognized arguments: --dri weights; see python -m alphapose.weights --help\n", err
+    assert err == "error: unrecognized arguments: --dri x; see python -m alphapose.weights --help\n", err
