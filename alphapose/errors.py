@@ -1,10 +1,11 @@
-"""The pose library's exceptions, each message meant for the person who has to act on it, and the
-command-line parser that tells a mistyped command line the same way."""
+"""The pose library's exceptions, each message meant for the person who has to act on it, and how its
+commands (``python -m alphapose.weights``, ``python -m alphapose.engines``) tell what stops them: one line."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import NoReturn, TypeVar
 
 Row = TypeVar("Row")
@@ -37,6 +38,32 @@ def install_hint(extra: str) -> str:
         f"`pip install -r requirements-{extra}.txt` in the project's checkout (`pip install '.[{extra}]'` "
         "there installs the package with it)"
     )
+
+
+def missing_package(name: str | None, module: str) -> str:
+    """The one line for ``python -m <module>`` run by a Python that lacks package ``name``: a Python outside
+    the project's environment, which the import traceback does not say."""
+    return (
+        f"{sys.executable} has no {name} package: run it with the project's Python (.venv/bin/python -m "
+        f"{module} ..., after make setup), or pip install -r requirements.txt in this one"
+    )
+
+
+def run_command(main: Callable[[], int], module: str) -> NoReturn:
+    """Exit with the status of ``main``, the whole of ``python -m <module>``, its imports included: Ctrl-C
+    at any moment (PyTorch's import takes seconds) and a Python without the project's packages end it in
+    one line rather than a traceback."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        status = 130
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] == "alphapose":
+            raise  # a module of the checkout itself is missing: the traceback is the help
+        print(f"error: {missing_package(exc.name, module)}", file=sys.stderr)
+        status = 1
+    sys.exit(status)
 
 
 class SyntheticWeightsWarning(UserWarning):

@@ -52,13 +52,10 @@ except KeyboardInterrupt:
 except ModuleNotFoundError as exc:
     if (exc.name or "").partition(".")[0] in _PROJECT:
         raise
+    from alphapose.errors import missing_package
     from tools.errors import CommandError
 
-    status = CommandError(
-        f"{sys.executable} has no {exc.name} package: run the tools with the project's Python "
-        "(.venv/bin/python -m tools ..., after make setup), or pip install -r requirements.txt in this one",
-        1,
-    ).report()
+    status = CommandError(missing_package(exc.name, "tools"), 1).report()
 except BrokenPipeError:
     # The reader of stdout went first (``| head``): nothing is left to say. stdout goes to devnull so
     # that the flush at exit does not fail a second time.

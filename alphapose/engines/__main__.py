@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphapose.errors import CommandLineParser, OptionError, WeightsError
+from alphapose.errors import CommandLineParser, OptionError, WeightsError, run_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,4 +51,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "alphapose.engines")

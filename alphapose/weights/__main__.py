@@ -1,13 +1,14 @@
 """``python -m alphapose.weights``: download and verify the official weights
-(:mod:`alphapose.weights.download`). Ctrl-C at any moment, PyTorch's import included, ends it in one line."""
+(:mod:`alphapose.weights.download`), which imports PyTorch: inside :func:`run_command`, whose Ctrl-C and
+missing packages are one line."""
 
-import sys
+from alphapose.errors import run_command
 
-try:
+
+def _main() -> int:
     from alphapose.weights.download import main
 
-    status = main()
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    status = 130
-sys.exit(status)
+    return main()
+
+
+run_command(_main, "alphapose.weights")

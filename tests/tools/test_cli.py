@@ -182,7 +182,7 @@ def test_a_python_without_the_requirements_is_told_which_to_use() -> None:
         text=True,
     )
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: {sys.executable} has no cv2 package: run the tools with "), (
+    assert result.stderr.startswith(f"error: {sys.executable} has no cv2 package: run it with "), (
         result.stderr
     )
     assert result.stderr.count("\n") == 1

@@ -542,6 +542,30 @@ def test_ctrl_c_is_one_line_without_a_traceback(
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["alphapose.weights", "--verify"],
+        ["alphapose.engines", "--engine", "torch", "--preset", "p", "--detector", "d", "--dir", "."],
+    ],
+)
+def test_a_python_without_the_requirements_is_told_which_to_use(argv: list[str]) -> None:
+    """``python3 -m alphapose.weights`` outside the project's environment was PyTorch's import traceback."""
+    script = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = None\n"  # as in a Python without the requirements
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *argv], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: {sys.executable} has no torch package: run it with the project's Python "
+        f"(.venv/bin/python -m {argv[0]} ..., after make setup), or pip install -r requirements.txt in "
+        "this one\n"
+    ), result.stderr
+
+
+@pytest.mark.parametrize(
     ("argv", "environment", "start"),
     [
         (["--preset", "nosuch"], {}, "error: --preset: unknown preset 'nosuch'; choose one of: "),
