@@ -134,15 +134,17 @@ def run(args: argparse.Namespace) -> int:
     images = truth.images[: args.limit]
     # Everything that can be wrong is found before the first image runs: a run can take hours.
     try:
-        second = {**flags, **_compare_flags(args.compare)} if args.compare else None
+        compared, spelled = _compare_flags(args.compare or [])
         paths = _image_paths(truth, images, args.images)
-        configs = [Config.from_env(flags=flags)] + ([Config.from_env(flags=second)] if second else [])
+        configs = [Config.from_env(flags=flags)]
+        if compared:
+            configs.append(Config.from_env(flags={**flags, **compared}, spelled=spelled))
         for config in configs:
             _check_keypoints(config.options.pose_preset, truth)
         pipelines = [_load(config) for config in configs]
     except (AnnotationError, ConfigError, WeightsError) as exc:
         raise CommandError(str(exc)) from None
-    outs = [args.out] + ([_compare_path(args.out)] if second else [])
+    outs = [args.out] + ([_compare_path(args.out)] if compared else [])
     reports, runs = [], []
     for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
         try:
@@ -162,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
         reports.append(evaluate(truth, results, evaluator=args.evaluator))
         runs.append(results)
-    labels = ["this run"] + (["--compare " + " ".join(args.compare)] if second else [])
+    labels = ["this run"] + (["--compare " + " ".join(args.compare)] if compared else [])
     print(format_report(reports, labels))
-    if second:
+    if compared:
         print(format_displacement(keypoint_displacement(*runs)))
     return 0
 
@@ -264,18 +266,21 @@ def format_displacement(per_image: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _compare_flags(items: Sequence[str]) -> dict[str, str]:
+def _compare_flags(items: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings of ``--compare SETTING=VALUE ...`` as setting flags, and how the user typed each
+    (``--compare detector``), for :meth:`Config.from_env` to name in its errors."""
     allowed = {flag[2:]: flag for flag in FLAGS}
-    flags = {}
+    flags, spelled = {}, {}
     for item in items:
-        name, _, value = item.partition("=")
-        name = name.strip().removeprefix("--").replace("_", "-")
+        typed, _, value = item.partition("=")
+        name = typed.strip().removeprefix("--").replace("_", "-")
         if name not in allowed or not value.strip():
             raise ConfigError(
                 f"invalid --compare {item!r}: expected SETTING=VALUE with SETTING one of {', '.join(allowed)}"
             )
         flags[allowed[name]] = value.strip()
-    return flags
+        spelled[allowed[name]] = f"--compare {typed.strip()}"
+    return flags, spelled
 
 
 def _compare_path(out: Path) -> Path:

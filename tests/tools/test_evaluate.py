@@ -363,6 +363,54 @@ def test_ctrl_c_says_that_the_same_command_goes_on_from_the_partial_file(
     assert again.calls == 1
 
 
+@pytest.mark.parametrize(
+    ("compare", "refusal"),
+    [
+        ("detector=nope", "invalid --compare detector='nope': unknown detector; choose one of: yolov3-spp"),
+        ("precision=fp64", "invalid --compare precision='fp64': expected one of auto, fp32"),
+        ("flip=maybe", "invalid --compare flip='maybe': expected 0 or 1"),
+        ("detector_size=33", "invalid --compare detector_size='33': must be a positive multiple of 32"),
+        ("precision=int8", "invalid --compare precision='int8': int8 is calibrated on images like those"),
+    ],
+)
+def test_a_bad_compare_setting_is_refused_naming_what_was_typed(
+    compare: str,
+    refusal: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The second run's settings reach Config as flags: the refusal named --detector, never typed."""
+    import tools.evaluate
+
+    annotations = write_set(tmp_path)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: pytest.fail("a model loaded"))
+    assert (
+        main([*evaluate_argv(annotations, tmp_path / "images", tmp_path / "r.json"), "--compare", compare])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {refusal}") and err.count("\n") == 1, err
+
+
+def test_a_compare_setting_refused_as_the_model_loads_is_named_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weights directory without the files is found when the second model loads: named as typed too."""
+    import tools.evaluate
+
+    annotations = write_set(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    loads = iter([lambda config: FakePipeline(annotations), lambda config: config.load_pipeline()])
+    monkeypatch.delenv("ALPHAPOSE_PRESET", raising=False)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: next(loads)(config))
+    argv = evaluate_argv(annotations, tmp_path / "images", tmp_path / "r.json")
+    assert main([*argv, "--compare", f"weights-dir={empty}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(--compare weights-dir selects the directory)" in err, err
+
+
 def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.json.partial"
     PartialResults(path, {"precision": "fp32"}).close()
