@@ -8,9 +8,10 @@
 Person boxes come from the pipeline's detector (default), from a detections file in AlphaPose's
 ``test_det_yolo.json`` format (pose NMS as after the detector), or from the annotations (``--gt-boxes``:
 the pose network alone, one pose per labelled person and no pose NMS, as the official validation).
-Results are written per image to ``OUT.partial`` and a rerun of the same command goes on from there;
-the finished ``OUT`` is AlphaPose's results JSON. ``--compare precision=bf16`` runs a second
-configuration on the same images and reports the AP difference and how far the keypoints moved.
+Results are written per image to ``OUT.partial`` (each run's, kept until every run is written) and a
+rerun of the same command goes on from there; the finished ``OUT`` is AlphaPose's results JSON.
+``--compare precision=bf16`` runs a second configuration on the same images and reports the AP
+difference and how far the keypoints moved.
 """
 
 from __future__ import annotations
@@ -134,37 +135,46 @@ def run(args: argparse.Namespace) -> int:
     images = truth.images[: args.limit]
     # Everything that can be wrong is found before the first image runs: a run can take hours.
     try:
-        second = {**flags, **_compare_flags(args.compare)} if args.compare else None
+        compared, spelled = _compare_flags(args.compare or [])
         paths = _image_paths(truth, images, args.images)
-        configs = [Config.from_env(flags=flags)] + ([Config.from_env(flags=second)] if second else [])
+        configs = [Config.from_env(flags=flags)]
+        if compared:
+            configs.append(Config.from_env(flags={**flags, **compared}, spelled=spelled))
         for config in configs:
             _check_keypoints(config.options.pose_preset, truth)
         pipelines = [_load(config) for config in configs]
     except (AnnotationError, ConfigError, WeightsError) as exc:
         raise CommandError(str(exc)) from None
-    outs = [args.out] + ([_compare_path(args.out)] if second else [])
+    outs = [args.out] + ([_compare_path(args.out)] if compared else [])
+    if args.restart:  # every run's, before the first: an interrupted first run must not leave the second's
+        for out in outs:
+            discard_partial(out)
     reports, runs = [], []
-    for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
-        try:
-            results = predict(
-                pipeline, truth, images, paths, boxes, out, _settings(config, boxes, truth, args),
-                threshold=args.threshold, restart=args.restart, max_pixels=config.max_pixels, progress=True,
-            )  # fmt: skip
-        except (ResumeError, AnnotationError) as exc:
-            raise CommandError(str(exc)) from None
-        except KeyboardInterrupt:
-            kept = partial_file(out)
-            return interrupted(f"the images done are in {kept}; run the same command to go on from them")
-        try:
-            write_results(results, out)
-        except OSError as exc:
-            raise unwritable("--out", out, exc) from None
-        print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
-        reports.append(evaluate(truth, results, evaluator=args.evaluator))
-        runs.append(results)
-    labels = ["this run"] + (["--compare " + " ".join(args.compare)] if second else [])
+    try:
+        for config, pipeline, out in zip(configs, pipelines, outs, strict=True):
+            try:
+                results = predict(
+                    pipeline, truth, images, paths, boxes, out, _settings(config, boxes, truth, args),
+                    threshold=args.threshold, max_pixels=config.max_pixels, progress=True,
+                )  # fmt: skip
+            except (ResumeError, AnnotationError) as exc:
+                raise CommandError(str(exc)) from None
+            try:
+                write_results(results, out)
+            except OSError as exc:
+                raise unwritable("--out", out, exc) from None
+            print(f"wrote {out} ({len(results)} poses on {len(images)} images)", file=sys.stderr)
+            reports.append(evaluate(truth, results, evaluator=args.evaluator))
+            runs.append(results)
+    except KeyboardInterrupt:
+        kept = " and ".join(str(partial_file(out)) for out in outs if partial_file(out).exists())
+        again = "the same command without --restart" if args.restart else "the same command"
+        return interrupted(f"the images done are in {kept}; run {again} to go on from them")
+    for out in outs:  # kept until now: a rerun after an interrupted second run goes on from both
+        partial_file(out).unlink(missing_ok=True)
+    labels = ["this run"] + (["--compare " + " ".join(args.compare)] if compared else [])
     print(format_report(reports, labels))
-    if second:
+    if compared:
         print(format_displacement(keypoint_displacement(*runs)))
     return 0
 
@@ -188,7 +198,6 @@ def predict(
     settings: dict[str, Any],
     *,
     threshold: float = 0.0,
-    restart: bool = False,
     max_pixels: int = sys.maxsize,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -196,13 +205,9 @@ def predict(
     images' order, resuming from ``OUT.partial`` when it holds a run of the same ``settings``."""
     partial_path = partial_file(out)
     try:
-        if restart:
-            partial_path.unlink(missing_ok=True)
         partial = PartialResults(partial_path, settings)
-    except OSError as exc:  # a directory in its place, a file it may not read
-        raise CommandError(
-            f"cannot use {partial_path}: {exc.strerror or exc}; remove it, or choose another --out", 1
-        ) from None
+    except OSError as exc:
+        raise _unusable(partial_path, exc) from None
     try:
         todo = [
             (image, path)
@@ -221,16 +226,30 @@ def predict(
 
 
 def write_results(results: list[dict[str, Any]], out: Path) -> None:
-    """The finished results JSON; the partial file goes once it is written."""
+    """The finished results JSON. Its partial file stays: the command removes every run's once all are
+    written, so that a rerun after an interrupted --compare run need not run the first again."""
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp")
     temporary.write_text(json.dumps(results) + "\n")
     temporary.replace(out)
-    partial_file(out).unlink(missing_ok=True)
 
 
 def partial_file(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
+
+
+def discard_partial(out: Path) -> None:
+    """``--restart``: the partial results of ``out`` go."""
+    path = partial_file(out)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+
+
+def _unusable(path: Path, exc: OSError) -> CommandError:
+    """A partial file that cannot be read or removed: a directory in its place, a file it may not read."""
+    return CommandError(f"cannot use {path}: {exc.strerror or exc}; remove it, or choose another --out", 1)
 
 
 def format_report(reports: Sequence[dict[str, dict[str, float]]], labels: Sequence[str]) -> str:
@@ -264,18 +283,21 @@ def format_displacement(per_image: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _compare_flags(items: Sequence[str]) -> dict[str, str]:
+def _compare_flags(items: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings of ``--compare SETTING=VALUE ...`` as setting flags, and how the user typed each
+    (``--compare detector``), for :meth:`Config.from_env` to name in its errors."""
     allowed = {flag[2:]: flag for flag in FLAGS}
-    flags = {}
+    flags, spelled = {}, {}
     for item in items:
-        name, _, value = item.partition("=")
-        name = name.strip().removeprefix("--").replace("_", "-")
+        typed, _, value = item.partition("=")
+        name = typed.strip().removeprefix("--").replace("_", "-")
         if name not in allowed or not value.strip():
             raise ConfigError(
                 f"invalid --compare {item!r}: expected SETTING=VALUE with SETTING one of {', '.join(allowed)}"
             )
         flags[allowed[name]] = value.strip()
-    return flags
+        spelled[allowed[name]] = f"--compare {typed.strip()}"
+    return flags, spelled
 
 
 def _compare_path(out: Path) -> Path:

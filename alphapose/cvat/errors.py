@@ -5,7 +5,7 @@ from __future__ import annotations
 
 class ConfigError(ValueError):
     """A setting holds a value the function cannot run with; the message names it as the user spelled it
-    (an ``ALPHAPOSE_*`` variable, a command-line flag, an SDK parameter)."""
+    (an ``ALPHAPOSE_*`` variable, a command-line flag, an SDK parameter, evaluate's ``--compare SETTING``)."""
 
 
 class RequestError(Exception):

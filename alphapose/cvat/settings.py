@@ -228,12 +228,15 @@ class Config:
         *,
         flags: Mapping[str, str] | None = None,
         parameters: Mapping[str, str] | None = None,
+        spelled: Mapping[str, str] | None = None,
     ) -> Config:
         """Parse and check the ``ALPHAPOSE_*`` variables of ``environ`` (default: ``os.environ``).
 
         ``flags`` maps ``"--flag-name"`` to text for settings given on a command line, ``parameters``
         setting names to text for settings given as CVAT SDK function parameters (``cvat-cli -p``); both
-        win over the variables, and errors name the flag or the parameter.
+        win over the variables, and errors name the flag or the parameter. ``spelled`` maps a flag of
+        ``flags`` that the user typed in another form to that form (evaluate's ``--compare detector`` for
+        ``--detector``): errors name what was typed, not a flag the user never gave.
         """
         environ = os.environ if environ is None else environ
         given = {s.name: (environ.get(s.env, ""), s.env) for s in SETTINGS}
@@ -241,7 +244,7 @@ class Config:
             name = flag.removeprefix("--").replace("-", "_")
             if name not in BY_NAME:
                 raise ValueError(f"no setting is named by {flag}")
-            given[name] = (text, flag)
+            given[name] = (text, (spelled or {}).get(flag, flag))
         for name, text in (parameters or {}).items():
             if name not in BY_NAME:
                 raise ValueError(f"no setting is named {name}")
@@ -322,7 +325,9 @@ class Config:
 
 
 def _shown(source: str, text: str) -> str:
-    return f"{source} {text!r}" if source.startswith("-") else f"{source}={text!r}"
+    """A flag and its value as typed (``--device 'cuda'``); anything else, a variable, a parameter or a
+    setting named after another flag (``--compare device``), joined to the value by ``=``."""
+    return f"{source} {text!r}" if source in FLAGS else f"{source}={text!r}"
 
 
 def add_setting_flags(parser: argparse.ArgumentParser | Any) -> None:

@@ -44,7 +44,15 @@ from tests.golden.wholebody_eval_set import flat as flat_pose
 from tests.golden.wholebody_eval_set import make_set
 from tools.cli import main
 from tools.errors import CommandError
-from tools.evaluate import Boxes, _check_keypoints, _settings, partial_file, predict, write_results
+from tools.evaluate import (
+    Boxes,
+    _check_keypoints,
+    _settings,
+    discard_partial,
+    partial_file,
+    predict,
+    write_results,
+)
 
 THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]  # the COCO OKS thresholds
 
@@ -242,9 +250,8 @@ def test_results_json_loads_in_the_evaluators_loader(tmp_path: Path) -> None:
     annotations = write_set(tmp_path)
     out = tmp_path / "results.json"
     results = run_fake(annotations, FakePipeline(annotations, 5.0), out)
-    assert partial_file(out).exists()
     write_results(results, out)
-    assert not partial_file(out).exists()
+    assert partial_file(out).exists()  # removed by the command once every run's results are written
     gt = COCO(str(annotations))
     dt = gt.loadRes(str(out))
     anns = dt.loadAnns(dt.getAnnIds())
@@ -363,6 +370,116 @@ def test_ctrl_c_says_that_the_same_command_goes_on_from_the_partial_file(
     assert again.calls == 1
 
 
+def compare_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelines: list[FakePipeline]
+) -> tuple[list[str], Path, Path]:
+    """``evaluate --compare flip=1`` on the small set, its models ``pipelines`` in the order loaded."""
+    import tools.evaluate
+
+    monkeypatch.delenv("ALPHAPOSE_PRESET", raising=False)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: pipelines.pop(0))
+    out = tmp_path / "results.json"
+    argv = [
+        *evaluate_argv(tmp_path / "person_keypoints.json", tmp_path / "images", out),
+        "--compare",
+        "flip=1",
+    ]
+    return argv, partial_file(out), partial_file(tmp_path / "results-compare.json")
+
+
+def test_a_rerun_after_ctrl_c_in_the_compare_run_goes_on_from_both_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run's partial file went once its results were written: the rerun of an interrupted
+    --compare run computed the first run again from scratch. Both stay until both runs are written."""
+    annotations = write_set(tmp_path)
+    pipelines = [FakePipeline(annotations), FakePipeline(annotations, 2.0, fail_after=1)]
+    pipelines += [FakePipeline(annotations), FakePipeline(annotations, 2.0)]
+    argv, first_partial, second_partial = compare_command(tmp_path, monkeypatch, pipelines)
+    assert main(argv) == 130
+    assert capsys.readouterr().err.endswith(
+        f"interrupted: the images done are in {first_partial} and {second_partial}; run the same command to "
+        "go on from them\n"
+    )
+    first, second = pipelines
+    assert main(argv) == 0
+    assert (first.calls, second.calls) == (0, 1)
+    err = capsys.readouterr().err
+    assert f"resuming {first_partial}: 2 images done" in err
+    assert f"resuming {second_partial}: 1 images done" in err
+    assert not first_partial.exists() and not second_partial.exists()  # both runs written: nothing to go on
+
+
+def test_restart_discards_every_runs_partial_file_before_the_first_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C in the first run of a --restart command must not leave the second run's old images for the
+    rerun, whose Ctrl-C line says to leave --restart out (the same command would start over again)."""
+    annotations = write_set(tmp_path)
+    pipelines = [FakePipeline(annotations), FakePipeline(annotations, 2.0, fail_after=1)]
+    pipelines += [FakePipeline(annotations, fail_after=1), FakePipeline(annotations, 2.0)]
+    pipelines += [FakePipeline(annotations), FakePipeline(annotations, 2.0)]
+    argv, first_partial, second_partial = compare_command(tmp_path, monkeypatch, pipelines)
+    assert main(argv) == 130
+    assert main([*argv, "--restart"]) == 130
+    assert capsys.readouterr().err.endswith(
+        f"interrupted: the images done are in {first_partial}; run the same command without --restart to "
+        "go on from them\n"
+    )
+    assert not second_partial.exists()
+    first, second = pipelines
+    assert main(argv) == 0
+    assert (first.calls, second.calls) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("compare", "refusal"),
+    [
+        ("detector=nope", "invalid --compare detector='nope': unknown detector; choose one of: yolov3-spp"),
+        ("precision=fp64", "invalid --compare precision='fp64': expected one of auto, fp32"),
+        ("flip=maybe", "invalid --compare flip='maybe': expected 0 or 1"),
+        ("detector_size=33", "invalid --compare detector_size='33': must be a positive multiple of 32"),
+        ("precision=int8", "invalid --compare precision='int8': int8 is calibrated on images like those"),
+    ],
+)
+def test_a_bad_compare_setting_is_refused_naming_what_was_typed(
+    compare: str,
+    refusal: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The second run's settings reach Config as flags: the refusal named --detector, never typed."""
+    import tools.evaluate
+
+    annotations = write_set(tmp_path)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: pytest.fail("a model loaded"))
+    assert (
+        main([*evaluate_argv(annotations, tmp_path / "images", tmp_path / "r.json"), "--compare", compare])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {refusal}") and err.count("\n") == 1, err
+
+
+def test_a_compare_setting_refused_as_the_model_loads_is_named_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weights directory without the files is found when the second model loads: named as typed too."""
+    import tools.evaluate
+
+    annotations = write_set(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    loads = iter([lambda config: FakePipeline(annotations), lambda config: config.load_pipeline()])
+    monkeypatch.delenv("ALPHAPOSE_PRESET", raising=False)
+    monkeypatch.setattr(tools.evaluate, "_load", lambda config: next(loads)(config))
+    argv = evaluate_argv(annotations, tmp_path / "images", tmp_path / "r.json")
+    assert main([*argv, "--compare", f"weights-dir={empty}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(--compare weights-dir selects the directory)" in err, err
+
+
 def test_partial_results_of_other_settings_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.json.partial"
     PartialResults(path, {"precision": "fp32"}).close()
@@ -392,12 +509,10 @@ def test_a_partial_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path
         run_fake(annotations, FakePipeline(annotations, 2.0), out)
     partial_file(out).unlink()
     partial_file(out).mkdir()
-    for restart in (False, True):
-        with pytest.raises(
-            CommandError, match=r"cannot use .*results\.json\.partial: Is a directory; remove it"
-        ):
-            pipeline = FakePipeline(annotations, 2.0)
-            predict(pipeline, truth, truth.images, paths, Boxes("detector"), out, {}, restart=restart)
+    with pytest.raises(CommandError, match=r"cannot use .*results\.json\.partial: Is a directory; remove it"):
+        predict(FakePipeline(annotations, 2.0), truth, truth.images, paths, Boxes("detector"), out, {})
+    with pytest.raises(CommandError, match=r"cannot use .*results\.json\.partial: Is a directory; remove it"):
+        discard_partial(out)  # --restart
 
 
 def test_a_changed_calibration_image_refuses_the_resume(tmp_path: Path) -> None:
