@@ -19,13 +19,18 @@ from alphapose.errors import OptionError
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, PosePreset, get_preset
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# The largest detector_size taken: YOLO detectors are run at 1280-1536 at most in practice, and this leaves
+# room above that. Without a bound any multiple of 32 passed (99999968 is one), and the letterboxed frame
+# outgrew memory inside OpenCV on the first image instead of being refused here, naming the option.
+MAX_DETECTOR_SIZE = 4096
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
     """How to build and run a :class:`alphapose.PosePipeline`.
 
-    ``detector_size`` None means the detector's official input size (608 for YOLOv3-SPP).
+    ``detector_size`` None means the detector's official input size (608 for YOLOv3-SPP); a size given is a
+    multiple of 32 up to :data:`MAX_DETECTOR_SIZE`.
     ``detector_confidence`` and ``detector_nms`` are AlphaPose's own values.
     """
 
@@ -59,8 +64,12 @@ class PipelineOptions:
             else "expected auto, cpu, cuda or cuda:N",
             "detector_size": None
             if self.detector_size is None
-            or (_is_int(self.detector_size) and self.detector_size >= 32 and self.detector_size % 32 == 0)
-            else "must be a positive multiple of 32",
+            or (
+                _is_int(self.detector_size)
+                and 32 <= self.detector_size <= MAX_DETECTOR_SIZE
+                and self.detector_size % 32 == 0
+            )
+            else f"must be a multiple of 32 from 32 to {MAX_DETECTOR_SIZE}",
             "flip": None if isinstance(self.flip, bool) else "must be True or False",
             "max_batch": None
             if _is_int(self.max_batch) and self.max_batch >= 1

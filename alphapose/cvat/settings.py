@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from alphapose.cvat.errors import ConfigError
 from alphapose.errors import OptionError, WeightsError
 from alphapose.images import DEFAULT_MAX_PIXELS
-from alphapose.options import PipelineOptions
+from alphapose.options import MAX_DETECTOR_SIZE, PipelineOptions
 from alphapose.pose.presets import PosePreset
 
 if TYPE_CHECKING:
@@ -164,7 +164,8 @@ SETTINGS: tuple[Setting, ...] = (
     _pipeline(
         "detector_size",
         _integer,
-        "detector input size, a multiple of 32; smaller is faster and misses small persons",
+        f"detector input size, a multiple of 32 from 32 to {MAX_DETECTOR_SIZE}; smaller is faster and misses "
+        "small persons",
         shown_default="the detector's own (608 for YOLOv3-SPP, 640 for YOLOX)",
     ),
     _pipeline(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alphapose.errors import CommandLineParser, OptionError, WeightsError, run_command
+from alphapose.options import MAX_DETECTOR_SIZE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,7 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", required=True, help="pose model, e.g. fastpose_res50_coco")
     parser.add_argument("--detector", required=True, help="person detector, e.g. yolox-s")
     parser.add_argument("--dir", type=Path, required=True, help="directory of the weights files")
-    parser.add_argument("--detector-size", type=int, help="detector input size (default: the detector's)")
+    parser.add_argument(
+        "--detector-size",
+        type=int,
+        help=f"detector input size, a multiple of 32 up to {MAX_DETECTOR_SIZE} (default: the detector's)",
+    )
     parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16, fp16 or int8")
     parser.add_argument("--calibration", type=Path, help="int8: a directory of images to quantize on")
     args = parser.parse_args(argv)

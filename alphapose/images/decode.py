@@ -73,8 +73,8 @@ def decode_image(
             # Our own limit below decides; Pillow's warning threshold is not the policy here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"the image is too large to decode safely: {exc}", too_large=True) from None
+    except Image.DecompressionBombError:
+        raise _over_pillows_cap(max_pixels, limit_name) from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{subject} is not an image file of a format Pillow reads (JPEG, PNG, ...)"
@@ -85,15 +85,38 @@ def decode_image(
         raise ImageError(f"{image.format} images are not accepted; send JPEG or PNG")
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(
-            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
-            f"({limit_name}); send a smaller image or raise the limit",
-            too_large=True,
-        )
+        raise _over_the_limit(f"{width}x{height} = {width * height}", max_pixels, limit_name)
     if width == 0 or height == 0:
         raise ImageError(f"the image is empty ({width}x{height})")
     pixels = decode_jpeg_with_opencv(data, image)
     return pixels if pixels is not None else decode_with_pillow(image)
+
+
+def _over_the_limit(pixels: str, max_pixels: int, limit_name: str) -> ImageError:
+    return ImageError(
+        f"the image has {pixels} pixels, more than the limit of {max_pixels} ({limit_name}); send a smaller "
+        "image or raise the limit",
+        too_large=True,
+    )
+
+
+def _over_pillows_cap(max_pixels: int, limit_name: str) -> ImageError:
+    """An image Pillow refused on opening, in the words of our own limit.
+
+    Pillow refuses above twice its cap without telling us the size. When that threshold is at least
+    ``max_pixels`` (start-up raised the cap to it) the image is over our limit too; below it, the caller
+    never raised the cap, and raising the limit would not help where :func:`allow_large_images` does.
+    """
+    refused_above = 2 * int(Image.MAX_IMAGE_PIXELS)
+    if refused_above >= max_pixels:
+        return _over_the_limit(f"over {refused_above}", max_pixels, limit_name)
+    return ImageError(
+        f"the image has over {refused_above} pixels, the most Pillow opens in this process, which is "
+        f"below the limit of {max_pixels} ({limit_name}): call "
+        f"alphapose.images.decode.allow_large_images({max_pixels}) once at start-up, as the function and "
+        "the tools do, or send a smaller image",
+        too_large=True,
+    )
 
 
 def allow_large_images(max_pixels: int) -> None:
@@ -101,9 +124,10 @@ def allow_large_images(max_pixels: int) -> None:
 
     Pillow refuses, on opening, any image over 2 x ``MAX_IMAGE_PIXELS`` pixels (about 179 million by
     default), before :func:`decode_image` compares the header with the configured limit; a larger
-    configured limit would otherwise be silently capped there. Smaller images are still refused by
-    that comparison, before any pixel is decoded. The setting is process-wide, so the function's
-    ``init_context`` and the command-line tools call this once; the parser itself never does.
+    configured limit would otherwise be capped there (the refusal then says to call this). Smaller
+    images are still refused by that comparison, before any pixel is decoded. The setting is
+    process-wide, so the function's ``init_context`` and the command-line tools call this once; the
+    parser itself never does.
     """
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels

@@ -21,6 +21,7 @@ from alphapose.errors import OptionError
         ("detector_size", 640.0),
         ("detector_size", True),
         ("detector_size", 100),
+        ("detector_size", 4128),  # a multiple of 32, above the largest size a detector is run at
         ("flip", "no"),  # truthy: the flip test would run
         ("flip", 1),
         ("flip", None),
@@ -55,6 +56,7 @@ def test_a_value_of_the_wrong_type_or_range_is_refused_naming_the_option(option:
         ("flip", False),
         ("max_batch", np.int64(8)),
         ("detector_size", 320),
+        ("detector_size", 4096),
         ("detector_size", None),
         ("detector_confidence", 0),
         ("detector_confidence", np.float32(0.25)),

@@ -150,6 +150,7 @@ def test_missing_checkpoint_alone_is_named(weights_dir: Path, tmp_path: Path) ->
         ("ALPHAPOSE_DEVICE", "cuda:7"),
         ("ALPHAPOSE_DETECTOR_SIZE", "600"),
         ("ALPHAPOSE_DETECTOR_SIZE", "0"),
+        ("ALPHAPOSE_DETECTOR_SIZE", "4128"),
         ("ALPHAPOSE_DETECTOR_SIZE", "large"),
         ("ALPHAPOSE_FLIP", "2"),
         ("ALPHAPOSE_MAX_BATCH", "0"),

@@ -37,6 +37,10 @@ PARSED_WITHOUT_THE_MODEL = [
     (["predict", str(TEST_DATA / "astronaut.jpg"), "--preset", "nope"], "error: invalid --preset 'nope': "),
     (["predict", str(TEST_DATA / "astronaut.jpg"), "--device", "gpu9"], "error: invalid --device 'gpu9': "),
     (["predict", str(TEST_DATA / "astronaut.jpg"), "--threshold", "2"], "error: invalid --threshold 2.0: "),
+    (
+        ["predict", str(TEST_DATA / "astronaut.jpg"), "--detector-size", "99999968"],
+        "error: invalid --detector-size '99999968': must be a multiple of 32 from 32 to 4096",
+    ),
     (["annotate-task", "1", "--precision", "fp64"], "error: invalid --precision 'fp64': "),
     (
         ["evaluate", "--annotations", "a.json", "--images", "x", "--presett", "nope"],

@@ -226,9 +226,33 @@ def test_pixel_limit_is_checked_on_the_header_before_decoding(monkeypatch: pytes
     assert "10100" in exc.detail
 
 
-def test_decompression_bomb_beyond_pillows_own_limit_is_413() -> None:
-    exc = refused(decode_image, png_header_only(30_000, 30_000), max_pixels=10**12)
+def test_decompression_bomb_beyond_pillows_own_limit_is_413_naming_our_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow refuses, before telling the size, above twice its cap, which start-up raises to the limit (as
+    alphapose.images.decode.allow_large_images does): the detail is ours, naming the limit and its setting."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", MAX_PIXELS)
+    exc = refused(decode_image, png_header_only(30_000, 30_000), max_pixels=MAX_PIXELS)
     assert (exc.status, exc.error) == (413, "image_too_large")
+    assert (
+        f"over {2 * MAX_PIXELS} pixels, more than the limit of {MAX_PIXELS} (ALPHAPOSE_MAX_PIXELS)"
+        in exc.detail
+    )
+    assert "send a smaller image or raise the limit" in exc.detail
+    assert "bomb DOS" not in exc.detail
+
+
+def test_an_image_under_our_limit_but_over_pillows_cap_says_how_to_raise_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library caller who never raised Pillow's cap: raising our limit would not help, raising the cap
+    does."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses above 2000 pixels
+    exc = refused(decode_image, png_header_only(50, 50), max_pixels=MAX_PIXELS)
+    assert (exc.status, exc.error) == (413, "image_too_large")
+    assert "over 2000 pixels" in exc.detail and f"limit of {MAX_PIXELS} (ALPHAPOSE_MAX_PIXELS)" in exc.detail
+    assert f"alphapose.images.decode.allow_large_images({MAX_PIXELS})" in exc.detail
+    assert "raise the limit" not in exc.detail
 
 
 def test_image_at_the_pixel_limit_is_accepted() -> None:

@@ -420,5 +420,9 @@ def test_export_command_names_the_flag_of_a_bad_value(
     args = ["--preset", "fastpose_res50_coco", "--detector", "yolox-s", "--dir", str(tmp_path)]
     assert main(["--engine", "tensorrt", *args]) == 2
     assert "error: --engine 'tensorrt': unknown engine" in capsys.readouterr().err
+    assert main(["--engine", "onnxruntime", "--detector-size", "99999968", *args]) == 2
+    assert (
+        "error: --detector-size 99999968: must be a multiple of 32 from 32 to 4096" in capsys.readouterr().err
+    )
     assert main(["--engine", "onnxruntime", *args]) == 2  # no weights there
     assert "--dir selects the directory" in capsys.readouterr().err
