@@ -40,19 +40,22 @@ def install_hint(extra: str) -> str:
     )
 
 
-def missing_package(name: str | None, module: str) -> str:
+def missing_package(name: str | None, module: str, remedy: str | None = None) -> str:
     """The one line for ``python -m <module>`` run by a Python that lacks package ``name``: a Python outside
-    the project's environment, which the import traceback does not say."""
-    return (
-        f"{sys.executable} has no {name} package: run it with the project's Python (.venv/bin/python -m "
-        f"{module} ..., after make setup), or pip install -r requirements.txt in this one"
+    the project's environment, which the import traceback does not say, unless ``remedy`` says otherwise."""
+    remedy = remedy or (
+        f"run it with the project's Python (.venv/bin/python -m {module} ..., after make setup), or pip "
+        "install -r requirements.txt in this one"
     )
+    return f"{sys.executable} has no {name} package: {remedy}"
 
 
-def run_command(main: Callable[[], int], module: str) -> NoReturn:
-    """Exit with the status of ``main``, the whole of ``python -m <module>``, its imports included: Ctrl-C
-    at any moment (PyTorch's import takes seconds) and a Python without the project's packages end it in
-    one line rather than a traceback."""
+def run_command(main: Callable[[], int | None], module: str, remedy: str | None = None) -> NoReturn:
+    """Exit with the status of ``main``, the whole of ``python -m <module>``, its imports included, with
+    one line rather than a traceback for what the user can mend: Ctrl-C at any moment (PyTorch's import
+    takes seconds), a Python without the project's packages (:func:`missing_package`, told ``remedy``),
+    and an error the library raises on purpose that ``main`` left uncaught (status 2 for a value refused,
+    1 for a file)."""
     try:
         status = main()
     except KeyboardInterrupt:
@@ -61,8 +64,11 @@ def run_command(main: Callable[[], int], module: str) -> NoReturn:
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] == "alphapose":
             raise  # a module of the checkout itself is missing: the traceback is the help
-        print(f"error: {missing_package(exc.name, module)}", file=sys.stderr)
+        print(f"error: {missing_package(exc.name, module, remedy)}", file=sys.stderr)
         status = 1
+    except AlphaPoseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 2 if isinstance(exc, ValueError) else 1
     sys.exit(status)
 
 

@@ -24,7 +24,8 @@ import torch
 from alphapose.detection.detectors import DETECTORS
 from alphapose.engines import PRECISIONS
 from alphapose.engines.threads import configure_cpu_threads
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, OptionError, run_command
+from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS
 from bench.coldstart import measure_cold_start
@@ -146,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=RESULTS, help="results directory (default: bench/results)"
     )
     args = parser.parse_args(argv)
+    try:  # refused now, naming the flag, rather than in the cold-start worker after the weights are written
+        PipelineOptions(
+            preset=args.preset, device=args.device, detector_size=args.detector_size, precision=args.precision
+        )
+    except OptionError as exc:
+        parser.error(f"--{exc.option.replace('_', '-')} {exc.value!r}: {exc.problem}")
     results = run(args)
     json_path, md_path = write_report(results, args.out)
     print(render_markdown(results))
@@ -153,4 +160,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "bench")

@@ -26,7 +26,7 @@ from typing import Any
 from PIL import Image
 
 from alphapose.cvat.spec import label_spec
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from alphapose.pose.presets import DEFAULT_PRESET, get_preset
 from bench.cpu import cpu_model
 from bench.load import server_env, start_server, threads_per_worker, weights_directory
@@ -132,4 +132,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "bench.annotate")

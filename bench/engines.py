@@ -75,7 +75,7 @@ from alphapose.engines.precision import (
     resolve_precision,
 )
 from alphapose.engines.threads import configure_cpu_threads
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from alphapose.pipeline import PosePipeline
 from bench.coldstart import measure_cold_start
 from bench.cpu import cpu_model
@@ -536,4 +536,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "bench.engines")

@@ -41,7 +41,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from tools.server.process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -423,4 +423,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "bench.load")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from bench.engine_measurements import MEASUREMENTS
 from bench.latency import STAGES
 from tools.markers import Block
@@ -451,4 +451,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "bench.report")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from bench.load import (
     coco_problem,
     coco_request,
@@ -287,4 +287,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "bench.soak")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from alphapose.pose.skeletons import COCO17, oks_sigmas
 from alphapose.structures import Pose
 from alphapose.tracking import PoseTracker, TrackerOptions, box_iou
@@ -557,4 +557,8 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(
+        main,
+        "bench.tracking",
+        "make bench-tracking installs the peers compared into the project's Python and runs it",
+    )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from alphapose.engines.threads import configure_cpu_threads
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from alphapose.images.video import FrameSource
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
@@ -169,4 +169,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "bench.video")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from alphapose.errors import AlphaPoseError
 
-class ConfigError(ValueError):
+
+class ConfigError(AlphaPoseError, ValueError):
     """A setting holds a value the function cannot run with; the message names it as the user spelled it
     (an ``ALPHAPOSE_*`` variable, a command-line flag, an SDK parameter, evaluate's ``--compare SETTING``)."""
 
