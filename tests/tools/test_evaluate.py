@@ -438,7 +438,10 @@ def test_restart_discards_every_runs_partial_file_before_the_first_runs(
         ("detector=nope", "invalid --compare detector='nope': unknown detector; choose one of: yolov3-spp"),
         ("precision=fp64", "invalid --compare precision='fp64': expected one of auto, fp32"),
         ("flip=maybe", "invalid --compare flip='maybe': expected 0 or 1"),
-        ("detector_size=33", "invalid --compare detector_size='33': must be a multiple of 32 from 32 to 4096"),
+        (
+            "detector_size=33",
+            "invalid --compare detector_size='33': must be a multiple of 32 from 32 to 4096",
+        ),
         ("precision=int8", "invalid --compare precision='int8': int8 is calibrated on images like those"),
     ],
 )
