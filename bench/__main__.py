@@ -29,8 +29,9 @@ from alphapose.options import PipelineOptions
 from alphapose.pipeline import PosePipeline
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS
 from bench.coldstart import measure_cold_start
+from bench.cpu import load_average
 from bench.latency import Plan, detector_rows, latency_table, preset_speeds
-from bench.measure import device_label, environment, load_average, peak_rss_mb
+from bench.measure import device_label, environment, peak_rss_mb
 from bench.report import RESULTS, render_markdown, write_report
 
 

@@ -28,9 +28,8 @@ from PIL import Image
 from alphapose.cvat.spec import label_spec
 from alphapose.errors import CommandLineParser, run_command
 from alphapose.pose.presets import DEFAULT_PRESET, get_preset
-from bench.cpu import cpu_model
+from bench.cpu import cpu_model, load_average
 from bench.load import server_env, start_server, threads_per_worker, weights_directory
-from bench.measure import load_average
 from tools.cli import main as tools_main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,6 +42,7 @@ import requests
 from PIL import Image
 
 from alphapose.errors import CommandLineParser, run_command
+from bench.cpu import cpu_model, load_average
 from tools.server.process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -155,7 +156,15 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    """What the figures depend on besides the code, and the load average as they are written (the run's
+    own work included: above the worker count, other work shared the CPUs)."""
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_end": load_average(),
+    }
 
 
 def finish(

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from alphapose.detection.detectors import DETECTORS
-from bench.cpu import cpu_model
+from bench.cpu import cpu_model, load_average
 
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720), (1920, 1080))  # (width, height)
 PERSON_COUNTS: tuple[int, ...] = (1, 5, 20)  # fixed boxes (random weights find nobody in particular)
@@ -149,11 +149,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         facts["cuda"] = torch.version.cuda
         facts["cudnn"] = torch.backends.cudnn.version()
     return facts
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages, rounded: how busy the machine was around a figure."""
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def peak_rss_mb() -> float:

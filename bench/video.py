@@ -33,7 +33,8 @@ from alphapose.errors import CommandLineParser, run_command
 from alphapose.images.video import FrameSource
 from alphapose.pipeline import PosePipeline
 from alphapose.tracking import PoseTracker, track_video
-from bench.measure import device_label, environment, load_average, measure_interleaved
+from bench.cpu import load_average
+from bench.measure import device_label, environment, measure_interleaved
 from bench.report import RESULTS
 from tools.function_yaml import FUNCTION_FILES
 from tools.synthetic_images import synthetic_photo
