@@ -51,8 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """``argv`` parsed. Words that no flag of the command takes are refused by the command's own parser,
-    so that the line names the command (argparse leaves them to the top-level parser)."""
-    args, extras = build_parser(argv).parse_known_args(argv)
+    so that the line names the command (argparse leaves them to the top-level parser). Nothing at all
+    asks what there is: the commands are listed (on stderr, status 2, as for any command line not run)."""
+    parser = build_parser(argv)
+    if not argv:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    args, extras = parser.parse_known_args(argv)
     if extras:
         args.command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
     return args

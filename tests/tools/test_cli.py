@@ -47,7 +47,6 @@ PARSED_WITHOUT_THE_MODEL = [
         "error: unrecognized arguments: --presett nope; see python -m tools evaluate --help",
     ),
     (["predict", "a.jpg", "--threshold", "x"], "error: argument --threshold: invalid float value: 'x'; see "),
-    ([], "error: the following arguments are required: COMMAND; see python -m tools --help"),
 ]
 
 
@@ -79,9 +78,19 @@ def test_the_model_commands_parse_and_refuse_their_flags_without_pytorch_or_open
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(outcomes) == len(PARSED_WITHOUT_THE_MODEL), result.stderr
     for (argv, start), (status, err, loaded) in zip(PARSED_WITHOUT_THE_MODEL, outcomes, strict=True):
-        help_asked = bool(argv) and argv[-1] == "--help"
+        help_asked = argv[-1] == "--help"
         assert (status, loaded) == (0 if help_asked else 2, []), (argv, err)
         assert err.startswith(start) and err.count("\n") == (0 if help_asked else 1), (argv, err)
+
+
+def test_no_command_at_all_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bare ``python -m tools`` asks what there is: the help, not "the following arguments are
+    required: COMMAND"."""
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert err.startswith("usage: python -m tools ") and all(f"    {name}" in err for name in COMMANDS), err
 
 
 def test_every_command_of_the_project_parses_with_the_one_line_parser() -> None:
