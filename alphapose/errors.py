@@ -4,8 +4,9 @@ commands (``python -m alphapose.weights``, ``python -m alphapose.engines``) tell
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import NoReturn, TypeVar
 
 Row = TypeVar("Row")
@@ -50,25 +51,37 @@ def missing_package(name: str | None, module: str, remedy: str | None = None) ->
     return f"{sys.executable} has no {name} package: {remedy}"
 
 
-def run_command(main: Callable[[], int | None], module: str, remedy: str | None = None) -> NoReturn:
+def run_command(
+    main: Callable[[], int | None],
+    module: str,
+    remedy: str | None = None,
+    *,
+    checkout: Collection[str] = ("alphapose",),
+) -> NoReturn:
     """Exit with the status of ``main``, the whole of ``python -m <module>``, its imports included, with
     one line rather than a traceback for what the user can mend: Ctrl-C at any moment (PyTorch's import
-    takes seconds), a Python without the project's packages (:func:`missing_package`, told ``remedy``),
-    and an error the library raises on purpose that ``main`` left uncaught (status 2 for a value refused,
-    1 for a file)."""
+    takes seconds), a Python without the project's packages (:func:`missing_package`, told ``remedy``;
+    a package of ``checkout`` missing is the checkout's fault, whose traceback is the help), an error
+    the library raises on purpose that ``main`` left uncaught (status 2 for a value refused, 1 for a
+    file), and a reader of stdout that went early (``| head``: nothing more is said, status 1)."""
     try:
         status = main()
+        sys.stdout.flush()  # here, where a reader gone is caught, rather than at exit
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         status = 130
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] == "alphapose":
-            raise  # a module of the checkout itself is missing: the traceback is the help
+        if (exc.name or "").partition(".")[0] in checkout:
+            raise
         print(f"error: {missing_package(exc.name, module, remedy)}", file=sys.stderr)
         status = 1
     except AlphaPoseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 2 if isinstance(exc, ValueError) else 1
+    except BrokenPipeError:
+        # stdout goes to devnull so that the flush at exit does not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
     sys.exit(status)
 
 

@@ -1,11 +1,14 @@
-"""``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, and a reader of stdout
-that goes early (``| head``) end it quietly."""
+"""``python -m tools``: see :mod:`tools.cli`. Ctrl-C at any moment, imports included, a Python without the
+project's packages and a reader of stdout that goes early (``| head``) end it quietly
+(:func:`alphapose.errors.run_command`)."""
 
 import argparse
 import os
 import signal
 import sys
 from collections.abc import Callable
+
+from alphapose.errors import run_command
 
 
 def _interrupted_while_importing(signum: int, frame: object) -> None:
@@ -33,9 +36,7 @@ def _run() -> int:
     run, args = _parsed()
     if not ignored:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    status = run(args)
-    sys.stdout.flush()  # here, where a reader gone is caught, rather than at exit
-    return status
+    return run(args)
 
 
 # OpenCV and the FFmpeg it bundles log to stderr on their own (a file that is no video: "moov atom not
@@ -44,21 +45,4 @@ def _run() -> int:
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
 
-try:
-    status = _run()
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    status = 130
-except ModuleNotFoundError as exc:
-    if (exc.name or "").partition(".")[0] in _PROJECT:
-        raise
-    from alphapose.errors import missing_package
-    from tools.errors import CommandError
-
-    status = CommandError(missing_package(exc.name, "tools"), 1).report()
-except BrokenPipeError:
-    # The reader of stdout went first (``| head``): nothing is left to say. stdout goes to devnull so
-    # that the flush at exit does not fail a second time.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    status = 1
-sys.exit(status)
+run_command(_run, "tools", checkout=_PROJECT)
