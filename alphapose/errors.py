@@ -1,5 +1,6 @@
-"""The pose library's exceptions, each message meant for the person who has to act on it, and how its
-commands (``python -m alphapose.weights``, ``python -m alphapose.engines``) tell what stops them: one line."""
+"""The pose library's exceptions, each message meant for the person who has to act on it, and how a
+command tells what stops it, in one line: the library's own (``python -m alphapose.weights``,
+``python -m alphapose.engines``) and the tools and benchmarks built on the library."""
 
 from __future__ import annotations
 
