@@ -487,6 +487,7 @@ def test_a_long_upload_goes_in_parts_that_each_fit(
     assert list(cli_env.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
 def test_a_lost_answer_to_a_part_then_resume_sends_only_the_parts_missing(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, applied: bool
@@ -533,6 +534,7 @@ def test_a_resume_after_a_replacement_stopped_in_its_parts_sends_the_parts_missi
     assert list(cli_env.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_an_append_resume_of_a_replacement_whose_answer_was_lost_is_refused(
     cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,7 +35,13 @@ def error(actual: torch.Tensor, expected: np.ndarray) -> float:
     return float((actual - reference).abs().max())
 
 
-@pytest.mark.parametrize("preset_name", list(MODELS))
+# The three heaviest networks (3 to 5 s each) run in make test-slow, to keep make test short.
+HEAVY = {"fastpose_duc_res152_coco", "fastpose_duc_res50_coco", "hrnet_w32_coco"}
+
+
+@pytest.mark.parametrize(
+    "preset_name", [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in MODELS]
+)
 def test_heatmaps_match_the_official_network(
     preset_name: str, golden: dict[str, np.ndarray], tmp_path: Path
 ) -> None:

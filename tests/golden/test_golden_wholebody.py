@@ -72,7 +72,7 @@ def model(
     return preset, load_pose_model(preset, write_seeded_checkpoint(preset, tmp_path_factory.mktemp(preset)))
 
 
-@pytest.fixture(scope="module", params=["plain", "flip"])
+@pytest.fixture(scope="module", params=["plain", pytest.param("flip", marks=pytest.mark.slow)])
 def case(request: pytest.FixtureRequest, model: tuple[str, torch.nn.Module]) -> tuple[Run, dict, str]:
     (preset, network), tag = model, request.param
     pipeline = PosePipeline(None, network, get_preset(preset), torch.device("cpu"), flip=tag == "flip")  # type: ignore[arg-type]

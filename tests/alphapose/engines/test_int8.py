@@ -152,6 +152,7 @@ def test_int8_stays_within_the_bound_its_quantizers_explain(case: dict[str, obje
     np.testing.assert_array_equal(cached, made)
 
 
+@pytest.mark.slow
 def test_the_bound_fails_on_calibration_in_bgr_order_or_without_the_mean(case: dict[str, object]) -> None:
     good = case["inputs"]
     means = np.asarray(PIXEL_MEANS, np.float32)[None, :, None, None]
@@ -198,6 +199,7 @@ def test_a_set_is_named_by_its_files_names_and_contents(tmp_path: Path) -> None:
     assert first.cache_key != first.digest and FRAME_READING in first.cache_key
 
 
+@pytest.mark.slow
 def test_a_new_calibration_set_quantizes_again_and_a_foreign_cache_entry_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -202,6 +202,7 @@ def test_predict_directory_of_frames_to_stdout(
     assert not out.exists() and not list(out.parent.iterdir())
 
 
+@pytest.mark.slow
 def test_predict_directory_of_videos_writes_one_results_file_each(
     weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -78,7 +78,12 @@ def test_state_dict_matches_official_layout(
 
 
 @pytest.mark.parametrize(
-    "builder", [fastpose_res50, simplepose_res50, pytest.param(fastpose_dcn_res50, marks=pytest.mark.slow)]
+    "builder",
+    [
+        fastpose_res50,
+        pytest.param(simplepose_res50, marks=pytest.mark.slow),
+        pytest.param(fastpose_dcn_res50, marks=pytest.mark.slow),
+    ],
 )
 def test_checkpoint_round_trip_with_weights_only_load(
     builder: Callable[[int], nn.Module], tmp_path: Path

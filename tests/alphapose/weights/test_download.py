@@ -179,7 +179,9 @@ def test_missing_files_are_all_reported_with_url_and_place(tmp_path: Path) -> No
     assert f"make weights DETECTOR=yolov3-spp WEIGHTS_DIR={tmp_path}" in message
 
 
-@pytest.mark.parametrize("name", [DETECTOR_WEIGHTS, "yolox_s.pth", COCO.checkpoint.name])
+@pytest.mark.parametrize(
+    "name", [pytest.param(DETECTOR_WEIGHTS, marks=pytest.mark.slow), "yolox_s.pth", COCO.checkpoint.name]
+)
 def test_synthetic_files_carry_their_mark_wherever_they_are_copied(
     name: str, weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path
 ) -> None:
@@ -424,6 +426,7 @@ def test_downloaded_file_that_fails_verification_is_discarded(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_copy_from_another_directory_is_verified_like_a_download(
     weights_dir: Path, unmarked_weights_dir: Path, tmp_path: Path
 ) -> None:
