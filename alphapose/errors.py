@@ -104,6 +104,11 @@ class OptionError(AlphaPoseError, ValueError):
         self.value = value
         self.problem = problem
 
+    def as_flag(self) -> str:
+        """The refusal for a command line whose flags are the options' names (``--detector-size 33:
+        ...``): the library's own commands and the benchmarks."""
+        return f"--{self.option.replace('_', '-')} {self.value!r}: {self.problem}"
+
 
 class PrecisionError(OptionError):
     """A precision that is not one of auto, fp32, bf16, fp16, or one this CPU has no units for."""

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             preset=args.preset, device=args.device, detector_size=args.detector_size, precision=args.precision
         )
     except OptionError as exc:
-        parser.error(f"--{exc.option.replace('_', '-')} {exc.value!r}: {exc.problem}")
+        parser.error(exc.as_flag())
     results = run(args)
     json_path, md_path = write_report(results, args.out)
     print(render_markdown(results))

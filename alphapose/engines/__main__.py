@@ -44,8 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibration=args.calibration,
         )
     except OptionError as exc:
-        flag = f"--{exc.option.replace('_', '-')}"
-        print(f"error: {flag} {exc.value!r}: {exc.problem}", file=sys.stderr)
+        print(f"error: {exc.as_flag()}", file=sys.stderr)
         return 2
     except WeightsError as exc:
         print(f"error: {exc} (--dir selects the directory)", file=sys.stderr)
