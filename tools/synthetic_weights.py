@@ -23,7 +23,6 @@ Command line: ``python -m tools.synthetic_weights DIR [--preset NAME ...] [--det
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 from alphapose.detection.darknet import YoloV3SPP, write_darknet_weights
 from alphapose.detection.detectors import DEFAULT_DETECTOR, DETECTORS, get_detector
 from alphapose.detection.yolox_net import STRIDES, YOLOX
-from alphapose.errors import CommandLineParser
+from alphapose.errors import CommandLineParser, run_command
 from alphapose.pose.models.resnet import DeformConv2d
 from alphapose.pose.presets import DEFAULT_PRESET, PRESETS, get_preset
 from alphapose.weights.download import SYNTHETIC_DARKNET_SEEN, mark_synthetic
@@ -302,12 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as exc:  # a file given as the directory, a directory it may not write
         return CommandError(f"cannot write weights in {args.directory}: {exc.strerror or exc}", 1).report()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     print(f"synthetic weights written to {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "tools.synthetic_weights")

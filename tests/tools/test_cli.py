@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 
 import pytest
+import torch
 from repo_paths import REPO, TEST_DATA
 
 from tools.cli import COMMANDS, build_parser, main
@@ -144,8 +146,12 @@ def test_the_synthetic_weights_writer_names_a_directory_it_cannot_write_in_one_l
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic_weights, "write_synthetic_weights", interrupted)
-    assert synthetic_weights.main([str(tmp_path / "new")]) == 130
+    monkeypatch.setattr(torch, "save", interrupted)  # the first file written: run as python -m runs it
+    monkeypatch.setattr(sys, "argv", ["python -m tools.synthetic_weights", str(tmp_path / "new")])
+    monkeypatch.delitem(sys.modules, "tools.synthetic_weights")  # runpy runs a fresh copy as __main__
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as stopped:  # one escaping would stop pytest
+        runpy.run_module("tools.synthetic_weights", run_name="__main__")
+    assert stopped.type is SystemExit and stopped.value.code == 130
     assert capsys.readouterr().err == "interrupted\n"
 
 
